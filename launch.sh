@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One entry point for every job. Each command creates/uses .venv, installs the project
+# (with the extras it needs) and runs the job. Usage: bash launch.sh <command> [flags...]
+#   demo        train `base` and `din` on the embedded synthetic data, print a results table
+#   test        run the test suite (what CI runs)
+#   train       python -m seqrec_jax.main [flags...]   e.g. --config=seqrec_jax/configs/din.py:synthetic
+#   data        python -m seqrec_jax.data [flags...]   prepare / describe a dataset
+#   ablation    attention-unit x activation x normaliser sweep   (experiments/attention_ablation.py)
+#   din_table   the DIN paper's Table 3 comparison               (experiments/din_table.py)
+#   mmoe        MMoE synthetic study + census multi-task table   (experiments/mmoe_*.py, census_*.py)
+#   dcn         DNN vs DCN vs DCNv2 table                        (experiments/dcn_table.py)
+#   multihost   N local processes with jax.distributed on 127.0.0.1 (benchmarks/multihost.sh)
+#   bench       DIN throughput/latency vs PyTorch peers           (benchmarks/din_throughput.py)
+set -euo pipefail
+cd "$(dirname "$0")"
+cmd="${1:-demo}"; shift || true
+
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+setup() {  # setup <extras>: idempotent; reinstalls only when pyproject.toml or the extras change.
+  local extras="$1"
+  if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
+  local stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-${extras//,/_}"
+  if [ ! -f "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[${extras}]"
+    touch "$stamp"
+  fi
+}
+
+case "$cmd" in
+  demo)      setup test; exec .venv/bin/python -m experiments.demo "$@" ;;
+  test)      setup test,data; exec .venv/bin/python -m pytest -q tests "$@" ;;
+  train)     setup test,data; exec .venv/bin/python -m seqrec_jax.main "$@" ;;
+  data)      setup test,data; exec .venv/bin/python -m seqrec_jax.data "$@" ;;
+  ablation)  setup test,data; exec .venv/bin/python -m experiments.attention_ablation "$@" ;;
+  din_table) setup test,data; exec .venv/bin/python -m experiments.din_table "$@" ;;
+  mmoe)      setup test,data
+             .venv/bin/python -m experiments.mmoe_synthetic "$@"
+             exec .venv/bin/python -m experiments.census_multitask "$@" ;;
+  dcn)       setup test,data; exec .venv/bin/python -m experiments.dcn_table "$@" ;;
+  multihost) setup test,data; exec bash benchmarks/multihost.sh "$@" ;;
+  bench)     setup test,data,peers; exec .venv/bin/python -m benchmarks.din_throughput "$@" ;;
+  *) echo "unknown command '$cmd' (see the header of launch.sh)"; exit 2 ;;
+esac

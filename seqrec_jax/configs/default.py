@@ -1,0 +1,61 @@
+"""Defaults shared by every config: all keys any model, dataset or loop reads live here, so a
+misspelled override (`--config.model.activatoin=dice`) is an error, not a silent no-op."""
+from __future__ import annotations
+
+import ml_collections
+
+from seqrec_jax.data import synthetic
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = 'synthetic'
+  c.data.batch_size = 256            # global batch (all devices and processes together)
+  c.data.eval_batch_size = 2048      # global; the last batch is padded, not dropped
+  c.data.allow_empty_history = True  # a new user with no behaviours is a valid input
+  c.data.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULTS))
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = 'din'
+  c.model.embed_dim = 16             # per table; items are [item, cate] -> 2 * embed_dim
+  c.model.hidden = (200, 80)         # main MLP (DIN paper)
+  c.model.activation = 'dice'        # dice | prelu | relu | sigmoid
+  c.model.dice_eps = 1e-8            # DIN paper eq. 9
+  c.model.dropout = 0.0
+  c.model.use_user_embedding = False  # splits are by user: unseen users only have OOV ids
+  c.model.pooling = 'sum'            # `base` model: sum | mean | max
+  c.model.attention = ml_collections.ConfigDict()
+  c.model.attention.name = 'din'
+  c.model.attention.inputs = ('q', 'k', 'q-k', 'q*k')
+  c.model.attention.hidden = (80, 40)
+  c.model.attention.activation = 'same'   # 'same' = model.activation
+  c.model.attention.normalizer = 'none'   # none (paper) | softmax | sigmoid
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = 'adam'
+  c.optim.learning_rate = 1e-3
+  c.optim.schedule = 'constant'
+  c.optim.warmup_steps = 0
+  c.optim.clip_norm = 0.0
+  c.optim.weight_decay = 0.0
+  c.optim.momentum = 0.0
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_epochs = 3.0
+  c.train.num_steps = -1             # > 0 overrides num_epochs
+  c.train.eval_every = 500
+  c.train.log_every = 50
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 2
+  c.train.patience = -1              # stop after this many evals without improvement
+  c.train.select_metric = 'auc'      # on the valid split; auc | gauc | logloss
+  c.train.select_task = ''           # multi-task: which task selects ('' = the first)
+  c.train.progress = True
+
+  c.parallel = ml_collections.ConfigDict()
+  c.parallel.data = -1
+  c.parallel.model = 1
+  return c

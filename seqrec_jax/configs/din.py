@@ -1,0 +1,25 @@
+"""DIN and its LastN baseline.
+
+  python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:synthetic --workdir=runs/din
+  python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:synthetic,base --workdir=runs/base
+  ... --config.model.activation=prelu --config.model.attention.normalizer=softmax
+
+The argument is 'dataset[,model]' (model: din | base, default din).
+"""
+from __future__ import annotations
+
+from seqrec_jax.configs import default
+
+
+def get_config(arg: str = 'synthetic'):
+  parts = (arg or 'synthetic').split(',')
+  dataset = parts[0]
+  c = default.get_config()
+  c.data.name = dataset
+  if len(parts) > 1:
+    c.model.name = parts[1]
+  if dataset == 'synthetic':
+    c.train.num_epochs = 3.0
+    c.train.eval_every = 400
+    c.train.checkpoint_every = 400
+  return c

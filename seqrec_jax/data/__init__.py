@@ -1,0 +1,54 @@
+"""Dataset registry: `load_dataset(config.data) -> Dataset` dispatches on config.data.name.
+
+A loader is a function `(data_config) -> Dataset` registered with `@register_dataset(name)`;
+it reads its own sub-block (e.g. config.data.synthetic) and must validate ids against its
+vocabularies (`features.validate_arrays`) before returning.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from typing import Callable
+
+from seqrec_jax.data.features import DataError, DataSpec, FeatureSpec, Task, validate_arrays
+from seqrec_jax.data.pipeline import ArraySplit, Dataset
+
+DATASETS: dict[str, Callable] = {}
+
+
+def register_dataset(name: str):
+  def deco(fn):
+    DATASETS[name] = fn
+    return fn
+  return deco
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, cfg_json: str) -> Dataset:
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  return DATASETS[name](ml_collections.ConfigDict(json.loads(cfg_json)))
+
+
+def load_dataset(data_cfg, validate: bool = True) -> Dataset:
+  """Loads (and caches in-process) the dataset named by data_cfg.name; validates every split."""
+  if data_cfg.name not in DATASETS:
+    raise ValueError(f'unknown dataset {data_cfg.name!r} (config.data.name); '
+                     f'registered: {sorted(DATASETS)}')
+  ds = _load_cached(data_cfg.name, data_cfg.to_json(sort_keys=True))
+  if validate:
+    for split_name, split in ds.splits.items():
+      arrays = split.all() if hasattr(split, 'all') else None
+      if arrays is not None:
+        validate_arrays(arrays, ds.spec, f'{ds.name}/{split_name}',
+                        allow_empty_history=data_cfg.get('allow_empty_history', True))
+  return ds
+
+
+@register_dataset('synthetic')
+def _synthetic(data_cfg):
+  from seqrec_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  return synthetic.load(data_cfg.synthetic)
+
+
+__all__ = ['DATASETS', 'ArraySplit', 'DataError', 'DataSpec', 'Dataset', 'FeatureSpec', 'Task',
+           'load_dataset', 'register_dataset', 'validate_arrays']

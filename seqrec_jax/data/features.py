@@ -1,0 +1,162 @@
+"""Feature specs and host-side validation of the batch contract (see DESIGN.md).
+
+A batch is a dict of numpy arrays with fixed keys:
+  user_id [B], target_item [B], target_cate [B], hist_items [B, L], hist_cates [B, L],
+  hist_mask [B, L] (bool, True = real behaviour), dense [B, D] (optional),
+  sparse [B, F] (optional), label [B] or labels [B, T], weight [B] (optional).
+Id 0 is padding / out-of-vocabulary in every vocabulary. JAX gathers clamp out-of-range
+indices silently, so `validate_arrays` is the only guard against bad ids.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+class DataError(ValueError):
+  """Bad input data; the message names the field, the value and where it came from."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+  """A categorical field. `vocab_size` counts id 0 (padding/OOV): valid ids are [0, vocab_size)."""
+  name: str
+  vocab_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """One prediction target. kind: 'binary' (logloss, AUC) or 'regression' (MSE)."""
+  name: str
+  kind: str = 'binary'
+  weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """Everything a model needs to know about a dataset's inputs and targets."""
+  num_users: int
+  num_items: int
+  num_cates: int
+  max_len: int
+  sparse: tuple[FeatureSpec, ...] = ()
+  dense_dim: int = 0
+  tasks: tuple[Task, ...] = (Task('click'),)
+
+  @property
+  def multitask(self) -> bool:
+    return len(self.tasks) > 1
+
+  def id_fields(self) -> dict[str, int]:
+    """Maps batch keys holding ids to their vocabulary sizes."""
+    out = {'user_id': self.num_users}
+    if self.num_items:
+      out.update(target_item=self.num_items, hist_items=self.num_items)
+    if self.num_cates:
+      out.update(target_cate=self.num_cates, hist_cates=self.num_cates)
+    return out
+
+
+def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
+  return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def validate_arrays(arrays: Mapping[str, np.ndarray], spec: DataSpec, source: str,
+                    allow_empty_history: bool = True) -> None:
+  """Checks ids, masks, NaNs and shapes; raises DataError naming field, value and row.
+
+  Args:
+    arrays: a split or batch following the batch contract.
+    spec: vocabulary sizes and shapes to check against.
+    source: where the data came from (e.g. "synthetic/train", a file path), for messages.
+    allow_empty_history: if False, a row whose hist_mask is all False is an error.
+  """
+  n = None
+  for key, arr in arrays.items():
+    if n is None:
+      n = len(arr)
+    elif len(arr) != n:
+      raise DataError(f'{source}: field {key!r} has {len(arr)} rows, expected {n} '
+                      f'(rows of every field must match)')
+  required = ['user_id', 'hist_mask'] if spec.num_items else ['user_id']
+  if spec.num_items:
+    required += ['target_item', 'hist_items']
+  for key in required:
+    if key not in arrays:
+      raise DataError(f'{source}: required field {key!r} is missing (have {sorted(arrays)})')
+  for key, vocab in spec.id_fields().items():
+    if key not in arrays:
+      continue
+    arr = np.asarray(arrays[key])
+    if not np.issubdtype(arr.dtype, np.integer):
+      raise DataError(f'{source}: field {key!r} must hold integer ids, got dtype {arr.dtype}')
+    bad = (arr < 0) | (arr >= vocab)
+    if bad.any():
+      idx = _first_bad(bad)
+      raise DataError(
+          f'{source}: field {key!r} has id {int(arr[idx])} at row {idx[0]}'
+          + (f' position {idx[1]}' if len(idx) > 1 else '')
+          + f', outside the vocabulary [0, {vocab}) ({int(bad.sum())} bad values in total)')
+  if 'hist_mask' in arrays:
+    mask = np.asarray(arrays['hist_mask'])
+    if mask.dtype != np.bool_:
+      raise DataError(f'{source}: field hist_mask must be bool, got {mask.dtype}')
+    if mask.ndim != 2 or mask.shape[1] != spec.max_len:
+      raise DataError(f'{source}: field hist_mask has shape {mask.shape}, expected '
+                      f'[rows, {spec.max_len}] (max_len)')
+    if not allow_empty_history:
+      empty = ~mask.any(axis=1)
+      if empty.any():
+        raise DataError(f'{source}: row {int(np.argmax(empty))} has an empty history '
+                        f'({int(empty.sum())} such rows); set data.allow_empty_history=True '
+                        'to accept them')
+  if 'sparse' in arrays:
+    sp = np.asarray(arrays['sparse'])
+    if sp.ndim != 2 or sp.shape[1] != len(spec.sparse):
+      raise DataError(f'{source}: field sparse has shape {sp.shape}, expected '
+                      f'[rows, {len(spec.sparse)}]')
+    for j, f in enumerate(spec.sparse):
+      bad = (sp[:, j] < 0) | (sp[:, j] >= f.vocab_size)
+      if bad.any():
+        r = int(np.argmax(bad))
+        raise DataError(f'{source}: sparse field {f.name!r} has id {int(sp[r, j])} at row {r}, '
+                        f'outside the vocabulary [0, {f.vocab_size})')
+  for key in ('dense', 'label', 'labels', 'weight'):
+    if key in arrays:
+      arr = np.asarray(arrays[key], dtype=np.float64)
+      bad = ~np.isfinite(arr)
+      if bad.any():
+        idx = _first_bad(bad)
+        raise DataError(f'{source}: field {key!r} has non-finite value {arr[idx]} at row '
+                        f'{idx[0]}' + (f' column {idx[1]}' if len(idx) > 1 else '')
+                        + f' ({int(bad.sum())} in total)')
+  if 'dense' in arrays and np.asarray(arrays['dense']).shape[1:] != (spec.dense_dim,):
+    raise DataError(f'{source}: field dense has shape {np.shape(arrays["dense"])}, expected '
+                    f'[rows, {spec.dense_dim}]')
+  labels = arrays.get('labels', arrays.get('label'))
+  if labels is None:
+    raise DataError(f'{source}: no label field (need "label" [B] or "labels" [B, T])')
+  labels = np.asarray(labels).reshape(len(labels), -1)
+  if labels.shape[1] != len(spec.tasks):
+    raise DataError(f'{source}: labels have {labels.shape[1]} columns, tasks are '
+                    f'{[t.name for t in spec.tasks]}')
+  for j, task in enumerate(spec.tasks):
+    if task.kind == 'binary':
+      bad = (labels[:, j] != 0) & (labels[:, j] != 1)
+      if bad.any():
+        r = int(np.argmax(bad))
+        raise DataError(f'{source}: binary task {task.name!r} has label {labels[r, j]} at row {r}'
+                        ' (must be 0 or 1)')
+
+
+def labels_2d(batch: Mapping[str, np.ndarray]):
+  """Returns labels as [B, T] whether the batch holds 'label' [B] or 'labels' [B, T]."""
+  if 'labels' in batch:
+    return batch['labels']
+  return batch['label'][:, None]
+
+
+def task_names(tasks: Sequence[Task]) -> list[str]:
+  return [t.name for t in tasks]

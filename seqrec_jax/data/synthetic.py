@@ -1,0 +1,122 @@
+"""Planted-interest synthetic CTR data with a computable Bayes-optimal (oracle) AUC.
+
+Generative story (all ids start at 1; 0 is padding):
+  * Every category c has a unit latent vector u_c in R^k; item i of category c(i) has
+    v_i = normalise(u_c + item_noise * z_i), so items of one category are similar.
+  * A user has 2..max_interests interest categories with uneven (Dirichlet) weights; each
+    behaviour picks an interest by weight and an item of that category (or, with prob
+    `noise_behaviour_prob`, any item). Histories are prefixes of one time-ordered sequence:
+    impression j sees the newest `max_len` behaviours strictly before it, newest last.
+  * The target is an item of a uniformly chosen interest (prob `target_interest_prob`, so
+    rare interests are targeted as often as dominant ones) or a uniform random item.
+  * Click probability depends on the *most relevant* behaviour (local activation):
+        p = sigmoid(alpha * max_j <v_target, v_hist_j> + beta + b_target)
+    Mean pooling dilutes a rare interest by its share of the history; attention need not.
+Because p is known, AUC(labels, p) is the Bayes-optimal (oracle) AUC of every split.
+Splits are by user (80/10/10 by default), so valid/test users are never seen in training.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from seqrec_jax.data.features import DataSpec, Task
+from seqrec_jax.data.pipeline import ArraySplit, Dataset
+from seqrec_jax import metrics
+
+DEFAULTS = dict(
+    num_users=12000, num_items=3000, num_cates=40, max_len=50, min_len=3,
+    impressions_per_user=10, max_interests=5, latent_dim=8, item_noise=0.6,
+    noise_behaviour_prob=0.1, target_interest_prob=0.5, alpha=5.0, beta=-2.5,
+    item_bias_std=0.3, valid_frac=0.1, test_frac=0.1, seed=0)
+
+
+def _normalise(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def generate(num_users, num_items, num_cates, max_len, min_len, impressions_per_user,
+             max_interests, latent_dim, item_noise, noise_behaviour_prob,
+             target_interest_prob, alpha, beta, item_bias_std, valid_frac, test_frac,
+             seed) -> Dataset:
+  """Generates the dataset. `num_items`/`num_cates` count real ids (vocab = count + 1)."""
+  if min_len < 0 or min_len > max_len:
+    raise ValueError(f'synthetic: min_len={min_len} must be in [0, max_len={max_len}]')
+  if max_interests < 1 or max_interests > num_cates:
+    raise ValueError(f'synthetic: max_interests={max_interests} must be in [1, {num_cates}]')
+  rng = np.random.default_rng(seed)
+  # Items 1..I; category ids 1..C; every category gets at least one item.
+  item_cate = np.concatenate([[0], np.arange(num_items) % num_cates + 1])
+  rng.shuffle(item_cate[1:])
+  u = _normalise(rng.normal(size=(num_cates + 1, latent_dim)))
+  v = _normalise(u[item_cate] + item_noise * rng.normal(size=(num_items + 1, latent_dim))
+                 / np.sqrt(latent_dim))
+  v[0] = 0.0
+  item_bias = rng.normal(scale=item_bias_std, size=num_items + 1)
+  order = np.argsort(item_cate[1:], kind='stable') + 1
+  counts = np.bincount(item_cate[1:], minlength=num_cates + 1)
+  offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+  def item_of_cate(c):
+    return order[offsets[c] + (rng.random(c.shape) * counts[c]).astype(np.int64)]
+
+  # Interests: k_u categories with Dirichlet(0.5) weights.
+  k_u = rng.integers(min(2, max_interests), max_interests + 1, size=num_users)
+  interests = np.argsort(rng.random((num_users, num_cates)), axis=1)[:, :max_interests] + 1
+  w = rng.dirichlet(np.full(max_interests, 0.5), size=num_users)
+  w = np.where(np.arange(max_interests) < k_u[:, None], w, 0.0)
+  w /= w.sum(1, keepdims=True)
+
+  # One behaviour sequence per user; impression j sees seq[:start_u + j] (newest max_len).
+  seq_len = max_len + impressions_per_user
+  pick = (rng.random((num_users, seq_len, 1)) > np.cumsum(w, 1)[:, None, :]).sum(-1)
+  pick = np.minimum(pick, k_u[:, None] - 1)
+  seq = item_of_cate(np.take_along_axis(interests, pick, 1))
+  noisy = rng.random(seq.shape) < noise_behaviour_prob
+  seq = np.where(noisy, rng.integers(1, num_items + 1, size=seq.shape), seq)
+  start = rng.integers(min_len, max_len + 1, size=num_users)
+
+  users = np.repeat(np.arange(num_users), impressions_per_user)
+  ends = start[users] + np.tile(np.arange(impressions_per_user), num_users)
+  pos = ends[:, None] - max_len + np.arange(max_len)[None, :]   # right-aligned, newest last
+  mask = pos >= 0
+  hist = np.where(mask, seq[users[:, None], np.maximum(pos, 0)], 0)
+
+  # Targets: a uniformly chosen interest (not weighted) or a random item.
+  n = len(users)
+  j = (rng.random(n) * k_u[users]).astype(np.int64)
+  t_int = item_of_cate(interests[users, j])
+  target = np.where(rng.random(n) < target_interest_prob, t_int,
+                    rng.integers(1, num_items + 1, size=n))
+  sim = np.einsum('nd,nld->nl', v[target], v[hist])
+  rel = np.where(mask, sim, -1.0).max(1) if max_len else np.zeros(n)
+  rel = np.where(mask.any(1), rel, 0.0)
+  p = 1.0 / (1.0 + np.exp(-(alpha * rel + beta + item_bias[target])))
+  label = (rng.random(n) < p).astype(np.float32)
+
+  arrays = dict(
+      user_id=(users + 1).astype(np.int32), target_item=target.astype(np.int32),
+      target_cate=item_cate[target].astype(np.int32), hist_items=hist.astype(np.int32),
+      hist_cates=np.where(mask, item_cate[hist], 0).astype(np.int32), hist_mask=mask,
+      label=label)
+  perm = np.random.default_rng([seed, 1]).permutation(num_users)
+  n_test, n_valid = int(num_users * test_frac), int(num_users * valid_frac)
+  split_users = {'test': perm[:n_test], 'valid': perm[n_test:n_test + n_valid],
+                 'train': perm[n_test + n_valid:]}
+  splits, info = {}, {'generator': 'planted-interest', 'seed': seed}
+  for name, us in split_users.items():
+    rows = np.flatnonzero(np.isin(users, us))
+    splits[name] = ArraySplit({k: a[rows] for k, a in arrays.items()})
+    info[f'{name}/rows'] = int(len(rows))
+    info[f'{name}/pos_rate'] = float(label[rows].mean())
+    info[f'{name}/oracle_auc'] = metrics.auc(label[rows], p[rows])
+    info[f'{name}/oracle_gauc'] = metrics.gauc(label[rows], p[rows], users[rows])
+    info[f'{name}/oracle_logloss'] = metrics.logloss(label[rows], p[rows])
+  spec = DataSpec(num_users=num_users + 1, num_items=num_items + 1, num_cates=num_cates + 1,
+                  max_len=max_len, tasks=(Task('click'),))
+  oracle = {name: p[np.flatnonzero(np.isin(users, us))] for name, us in split_users.items()}
+  return Dataset('synthetic', spec, splits, info, oracle_prob=oracle)
+
+
+def load(cfg) -> Dataset:
+  """Builds the dataset from `config.data.synthetic` (a ConfigDict with DEFAULTS' keys)."""
+  return generate(**{k: cfg[k] for k in DEFAULTS})

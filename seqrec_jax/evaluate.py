@@ -1,0 +1,42 @@
+"""Evaluation over a whole split: batched jitted predictions, host-side metrics."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from seqrec_jax import metrics as M
+from seqrec_jax.data.features import Task, labels_2d
+from seqrec_jax.data.pipeline import Split, eval_batches
+
+
+def predict(eval_fn: Callable, state, split: Split, batch_size: int, to_device: Callable,
+            process_index: int = 0, process_count: int = 1):
+  """Returns (preds [N, T], labels [N, T], users [N]) for the whole split, in order."""
+  preds, labels, users = [], [], []
+  for batch, n_valid in eval_batches(split, batch_size, process_index, process_count):
+    p = eval_fn(state, to_device(batch))
+    # Outputs are replicated, so every process holds all rows of the global batch.
+    preds.append(np.asarray(jax.device_get(p))[:n_valid])
+  # Labels/users come from the host split directly (all rows, every process).
+  n = len(split)
+  for start in range(0, n, 65536):
+    rows = np.arange(start, min(n, start + 65536))
+    b = split.__getitems__(rows)
+    labels.append(np.asarray(labels_2d(b), np.float64))
+    users.append(np.asarray(b['user_id']))
+  return np.concatenate(preds), np.concatenate(labels), np.concatenate(users)
+
+
+def split_metrics(preds, labels, users, tasks: Sequence[Task], prefix: str) -> dict[str, float]:
+  """Metric names: f'{prefix}/auc' for one task, f'{prefix}/{task}/auc' for several."""
+  out = {}
+  for j, t in enumerate(tasks):
+    name = prefix if len(tasks) == 1 else f'{prefix}/{t.name}'
+    if t.kind == 'binary':
+      for k, v in M.binary_metrics(labels[:, j], preds[:, j], users).items():
+        out[f'{name}/{k}'] = v
+    else:
+      out[f'{name}/mse'] = M.mse(labels[:, j], preds[:, j])
+  return out

@@ -1,0 +1,32 @@
+"""Train and evaluate a ranking model.
+
+  python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:synthetic --workdir=runs/din \
+      --config.model.activation=prelu
+
+Every config value can be overridden with --config.<path>=<value>; unknown keys are errors.
+Rerunning with the same --workdir resumes from its latest checkpoint.
+"""
+from __future__ import annotations
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file, e.g. seqrec_jax/configs/din.py:synthetic', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints and metrics.jsonl go.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  from seqrec_jax import train  # pylint: disable=g-import-not-at-top  (keeps --help fast)
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,31 @@
+"""Model registry. A model is a flax module called as `model(batch, train) -> logits`
+([B] for one task, [B, T] for T tasks); models never read flags.
+
+Register a builder `(model_config, DataSpec) -> nn.Module` with `@register_model('name')`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+MODELS: dict[str, Callable] = {}
+
+
+def register_model(name: str):
+  def deco(fn):
+    if name in MODELS:
+      raise ValueError(f'model {name!r} is already registered')
+    MODELS[name] = fn
+    return fn
+  return deco
+
+
+def build_model(cfg, spec):
+  """cfg: the `config.model` block; cfg.name selects the registry entry."""
+  if cfg.name not in MODELS:
+    raise ValueError(f'unknown model {cfg.name!r} (config.model.name); '
+                     f'registered: {sorted(MODELS)}')
+  return MODELS[cfg.name](cfg, spec)
+
+
+# Importing the model modules registers them.
+from seqrec_jax.models import din  # noqa: E402,F401  pylint: disable=g-import-not-at-top

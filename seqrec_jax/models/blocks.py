@@ -1,0 +1,57 @@
+"""Shared input block and output head used by every model family."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from seqrec_jax.data.features import DataSpec
+from seqrec_jax.layers.embedding import Embedder
+from seqrec_jax.layers.mlp import MLP
+
+
+class SequenceInput(nn.Module):
+  """Embeds a batch and pools its history with `pooling` (an ATTENTIONS unit).
+
+  Returns [B, F]: concat(target [2d], pooled history [2d], user [d]?, sparse fields [F_s*d],
+  dense [D]).
+  """
+  spec: DataSpec
+  pooling: nn.Module | None
+  embed_dim: int = 16
+  use_user: bool = False
+
+  @nn.compact
+  def __call__(self, batch, train: bool):
+    emb = Embedder(self.spec, self.embed_dim, self.use_user, name='embed')
+    feats = []
+    if self.spec.num_items:
+      target = emb.items(batch['target_item'], batch['target_cate'])          # [B, 2d]
+      feats.append(target)
+      if self.pooling is not None and self.spec.max_len:
+        hist = emb.items(batch['hist_items'], batch['hist_cates'])           # [B, L, 2d]
+        feats.append(self.pooling(target, hist, batch['hist_mask'], train))  # [B, 2d]
+    if self.use_user:
+      feats.append(emb.users(batch['user_id']))
+    if self.spec.sparse:
+      s = emb.sparse_fields(batch['sparse'])
+      feats.append(s.reshape(s.shape[0], -1))
+    if self.spec.dense_dim:
+      feats.append(batch['dense'].astype(jnp.float32))
+    return jnp.concatenate(feats, axis=-1)
+
+
+class Head(nn.Module):
+  """MLP tower then one logit per task: [B, F] -> [B] (one task) or [B, T]."""
+  num_tasks: int
+  hidden: Sequence[int] = (200, 80)
+  activation: str = 'prelu'
+  dice_eps: float = 1e-8
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = MLP(tuple(self.hidden), self.activation, self.dice_eps, self.dropout, name='mlp')(x, train)
+    out = nn.Dense(self.num_tasks, name='logit')(x)
+    return out[:, 0] if self.num_tasks == 1 else out

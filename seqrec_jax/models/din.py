@@ -1,0 +1,53 @@
+"""`base` (Embedding&MLP with sum/mean pooling, the LastN baseline) and `din` (DIN, KDD'18).
+
+Both are `SequenceRanker`s and differ only in the history pooling unit: `base` uses a
+non-attentive pooling (config.model.pooling: sum | mean | max), `din` the attention unit of
+config.model.attention (default: MLP over [q, k, q-k, q*k] with Dice, no softmax).
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import ml_collections
+
+from seqrec_jax.data.features import DataSpec
+from seqrec_jax.layers.attention import build_attention
+from seqrec_jax.models import register_model
+from seqrec_jax.models.blocks import Head, SequenceInput
+
+
+class SequenceRanker(nn.Module):
+  """SequenceInput -> MLP -> logit(s). batch -> [B] or [B, T]."""
+  spec: DataSpec
+  pooling: nn.Module | None
+  embed_dim: int = 16
+  use_user: bool = False
+  hidden: tuple = (200, 80)
+  activation: str = 'prelu'
+  dice_eps: float = 1e-8
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, batch, train: bool = False):
+    x = SequenceInput(self.spec, self.pooling, self.embed_dim, self.use_user, name='input')(
+        batch, train)
+    return Head(len(self.spec.tasks), self.hidden, self.activation, self.dice_eps,
+                self.dropout, name='head')(x, train)
+
+
+def _ranker(cfg, spec, pooling):
+  return SequenceRanker(spec, pooling, cfg.embed_dim, cfg.use_user_embedding,
+                        tuple(cfg.hidden), cfg.activation, cfg.dice_eps, cfg.dropout)
+
+
+@register_model('base')
+def base(cfg, spec: DataSpec):
+  return _ranker(cfg, spec, build_attention(ml_collections.ConfigDict({'name': cfg.pooling})))
+
+
+@register_model('din')
+def din(cfg, spec: DataSpec):
+  att = ml_collections.ConfigDict(cfg.attention.to_dict())
+  if att.get('activation', 'same') == 'same':      # default: the main MLP's activation
+    att.activation = cfg.activation
+  att.dice_eps = cfg.dice_eps
+  return _ranker(cfg, spec, build_attention(att))

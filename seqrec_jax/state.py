@@ -1,0 +1,69 @@
+"""TrainState pytree and the optax optimiser built from config."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct as struct
+import jax
+import optax
+
+
+class TrainState(struct.PyTreeNode):
+  """step [], params, batch_stats (Dice moving averages), opt_state; apply_fn/tx are static."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  apply_fn: Callable = struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+  @classmethod
+  def create(cls, apply_fn, variables, tx):
+    params = variables['params']
+    return cls(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
+               batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params),
+               apply_fn=apply_fn, tx=tx)
+
+  @property
+  def variables(self):
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+
+OPTIMIZERS = ('adam', 'adamw', 'adagrad', 'sgd')
+SCHEDULES = ('constant', 'cosine', 'linear')
+
+
+def make_schedule(cfg, num_steps: int):
+  lr = cfg.learning_rate
+  if cfg.schedule == 'constant':
+    sched = optax.constant_schedule(lr)
+  elif cfg.schedule == 'cosine':
+    sched = optax.cosine_decay_schedule(lr, max(num_steps - cfg.warmup_steps, 1))
+  elif cfg.schedule == 'linear':
+    sched = optax.linear_schedule(lr, 0.0, max(num_steps - cfg.warmup_steps, 1))
+  else:
+    raise ValueError(f'unknown schedule {cfg.schedule!r} (config.optim.schedule); '
+                     f'choose from {SCHEDULES}')
+  if cfg.warmup_steps > 0:
+    sched = optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, cfg.warmup_steps), sched], [cfg.warmup_steps])
+  return sched
+
+
+def make_optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
+  """cfg: config.optim (name, learning_rate, schedule, warmup_steps, clip_norm, weight_decay)."""
+  sched = make_schedule(cfg, num_steps)
+  if cfg.name == 'adam':
+    opt = optax.adam(sched)
+  elif cfg.name == 'adamw':
+    opt = optax.adamw(sched, weight_decay=cfg.weight_decay)
+  elif cfg.name == 'adagrad':
+    opt = optax.adagrad(sched)
+  elif cfg.name == 'sgd':
+    opt = optax.sgd(sched, momentum=cfg.get('momentum', 0.0) or None)
+  else:
+    raise ValueError(f'unknown optimizer {cfg.name!r} (config.optim.name); '
+                     f'choose from {OPTIMIZERS}')
+  if cfg.clip_norm > 0:
+    opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
+  return opt

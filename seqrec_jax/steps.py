@@ -1,0 +1,73 @@
+"""Pure train and eval steps (no Python side effects, no flags): jit them from the outside."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from seqrec_jax.data.features import Task
+from seqrec_jax.state import TrainState
+
+
+def labels_of(batch):
+  """[B, T] float labels from 'labels' [B, T] or 'label' [B]."""
+  y = batch['labels'] if 'labels' in batch else batch['label'][:, None]
+  return y.astype(jnp.float32)
+
+
+def task_losses(logits, labels, tasks: Sequence[Task], weight=None):
+  """logits, labels [B, T] -> per-task mean loss [T] (BCE for binary, MSE for regression)."""
+  per = []
+  for j, t in enumerate(tasks):
+    if t.kind == 'binary':
+      l = optax.sigmoid_binary_cross_entropy(logits[:, j], labels[:, j])
+    elif t.kind == 'regression':
+      l = jnp.square(logits[:, j] - labels[:, j])
+    else:
+      raise ValueError(f'unknown task kind {t.kind!r} for task {t.name!r}')
+    if weight is None:
+      per.append(l.mean())
+    else:
+      per.append((l * weight).sum() / jnp.maximum(weight.sum(), 1e-12))
+  return jnp.stack(per)
+
+
+def train_step(state: TrainState, batch, rng, *, tasks: Sequence[Task]):
+  """One optimiser step. Returns (new_state, metrics). A non-finite loss skips the update
+  (the state is returned unchanged) and is reported in metrics['loss'] for the host to stop."""
+  # A different dropout key per step, reproducible after resume.
+  rng = jax.random.fold_in(rng, state.step)
+  task_w = jnp.array([t.weight for t in tasks], jnp.float32)
+
+  def loss_fn(params):
+    logits, new_vars = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, batch, train=True,
+        mutable=['batch_stats'], rngs={'dropout': rng})
+    logits = logits.reshape(logits.shape[0], -1)
+    per = task_losses(logits, labels_of(batch), tasks, batch.get('weight'))
+    return (per * task_w).sum(), (per, new_vars)
+
+  (loss, (per, new_vars)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  finite = jnp.isfinite(loss)
+  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  new_state = state.replace(
+      step=state.step + 1, params=keep(params, state.params),
+      opt_state=keep(opt_state, state.opt_state),
+      batch_stats=keep(new_vars.get('batch_stats', {}), state.batch_stats))
+  metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads)}
+  for j, t in enumerate(tasks):
+    if len(tasks) > 1:
+      metrics[f'loss/{t.name}'] = per[j]
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch, *, tasks: Sequence[Task]):
+  """Predictions [B, T]: probabilities for binary tasks, raw values for regression."""
+  logits = state.apply_fn(state.variables, batch, train=False)
+  logits = logits.reshape(logits.shape[0], -1)
+  kinds = jnp.array([t.kind == 'binary' for t in tasks])
+  return jnp.where(kinds[None, :], jax.nn.sigmoid(logits), logits)
