@@ -1,0 +1,181 @@
+"""Resumable sweeps shared by every study in experiments/.
+
+A sweep is a list of `Cell`s (table-row labels + config overrides + seed). Each finished cell
+writes `outdir/cells/<id>.json` holding its group, seed, exact overrides, the full config, the
+command that reproduces it and the run summary; rerunning the sweep skips finished cells, and a
+cell killed mid-training resumes from its own workdir's checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shlex
+import time
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from seqrec_jax.configs import load_config
+
+
+@dataclasses.dataclass
+class Cell:
+  group: dict[str, Any]              # row labels, e.g. {'model': 'din', 'activation': 'dice'}
+  overrides: dict[str, Any]          # dotted config paths -> values
+  seed: int = 0
+
+  @property
+  def id(self) -> str:
+    label = '_'.join(f'{v}' for v in self.group.values()).replace('/', '-').replace(' ', '')
+    h = hashlib.sha1(json.dumps([self.group, self.overrides], sort_keys=True,
+                                default=str).encode()).hexdigest()[:8]
+    return f'{label[:60]}_s{self.seed}_{h}'
+
+
+def _flag_value(v: Any) -> str:
+  if isinstance(v, (tuple, list)):
+    return '(' + ','.join(repr(x) if isinstance(x, str) else str(x) for x in v) + (
+        ',)' if len(v) == 1 else ')')
+  return str(v)
+
+
+def command(config_spec: str, overrides: Mapping[str, Any], workdir: str) -> str:
+  args = ['python', '-m', 'seqrec_jax.main', f'--config={config_spec}', f'--workdir={workdir}']
+  args += [f'--config.{k}={_flag_value(v)}' for k, v in overrides.items()]
+  return ' '.join(shlex.quote(a) for a in args)
+
+
+def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
+              train_fn: Callable | None = None, log: Callable = print) -> list[dict]:
+  """Runs (or loads) every cell; returns their records in order."""
+  if train_fn is None:
+    from seqrec_jax.train import train_and_evaluate as train_fn  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.join(outdir, 'cells'), exist_ok=True)
+  records = []
+  for i, cell in enumerate(cells):
+    path = os.path.join(outdir, 'cells', f'{cell.id}.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        records.append(json.load(f))
+      log(f'[{i + 1}/{len(cells)}] {cell.id}: done earlier, skipped')
+      continue
+    overrides = dict(cell.overrides, seed=cell.seed)
+    cfg = load_config(config_spec, overrides)
+    workdir = os.path.join(outdir, 'work', cell.id)
+    t0 = time.time()
+    summary = train_fn(cfg, workdir)
+    rec = {'id': cell.id, 'group': cell.group, 'seed': cell.seed, 'overrides': overrides,
+           'command': command(config_spec, overrides, workdir), 'config': cfg.to_dict(),
+           'summary': summary, 'wall_seconds': round(time.time() - t0, 1)}
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+      json.dump(rec, f, indent=1, sort_keys=True, default=str)
+    os.replace(tmp, path)     # atomic: a killed write never looks finished
+    records.append(rec)
+    log(f'[{i + 1}/{len(cells)}] {cell.id}: ' + ', '.join(
+        f'{k.split("/")[-1]}={v:.4f}' for k, v in summary.items()
+        if k.startswith('eval/test/') and isinstance(v, float)))
+  return records
+
+
+def group_key(rec) -> tuple:
+  return tuple(rec['group'].items())
+
+
+def aggregate(records: Iterable[dict], metrics: Sequence[str]) -> list[dict]:
+  """Groups records by `group`; returns rows with mean/std/n of each metric, in first-seen order."""
+  groups: dict[tuple, list[dict]] = {}
+  for r in records:
+    groups.setdefault(group_key(r), []).append(r)
+  rows = []
+  for key, recs in groups.items():
+    row = dict(key)
+    row['n_seeds'] = len(recs)
+    for m in metrics:
+      vals = np.array([r['summary'].get(m, float('nan')) for r in recs], dtype=np.float64)
+      vals = vals[np.isfinite(vals)] if np.isfinite(vals).any() else vals
+      row[m] = float(vals.mean()) if len(vals) else float('nan')
+      row[m + '_std'] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    row['ids'] = [r['id'] for r in recs]
+    rows.append(row)
+  return rows
+
+
+def fmt(mean: float, std: float, digits: int = 4) -> str:
+  if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+    return 'n/a'
+  return f'{mean:.{digits}f} ± {std:.{digits}f}'
+
+
+def write_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], outdir: str,
+                title: str = '', notes: str = '', basename: str = 'table') -> str:
+  """columns: (header, key) pairs; a key with a '_std' sibling is shown as mean ± std.
+
+  Writes <basename>.md and <basename>.csv (mean and std in separate CSV columns); returns the
+  Markdown.
+  """
+  md = [f'### {title}', ''] if title else []
+  md.append('| ' + ' | '.join(h for h, _ in columns) + ' |')
+  md.append('|' + '|'.join('---' for _ in columns) + '|')
+  for r in rows:
+    cells = []
+    for _, k in columns:
+      v = r.get(k)
+      if k + '_std' in r:
+        cells.append(fmt(v, r[k + '_std']))
+      elif isinstance(v, float):
+        cells.append(f'{v:,.4g}' if abs(v) >= 1000 else f'{v:.4f}')
+      else:
+        cells.append(str(v))
+    md.append('| ' + ' | '.join(cells) + ' |')
+  if notes:
+    md += ['', notes]
+  text = '\n'.join(md) + '\n'
+  os.makedirs(outdir, exist_ok=True)
+  with open(os.path.join(outdir, f'{basename}.md'), 'w') as f:
+    f.write(text)
+  with open(os.path.join(outdir, f'{basename}.csv'), 'w', newline='') as f:
+    w = csv.writer(f)
+    header = []
+    for h, k in columns:
+      header += [h, h + ' std'] if rows and k + '_std' in rows[0] else [h]
+    w.writerow(header)
+    for r in rows:
+      line = []
+      for _, k in columns:
+        line += [r.get(k), r.get(k + '_std')] if k + '_std' in r else [r.get(k)]
+      w.writerow(line)
+  return text
+
+
+def plot_bars(rows: Sequence[dict], label_keys: Sequence[str], metric: str, path: str,
+              title: str = '', reference: dict[str, float] | None = None) -> None:
+  """Horizontal bar chart of mean ± std of `metric` per row; dashed lines for references."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  labels = [' / '.join(str(r[k]) for k in label_keys) for r in rows]
+  means = [r[metric] for r in rows]
+  stds = [r.get(metric + '_std', 0.0) for r in rows]
+  fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
+  ax.barh(range(len(rows)), means, xerr=stds, color='tab:blue', alpha=0.8, capsize=3)
+  ax.set_yticks(range(len(rows)), labels, fontsize=8)
+  ax.invert_yaxis()
+  finite = [m for m in means if np.isfinite(m)]
+  lo = min(finite + list((reference or {}).values())) if finite else 0
+  hi = max(finite + list((reference or {}).values())) if finite else 1
+  pad = max((hi - lo) * 0.15, 0.005)
+  ax.set_xlim(lo - pad, hi + pad)
+  for name, v in (reference or {}).items():
+    ax.axvline(v, ls='--', color='tab:red')
+    ax.text(v, -0.6, name, color='tab:red', fontsize=8, ha='center')
+  ax.set_xlabel(metric)
+  ax.set_title(title, fontsize=10)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
