@@ -26,13 +26,23 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dice_eps = 1e-8            # DIN paper eq. 9
   c.model.dropout = 0.0
   c.model.use_user_embedding = False  # splits are by user: unseen users only have OOV ids
-  c.model.pooling = 'sum'            # `base` model: sum | mean | max
+  c.model.pooling = 'sum'            # base, wide_deep, pnn, deepfm: sum | mean | max
+  c.model.wide_cross_buckets = 1 << 20  # wide_deep: rows of a hashed behaviour x candidate table
   c.model.attention = ml_collections.ConfigDict()
   c.model.attention.name = 'din'
   c.model.attention.inputs = ('q', 'k', 'q-k', 'q*k')
   c.model.attention.hidden = (80, 40)
   c.model.attention.activation = 'same'   # 'same' = model.activation
   c.model.attention.normalizer = 'none'   # none (paper) | softmax | sigmoid
+  # Feature crossing (models dnn/dcn/dcnv2, and config.model.tower of any Head-based model).
+  # dnn/dcn/dcnv2 pool the history with model.pooling, or with model.attention if 'attention'.
+  c.model.tower = 'mlp'              # mlp (Head's MLP) | dcn | dcnv2 (cross net + deep net)
+  c.model.structure = 'stacked'      # stacked (x0 -> cross -> deep) | parallel (concat)
+  c.model.cross_layers = 3
+  c.model.cross_type = 'full'        # DCN-V2: full | lowrank (W = U V^T) | mix (DCN-Mix)
+  c.model.cross_rank = 0.25          # >= 1: rank r; in (0, 1): fraction of the input width d
+  c.model.cross_experts = 4          # DCN-Mix experts
+  c.model.cross_nonlinearity = 'tanh'  # DCN-Mix g(.) inside the low-rank projection
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adam'
