@@ -43,15 +43,23 @@ class SequenceInput(nn.Module):
 
 
 class Head(nn.Module):
-  """MLP tower then one logit per task: [B, F] -> [B] (one task) or [B, T]."""
+  """MLP tower then one logit per task: [B, F] -> [B] (one task) or [B, T].
+
+  `tower` (e.g. models/towers.build_tower: DCN/DCN-V2 cross + deep) replaces the MLP when set.
+  """
   num_tasks: int
   hidden: Sequence[int] = (200, 80)
   activation: str = 'prelu'
   dice_eps: float = 1e-8
   dropout: float = 0.0
+  tower: nn.Module | None = None
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = MLP(tuple(self.hidden), self.activation, self.dice_eps, self.dropout, name='mlp')(x, train)
+    if self.tower is not None:
+      x = self.tower(x, train)
+    else:
+      x = MLP(tuple(self.hidden), self.activation, self.dice_eps, self.dropout,
+              name='mlp')(x, train)
     out = nn.Dense(self.num_tasks, name='logit')(x)
     return out[:, 0] if self.num_tasks == 1 else out

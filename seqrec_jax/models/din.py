@@ -13,6 +13,7 @@ from seqrec_jax.data.features import DataSpec
 from seqrec_jax.layers.attention import build_attention
 from seqrec_jax.models import register_model
 from seqrec_jax.models.blocks import Head, SequenceInput
+from seqrec_jax.models.towers import build_tower
 
 
 class SequenceRanker(nn.Module):
@@ -25,18 +26,20 @@ class SequenceRanker(nn.Module):
   activation: str = 'prelu'
   dice_eps: float = 1e-8
   dropout: float = 0.0
+  tower: nn.Module | None = None    # None: Head's MLP; else e.g. DCN-V2 (config.model.tower)
 
   @nn.compact
   def __call__(self, batch, train: bool = False):
     x = SequenceInput(self.spec, self.pooling, self.embed_dim, self.use_user, name='input')(
         batch, train)
     return Head(len(self.spec.tasks), self.hidden, self.activation, self.dice_eps,
-                self.dropout, name='head')(x, train)
+                self.dropout, self.tower, name='head')(x, train)
 
 
-def _ranker(cfg, spec, pooling):
+def _ranker(cfg, spec, pooling, tower: str | None = None):
   return SequenceRanker(spec, pooling, cfg.embed_dim, cfg.use_user_embedding,
-                        tuple(cfg.hidden), cfg.activation, cfg.dice_eps, cfg.dropout)
+                        tuple(cfg.hidden), cfg.activation, cfg.dice_eps, cfg.dropout,
+                        build_tower(cfg, tower))
 
 
 @register_model('base')
