@@ -43,15 +43,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.cross_rank = 0.25          # >= 1: rank r; in (0, 1): fraction of the input width d
   c.model.cross_experts = 4          # DCN-Mix experts
   c.model.cross_nonlinearity = 'tanh'  # DCN-Mix g(.) inside the low-rank projection
-  # Feature crossing (models dnn/dcn/dcnv2, and config.model.tower of any Head-based model).
-  # dnn/dcn/dcnv2 pool the history with model.pooling, or with model.attention if 'attention'.
-  c.model.tower = 'mlp'              # mlp (Head's MLP) | dcn | dcnv2 (cross net + deep net)
-  c.model.structure = 'stacked'      # stacked (x0 -> cross -> deep) | parallel (concat)
-  c.model.cross_layers = 3
-  c.model.cross_type = 'full'        # DCN-V2: full | lowrank (W = U V^T) | mix (DCN-Mix)
-  c.model.cross_rank = 0.25          # >= 1: rank r; in (0, 1): fraction of the input width d
-  c.model.cross_experts = 4          # DCN-Mix experts
-  c.model.cross_nonlinearity = 'tanh'  # DCN-Mix g(.) inside the low-rank projection
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adam'

@@ -29,6 +29,5 @@ def build_model(cfg, spec):
 
 # Importing the model modules registers them.
 from seqrec_jax.models import din  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from seqrec_jax.models import dcn  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from seqrec_jax.models import ctr  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from seqrec_jax.models import dcn  # noqa: E402,F401  pylint: disable=g-import-not-at-top
