@@ -6,20 +6,48 @@ its batch statistics are taken over non-padding positions only.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# Set by parallel.pmap_step while it traces a per-device train step: Dice then sums its batch
+# statistics over this mapped axis, so they are the global batch's (as under jit).
+_BATCH_AXIS = contextvars.ContextVar('dice_batch_axis', default=None)
+
+
+@contextlib.contextmanager
+def batch_stats_axis(axis_name: str | None):
+  """Within this context (at trace time) Dice reduces batch statistics over `axis_name`."""
+  token = _BATCH_AXIS.set(axis_name)
+  try:
+    yield
+  finally:
+    _BATCH_AXIS.reset(token)
+
+
+def _batch_sum(x):
+  axis = _BATCH_AXIS.get()
+  return x if axis is None else jax.lax.psum(x, axis)
+
 
 class Dice(nn.Module):
-  """Dice: p(s) * s + (1 - p(s)) * alpha * s, p(s) = sigmoid((s - E[s]) / sqrt(Var[s] + eps)).
+  """Dice (DIN eq. 8-9): f(s) = p(s) * s + (1 - p(s)) * alpha * s,
+  p(s) = sigmoid((s - E[s]) / sqrt(Var[s] + eps)), with per-feature alpha (init 0).
 
   Training: E and Var are per-feature statistics of the current batch (over real positions
-  when `mask` is given) and update moving averages in the `batch_stats` collection.
-  Inference (`train=False`): the moving averages are used, so an example's output does not
-  depend on the rest of the batch.
+  when `mask` is given; gradients flow through them as in batch norm) and update moving
+  averages in the `batch_stats` collection. Inference (`train=False`): the moving averages
+  are used, so an example's output does not depend on the rest of the batch.
+
+  The moving averages are zero-initialised and bias-corrected (as Adam's moments): after t
+  updates the estimate is ema / (1 - momentum^t). Without the correction a run of a few
+  hundred steps would evaluate with stats still pulled towards the initial (0, 1). Before
+  any update, inference uses mean 0 and variance 1. A batch without real positions (all
+  padding) leaves the moving averages untouched.
   """
   eps: float = 1e-8
   momentum: float = 0.99
@@ -30,26 +58,40 @@ class Dice(nn.Module):
     """x: [..., features]; mask: x.shape[:-1] bool or None. Returns x's shape."""
     feat = x.shape[-1]
     alpha = self.param('alpha', nn.initializers.constant(self.alpha_init), (feat,))
-    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((feat,), jnp.float32))
-    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((feat,), jnp.float32))
+    zeros = lambda: jnp.zeros((feat,), jnp.float32)
+    ema_mean = self.variable('batch_stats', 'mean', zeros)
+    ema_var = self.variable('batch_stats', 'var', zeros)
+    count = self.variable('batch_stats', 'count', lambda: jnp.zeros((), jnp.float32))
     if train:
       xf = x.reshape(-1, feat).astype(jnp.float32)
       if mask is None:
         w = jnp.ones((xf.shape[0], 1), jnp.float32)
       else:
         w = mask.reshape(-1, 1).astype(jnp.float32)
-      cnt = jnp.maximum(w.sum(), 1.0)
-      mean = (w * xf).sum(0) / cnt
-      var = (w * jnp.square(xf - mean)).sum(0) / cnt
+      total = _batch_sum(w.sum())
+      cnt = jnp.maximum(total, 1.0)
+      mean = _batch_sum((w * xf).sum(0)) / cnt
+      var = _batch_sum((w * jnp.square(xf - mean)).sum(0)) / cnt   # biased (paper's Var)
       # No update during init: the first real batch would otherwise be counted twice.
       if not self.is_initializing():
-        m = self.momentum
-        ra_mean.value = m * ra_mean.value + (1 - m) * jax.lax.stop_gradient(mean)
-        ra_var.value = m * ra_var.value + (1 - m) * jax.lax.stop_gradient(var)
+        m, has = self.momentum, total > 0
+        upd = lambda ema, s: jnp.where(has, m * ema + (1 - m) * jax.lax.stop_gradient(s), ema)
+        ema_mean.value = upd(ema_mean.value, mean)
+        ema_var.value = upd(ema_var.value, var)
+        count.value = count.value + has.astype(jnp.float32)
     else:
-      mean, var = ra_mean.value, ra_var.value
+      mean, var = dice_moving_stats(ema_mean.value, ema_var.value, count.value, self.momentum)
     p = jax.nn.sigmoid((x - mean) * jax.lax.rsqrt(var + self.eps))
     return p * x + (1 - p) * alpha * x
+
+
+def dice_moving_stats(ema_mean, ema_var, count, momentum):
+  """Bias-corrected moving (mean, var); (0, 1) before the first update."""
+  corr = 1.0 - jnp.power(momentum, count)
+  seen = count > 0
+  mean = jnp.where(seen, ema_mean / jnp.where(seen, corr, 1.0), 0.0)
+  var = jnp.where(seen, ema_var / jnp.where(seen, corr, 1.0), 1.0)
+  return mean, var
 
 
 class PReLU(nn.Module):
@@ -75,8 +117,12 @@ class Elementwise(nn.Module):
 ACTIVATIONS = ('dice', 'prelu', 'relu', 'sigmoid', 'linear')
 
 
-def make_activation(name: str, dice_eps: float = 1e-8, dice_momentum: float = 0.99) -> nn.Module:
-  """Returns a fresh activation module by name (config.model.activation and friends)."""
+def make_activation(name: str, dice_eps: float = 1e-8, dice_momentum: float = 0.99,
+                    source: str = '') -> nn.Module:
+  """Returns a fresh activation module by name (config.model.activation and friends).
+
+  source: the config key the name came from, quoted in the error for an unknown name.
+  """
   if name == 'dice':
     return Dice(eps=dice_eps, momentum=dice_momentum)
   if name == 'prelu':
@@ -87,4 +133,5 @@ def make_activation(name: str, dice_eps: float = 1e-8, dice_momentum: float = 0.
     return Elementwise(nn.sigmoid)
   if name == 'linear':
     return Elementwise(lambda x: x)
-  raise ValueError(f'unknown activation {name!r}; choose one of {ACTIVATIONS}')
+  where = f' ({source})' if source else ''
+  raise ValueError(f'unknown activation {name!r}{where}; choose one of {ACTIVATIONS}')

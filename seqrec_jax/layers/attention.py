@@ -1,13 +1,23 @@
 """Target attention and pooling units, registered by name in ATTENTIONS.
 
 Every unit is a flax module called as `unit(query, keys, mask, train) -> [B, D]` with
-query [B, D] (the candidate), keys [B, L, D] (behaviours, newest last) and mask [B, L]
-(True = real behaviour). Contract (tested over the whole registry):
+query [B, D] (the candidate), keys [B, L, D] (behaviours) and mask [B, L] (True = real
+behaviour). A unit is (feature builder) -> (scorer) -> (normaliser) -> masked weighted sum:
+  * scorers: `din` (MLP local activation unit over an ordered subset of q, k, q-k, q*k,
+    outer), `dot`, `scaled_dot`, `bilinear`, `multihead` target attention;
+  * normalisers (`normalize`): none (paper), softmax, sigmoid;
+  * optional recency features (`use_position`): the recency of a behaviour is the number of
+    real behaviours newer than it (0 = newest), computed from the mask, so it does not
+    depend on how the history is aligned or padded;
+  * non-attentive poolings `sum`, `mean`, `max` (the base model / LastN baseline).
+Contract (tested over the whole registry, tests/test_attention.py):
   * padding never gets weight: masked positions are excluded before softmax and zeroed for
-    'none'/'sigmoid'; changing values at padded positions changes nothing;
-  * an all-padding history yields a zero vector, never NaN.
-A unit is built from its config block by `build_attention(cfg)`; register a new one with
-`@register_attention('name')` on a function `(cfg) -> nn.Module`.
+    'none'/'sigmoid'; changing values at padded positions, or adding padding, changes nothing;
+  * an all-padding history yields a zero vector, never NaN;
+  * every unit declares `order_free` (True: permuting the history leaves the output
+    unchanged, which the tests then check).
+A unit is built from its config block (config.model.attention) by `build_attention(cfg)`;
+register a new one with `@register_attention('name')` on a function `(cfg) -> nn.Module`.
 """
 from __future__ import annotations
 
@@ -17,11 +27,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqrec_jax.layers.activations import make_activation
-from seqrec_jax.layers.attention_proj import ConcatDense
+from seqrec_jax.layers.activations import ACTIVATIONS, make_activation
+from seqrec_jax.layers.attention_proj import PARTS, ConcatDense
 
 ATTENTIONS: dict[str, Callable[..., nn.Module]] = {}
 NORMALIZERS = ('none', 'softmax', 'sigmoid')
+_SRC = 'config.model.attention'
 
 
 def register_attention(name: str):
@@ -36,19 +47,37 @@ def register_attention(name: str):
 def build_attention(cfg) -> nn.Module:
   """cfg: the `model.attention` config block; cfg.name selects the registry entry."""
   if cfg.name not in ATTENTIONS:
-    raise ValueError(f'unknown attention {cfg.name!r} (config.model.attention.name); '
+    raise ValueError(f'unknown attention {cfg.name!r} ({_SRC}.name); '
                      f'registered: {sorted(ATTENTIONS)}')
-  return ATTENTIONS[cfg.name](cfg)
+  norm = cfg.get('normalizer', 'none')
+  if norm not in NORMALIZERS:
+    raise ValueError(f'unknown normalizer {norm!r} ({_SRC}.normalizer); choose from {NORMALIZERS}')
+  act = cfg.get('activation', 'dice')
+  if act not in ACTIVATIONS:
+    raise ValueError(f'unknown activation {act!r} ({_SRC}.activation; models resolve '
+                     f"'same' to config.model.activation); choose from {ACTIVATIONS}")
+  bad = [p for p in cfg.get('inputs', ()) if p not in PARTS]
+  if bad:
+    raise ValueError(f'unknown attention input(s) {bad} ({_SRC}.inputs={tuple(cfg.inputs)}); '
+                     f'choose an ordered subset of {PARTS}')
+  unit = ATTENTIONS[cfg.name](cfg)
+  if not isinstance(getattr(unit, 'order_free', None), bool):
+    raise TypeError(f'attention {cfg.name!r} must declare a bool `order_free` attribute')
+  return unit
 
 
 def normalize(scores, mask, normalizer: str):
-  """scores [B, L] -> weights [B, L]; padding gets exactly 0; all-padding rows give zeros."""
+  """scores [..., L] -> weights [..., L]; padding gets exactly 0; all-padding rows give zeros.
+
+  mask broadcasts against scores (e.g. [B, 1, L] for per-head scores [B, H, L]).
+  """
   if normalizer == 'none':       # DIN paper: keep the intensity of interest
     return jnp.where(mask, scores, 0.0)
   if normalizer == 'sigmoid':
     return jnp.where(mask, jax.nn.sigmoid(scores), 0.0)
   if normalizer == 'softmax':
     # Exclude padding before the softmax; `where=` keeps all-padding rows finite (then zeroed).
+    mask = jnp.broadcast_to(mask, scores.shape)
     w = jax.nn.softmax(jnp.where(mask, scores, -1e30), axis=-1, where=mask)
     return jnp.where(mask, w, 0.0)
   raise ValueError(f'unknown normalizer {normalizer!r}; choose from {NORMALIZERS}')
@@ -57,6 +86,28 @@ def normalize(scores, mask, normalizer: str):
 def weighted_sum(weights, keys):
   """weights [B, L], keys [B, L, D] -> [B, D]."""
   return jnp.einsum('bl,bld->bd', weights, keys)
+
+
+def recency(mask):
+  """mask [B, L] -> [B, L] int32: real behaviours strictly newer than each position.
+
+  Newer = larger index (histories are newest last), so left- or right-aligned histories and
+  extra padding give the same recency for the same behaviour. Padding values are arbitrary.
+  """
+  m = mask.astype(jnp.int32)
+  return jnp.cumsum(m[:, ::-1], axis=1)[:, ::-1] - m
+
+
+class RecencyEmbed(nn.Module):
+  """Learned embedding of recency (clipped to max_position - 1): mask [B, L] -> [B, L, dim]."""
+  max_position: int = 64
+  dim: int = 1
+
+  @nn.compact
+  def __call__(self, mask):
+    rec = jnp.minimum(recency(mask), self.max_position - 1)
+    return nn.Embed(self.max_position, self.dim, embedding_init=nn.initializers.zeros,
+                    name='table')(rec)
 
 
 class DinAttention(nn.Module):
@@ -68,31 +119,123 @@ class DinAttention(nn.Module):
     activation: 'dice' | 'prelu' | 'relu' | 'sigmoid' (official DIN code uses sigmoid).
     normalizer: 'none' (paper) | 'softmax' | 'sigmoid'.
     dice_eps: Dice epsilon.
+    use_position: add a learned recency embedding to the first hidden layer (= a one-hot
+      recency feature concatenated to the MLP input).
+    max_position: recency buckets (older behaviours share the last one).
   """
   inputs: Sequence[str] = ('q', 'k', 'q-k', 'q*k')
   hidden: Sequence[int] = (80, 40)
   activation: str = 'dice'
   normalizer: str = 'none'
   dice_eps: float = 1e-8
+  use_position: bool = False
+  max_position: int = 64
+
+  @property
+  def order_free(self) -> bool:
+    return not self.use_position
 
   @nn.compact
   def __call__(self, query, keys, mask, train: bool):
     """query [B, D], keys [B, L, D], mask [B, L] -> [B, D]."""
     if not self.hidden:
-      raise ValueError('DinAttention needs at least one hidden layer (model.attention.hidden)')
+      raise ValueError(f'DinAttention needs at least one hidden layer ({_SRC}.hidden)')
     h = ConcatDense(self.hidden[0], tuple(self.inputs), name='dense_0')(query, keys)
+    if self.use_position:
+      h = h + RecencyEmbed(self.max_position, self.hidden[0], name='recency')(mask)
     # Dice statistics over real (non-padding) positions only.
     h = make_activation(self.activation, self.dice_eps)(h, train=train, mask=mask)
     for i, n in enumerate(self.hidden[1:], start=1):
       h = nn.Dense(n, name=f'dense_{i}')(h)
       h = make_activation(self.activation, self.dice_eps)(h, train=train, mask=mask)
-    scores = nn.Dense(1, name='score')(h)[..., 0]                 # [B, L]
+    # A score bias is a no-op under softmax (shift invariance): drop it there.
+    scores = nn.Dense(1, use_bias=self.normalizer != 'softmax', name='score')(h)[..., 0]
     return weighted_sum(normalize(scores, mask, self.normalizer), keys)
+
+
+class DotAttention(nn.Module):
+  """score_j = <q, k_j> (/ sqrt(D) if scaled), plus a learned recency bias if use_position."""
+  scaled: bool = False
+  normalizer: str = 'softmax'
+  use_position: bool = False
+  max_position: int = 64
+
+  @property
+  def order_free(self) -> bool:
+    return not self.use_position
+
+  @nn.compact
+  def __call__(self, query, keys, mask, train: bool):
+    """query [B, D], keys [B, L, D], mask [B, L] -> [B, D]."""
+    del train
+    scores = jnp.einsum('bd,bld->bl', query, keys)
+    if self.scaled:
+      scores = scores / jnp.sqrt(float(query.shape[-1]))
+    if self.use_position:
+      scores = scores + RecencyEmbed(self.max_position, 1, name='recency')(mask)[..., 0]
+    return weighted_sum(normalize(scores, mask, self.normalizer), keys)
+
+
+class BilinearAttention(nn.Module):
+  """score_j = q^T W k_j (general attention, Luong et al. 2015), W [D, D]."""
+  normalizer: str = 'softmax'
+  use_position: bool = False
+  max_position: int = 64
+
+  @property
+  def order_free(self) -> bool:
+    return not self.use_position
+
+  @nn.compact
+  def __call__(self, query, keys, mask, train: bool):
+    """query [B, D], keys [B, L, D], mask [B, L] -> [B, D]."""
+    del train
+    qw = nn.Dense(keys.shape[-1], use_bias=False, name='bilinear')(query)      # [B, D]
+    scores = jnp.einsum('bd,bld->bl', qw, keys)
+    if self.use_position:
+      scores = scores + RecencyEmbed(self.max_position, 1, name='recency')(mask)[..., 0]
+    return weighted_sum(normalize(scores, mask, self.normalizer), keys)
+
+
+class MultiHeadTargetAttention(nn.Module):
+  """Multi-head target attention: the candidate is the single query (Vaswani et al. 2017).
+
+  Per head h: score_hj = <W_q^h q, W_k^h k_j> / sqrt(D/H), weights normalised per head,
+  output W_o concat_h(sum_j w_hj W_v^h k_j). Projections have no bias, so an all-padding
+  history still gives exactly zero. D must be divisible by num_heads.
+  """
+  num_heads: int = 2
+  normalizer: str = 'softmax'
+  use_position: bool = False
+  max_position: int = 64
+
+  @property
+  def order_free(self) -> bool:
+    return not self.use_position
+
+  @nn.compact
+  def __call__(self, query, keys, mask, train: bool):
+    """query [B, D], keys [B, L, D], mask [B, L] -> [B, D]."""
+    del train
+    (b, l, d), h = keys.shape, self.num_heads
+    if h < 1 or d % h:
+      raise ValueError(f'{_SRC}.num_heads={h} must divide the behaviour width {d}')
+    proj = lambda name: nn.Dense(d, use_bias=False, name=name)
+    q = proj('query')(query).reshape(b, h, d // h)                  # [B, H, d/H]
+    k = proj('key')(keys).reshape(b, l, h, d // h)                  # [B, L, H, d/H]
+    v = proj('value')(keys).reshape(b, l, h, d // h)
+    scores = jnp.einsum('bhe,blhe->bhl', q, k) / jnp.sqrt(float(d // h))
+    if self.use_position:
+      scores = scores + RecencyEmbed(self.max_position, h, name='recency')(mask).transpose(0, 2, 1)
+    w = normalize(scores, mask[:, None, :], self.normalizer)          # [B, H, L]
+    out = jnp.einsum('bhl,blhe->bhe', w, v).reshape(b, d)
+    return proj('out')(out)
 
 
 class Pooling(nn.Module):
   """Non-attentive pooling of the history: 'sum' | 'mean' | 'max' (masked)."""
   mode: str = 'sum'
+  order_free = True
 
   def __call__(self, query, keys, mask, train: bool):
     del query, train
@@ -107,12 +250,42 @@ class Pooling(nn.Module):
     raise ValueError(f'unknown pooling {self.mode!r}; choose sum, mean or max')
 
 
+def _position(cfg) -> dict:
+  return dict(use_position=bool(cfg.get('use_position', False)),
+              max_position=int(cfg.get('max_position', 64)))
+
+
 @register_attention('din')
 def _din(cfg):
   return DinAttention(inputs=tuple(cfg.inputs), hidden=tuple(cfg.hidden),
                       activation=cfg.activation, normalizer=cfg.normalizer,
-                      dice_eps=cfg.get('dice_eps', 1e-8))
+                      dice_eps=cfg.get('dice_eps', 1e-8), **_position(cfg))
+
+
+@register_attention('dot')
+def _dot(cfg):
+  return DotAttention(False, cfg.get('normalizer', 'softmax'), **_position(cfg))
+
+
+@register_attention('scaled_dot')
+def _scaled_dot(cfg):
+  return DotAttention(True, cfg.get('normalizer', 'softmax'), **_position(cfg))
+
+
+@register_attention('bilinear')
+def _bilinear(cfg):
+  return BilinearAttention(cfg.get('normalizer', 'softmax'), **_position(cfg))
+
+
+@register_attention('multihead')
+def _multihead(cfg):
+  return MultiHeadTargetAttention(int(cfg.get('num_heads', 2)), cfg.get('normalizer', 'softmax'),
+                                  **_position(cfg))
 
 
 for _mode in ('sum', 'mean', 'max'):
   register_attention(_mode)(lambda cfg, _m=_mode: Pooling(_m))
+
+# The README's "Add an attention variant" example lives in its own module; importing it
+# registers 'cosine' (and the registry tests then cover it).
+from seqrec_jax.layers import attention_cosine  # noqa: E402,F401  pylint: disable=g-import-not-at-top
