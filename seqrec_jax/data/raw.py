@@ -1,0 +1,268 @@
+"""Raw-file readers shared by the real datasets: plain / gzip / zip-member text, delimited
+tables with typed columns, and JSON-lines files whose lines are strict JSON or python
+literals (older Amazon dumps).
+
+Every malformed row either raises `DataError` naming the file, the line and the reason, or
+(when the user sets `skip_bad_rows=True`) is counted and skipped; the count is reported in
+the dataset info, so nothing is lost silently. Blank lines carry no data and are ignored.
+"""
+from __future__ import annotations
+
+import ast
+import collections
+import contextlib
+import csv
+import dataclasses
+import gzip
+import io
+import json
+import os
+import zipfile
+from typing import Any, Callable, Iterator, Sequence
+
+from absl import logging
+import numpy as np
+
+from seqrec_jax.data.features import DataError
+
+
+class BadRows:
+  """Raises on a malformed row (strict) or counts it and keeps a few examples (skip=True)."""
+
+  def __init__(self, skip: bool, config_key: str = 'skip_bad_rows', max_examples: int = 5):
+    self.skip = skip
+    self.config_key = config_key
+    self.count: collections.Counter = collections.Counter()
+    self.examples: list[str] = []
+    self.max_examples = max_examples
+
+  def __call__(self, where: str, line: int, reason: str, unit: str = 'line') -> None:
+    msg = f'{where}, {unit} {line}: {reason}'
+    if not self.skip:
+      raise DataError(f'{msg} (set {self.config_key}=True to count and skip malformed rows)')
+    self.count[where] += 1
+    if len(self.examples) < self.max_examples:
+      self.examples.append(msg)
+
+  @property
+  def total(self) -> int:
+    return int(sum(self.count.values()))
+
+  def report(self) -> dict[str, Any]:
+    if self.total:
+      logging.warning('skipped %d malformed rows (%s); first: %s', self.total,
+                      dict(self.count), self.examples[:1])
+    return {'bad_rows_skipped': self.total, 'bad_rows_by_file': dict(self.count),
+            'bad_row_examples': list(self.examples)}
+
+
+@contextlib.contextmanager
+def open_binary(path: str, member: str | None = None) -> Iterator[io.BufferedIOBase]:
+  """Opens a plain, .gz, or zip-member file for binary line iteration."""
+  if member is not None:
+    with zipfile.ZipFile(path) as zf, zf.open(member) as f:
+      yield (gzip.open(f) if member.endswith('.gz') else f)
+  elif path.endswith('.gz'):
+    with gzip.open(path, 'rb') as f:
+      yield f
+  else:
+    with open(path, 'rb') as f:
+      yield f
+
+
+def display_name(path: str, member: str | None = None) -> str:
+  return f'{path}!{member}' if member else path
+
+
+def fingerprint(paths: Sequence[str]) -> list[list[Any]]:
+  """(path, size, mtime_ns) of every input file: a changed file yields a new cache key."""
+  out = []
+  for p in paths:
+    st = os.stat(p)
+    out.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+  return out
+
+
+def iter_lines(f, where: str, bad: BadRows, encoding: str = 'utf-8',
+               skip_header: bool = False) -> Iterator[tuple[int, str]]:
+  """Yields (line_number, text without newline) for non-blank lines; 1-based numbers."""
+  for lineno, raw in enumerate(f, 1):
+    if skip_header and lineno == 1:
+      continue
+    try:
+      line = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+      bad(where, lineno, f'not valid {encoding} text ({e.reason} at byte {e.start})')
+      continue
+    line = line.rstrip('\r\n')
+    if line.strip():
+      yield lineno, line
+
+
+def check_header(f, where: str, expected: Sequence[str], sep: str,
+                 encoding: str = 'utf-8') -> None:
+  """Reads the first line and checks it names `expected` columns (in order)."""
+  first = f.readline().decode(encoding, errors='replace').rstrip('\r\n')
+  got = [c.strip().strip('"') for c in first.split(sep)]
+  if got != list(expected):
+    raise DataError(f'{where}, line 1: header {got} does not match the expected columns '
+                    f'{list(expected)}')
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+  """A typed column. kind: 'int' | 'float' | 'str'. `empty` is the value of an empty int or
+  float field (None = an empty field is malformed). `check(values) -> bad mask` and `why`
+  describe an extra per-value constraint."""
+  name: str
+  kind: str = 'str'
+  empty: float | None = None
+  check: Callable[[np.ndarray], np.ndarray] | None = None
+  why: str = ''
+
+
+def _convert(strings: list[str], col: Column) -> tuple[np.ndarray, np.ndarray]:
+  """Returns (values, bad mask) for one column of one chunk."""
+  s = np.asarray(strings, dtype=object)
+  if col.kind == 'str':
+    vals = s
+  else:
+    dtype = np.int64 if col.kind == 'int' else np.float64
+    empty = s == ''
+    fill = s.copy()
+    fill[empty] = '0'
+    try:
+      vals = fill.astype(str).astype(dtype)
+      bad = np.zeros(len(s), bool)
+    except (ValueError, OverflowError):   # locate the bad values one by one (rare path)
+      conv = int if col.kind == 'int' else float
+      vals = np.zeros(len(s), dtype)
+      bad = np.zeros(len(s), bool)
+      for i, x in enumerate(fill):
+        try:
+          vals[i] = conv(x)
+        except (ValueError, OverflowError):
+          bad[i] = True
+    if col.kind == 'float':
+      bad |= ~np.isfinite(vals)
+    if col.empty is None:
+      bad |= empty
+    elif empty.any():
+      vals[empty] = col.empty
+    if col.check is not None:
+      bad |= np.asarray(col.check(vals), bool) & ~bad
+    return vals, bad
+  bad = np.zeros(len(s), bool)
+  if col.check is not None:
+    bad |= np.asarray(col.check(vals), bool)
+  return vals, bad
+
+
+def _reason(col: Column, value: str) -> str:
+  if col.kind != 'str' and value == '' and col.empty is None:
+    return f'empty {col.name!r} field'
+  if col.kind != 'str':
+    try:
+      x = float(value) if col.kind == 'float' else int(value)
+    except (ValueError, OverflowError):
+      return f'{col.name!r} is {value!r}, not {"an integer" if col.kind == "int" else "a number"}'
+    if not np.isfinite(x):
+      return f'{col.name!r} is {value!r}, not a finite number'
+  return f'{col.name!r} is {value!r}' + (f': {col.why}' if col.why else '')
+
+
+def read_delimited(lines: Iterator[tuple[int, str]], where: str, sep: str,
+                   columns: Sequence[Column], bad: BadRows, chunk_rows: int = 1 << 17,
+                   quoted: bool = False) -> Iterator[dict[str, np.ndarray]]:
+  """Parses delimited rows into typed column chunks (plus '_line': source line numbers).
+
+  Args:
+    lines: (line_number, text) pairs, e.g. from `iter_lines`.
+    where: file name for messages.
+    sep: field separator ('::' allowed).
+    columns: expected columns, in order.
+    bad: malformed-row policy.
+    chunk_rows: rows per yielded chunk.
+    quoted: parse CSV quoting (titles with commas); otherwise a plain split.
+  """
+  n_cols = len(columns)
+  names = ', '.join(c.name for c in columns)
+
+  def split_fields(text):
+    if quoted:
+      return next(csv.reader([text]))
+    return text.split(sep)
+
+  def flush(buf, line_nos):
+    line_nos = np.asarray(line_nos, np.int64)
+    out, bad_any = {}, np.zeros(len(line_nos), bool)
+    raw_cols = list(zip(*buf))
+    for j, col in enumerate(columns):
+      vals, b = _convert(list(raw_cols[j]), col)
+      for i in np.flatnonzero(b & ~bad_any):
+        bad(where, int(line_nos[i]), _reason(col, raw_cols[j][i]))
+      bad_any |= b
+      out[col.name] = vals
+    keep = ~bad_any
+    out = {k: v[keep] for k, v in out.items()}
+    out['_line'] = line_nos[keep]
+    return out
+
+  buf, line_nos = [], []
+  for lineno, text in lines:
+    try:
+      fields = split_fields(text)
+      reason = None if len(fields) == n_cols else (
+          f'expected {n_cols} fields ({names}) separated by {sep!r}, got {len(fields)}')
+    except csv.Error as e:
+      reason = f'unparseable CSV ({e})'
+    if reason is not None:
+      if buf and not bad.skip:   # strict: an earlier bad value must be reported first
+        flush(buf, line_nos)
+      bad(where, lineno, reason)
+      continue
+    buf.append(fields)
+    line_nos.append(lineno)
+    if len(buf) >= chunk_rows:
+      yield flush(buf, line_nos)
+      buf, line_nos = [], []
+  if buf:
+    yield flush(buf, line_nos)
+
+
+def concat_chunks(chunks: Iterator[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  chunks = list(chunks)
+  if not chunks:
+    return {}
+  return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def parse_record(text: str) -> Any:
+  """A JSON object, or a python literal dict (the 2014 Amazon dumps use `eval`-able lines)."""
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError as json_err:
+    try:
+      return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
+      raise ValueError(f'neither JSON ({json_err.msg} at column {json_err.colno}) nor a python '
+                       f'literal ({type(e).__name__})') from None
+
+
+def read_records(lines: Iterator[tuple[int, str]], where: str, bad: BadRows,
+                 extract: Callable[[dict], tuple]) -> Iterator[tuple[int, tuple]]:
+  """Parses JSON / python-literal lines; `extract(record)` returns the needed fields or raises
+  ValueError with a reason. Yields (line_number, extracted)."""
+  for lineno, text in lines:
+    try:
+      rec = parse_record(text)
+    except ValueError as e:
+      bad(where, lineno, f'unparseable record: {e}')
+      continue
+    if not isinstance(rec, dict):
+      bad(where, lineno, f'record is a {type(rec).__name__}, expected an object')
+      continue
+    try:
+      yield lineno, extract(rec)
+    except (ValueError, KeyError, TypeError) as e:
+      bad(where, lineno, str(e).strip('"\''))
