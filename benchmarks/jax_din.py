@@ -1,0 +1,80 @@
+"""seqrec_jax DIN at the reference configuration, timed through the project's own code path:
+`models.build_model`, `TrainState`, `steps.train_step` jitted with donation (as train.py does),
+`serving.CandidateScorer` for one user x N candidates, `serving.score_batch_fn` for batches.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+
+from benchmarks import data as bd
+from seqrec_jax import models, serving, steps
+from seqrec_jax.configs import default
+from seqrec_jax.data.features import DataSpec
+from seqrec_jax.state import TrainState, make_optimizer
+
+
+def reference_config(activation: str = 'dice', method: str = 'auto'):
+  c = default.get_config()
+  c.model.name = 'din'
+  c.model.embed_dim = bd.EMBED_DIM
+  c.model.hidden = bd.HIDDEN
+  c.model.attention.hidden = bd.ATT_HIDDEN
+  c.model.activation = activation
+  c.optim.name = 'adam'
+  c.data.batch_size = bd.BATCH
+  del method
+  return c
+
+
+class JaxDin:
+  """The benchmark interface every system implements (see benchmarks/peers/runner.py)."""
+  framework = 'jax'
+
+  def __init__(self, seq_len: int, activation: str = 'dice', seed: int = 0):
+    self.config = reference_config(activation)
+    self.spec = DataSpec(num_users=bd.NUM_USERS, num_items=bd.NUM_ITEMS,
+                         num_cates=bd.NUM_CATES, max_len=seq_len)
+    self.model = models.build_model(self.config.model, self.spec)
+    self.tasks = self.spec.tasks
+    self.batches = bd.make_batches(seq_len)
+    tx = make_optimizer(self.config.optim, 1000)
+    v = self.model.init(jax.random.key(seed), self.batches[0], train=False)
+    self.state = TrainState.create(self.model.apply, v, tx)
+    self.step_fn = jax.jit(functools.partial(steps.train_step, tasks=self.tasks),
+                           donate_argnums=(0,))
+    self.rng = jax.random.key(seed + 1)
+    self._i = 0
+    self.scorer = None
+    self.batch_fn = serving.score_batch_fn(self.model)
+
+  def train(self, num_steps: int) -> float:
+    """Runs num_steps optimiser steps on host batches (transfer included); returns last loss."""
+    m = None
+    for _ in range(num_steps):
+      b = self.batches[self._i % len(self.batches)]
+      self._i += 1
+      self.state, m = self.step_fn(self.state, b, self.rng)
+    return float(m['loss'])
+
+  def cost_analysis(self) -> dict:
+    """XLA's cost analysis of the compiled train step (flops, bytes accessed) per batch."""
+    b = self.batches[0]
+    comp = self.step_fn.lower(self.state, b, self.rng).compile()
+    ca = comp.cost_analysis()
+    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    return {'flops': float(ca.get('flops', np.nan)),
+            'bytes': float(ca.get('bytes accessed', np.nan))}
+
+  def serve(self, request) -> np.ndarray:
+    if self.scorer is None:
+      self.scorer = serving.CandidateScorer(self.model, self.state.variables)
+    return np.asarray(self.scorer(request))
+
+  def score(self, batch) -> np.ndarray:
+    return np.asarray(self.batch_fn(self.state.variables, batch))
+
+  def compile_count(self) -> int:
+    return self.step_fn._cache_size()  # pylint: disable=protected-access
