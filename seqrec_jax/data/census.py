@@ -91,8 +91,9 @@ def read(path: str, bad: raw.BadRows) -> dict[str, np.ndarray]:
       cols.append(raw.Column(c, 'str', check=lambda v: np.char.strip(v.astype(str)) == '',
                              why='empty value (write missing values as ?)'))
   with raw.open_binary(path) as f:
-    raw.check_header(f, path, COLUMNS, ',')
-    out = raw.concat_chunks(raw.read_delimited(raw.iter_lines(f, path, bad), path, ',', cols, bad))
+    first = raw.check_header(f, path, COLUMNS, ',')
+    out = raw.concat_chunks(raw.read_delimited(raw.iter_lines(f, path, bad, first_line=first),
+                                               path, ',', cols, bad))
   if not out or not len(out['_line']):
     raise DataError(f'{path}: no data rows')
   for c in COLUMNS:

@@ -112,17 +112,19 @@ def _read_files(loc, bad: raw.BadRows):
   member = loc[f'ratings.{fmt}']
   where = raw.display_name(zf or member, member if zf else None)
   with raw.open_binary(zf or member, member if zf else None) as f:
+    first = 1
     if fmt == 'csv':
-      raw.check_header(f, where, ['userId', 'movieId', 'rating', 'timestamp'], ',')
+      first = raw.check_header(f, where, ['userId', 'movieId', 'rating', 'timestamp'], ',')
     ratings = raw.concat_chunks(raw.read_delimited(
-        raw.iter_lines(f, where, bad, enc), where, sep, _ratings_columns(), bad))
+        raw.iter_lines(f, where, bad, enc, first), where, sep, _ratings_columns(), bad))
   member = loc[f'movies.{fmt}']
   where = raw.display_name(zf or member, member if zf else None)
   genres = {}
   with raw.open_binary(zf or member, member if zf else None) as f:
+    first = 1
     if fmt == 'csv':
-      raw.check_header(f, where, ['movieId', 'title', 'genres'], ',')
-    for lineno, text in raw.iter_lines(f, where, bad, enc):
+      first = raw.check_header(f, where, ['movieId', 'title', 'genres'], ',')
+    for lineno, text in raw.iter_lines(f, where, bad, enc, first):
       if fmt == 'csv':
         parts = next(csv.reader([text]), [])
       else:

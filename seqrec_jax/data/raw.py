@@ -84,11 +84,12 @@ def fingerprint(paths: Sequence[str]) -> list[list[Any]]:
 
 
 def iter_lines(f, where: str, bad: BadRows, encoding: str = 'utf-8',
-               skip_header: bool = False) -> Iterator[tuple[int, str]]:
-  """Yields (line_number, text without newline) for non-blank lines; 1-based numbers."""
-  for lineno, raw in enumerate(f, 1):
-    if skip_header and lineno == 1:
-      continue
+               first_line: int = 1) -> Iterator[tuple[int, str]]:
+  """Yields (line_number, text without newline) for non-blank lines; 1-based numbers.
+
+  `first_line` is the number of the next line of `f` (2 after `check_header`).
+  """
+  for lineno, raw in enumerate(f, first_line):
     try:
       line = raw.decode(encoding)
     except UnicodeDecodeError as e:
@@ -100,13 +101,15 @@ def iter_lines(f, where: str, bad: BadRows, encoding: str = 'utf-8',
 
 
 def check_header(f, where: str, expected: Sequence[str], sep: str,
-                 encoding: str = 'utf-8') -> None:
-  """Reads the first line and checks it names `expected` columns (in order)."""
+                 encoding: str = 'utf-8') -> int:
+  """Reads the first line and checks it names `expected` columns (in order); returns 2, the
+  number of the next line."""
   first = f.readline().decode(encoding, errors='replace').rstrip('\r\n')
   got = [c.strip().strip('"') for c in first.split(sep)]
   if got != list(expected):
     raise DataError(f'{where}, line 1: header {got} does not match the expected columns '
                     f'{list(expected)}')
+  return 2
 
 
 @dataclasses.dataclass(frozen=True)
