@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from seqrec_jax.data import census, movielens, synthetic
+from seqrec_jax.data import amazon, census, movielens, synthetic
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.in_memory = 'auto'          # auto (splits within max_memory_mb) | always | never
   c.data.max_memory_mb = 2048        # budget for reading prepared splits into memory
   c.data.movielens = ml_collections.ConfigDict(dict(movielens.DEFAULTS))
+  c.data.amazon = ml_collections.ConfigDict(dict(amazon.DEFAULTS))
   c.data.census = ml_collections.ConfigDict(dict(census.DEFAULTS))
 
   c.model = ml_collections.ConfigDict()

@@ -61,6 +61,11 @@ def _movielens(data_cfg):
   return _tfds_dataset('movielens', data_cfg)
 
 
+@register_dataset('amazon')
+def _amazon(data_cfg):
+  return _tfds_dataset('amazon', data_cfg)
+
+
 @register_dataset('census')
 def _census(data_cfg):
   return _tfds_dataset('census', data_cfg)

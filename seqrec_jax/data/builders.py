@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from seqrec_jax.data import census, movielens
+from seqrec_jax.data import amazon, census, movielens
 from seqrec_jax.data.tfds_source import ArrayBuilder
 
 
@@ -19,6 +19,14 @@ class SeqrecMovielens(ArrayBuilder, skip_registration=True):
   recipe = movielens
 
 
+class SeqrecAmazon(ArrayBuilder, skip_registration=True):
+  """Amazon reviews with the original DIN code protocol (see seqrec_jax/data/amazon.py)."""
+  name = 'seqrec_amazon'
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'DIN code protocol with a leave-one-out valid split.'}
+  recipe = amazon
+
+
 class SeqrecCensus(ArrayBuilder, skip_registration=True):
   """UCI Adult, multi-task income / never-married (see seqrec_jax/data/census.py)."""
   name = 'seqrec_census'
@@ -27,4 +35,4 @@ class SeqrecCensus(ArrayBuilder, skip_registration=True):
   recipe = census
 
 
-BUILDERS = {'movielens': SeqrecMovielens, 'census': SeqrecCensus}
+BUILDERS = {'movielens': SeqrecMovielens, 'amazon': SeqrecAmazon, 'census': SeqrecCensus}

@@ -268,4 +268,4 @@ def read_records(lines: Iterator[tuple[int, str]], where: str, bad: BadRows,
     try:
       yield lineno, extract(rec)
     except (ValueError, KeyError, TypeError) as e:
-      bad(where, lineno, str(e).strip('"\''))
+      bad(where, lineno, f'missing field {e.args[0]!r}' if isinstance(e, KeyError) else str(e))
