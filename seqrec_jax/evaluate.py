@@ -30,7 +30,9 @@ def predict(eval_fn: Callable, state, split: Split, batch_size: int, to_device: 
 
 
 def split_metrics(preds, labels, users, tasks: Sequence[Task], prefix: str) -> dict[str, float]:
-  """Metric names: f'{prefix}/auc' for one task, f'{prefix}/{task}/auc' for several."""
+  """Metric names: f'{prefix}/auc' for one task, f'{prefix}/{task}/auc' for several, plus
+  f'{prefix}/mean/<metric>' (the mean over the tasks that have it; select with
+  config.train.select_task='mean')."""
   out = {}
   for j, t in enumerate(tasks):
     name = prefix if len(tasks) == 1 else f'{prefix}/{t.name}'
@@ -39,4 +41,10 @@ def split_metrics(preds, labels, users, tasks: Sequence[Task], prefix: str) -> d
         out[f'{name}/{k}'] = v
     else:
       out[f'{name}/mse'] = M.mse(labels[:, j], preds[:, j])
+  if len(tasks) > 1:
+    per_metric: dict[str, list[float]] = {}
+    for key, v in list(out.items()):
+      per_metric.setdefault(key.rsplit('/', 1)[1], []).append(v)
+    for metric, vals in per_metric.items():
+      out[f'{prefix}/mean/{metric}'] = float(np.mean(vals))
   return out

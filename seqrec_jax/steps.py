@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import optax
@@ -44,7 +45,7 @@ def train_step(state: TrainState, batch, rng, *, tasks: Sequence[Task]):
   def loss_fn(params):
     logits, new_vars = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch, train=True,
-        mutable=['batch_stats'], rngs={'dropout': rng})
+        mutable=['batch_stats', 'diagnostics'], rngs={'dropout': rng})
     logits = logits.reshape(logits.shape[0], -1)
     per = task_losses(logits, labels_of(batch), tasks, batch.get('weight'))
     return (per * task_w).sum(), (per, new_vars)
@@ -62,7 +63,26 @@ def train_step(state: TrainState, batch, rng, *, tasks: Sequence[Task]):
   for j, t in enumerate(tasks):
     if len(tasks) > 1:
       metrics[f'loss/{t.name}'] = per[j]
+  metrics.update(diagnostics_metrics(new_vars.get('diagnostics', {})))
   return new_state, metrics
+
+
+def diagnostics_metrics(diagnostics) -> dict[str, jax.Array]:
+  """Scalars from values a model sowed with `self.sow('diagnostics', name, value)`.
+
+  Keys are the '/'-joined collection paths (e.g. 'gates/<task>/entropy'); several values sown
+  under one name are averaged; a vector value [n] becomes keys '<name>/0' .. '<name>/<n-1>'.
+  """
+  out = {}
+  for path, vals in traverse_util.flatten_dict(diagnostics, sep='/').items():
+    vals = vals if isinstance(vals, tuple) else (vals,)
+    v = jnp.mean(jnp.stack([jnp.asarray(x, jnp.float32) for x in vals]), axis=0)
+    if v.size == 1:
+      out[path] = v.reshape(())
+    else:
+      for i, x in enumerate(v.reshape(-1)):
+        out[f'{path}/{i}'] = x
+  return out
 
 
 def eval_step(state: TrainState, batch, *, tasks: Sequence[Task]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from seqrec_jax.data import mmoe_synthetic
 from seqrec_jax.data import amazon, census, movielens, synthetic
 
 
@@ -26,6 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.movielens = ml_collections.ConfigDict(dict(movielens.DEFAULTS))
   c.data.amazon = ml_collections.ConfigDict(dict(amazon.DEFAULTS))
   c.data.census = ml_collections.ConfigDict(dict(census.DEFAULTS))
+  # MMoE paper's two-task regression data (data/mmoe_synthetic.py).
+  c.data.mmoe_synthetic = ml_collections.ConfigDict(dict(mmoe_synthetic.DEFAULTS))
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'din'
@@ -57,6 +60,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.cross_rank = 0.25          # >= 1: rank r; in (0, 1): fraction of the input width d
   c.model.cross_experts = 4          # DCN-Mix experts
   c.model.cross_nonlinearity = 'tanh'  # DCN-Mix g(.) inside the low-rank projection
+  # Multi-task models (models/multitask.py): single_task | shared_bottom | omoe | mmoe | ple.
+  c.model.input = 'embed'            # embed (no history) | pool (model.pooling) | din (attention)
+  c.model.experts = 4                # omoe/mmoe: number of experts
+  c.model.expert_hidden = (64,)      # every expert's MLP (the last size is the expert output)
+  c.model.bottom_hidden = ()         # single_task/shared_bottom bottom MLP; () = expert_hidden
+  c.model.tower_hidden = (32,)       # per-task tower MLP before its logit
+  c.model.ple_levels = 2             # ple: extraction levels (1 = CGC)
+  c.model.shared_experts = 2         # ple: shared experts per level
+  c.model.specific_experts = 2       # ple: experts per task per level
+  c.model.expert_dropout = 0.0       # train: drop whole experts in every gate, renormalise
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adam'

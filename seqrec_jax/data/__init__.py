@@ -50,6 +50,12 @@ def _synthetic(data_cfg):
   return synthetic.load(data_cfg.synthetic)
 
 
+@register_dataset('mmoe_synthetic')
+def _mmoe_synthetic(data_cfg):
+  from seqrec_jax.data import mmoe_synthetic  # pylint: disable=g-import-not-at-top
+  return mmoe_synthetic.load(data_cfg.mmoe_synthetic)
+
+
 def _tfds_dataset(name: str, data_cfg) -> Dataset:
   """A real dataset prepared by its TFDS builder (data/builders.py) from config.data.<name>."""
   from seqrec_jax.data import builders, tfds_source  # pylint: disable=g-import-not-at-top
