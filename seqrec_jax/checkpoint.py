@@ -28,11 +28,15 @@ class Checkpointer:
 
   def __init__(self, workdir: str, keep: int, fingerprint: dict[str, Any]):
     self.fingerprint = fingerprint
-    opts = lambda n: ocp.CheckpointManagerOptions(max_to_keep=n, create=True)
+    # Distinct barrier names per manager: with several processes, async saves of the same
+    # step by both managers would otherwise collide on one coordination-service barrier.
+    opts = lambda n, name: ocp.CheckpointManagerOptions(
+        max_to_keep=n, create=True,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name))
     self.latest = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                                        options=opts(keep))
+                                        options=opts(keep, 'latest'))
     self.best = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'best'),
-                                      options=opts(1))
+                                      options=opts(1, 'best'))
 
   @staticmethod
   def _args(state, meta):

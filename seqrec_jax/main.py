@@ -5,11 +5,15 @@
 
 Every config value can be overridden with --config.<path>=<value>; unknown keys are errors.
 Rerunning with the same --workdir resumes from its latest checkpoint.
+Multi-process: add --coordinator_address=host:port --num_processes=N --process_id=i (or run
+under SLURM / a TPU slice with --distributed=on); see seqrec_jax/distributed.py.
 """
 from __future__ import annotations
 
 from absl import app, flags
 from ml_collections import config_flags
+
+from seqrec_jax import distributed  # defines --distributed, --coordinator_address, ...
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. seqrec_jax/configs/din.py:synthetic', lock_config=True)
@@ -20,6 +24,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  distributed.initialize_from_flags()  # before anything touches devices
   from seqrec_jax import train  # pylint: disable=g-import-not-at-top  (keeps --help fast)
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

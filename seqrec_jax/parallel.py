@@ -1,16 +1,48 @@
-"""Device mesh and shardings. Data parallel over the `data` axis (batch sharded, parameters
-replicated, gradient averaging inserted by XLA); an optional `model` axis is reserved for
-sharding large embedding tables by rows."""
+"""Device mesh, shardings and the two training strategies.
+
+Mesh axes: `data` (the batch is sharded, parameters are replicated, XLA inserts the gradient
+all-reduce) and `model` (embedding tables are sharded by rows when its size is > 1, see
+`state_shardings`; every other parameter stays replicated). The same code runs on 1 CPU, N local devices, or N hosts
+after `jax.distributed.initialize()` (see `seqrec_jax/distributed.py`).
+
+Strategies (config.parallel.strategy):
+  jit   one `jax.jit` with explicit in/out shardings over the mesh (default). Dice batch
+        statistics are global means because XLA inserts the cross-device reductions.
+  pmap  `jax.pmap` over the `data` axis for pmap-era code. Each device runs `train_step` on
+        its shard; gradients, losses and Dice batch statistics are averaged over the axis,
+        so the numerics equal the jit step on the global batch. Data parallel only.
+
+Batch sizes in the config are GLOBAL (all devices and processes together); the per-device
+batch is `global / mesh.shape['data']` and each process feeds `global / process_count` rows.
+"""
 from __future__ import annotations
 
+from typing import Any, Callable
+
+from absl import logging
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from seqrec_jax.layers import activations
 
-def make_mesh(data: int = -1, model: int = 1) -> Mesh:
-  """A (data, model) mesh over all devices; data=-1 takes every device not used by `model`."""
-  n = jax.device_count()
+STRATEGIES = ('jit', 'pmap')
+DATA, MODEL = 'data', 'model'
+
+
+def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:
+  """A (data, model) mesh; data=-1 takes every device not used by `model`.
+
+  devices: defaults to all (global) devices. A subset is for single-process benchmarks and
+  tests (e.g. 1 of 8 forced host devices as the reference).
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  n = len(devices)
+  if model < 1 or (data < 1 and data != -1):
+    raise ValueError(f'config.parallel.data={data}, config.parallel.model={model}: '
+                     'sizes must be >= 1 (data may be -1 = all remaining devices)')
   if data == -1:
     if n % model:
       raise ValueError(f'{n} devices cannot be split into model={model} groups '
@@ -21,11 +53,11 @@ def make_mesh(data: int = -1, model: int = 1) -> Mesh:
                      f'have {n} (config.parallel)')
   auto = jax.sharding.AxisType.Auto
   # Auto axis types: the default (Explicit) rejects nn.Embed gathers on data-sharded ids.
-  return jax.make_mesh((data, model), ('data', 'model'), axis_types=(auto, auto))
+  return jax.make_mesh((data, model), (DATA, MODEL), axis_types=(auto, auto), devices=devices)
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P('data'))
+  return NamedSharding(mesh, P(DATA))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -33,16 +65,210 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(global_batch: int, mesh: Mesh, what: str = 'config.data.batch_size'):
-  n = mesh.shape['data']
-  if global_batch % n:
-    raise ValueError(f'{what}={global_batch} (global batch) is not divisible by the '
-                     f'{n} devices of the data axis; use a multiple of {n}')
-  if global_batch % jax.process_count():
-    raise ValueError(f'{what}={global_batch} is not divisible by the '
-                     f'{jax.process_count()} processes')
+  """A global batch must split evenly over the data axis and over the processes."""
+  n, procs = mesh.shape[DATA], jax.process_count()
+  if global_batch <= 0 or global_batch % n:
+    raise ValueError(f'{what}={global_batch} (global batch) is not divisible by the {n} '
+                     f'devices of the data axis ({jax.device_count()} devices, '
+                     f'model={mesh.shape[MODEL]}); use a multiple of {n}, e.g. '
+                     f'{max(n, global_batch // n * n)}')
+  if global_batch % procs:
+    raise ValueError(f'{what}={global_batch} is not divisible by the {procs} processes')
+  check_process_layout(mesh, global_batch)
+
+
+def check_process_layout(mesh: Mesh, global_batch: int):
+  """Each process reads rows [p*B/P, (p+1)*B/P) of a global batch (data/pipeline.py); its
+  devices must hold exactly those rows, which fails if the model axis spans processes."""
+  p, procs = jax.process_index(), jax.process_count()
+  if procs == 1:
+    return
+  per = global_batch // procs
+  idx = data_sharding(mesh).addressable_devices_indices_map((global_batch,)).values()
+  rows = sorted({(s[0].start or 0, s[0].stop or global_batch) for s in idx})
+  lo, hi = rows[0][0], rows[-1][1]
+  if (lo, hi) != (p * per, (p + 1) * per) or sum(b - a for a, b in rows) != per:
+    raise ValueError(f'process {p} of {procs}: its devices hold batch rows {rows} but it '
+                     f'reads rows [{p * per}, {(p + 1) * per}); keep config.parallel.model '
+                     'within one host (model <= local device count)')
 
 
 def to_global(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Builds global arrays (sharded on the batch axis) from this process's rows."""
   sh = data_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sh, np.asarray(v)) for k, v in batch.items()}
+
+
+def to_global_stacked(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """For pmap: [B_local, ...] host rows -> global [n_data, B / n_data, ...] arrays."""
+  sh = data_sharding(mesh)
+  n_local = len(mesh.local_devices)
+  out = {}
+  for k, v in batch.items():
+    v = np.asarray(v)
+    local = v.reshape((n_local, v.shape[0] // n_local) + v.shape[1:])
+    out[k] = jax.make_array_from_process_local_data(
+        sh, local, (mesh.shape[DATA],) + local.shape[1:])
+  return out
+
+
+def is_embedding_table(path, leaf) -> bool:
+  """nn.Embed tables: a 2-D leaf named 'embedding' (also their optimizer moments)."""
+  last = path[-1] if path else None
+  name = getattr(last, 'key', getattr(last, 'name', None))
+  return name == 'embedding' and getattr(leaf, 'ndim', 0) == 2
+
+
+def state_shardings(abstract_state, mesh: Mesh):
+  """Shardings for a state pytree: with a `model` axis of size k > 1, each embedding table
+  (and its optimizer moments) is sharded by rows [vocab / k, dim] when k divides its row
+  count, else by columns [vocab, dim / k] when k divides its width (vocabularies include the
+  padding id 0, so their sizes are often odd), else kept replicated with a warning.
+  Every other leaf is replicated."""
+  k = mesh.shape[MODEL]
+  repl = replicated(mesh)
+  rows, cols = NamedSharding(mesh, P(MODEL, None)), NamedSharding(mesh, P(None, MODEL))
+  logged = set()
+
+  def note(path, msg, *args, warn=False):
+    name = jax.tree_util.keystr(path[-3:])
+    if name not in logged:
+      logged.add(name)
+      (logging.warning if warn else logging.info)('embedding table %s: ' + msg, name, *args)
+
+  def pick(path, leaf):
+    if k == 1 or not is_embedding_table(path, leaf):
+      return repl
+    if leaf.shape[0] % k == 0:
+      return rows
+    if leaf.shape[1] % k == 0:
+      note(path, '%d rows not divisible by model=%d: sharded by columns', leaf.shape[0], k)
+      return cols
+    note(path, 'shape %s not divisible by model=%d: kept replicated', leaf.shape, k, warn=True)
+    return repl
+
+  return jax.tree_util.tree_map_with_path(pick, abstract_state)
+
+
+def with_shardings(abstract_state, shardings):
+  """ShapeDtypeStructs carrying shardings: orbax restores straight into the mesh layout."""
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract_state, shardings)
+
+
+def pmap_step(train_step: Callable, axis_name: str = DATA) -> Callable:
+  """Wraps a pure `train_step(state, batch, rng)` to run per device under `jax.pmap`.
+
+  Inside, the optimizer sees gradients averaged over `axis_name` weighted by each shard's
+  example weight (sum of batch['weight'] or its row count); metrics are averaged the same
+  way, grad_norm is recomputed on the averaged gradients, and Dice takes its batch
+  statistics over the whole global batch. A non-finite global loss keeps the old state.
+  """
+
+  def step(state, batch, rng):
+    n = next(iter(batch.values())).shape[0]
+    w = batch['weight'].astype(jnp.float32).sum() if 'weight' in batch else jnp.float32(n)
+    total = jnp.maximum(jax.lax.psum(w, axis_name), 1e-12)
+    wmean = lambda t: jax.tree.map(lambda x: jax.lax.psum(x * w, axis_name) / total, t)
+    seen = []  # the averaged gradients, captured inside this same trace
+
+    def update(grads, opt_state, params=None):
+      grads = wmean(grads)
+      seen.append(grads)
+      return state.tx.update(grads, opt_state, params)
+
+    synced = state.replace(tx=optax.GradientTransformation(state.tx.init, update))
+    with activations.batch_stats_axis(axis_name):
+      new, metrics = train_step(synced, batch, rng)
+    new = new.replace(tx=state.tx)
+    # Losses are weighted means over examples; other metrics (diagnostics) plain means.
+    is_loss = lambda k: k == 'loss' or k.startswith('loss/')
+    metrics = {**{k: jax.lax.pmean(v, axis_name) for k, v in metrics.items()},
+               **wmean({k: v for k, v in metrics.items() if is_loss(k)})}
+    if 'grad_norm' in metrics:
+      metrics['grad_norm'] = optax.tree.norm(seen[-1])
+    ok = jnp.isfinite(metrics['loss'])
+    keep = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+    return keep.replace(step=new.step), metrics
+
+  return step
+
+
+class Partitioner:
+  """Owns the mesh, the state/batch shardings and how train/eval steps are compiled.
+
+  Args:
+    cfg: config.parallel (data, model, strategy).
+    mesh: optional prebuilt mesh (tests, benchmarks); default from cfg over all devices.
+  """
+
+  def __init__(self, cfg, mesh: Mesh | None = None):
+    self.strategy = cfg.get('strategy', 'jit')
+    if self.strategy not in STRATEGIES:
+      raise ValueError(f'unknown config.parallel.strategy={self.strategy!r}; '
+                       f'choose from {STRATEGIES}')
+    self.mesh = mesh if mesh is not None else make_mesh(cfg.data, cfg.model)
+    if self.strategy == 'pmap' and self.mesh.shape[MODEL] > 1:
+      raise ValueError(f'config.parallel.strategy=pmap is data parallel only; '
+                       f'config.parallel.model={self.mesh.shape[MODEL]} needs strategy=jit')
+
+  @property
+  def num_data(self) -> int:
+    return self.mesh.shape[DATA]
+
+  def check_batch_size(self, global_batch: int, what: str = 'config.data.batch_size'):
+    check_batch_size(global_batch, self.mesh, what)
+
+  def state_shardings(self, abstract_state):
+    if self.strategy == 'pmap':
+      # Exactly the sharding pmap gives its out_axes=None outputs (replicated over a 1-D
+      # mesh named like the pmap axis): with the 2-D mesh's P() instead, the second step's
+      # state would differ in sharding from the first's and pmap would compile again.
+      devices = np.array(list(self.mesh.devices.flat))
+      pmesh = Mesh(devices, (DATA,), axis_types=(jax.sharding.AxisType.Auto,))
+      return jax.tree.map(lambda _: NamedSharding(pmesh, P()), abstract_state)
+    return state_shardings(abstract_state, self.mesh)
+
+  def train_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """This process's rows of a global training batch -> device arrays for the train step."""
+    if self.strategy == 'pmap':
+      return to_global_stacked(batch, self.mesh)
+    return to_global(batch, self.mesh)
+
+  def eval_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    return to_global(batch, self.mesh)
+
+  def compile_train(self, train_step: Callable, state_sh) -> Callable:
+    """train_step(state, batch, rng) -> (state, metrics); the state argument is donated.
+    Both strategies take and return the state in `state_sh` layout (replicated for pmap:
+    in_axes/out_axes=None, no per-step stacking) and replicated scalar metrics."""
+    if self.strategy == 'pmap':
+      pstep = jax.pmap(pmap_step(train_step), axis_name=DATA, in_axes=(None, 0, None),
+                       out_axes=(None, None), donate_argnums=(0,),
+                       devices=list(self.mesh.devices.flat))
+      if jax.process_count() == 1:
+        return pstep
+
+      def step(state, batch, rng):
+        # With several processes pmap's out_axes=None results are host-local arrays (over
+        # this process's devices only), which orbax cannot save and jit cannot take as
+        # global inputs: rewrap the same device buffers as global arrays (no copy).
+        state, metrics = pstep(state, batch, rng)
+        return jax.tree.map(lambda x, sh: jax.make_array_from_single_device_arrays(
+            x.shape, sh, [s.data for s in x.addressable_shards]), state, state_sh), metrics
+
+      return step
+    repl = replicated(self.mesh)
+    # Donation lets XLA update the state in place; the caller must not reuse the old state.
+    return jax.jit(train_step, in_shardings=(state_sh, data_sharding(self.mesh), repl),
+                   out_shardings=(state_sh, repl), donate_argnums=(0,))
+
+  def compile_eval(self, eval_step: Callable, state_sh) -> Callable:
+    """eval_step(state, batch) -> replicated predictions (jit for both strategies)."""
+    return jax.jit(eval_step, in_shardings=(state_sh, data_sharding(self.mesh)),
+                   out_shardings=replicated(self.mesh))
+
+  def describe(self) -> dict[str, Any]:
+    return {'strategy': self.strategy, 'data': self.num_data, 'model': self.mesh.shape[MODEL],
+            'devices': jax.device_count(), 'processes': jax.process_count(),
+            'platform': jax.devices()[0].platform}

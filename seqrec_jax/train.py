@@ -71,16 +71,15 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   ds = load_dataset(config.data)         # validates ids/NaNs before any step
   model = models.build_model(config.model, ds.spec)
   tasks = ds.spec.tasks
-  mesh = parallel.make_mesh(config.parallel.data, config.parallel.model)
+  part = parallel.Partitioner(config.parallel)   # mesh, shardings, jit or pmap
   gb = config.data.batch_size
-  parallel.check_batch_size(gb, mesh)
-  parallel.check_batch_size(config.data.eval_batch_size, mesh, 'config.data.eval_batch_size')
+  part.check_batch_size(gb)
+  part.check_batch_size(config.data.eval_batch_size, 'config.data.eval_batch_size')
   n_train = len(ds.splits['train'])
   total_steps = num_train_steps(config, n_train)
   tx = make_optimizer(config.optim, total_steps)
-  repl = parallel.replicated(mesh)
   pidx, pcount = jax.process_index(), jax.process_count()
-  to_device = functools.partial(parallel.to_global, mesh=mesh)
+  to_device = part.eval_batch
 
   rng = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(rng)
@@ -91,7 +90,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     return TrainState.create(model.apply, variables, tx)
 
   abstract = jax.eval_shape(init_fn, init_rng)
-  state_sh = jax.tree.map(lambda _: repl, abstract)
+  state_sh = part.state_shardings(abstract)  # embedding rows on `model`, rest replicated
+  abstract = parallel.with_shardings(abstract, state_sh)  # orbax restores into this layout
   fingerprint = {'model': config.model.name, 'dataset': config.data.name,
                  'params': param_fingerprint(abstract.params)}
   ckpt = Checkpointer(workdir, config.train.keep_checkpoints, fingerprint)
@@ -108,11 +108,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
 
   # Donation lets XLA update the state in place; the caller must not reuse the old state.
-  p_train = jax.jit(functools.partial(steps.train_step, tasks=tasks),
-                    in_shardings=(state_sh, parallel.data_sharding(mesh), repl),
-                    out_shardings=(state_sh, repl), donate_argnums=(0,))
-  p_eval = jax.jit(functools.partial(steps.eval_step, tasks=tasks),
-                   in_shardings=(state_sh, parallel.data_sharding(mesh)), out_shardings=repl)
+  p_train = part.compile_train(functools.partial(steps.train_step, tasks=tasks), state_sh)
+  p_eval = part.compile_eval(functools.partial(steps.eval_step, tasks=tasks), state_sh)
   writer = MetricsWriter(workdir, start)
   select_task = config.train.select_task or tasks[0].name
   sel_prefix = 'eval/valid' if len(tasks) == 1 else f'eval/valid/{select_task}'
@@ -133,7 +130,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   if not meta.get('stopped_early'):
     for batch in train_batches(ds.splits['train'], gb, config.seed, start, total_steps,
                                pidx, pcount):
-      state, m = p_train(state, to_device(batch), step_rng)
+      state, m = p_train(state, part.train_batch(batch), step_rng)
       step += 1
       pending.append((step, m))
       if sync_each_step:

@@ -92,7 +92,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.select_task = ''           # multi-task: which task selects ('' = the first)
   c.train.progress = True
 
+  # Mesh over all (global) devices: data x model must equal jax.device_count(). Batch sizes
+  # above are global; per device = batch_size / data. See seqrec_jax/parallel.py.
   c.parallel = ml_collections.ConfigDict()
-  c.parallel.data = -1
-  c.parallel.model = 1
+  c.parallel.data = -1               # data-parallel size; -1 = device_count / model
+  c.parallel.model = 1               # > 1: embedding tables sharded by rows over this axis
+  c.parallel.strategy = 'jit'        # jit (sharded jit) | pmap (data parallel, same numerics)
   return c
