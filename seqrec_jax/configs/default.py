@@ -5,7 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from seqrec_jax.data import mmoe_synthetic
-from seqrec_jax.data import amazon, census, movielens, synthetic
+from seqrec_jax.data import amazon, census, criteo, movielens, synthetic
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.movielens = ml_collections.ConfigDict(dict(movielens.DEFAULTS))
   c.data.amazon = ml_collections.ConfigDict(dict(amazon.DEFAULTS))
   c.data.census = ml_collections.ConfigDict(dict(census.DEFAULTS))
+  c.data.criteo = ml_collections.ConfigDict(dict(criteo.DEFAULTS))
   # MMoE paper's two-task regression data (data/mmoe_synthetic.py).
   c.data.mmoe_synthetic = ml_collections.ConfigDict(dict(mmoe_synthetic.DEFAULTS))
 

@@ -77,5 +77,10 @@ def _census(data_cfg):
   return _tfds_dataset('census', data_cfg)
 
 
+@register_dataset('criteo')
+def _criteo(data_cfg):
+  return _tfds_dataset('criteo', data_cfg)
+
+
 __all__ = ['DATASETS', 'ArraySplit', 'DataError', 'DataSpec', 'Dataset', 'FeatureSpec', 'Task',
            'load_dataset', 'register_dataset', 'validate_arrays']

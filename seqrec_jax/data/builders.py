@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from seqrec_jax.data import amazon, census, movielens
+from seqrec_jax.data import amazon, census, criteo, movielens
 from seqrec_jax.data.tfds_source import ArrayBuilder
 
 
@@ -35,4 +35,13 @@ class SeqrecCensus(ArrayBuilder, skip_registration=True):
   recipe = census
 
 
-BUILDERS = {'movielens': SeqrecMovielens, 'amazon': SeqrecAmazon, 'census': SeqrecCensus}
+class SeqrecCriteo(ArrayBuilder, skip_registration=True):
+  """Criteo display-advertising text format (see seqrec_jax/data/criteo.py)."""
+  name = 'seqrec_criteo'
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'log(x+1) integers, min-count vocabularies, sequential split.'}
+  recipe = criteo
+
+
+BUILDERS = {'movielens': SeqrecMovielens, 'amazon': SeqrecAmazon, 'census': SeqrecCensus,
+            'criteo': SeqrecCriteo}

@@ -4,7 +4,7 @@ literals (older Amazon dumps).
 
 Every malformed row either raises `DataError` naming the file, the line and the reason, or
 (when the user sets `skip_bad_rows=True`) is counted and skipped; the count is reported in
-the dataset info, so nothing is lost silently. Blank lines carry no data and are ignored.
+the dataset info, so nothing is lost silently. Empty lines carry no data and are ignored.
 """
 from __future__ import annotations
 
@@ -83,20 +83,23 @@ def fingerprint(paths: Sequence[str]) -> list[list[Any]]:
   return out
 
 
-def iter_lines(f, where: str, bad: BadRows, encoding: str = 'utf-8',
-               first_line: int = 1) -> Iterator[tuple[int, str]]:
+def iter_lines(f, where: str, bad: BadRows, encoding: str = 'utf-8', first_line: int = 1,
+               keep: Callable[[int], bool] | None = None) -> Iterator[tuple[int, str]]:
   """Yields (line_number, text without newline) for non-blank lines; 1-based numbers.
 
-  `first_line` is the number of the next line of `f` (2 after `check_header`).
+  `first_line` is the number of the next line of `f` (2 after `check_header`); `keep(line)`
+  selects lines before they are decoded (others are neither decoded nor reported).
   """
   for lineno, raw in enumerate(f, first_line):
+    if keep is not None and not keep(lineno):
+      continue
     try:
       line = raw.decode(encoding)
     except UnicodeDecodeError as e:
       bad(where, lineno, f'not valid {encoding} text ({e.reason} at byte {e.start})')
       continue
     line = line.rstrip('\r\n')
-    if line.strip():
+    if line:   # an empty line holds no data; whitespace-only lines are malformed rows
       yield lineno, line
 
 
