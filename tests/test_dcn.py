@@ -156,3 +156,23 @@ def test_cross_network_learns_a_field_interaction():
   v2 = _fit_auc('dcnv2', cross_type='full', cross_layers=1)
   assert lin < 0.6, lin
   assert v2 > 0.85, v2
+
+
+def test_data_tasks_selects_a_task_subset():
+  """config.data.tasks (data/tasks.py): a single selected task is served as `label` [B]."""
+  from seqrec_jax.data import ArraySplit, Dataset  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data.tasks import select_tasks  # pylint: disable=g-import-not-at-top
+  spec = DataSpec(1, 0, 0, 0, dense_dim=1, tasks=(Task('income'), Task('never_married')))
+  arrays = {'user_id': np.zeros(3, np.int32), 'dense': np.ones((3, 1), np.float32),
+            'labels': np.array([[1, 0], [0, 1], [1, 1]], np.float32)}
+  ds = Dataset('t', spec, {'train': ArraySplit(arrays)})
+  one = select_tasks(ds, ('never_married',))
+  assert [t.name for t in one.spec.tasks] == ['never_married']
+  b = one.splits['train'].__getitems__([0, 2])
+  assert 'labels' not in b and b['label'].tolist() == [0, 1]
+  assert one.splits['train'].all()['label'].tolist() == [0, 1, 1]
+  two = select_tasks(ds, ('never_married', 'income'))
+  assert two.splits['train'].__getitems__([0])['labels'].tolist() == [[0, 1]]
+  assert select_tasks(ds, ()) is ds
+  with pytest.raises(ValueError, match="unknown: \\['incme'\\]"):
+    select_tasks(ds, ('incme',))

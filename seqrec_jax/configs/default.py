@@ -17,6 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 256            # global batch (all devices and processes together)
   c.data.eval_batch_size = 2048      # global; the last batch is padded, not dropped
   c.data.allow_empty_history = True  # a new user with no behaviours is a valid input
+  c.data.tasks = ()                  # subset of the dataset's tasks, e.g. ('income',); () = all
   c.data.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULTS))
   # Real datasets (data/movielens.py, amazon.py, census.py, criteo.py): prepared once by a TFDS
   # builder into data_dir ('' = $SEQREC_DATA_DIR or ~/.cache/seqrec_jax), rebuilt only when the

@@ -12,6 +12,7 @@ from typing import Callable
 
 from seqrec_jax.data.features import DataError, DataSpec, FeatureSpec, Task, validate_arrays
 from seqrec_jax.data.pipeline import ArraySplit, Dataset
+from seqrec_jax.data.tasks import select_tasks
 
 DATASETS: dict[str, Callable] = {}
 
@@ -35,6 +36,7 @@ def load_dataset(data_cfg, validate: bool = True) -> Dataset:
     raise ValueError(f'unknown dataset {data_cfg.name!r} (config.data.name); '
                      f'registered: {sorted(DATASETS)}')
   ds = _load_cached(data_cfg.name, data_cfg.to_json(sort_keys=True))
+  ds = select_tasks(ds, tuple(data_cfg.get('tasks', ())))   # config.data.tasks; () = all
   if validate:
     for split_name, split in ds.splits.items():
       arrays = split.all() if hasattr(split, 'all') else None
