@@ -90,3 +90,13 @@ def test_model_axis_really_shards_embedding_tables(numerics):
   # item table (120 rows) by rows over model=2; cate table (9 rows, width 4) by columns.
   assert numerics['jit4x2']['specs'] == ["P('model', None)", 'P()', "P(None, 'model')"]
   assert numerics['jit8']['specs'] == ['P()'] and numerics['pmap8']['specs'] == ['P()']
+
+
+def test_scaling_benchmark_smoke(tmp_path):
+  from benchmarks import scaling  # pylint: disable=g-import-not-at-top
+  scaling.main(['--config=seqrec_jax/configs/test.py', '--device_counts=1',
+                '--per_device_batch=8', '--steps=2', '--warmup=0', f'--out={tmp_path}'])
+  rec = json.loads((tmp_path / 'scaling.json').read_text())
+  (row,) = rec['rows']
+  assert row['global_batch'] == 8 and row['examples_per_sec'] > 0 and row['efficiency'] == 1.0
+  assert 'examples_per_sec' in (tmp_path / 'scaling.md').read_text()
