@@ -59,7 +59,7 @@ def train_step(state: TrainState, batch, rng, *, tasks: Sequence[Task]):
       step=state.step + 1, params=keep(params, state.params),
       opt_state=keep(opt_state, state.opt_state),
       batch_stats=keep(new_vars.get('batch_stats', {}), state.batch_stats))
-  metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads)}
+  metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
   for j, t in enumerate(tasks):
     if len(tasks) > 1:
       metrics[f'loss/{t.name}'] = per[j]

@@ -25,6 +25,10 @@ from seqrec_jax.data.pipeline import train_batches
 from seqrec_jax.state import TrainState, make_optimizer
 
 
+# Seconds to sleep after each step; only for tests that SIGKILL a run mid-training.
+_STEP_DELAY = float(os.environ.get('SEQREC_TEST_STEP_DELAY', '0') or 0)
+
+
 class MetricsWriter:
   """JSON lines in workdir/metrics.jsonl, written by process 0 only."""
 
@@ -133,6 +137,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       state, m = p_train(state, part.train_batch(batch), step_rng)
       step += 1
       pending.append((step, m))
+      if _STEP_DELAY:                # fault-injection tests: make a kill land mid-run
+        time.sleep(_STEP_DELAY)
       if sync_each_step:
         m['loss'].block_until_ready()
       is_eval = step % config.train.eval_every == 0 or step == total_steps

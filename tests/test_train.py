@@ -1,0 +1,127 @@
+"""End-to-end: train, checkpoint, resume (incl. SIGKILL), selection on valid, NaN guard."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from seqrec_jax import train
+from seqrec_jax.checkpoint import CheckpointMismatchError
+from seqrec_jax.data import register_dataset, synthetic
+from seqrec_jax.data.features import DataSpec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVAL_KEYS = ('eval/valid/auc', 'eval/valid/gauc', 'eval/valid/logloss', 'eval/test/auc',
+             'eval/test/gauc', 'eval/test/logloss')
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(l) for l in f]
+
+
+def test_two_steps_checkpoint_and_resume_match_uninterrupted(tiny_config, tmp_path):
+  cfg = tiny_config
+  cfg.train.num_steps = 4
+  full = train.train_and_evaluate(cfg, str(tmp_path / 'full'))
+  # Same run cut after 2 steps, then resumed to 4 in the same workdir.
+  cfg.train.num_steps = 2
+  part = train.train_and_evaluate(cfg, str(tmp_path / 'cut'))
+  assert part['steps'] == 2
+  assert sorted(os.listdir(tmp_path / 'cut' / 'checkpoints')) == ['2']
+  cfg.train.num_steps = 4
+  resumed = train.train_and_evaluate(cfg, str(tmp_path / 'cut'))
+  assert resumed['steps'] == 4
+  for k in EVAL_KEYS:
+    assert resumed[k] == full[k], k
+  assert resumed['best_step'] == full['best_step']
+  # metrics.jsonl holds each step once, in order, and ends with the summary.
+  recs = _metrics(tmp_path / 'cut')
+  evals = [r['step'] for r in recs if 'eval/valid/auc' in r]
+  assert evals == [2, 4]
+  assert 'summary' in recs[-1]
+
+
+def test_summary_reports_best_valid_state(tiny_config, tmp_path):
+  tiny_config.train.num_steps = 6
+  s = train.train_and_evaluate(tiny_config, str(tmp_path))
+  evals = [r for r in _metrics(tmp_path) if 'eval/valid/auc' in r]
+  best = max(evals, key=lambda r: r['eval/valid/auc'])
+  assert s['best_step'] == best['step']
+  assert s['eval/valid/auc'] == pytest.approx(best['eval/valid/auc'], abs=1e-12)
+  assert 0.0 <= s['eval/test/auc'] <= 1.0 and np.isfinite(s['eval/test/logloss'])
+  assert 'oracle/test/oracle_auc' in s
+
+
+def test_checkpoint_from_another_model_is_rejected(tiny_config, tmp_path):
+  tiny_config.train.num_steps = 2
+  train.train_and_evaluate(tiny_config, str(tmp_path))
+  tiny_config.model.name = 'base'
+  with pytest.raises(CheckpointMismatchError, match="model='din'.*model='base'"):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+  tiny_config.model.name = 'din'
+  tiny_config.model.embed_dim = 6
+  with pytest.raises(CheckpointMismatchError, match='different parameters'):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+
+
+@register_dataset('_huge_dense')
+def _huge_dense(data_cfg):
+  """Synthetic data plus a finite but enormous dense feature: the loss overflows."""
+  ds = synthetic.load(data_cfg.synthetic)
+  spec = DataSpec(**{**ds.spec.__dict__, 'dense_dim': 1})
+  for name, split in ds.splits.items():
+    n = len(split)
+    split.arrays['dense'] = np.full((n, 1), 3e38 if name == 'train' else 0.0, np.float32)
+  ds.spec = spec
+  return ds
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
+  tiny_config.data.name = '_huge_dense'
+  with pytest.raises(FloatingPointError, match=r'non-finite training loss .* at step 1;'):
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+
+
+def _run_main(workdir, extra=(), **kw):
+  cmd = [sys.executable, '-m', 'seqrec_jax.main', '--config=seqrec_jax/configs/test.py',
+         f'--workdir={workdir}', '--config.train.num_steps=60', '--config.train.eval_every=20',
+         '--config.train.checkpoint_every=10', '--config.train.log_every=5', *extra]
+  return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, **kw)
+
+
+def _summary(out):
+  return json.loads([l for l in out.splitlines() if l.startswith('{"summary"')][-1])['summary']
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_then_rerun_reaches_same_metrics(tmp_path):
+  ref = _run_main(tmp_path / 'ref')
+  out, err = ref.communicate(timeout=600)
+  assert ref.returncode == 0, err[-3000:]
+  want = _summary(out)
+  # Slow every step down so the kill lands mid-training, after a few checkpoints.
+  proc = _run_main(tmp_path / 'killed', env={**os.environ, 'SEQREC_TEST_STEP_DELAY': '0.05'})
+  ckdir = tmp_path / 'killed' / 'checkpoints'
+  deadline = time.time() + 600
+  while time.time() < deadline:
+    steps = [int(d) for d in os.listdir(ckdir) if d.isdigit()] if ckdir.exists() else []
+    if steps and max(steps) >= 20:
+      break
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = max(int(d) for d in os.listdir(ckdir) if d.isdigit())
+  assert killed_at < 60, 'the run finished before it could be killed'
+  again = _run_main(tmp_path / 'killed')
+  out2, err2 = again.communicate(timeout=600)
+  assert again.returncode == 0, err2[-3000:]
+  got = _summary(out2)
+  for k in EVAL_KEYS + ('best_step', 'steps'):
+    assert got[k] == want[k], (k, got[k], want[k])
