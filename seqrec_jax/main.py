@@ -1,4 +1,4 @@
-"""Train and evaluate a ranking model.
+r"""Train and evaluate a ranking model.
 
   python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:synthetic --workdir=runs/din \
       --config.model.activation=prelu
