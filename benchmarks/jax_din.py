@@ -16,7 +16,7 @@ from seqrec_jax.data.features import DataSpec
 from seqrec_jax.state import TrainState, make_optimizer
 
 
-def reference_config(activation: str = 'dice', method: str = 'auto'):
+def reference_config(activation: str = 'dice'):
   c = default.get_config()
   c.model.name = 'din'
   c.model.embed_dim = bd.EMBED_DIM
@@ -25,7 +25,6 @@ def reference_config(activation: str = 'dice', method: str = 'auto'):
   c.model.activation = activation
   c.optim.name = 'adam'
   c.data.batch_size = bd.BATCH
-  del method
   return c
 
 
@@ -71,6 +70,7 @@ class JaxDin:
   def serve(self, request) -> np.ndarray:
     if self.scorer is None:
       self.scorer = serving.CandidateScorer(self.model, self.state.variables)
+    self.scorer.variables = self.state.variables     # the train step donates the old state
     return np.asarray(self.scorer(request))
 
   def score(self, batch) -> np.ndarray:
