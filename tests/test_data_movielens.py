@@ -4,10 +4,12 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import sys
 import zipfile
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from seqrec_jax.configs import default
 from seqrec_jax.data import DataError, common, load_dataset, movielens, tfds_source
@@ -223,3 +225,15 @@ def test_registered_and_validated_through_load_dataset(tmp_path):
   assert ds.spec.num_items == ds.info['protocol/item_vocab']
   b = ds.splits['train'].__getitems__(np.arange(4))
   assert b['hist_items'].shape == (4, 4) and b['hist_mask'].dtype == np.bool_
+  assert 'tensorflow' not in sys.modules     # TFDS array_record path without TensorFlow
+
+
+def test_builder_version_is_part_of_the_cache_key(tmp_path):
+  dc = _data_cfg(tmp_path)
+
+  class Bumped(SeqrecMovielens, skip_registration=True):
+    VERSION = tfds.core.Version('1.0.1')
+
+  a = tfds_source.make_builder(SeqrecMovielens, dc.movielens.to_dict(), dc.data_dir)
+  b = tfds_source.make_builder(Bumped, dc.movielens.to_dict(), dc.data_dir)
+  assert a.builder_config.name != b.builder_config.name and a.data_path != b.data_path
