@@ -1,0 +1,190 @@
+"""Attention-unit ablation: which inputs should DIN's activation unit see, does Dice beat
+PReLU, does softmax help? Baseline: Embedding&MLP with mean pooling (RelaImpr reference).
+
+  bash launch.sh ablation                       # small default sweep on synthetic data
+  python -m experiments.attention_ablation --full --seeds=5      # + sigmoid, more inputs,
+                                                # other scorers, recency features, bigger data
+  python -m experiments.attention_ablation --dataset=movielens --num_steps=2000
+
+Grid (default): inputs {q,k | q,k,q-k,q*k | q,k,outer} x activation {dice, prelu} (main and
+attention MLP alike, as DIN+Dice in the paper) x normaliser {none, softmax} x seeds, plus
+`base` with mean pooling per activation. Every cell is a full train/valid/test run (model
+selection on valid, test reported); cells finished earlier are skipped, so a rerun resumes.
+Writes table.md, table.csv and ablation_auc.png to --outdir (default
+runs/attention_ablation/<dataset>).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from absl import app, flags
+import jax
+
+from experiments import sweep
+from seqrec_jax import metrics
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('dataset', 'synthetic', 'config.data.name (a registered dataset).')
+flags.DEFINE_integer('seeds', 3, 'Seeds per cell (>= 3 for mean ± std).')
+flags.DEFINE_string('outdir', '', 'Output directory (default runs/attention_ablation/<dataset>).')
+flags.DEFINE_bool('full', False, 'Larger grid and data (not meant for the 15-minute budget).')
+flags.DEFINE_integer('num_steps', -1, '> 0: train steps per cell (else the size preset).')
+
+INPUTS = {'q,k': ('q', 'k'), 'q,k,q-k,q*k': ('q', 'k', 'q-k', 'q*k'),
+          'q,k,outer': ('q', 'k', 'outer')}
+FULL_INPUTS = {**INPUTS, 'k': ('k',), 'q*k': ('q*k',)}
+ACTIVATIONS = ('dice', 'prelu')
+NORMALIZERS = ('none', 'softmax')
+FULL_NORMALIZERS = ('none', 'softmax', 'sigmoid')
+FULL_SCORERS = ('dot', 'scaled_dot', 'bilinear', 'multihead')
+BASELINE = 'base (mean pooling)'
+METRICS = ('eval/test/auc', 'eval/test/gauc', 'eval/test/logloss', 'rela_impr', 'params',
+           'examples_per_sec')
+
+
+def size_overrides(dataset: str, full: bool, num_steps: int) -> dict:
+  """Training/model sizes; the quick synthetic preset is what fits the 15-minute budget."""
+  o = {'train.progress': False, 'train.checkpoint_every': 100_000, 'optim.learning_rate': 5e-3}
+  if dataset == 'synthetic' and not full:
+    # 4000 users x 10 impressions (32k train rows), L=20; 3 epochs = 375 steps of 256.
+    o.update({'data.synthetic.num_users': 4000, 'data.synthetic.num_items': 800,
+              'data.synthetic.num_cates': 20, 'data.synthetic.max_len': 20,
+              'model.embed_dim': 8, 'model.hidden': (64, 32), 'model.attention.hidden': (32, 16),
+              'train.num_epochs': 3.0, 'train.eval_every': 125})
+  elif dataset == 'synthetic':
+    o.update({'train.num_epochs': 3.0, 'train.eval_every': 500})
+  if num_steps > 0:
+    o.update({'train.num_steps': num_steps, 'train.eval_every': max(num_steps // 4, 1)})
+  return o
+
+
+def make_cells(dataset: str, seeds: int, full: bool, num_steps: int = -1) -> list[sweep.Cell]:
+  base = size_overrides(dataset, full, num_steps)
+  cells = []
+
+  def add(group, overrides):
+    for s in range(seeds):
+      cells.append(sweep.Cell(group=dict(group), overrides={**base, **overrides}, seed=s))
+
+  for act in ACTIVATIONS:
+    add({'model': BASELINE, 'scorer': '-', 'inputs': '-', 'activation': act, 'normalizer': '-'},
+        {'model.name': 'base', 'model.pooling': 'mean', 'model.activation': act})
+  inputs = FULL_INPUTS if full else INPUTS
+  for label, parts in inputs.items():
+    for act in ACTIVATIONS:
+      for norm in (FULL_NORMALIZERS if full else NORMALIZERS):
+        add({'model': 'din', 'scorer': 'mlp', 'inputs': label, 'activation': act,
+             'normalizer': norm},
+            {'model.name': 'din', 'model.activation': act, 'model.attention.activation': 'same',
+             'model.attention.inputs': parts, 'model.attention.normalizer': norm})
+  if full:
+    for act in ACTIVATIONS:
+      for scorer in FULL_SCORERS:
+        add({'model': 'din', 'scorer': scorer, 'inputs': '-', 'activation': act,
+             'normalizer': 'softmax'},
+            {'model.name': 'din', 'model.activation': act, 'model.attention.name': scorer,
+             'model.attention.normalizer': 'softmax'})
+      add({'model': 'din', 'scorer': 'mlp+recency', 'inputs': 'q,k,q-k,q*k', 'activation': act,
+           'normalizer': 'none'},
+          {'model.name': 'din', 'model.activation': act, 'model.attention.use_position': True})
+  return cells
+
+
+def add_rela_impr(records: list[dict]) -> None:
+  """summary['rela_impr']: RelaImpr (%) of test AUC vs mean pooling with the same activation
+  and seed (paired, so the spread is over seeds)."""
+  base = {(r['group']['activation'], r['seed']): r['summary']['eval/test/auc']
+          for r in records if r['group']['model'] == BASELINE}
+  for r in records:
+    b = base.get((r['group']['activation'], r['seed']))
+    r['summary']['rela_impr'] = (metrics.rela_impr(r['summary']['eval/test/auc'], b)
+                                 if b is not None else float('nan'))
+
+
+COLUMNS = [('model', 'model'), ('scorer', 'scorer'), ('inputs', 'inputs'),
+           ('activation', 'activation'), ('normaliser', 'normalizer'),
+           ('test AUC', 'eval/test/auc'), ('test GAUC', 'eval/test/gauc'),
+           ('test logloss', 'eval/test/logloss'), ('RelaImpr % vs mean pool', 'rela_impr'),
+           ('params', 'params'), ('examples/s', 'examples_per_sec'), ('seeds', 'n_seeds')]
+
+
+def report(records: list[dict], outdir: str, dataset: str) -> str:
+  add_rela_impr(records)
+  rows = sweep.aggregate(records, METRICS)
+  for r in rows:       # params and throughput: show the mean only
+    r.pop('params_std', None)
+    r.pop('examples_per_sec_std', None)
+  s0 = records[0]['summary']
+  oracle = s0.get('oracle/test/oracle_auc')
+  cell_wall = sum(r.get('wall_seconds', 0.0) for r in records)
+  notes = (f'Dataset `{dataset}`; mean ± std over seeds {sorted({r["seed"] for r in records})}; '
+           f'model selection on valid, test reported. RelaImpr = ((AUC - 0.5) / (AUC_base - 0.5)'
+           f' - 1) x 100 vs `base` + mean pooling with the same activation and seed. '
+           + (f'Oracle (Bayes) test AUC of the generator: {oracle:.4f}. ' if oracle else '')
+           + f'Cells: {len(records)}; summed cell wall time {cell_wall / 60:.1f} min '
+           f'(finished cells are skipped on reruns). Exact config and command of every cell: '
+           f'`{outdir}/cells/*.json`.')
+  text = sweep.write_table(rows, COLUMNS, outdir, title=f'Attention ablation ({dataset})',
+                           notes=notes)
+  plot(rows, os.path.join(outdir, 'ablation_auc.png'), dataset, oracle)
+  return text
+
+
+def plot(rows: list[dict], path: str, dataset: str, oracle: float | None) -> None:
+  """Grouped bars: test AUC (mean ± std) per (scorer, inputs, normaliser), one bar per
+  activation; dashed lines: mean-pooling baselines (and the oracle AUC when known)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  key = 'eval/test/auc'
+  att = [r for r in rows if r['model'] != BASELINE]
+  groups = list(dict.fromkeys((r['scorer'], r['inputs'], r['normalizer']) for r in att))
+  acts = list(dict.fromkeys(r['activation'] for r in rows))
+  colors = dict(zip(acts, ('tab:blue', 'tab:orange', 'tab:green', 'tab:purple')))
+  width = 0.8 / max(len(acts), 1)
+  fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) + 2), 4.5))
+  for j, act in enumerate(acts):
+    by = {(r['scorer'], r['inputs'], r['normalizer']): r for r in att if r['activation'] == act}
+    xs = [i for i, g in enumerate(groups) if g in by]
+    ax.bar([x + (j - (len(acts) - 1) / 2) * width for x in xs], [by[groups[x]][key] for x in xs],
+           width, yerr=[by[groups[x]][key + '_std'] for x in xs], capsize=3, color=colors[act],
+           label=f'DIN, {act}')
+  for r in rows:
+    if r['model'] == BASELINE:
+      ax.axhline(r[key], ls='--', color=colors[r['activation']], lw=1.2,
+                 label=f'mean pooling, {r["activation"]}')
+  if oracle:
+    ax.axhline(oracle, ls=':', color='k', lw=1.2, label='oracle (Bayes) AUC')
+  vals = [r[key] for r in rows] + ([oracle] if oracle else [])
+  ax.set_ylim(min(vals) - 0.02, max(vals) + 0.01)
+  ax.set_xticks(range(len(groups)),
+                [f'{s if s != "mlp" else ""}\n{i}\n{n}'.strip() for s, i, n in groups], fontsize=8)
+  ax.set_ylabel('test AUC (mean ± std over seeds)')
+  ax.set_xlabel('attention inputs / normaliser')
+  ax.set_title(f'DIN attention ablation on {dataset}', fontsize=10)
+  ax.legend(fontsize=7, loc='upper center', ncol=3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  outdir = FLAGS.outdir or os.path.join('runs', 'attention_ablation', FLAGS.dataset)
+  if FLAGS.seeds < 1:
+    raise app.UsageError(f'--seeds={FLAGS.seeds} must be >= 1 (>= 3 for mean ± std)')
+  cells = make_cells(FLAGS.dataset, FLAGS.seeds, FLAGS.full, FLAGS.num_steps)
+  # Cells that differ only in the seed compile to identical programs (the seed is a runtime
+  # input): a persistent compilation cache turns their compiles into cache hits.
+  jax.config.update('jax_compilation_cache_dir', os.path.join(outdir, 'jax_cache'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+  t0 = time.time()
+  records = sweep.run_sweep(f'seqrec_jax/configs/din.py:{FLAGS.dataset}', cells, outdir)
+  wall = time.time() - t0
+  print(report(records, outdir, FLAGS.dataset))
+  print(f'wrote {outdir}/table.md, table.csv, ablation_auc.png in {wall / 60:.1f} min')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,58 @@
+"""The ablation's grid, paired RelaImpr, report files and resumability (no training: fake runs)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from experiments import attention_ablation as abl
+from experiments import sweep
+
+
+def _fake_train(cfg, workdir):
+  del workdir
+  m = cfg.model
+  auc = 0.6 if m.name == 'base' else 0.7 + 0.01 * (m.attention.normalizer == 'softmax')
+  auc += 0.001 * cfg.seed + 0.002 * (m.activation == 'dice')
+  return {'eval/test/auc': auc, 'eval/test/gauc': auc - 0.01, 'eval/test/logloss': 0.5,
+          'params': 100, 'examples_per_sec': 1000.0, 'oracle/test/oracle_auc': 0.8}
+
+
+def test_grid_covers_inputs_activations_normalisers_seeds_and_baseline():
+  cells = abl.make_cells('synthetic', 3, full=False)
+  groups = {tuple(c.group.values()) for c in cells}
+  din = [c for c in cells if c.group['model'] == 'din']
+  assert len(groups) == 2 + len(abl.INPUTS) * 2 * 2
+  assert len(cells) == 3 * len(groups) and {c.seed for c in cells} == {0, 1, 2}
+  assert {c.overrides['model.attention.inputs'] for c in din} == set(abl.INPUTS.values())
+  assert {c.overrides['model.activation'] for c in cells} == {'dice', 'prelu'}
+  base = [c for c in cells if c.group['model'] == abl.BASELINE]
+  assert all(c.overrides['model.pooling'] == 'mean' for c in base) and len(base) == 6
+  assert len({c.id for c in cells}) == len(cells)
+  full = abl.make_cells('synthetic', 3, full=True)
+  assert {c.overrides.get('model.attention.name', 'din') for c in full} >= set(abl.FULL_SCORERS)
+
+
+def test_report_and_rerun_skips_finished_cells(tmp_path):
+  cells = abl.make_cells('synthetic', 3, full=False)
+  out = str(tmp_path)
+  recs = sweep.run_sweep('din.py:synthetic', cells, out, train_fn=_fake_train, log=lambda _: None)
+  text = abl.report(recs, out, 'synthetic')
+  for f in ('table.md', 'table.csv', 'ablation_auc.png'):
+    assert os.path.getsize(os.path.join(out, f)) > 0
+  # Paired RelaImpr: din/dice/softmax seed s vs base/dice seed s.
+  r = next(r for r in recs if r['group']['normalizer'] == 'softmax'
+           and r['group']['activation'] == 'dice')
+  b = 0.6 + 0.001 * r['seed'] + 0.002
+  assert r['summary']['rela_impr'] == pytest.approx(((0.712 + 0.001 * r['seed'] - 0.5)
+                                                     / (b - 0.5) - 1) * 100)
+  assert '| base (mean pooling) |' in text and 'RelaImpr' in text
+  rec = json.load(open(os.path.join(out, 'cells', f'{cells[0].id}.json')))
+  assert rec['command'].startswith('python -m seqrec_jax.main --config=din.py:synthetic')
+  assert rec['overrides']['model.pooling'] == 'mean'
+
+  def boom(cfg, workdir):
+    raise AssertionError('finished cells must not be re-run')
+  again = sweep.run_sweep('din.py:synthetic', cells, out, train_fn=boom, log=lambda _: None)
+  assert [r['id'] for r in again] == [r['id'] for r in recs]
