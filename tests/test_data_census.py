@@ -21,9 +21,14 @@ def collect(p):
   return out
 
 
-def test_packaged_file_tasks_and_counts():
+@pytest.fixture(scope='module')
+def packaged():
   p = census.prepare(dict(census.DEFAULTS))
-  rows = collect(p)
+  return p, collect(p)
+
+
+def test_packaged_file_tasks_and_counts(packaged):
+  p, rows = packaged
   n = sum(len(r['labels']) for r in rows.values())
   assert n == p.info['rows'] == 48842
   labels = np.concatenate([r['labels'] for r in rows.values()])
@@ -39,9 +44,8 @@ def test_packaged_file_tasks_and_counts():
       'train': 34190, 'valid': 4884, 'test': 9768}
 
 
-def test_dense_uses_train_statistics_and_missing_has_own_id():
-  p = census.prepare(dict(census.DEFAULTS))
-  rows = collect(p)
+def test_dense_uses_train_statistics_and_missing_has_own_id(packaged):
+  p, rows = packaged
   d = rows['train']['dense']
   np.testing.assert_allclose(d.mean(0), 0, atol=1e-4)
   np.testing.assert_allclose(d.std(0), 1, atol=1e-3)
