@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from seqrec_jax.configs import default
-from seqrec_jax.data import DataError, amazon, common, load_dataset
+from seqrec_jax.data import DataError, amazon, load_dataset
 
 FIX = os.path.join(os.path.dirname(__file__), 'fixtures', 'amazon')
 

@@ -18,7 +18,7 @@ protocol without TensorFlow.
   the raw records and decodes a whole batch with one `np.frombuffer` per field (equality with
   TFDS's own decoding is tested). Splits that fit `data.max_memory_mb` are read once into
   memory (`data.in_memory='auto'`): a random batch from memory costs microseconds instead of
-  ~20-40 us/row from disk (measured in README), which would otherwise be a visible fraction of
+  ~30-60 us/row from disk (measured in README), which would otherwise be a visible fraction of
   a CPU training step.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 
 from absl import logging
 import numpy as np
