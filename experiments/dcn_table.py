@@ -1,0 +1,162 @@
+"""DNN vs DCN vs DCN-V2 (full rank, low rank r = d/4, mixture of low-rank experts).
+
+  python -m experiments.dcn_table                       # census (income) + MovieLens, 3 seeds
+  python -m experiments.dcn_table --dataset=census --seeds=5
+  python -m experiments.dcn_table --dataset=criteo --criteo_path=/data/criteo \
+      --set=data.criteo.max_rows=2000000               # any config override, repeatable
+  bash launch.sh dcn [flags...]
+
+Per dataset: one row per model, test logloss and AUC mean ± std over seeds (model selection on
+valid logloss), parameters, training examples/s; outdir/<dataset>/table.md + table.csv +
+auc.png. Cells are resumable (experiments/sweep.py): rerunning skips finished cells.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+
+from experiments import sweep
+from seqrec_jax import models
+from seqrec_jax.configs import load_config
+from seqrec_jax.data import load_dataset
+
+_DATASET = flags.DEFINE_string('dataset', 'census,movielens',
+                               'comma list of census | movielens | criteo | synthetic')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'seeds per row (>= 3 for mean ± std)')
+_OUTDIR = flags.DEFINE_string('outdir', 'runs/dcn_table', 'tables go to outdir/<dataset>/')
+_CRITEO = flags.DEFINE_string('criteo_path', '', 'Criteo files (sets data.criteo.path); '
+                              'adds criteo to --dataset')
+_QUICK = flags.DEFINE_bool('quick', False, 'a quarter of the epochs (smoke run)')
+_FULL = flags.DEFINE_bool('full', False, 'twice the epochs of the default')
+_MODELS = flags.DEFINE_list('rows', [], 'subset of row names (default: all)')
+_SET = flags.DEFINE_multi_string('set', [], 'extra config override key=value for every cell')
+
+# (row label, overrides). r = d/4 via cross_rank=0.25 (d = width of the embedding layer x0).
+ROWS = (
+    ('DNN', {'model.name': 'dnn'}),
+    ('DCN (parallel)', {'model.name': 'dcn', 'model.structure': 'parallel'}),
+    ('DCN-V2 full (stacked)', {'model.name': 'dcnv2', 'model.cross_type': 'full',
+                               'model.structure': 'stacked'}),
+    ('DCN-V2 full (parallel)', {'model.name': 'dcnv2', 'model.cross_type': 'full',
+                                'model.structure': 'parallel'}),
+    ('DCN-V2 r=d/4 (stacked)', {'model.name': 'dcnv2', 'model.cross_type': 'lowrank',
+                                'model.cross_rank': 0.25, 'model.structure': 'stacked'}),
+    ('DCN-Mix 4x r=d/4 (stacked)', {'model.name': 'dcnv2', 'model.cross_type': 'mix',
+                                    'model.cross_rank': 0.25, 'model.cross_experts': 4,
+                                    'model.structure': 'stacked'}),
+)
+METRICS = ('eval/test/logloss', 'eval/test/auc', 'eval/valid/logloss', 'eval/valid/auc',
+           'params', 'examples_per_sec', 'wall')
+# DCN-V2 paper (Wang et al., WWW'21), Criteo, DCN-V2: logloss 0.4406, AUC 0.8115.
+PAPER = {'criteo': {'paper DCN-V2 AUC': 0.8115}}
+
+
+def _parse(v: str):
+  for cast in (int, float):
+    try:
+      return cast(v)
+    except ValueError:
+      pass
+  if v in ('True', 'False'):
+    return v == 'True'
+  if v.startswith('(') and v.endswith(')'):
+    return tuple(_parse(x.strip()) for x in v[1:-1].split(',') if x.strip())
+  return v
+
+
+def _extra_overrides(dataset: str) -> dict:
+  out = {}
+  for kv in _SET.value:
+    k, sep, v = kv.partition('=')
+    if not sep:
+      raise ValueError(f'--set {kv!r}: expected key=value')
+    if k.startswith('data.') and k.split('.')[1] in ('census', 'movielens', 'criteo',
+                                                     'synthetic') and k.split('.')[1] != dataset:
+      continue                        # another dataset's sub-block
+    out[k] = _parse(v)
+  if dataset == 'criteo' and _CRITEO.value:
+    out['data.criteo.path'] = _CRITEO.value
+  return out
+
+
+def cross_width(spec: str, overrides: dict) -> str:
+  """'d=.., r=..' of the low-rank row: x0 width and the resolved rank (from parameter shapes)."""
+  cfg = load_config(spec, dict(overrides, **{'model.name': 'dcnv2',
+                                             'model.cross_type': 'lowrank'}))
+  ds = load_dataset(cfg.data)
+  model = models.build_model(cfg.model, ds.spec)
+  batch = ds.splits['train'].__getitems__(np.arange(2))
+  p = jax.eval_shape(lambda: model.init(jax.random.key(0), batch, train=False))['params']
+  d, r = p['tower']['cross']['layer_0']['v']['kernel'].shape
+  return f'd={d}, r={r}'
+
+
+def run_dataset(dataset: str) -> str:
+  spec = f'seqrec_jax/configs/dcn.py:{dataset}'
+  base = load_config(spec)
+  scale = 0.25 if _QUICK.value else (2.0 if _FULL.value else 1.0)
+  common = {'train.num_epochs': base.train.num_epochs * scale, **_extra_overrides(dataset)}
+  rows = [r for r in ROWS if not _MODELS.value or r[0] in _MODELS.value]
+  cells = [sweep.Cell({'model': label}, dict(common, **ov), seed)
+           for seed in range(_SEEDS.value) for label, ov in rows]
+  outdir = os.path.join(_OUTDIR.value, dataset)
+  t0 = time.time()
+  records = sweep.run_sweep(spec, cells, outdir)
+  for r in records:
+    r['summary']['wall'] = r.get('wall_seconds', float('nan'))
+  sum_wall = sum(r['summary']['wall'] for r in records)
+  agg = sweep.aggregate(records, METRICS)
+  order = {label: i for i, (label, _) in enumerate(ROWS)}
+  agg.sort(key=lambda r: order[r['model']])
+  dims = cross_width(spec, common)
+  base = load_config(spec, common)    # the cells' shared settings, for the notes
+  tasks = ','.join(base.data.tasks) if base.data.tasks else 'all tasks'
+  notes = (f'{dataset} ({tasks}); x0 {dims}; {base.model.cross_layers} cross layers, deep '
+           f'{tuple(base.model.hidden)} ReLU, embed {base.model.embed_dim}, batch '
+           f'{base.data.batch_size}, {common["train.num_epochs"]:g} epochs, Adam '
+           f'{base.optim.learning_rate:g}; selection on valid logloss; test metrics, mean ± std '
+           f'over {_SEEDS.value} seeds; examples/s = training-loop throughput (incl. periodic '
+           f'validation and checkpoints) on this shared 2-core machine; s/run = wall seconds per run incl. compile and evals '
+           f'(sum over the {len(records)} runs: {sum_wall:.0f} s; this invocation '
+           f'{time.time() - t0:.0f} s, finished cells are not rerun). Command: '
+           f'python -m experiments.dcn_table --dataset={dataset} --seeds={_SEEDS.value}'
+           + (' --quick' if _QUICK.value else '') + (' --full' if _FULL.value else '')
+           + (f' --criteo_path={_CRITEO.value}' if dataset == 'criteo' and _CRITEO.value else '')
+           + ''.join(f' --set={kv}' for kv in _SET.value))
+  cols = [('model', 'model'), ('test logloss', 'eval/test/logloss'),
+          ('test AUC', 'eval/test/auc'), ('valid AUC', 'eval/valid/auc'),
+          ('params', 'params'), ('examples/s', 'examples_per_sec'), ('s/run', 'wall'),
+          ('seeds', 'n_seeds')]
+  for r in agg:                       # counts and rates: mean only, as plain numbers
+    for k, f in (('params', '{:,.0f}'), ('examples_per_sec', '{:,.0f}'), ('wall', '{:.0f}')):
+      r[k] = f.format(r[k])
+      r.pop(k + '_std', None)
+  text = sweep.write_table(agg, cols, outdir, title=f'DNN vs DCN vs DCN-V2 on {dataset}',
+                           notes=notes)
+  sweep.plot_bars(agg, ['model'], 'eval/test/auc', os.path.join(outdir, 'auc.png'),
+                  title=f'{dataset}: test AUC (mean ± std)', reference=PAPER.get(dataset))
+  sweep.plot_bars(agg, ['model'], 'eval/test/logloss', os.path.join(outdir, 'logloss.png'),
+                  title=f'{dataset}: test logloss (mean ± std)')
+  return text
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)     # orbax logs every checkpoint write at INFO
+  datasets = [d for d in _DATASET.value.split(',') if d]
+  if _CRITEO.value and 'criteo' not in datasets:
+    datasets.append('criteo')
+  t0 = time.time()
+  for d in datasets:
+    print(run_dataset(d), flush=True)
+  print(f'total wall time {time.time() - t0:.0f} s', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
