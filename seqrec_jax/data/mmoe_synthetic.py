@@ -5,8 +5,9 @@ Construction (Ma et al., KDD'18, Sec. 3.2):
   2. w1 = c * u1,  w2 = c * (p * u1 + sqrt(1 - p^2) * u2), so cos(w1, w2) = p (`correlation`).
   3. x ~ N(0, I_d).
   4. y_k = w_k^T x + sum_{i=1..m} sin(alpha_i * w_k^T x + beta_i) + eps_k, eps_k ~ N(0, noise^2).
-The paper does not give alpha_i, beta_i; here they are drawn once per dataset seed from
-N(0, alpha_std^2) and N(0, beta_std^2) (shared by both tasks, as in the paper). The label
+The paper does not give alpha_i, beta_i ("given parameters"); here they are drawn from
+N(0, alpha_std^2) and N(0, beta_std^2) with `shape_seed`, fixed across `seed`s so every
+dataset has the same label shape (and label variance); `seed` draws u1, u2, x and the noise. The label
 Pearson correlation falls with p but is not p itself (the sinusoids are non-linear); it is
 reported in `info`, with each task's label variance (the MSE of predicting the mean).
 
@@ -22,7 +23,7 @@ from seqrec_jax.data.pipeline import ArraySplit, Dataset
 
 DEFAULTS = dict(
     dim=100, correlation=0.5, scale=1.0, num_sin=10, alpha_std=1.0, beta_std=1.0,
-    noise_std=0.01, num_train=10000, num_valid=2000, num_test=2000, seed=0)
+    noise_std=0.01, num_train=10000, num_valid=2000, num_test=2000, seed=0, shape_seed=0)
 
 
 def task_weights(dim: int, correlation: float, scale: float, rng) -> np.ndarray:
@@ -47,12 +48,14 @@ def labels(x, w, alphas, betas, noise_std, rng) -> np.ndarray:
 
 
 def generate(dim, correlation, scale, num_sin, alpha_std, beta_std, noise_std, num_train,
-             num_valid, num_test, seed) -> Dataset:
+             num_valid, num_test, seed, shape_seed) -> Dataset:
+  shape_rng = np.random.default_rng([shape_seed, 1])
+  alphas = shape_rng.normal(scale=alpha_std, size=num_sin)
+  betas = shape_rng.normal(scale=beta_std, size=num_sin)
   rng = np.random.default_rng(seed)
   w = task_weights(dim, correlation, scale, rng)
-  alphas = rng.normal(scale=alpha_std, size=num_sin)
-  betas = rng.normal(scale=beta_std, size=num_sin)
-  splits, info = {}, {'generator': 'mmoe-synthetic', 'seed': seed, 'correlation': correlation,
+  splits, info = {}, {'generator': 'mmoe-synthetic', 'seed': seed, 'shape_seed': shape_seed,
+                      'correlation': correlation,
                       'cosine(w1,w2)': float(w[0] @ w[1] / np.linalg.norm(w, axis=1).prod())}
   for name, n in (('train', num_train), ('valid', num_valid), ('test', num_test)):
     x = rng.normal(size=(n, dim))
