@@ -1,0 +1,297 @@
+"""The DIN paper's Table 3 (Zhou et al., KDD 2018): LR, BaseModel, Wide&Deep, PNN, DeepFM, DIN
+and DIN with Dice trained on the same data, embeddings and MLP, compared on test GAUC.
+
+  bash launch.sh din_table            # quick default: movielens (latest-small) + synthetic,
+                                      # 3 seeds; rewrites the README block din_table:quick
+  python -m experiments.din_table --full               # 5 seeds, full-size synthetic data
+  python -m experiments.din_table --dataset=movielens --full \\
+      --override=data.movielens.path=/data/ml-20m.zip --override=train.eval_every=2000
+  python -m experiments.din_table --dataset=amazon --override=data.amazon.path=/data/amazon
+
+Protocol. Every cell is one full run of `seqrec_jax.train.train_and_evaluate` from
+`seqrec_jax/configs/din.py:<dataset>` plus the row's overrides: the state with the best
+**valid** GAUC (evaluated every train.eval_every steps) is reported on **test** (the paper and
+its code report the best test value). Metrics: test GAUC (user-weighted AUC, DIN eq. 10), AUC,
+logloss, and RelaImpr = ((GAUC - 0.5) / (GAUC_base - 0.5) - 1) x 100% on GAUC as in the
+paper, computed per seed against BaseModel of the same seed; mean ± std over seeds.
+Rows: PReLU in every deep model's MLP (the paper's baselines), DIN with PReLU in the main and
+attention MLP, DIN with Dice in both. Finished cells are skipped on rerun (resumable); every
+cell's overrides, full config and reproducing command are in <outdir>/<dataset>/cells/*.json
+and listed in commands.md.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import math
+import os
+import re
+import time
+
+from absl import app, flags, logging
+import numpy as np
+
+from experiments import sweep
+from seqrec_jax import metrics
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Registered dataset names.')
+flags.DEFINE_integer('seeds', 0, 'Seeds per model (0 = 3 quick / 5 with --full).')
+flags.DEFINE_list('models', [], 'Subset of rows by key (lr, base, wide_deep, pnn, deepfm, din, '
+                  'din_dice); default all.')
+flags.DEFINE_string('outdir', 'runs/din_table', 'Output root; one subdirectory per dataset.')
+flags.DEFINE_bool('full', False, 'Full-size synthetic data, 5 seeds (not the 30-minute budget).')
+flags.DEFINE_multi_string('override', [], 'Extra config override key=value for every cell, '
+                          'e.g. data.movielens.path=/data/ml-20m.zip (applied last).')
+flags.DEFINE_bool('readme', True, 'Rewrite the README block din_table:<quick|full> when every '
+                  'default dataset was run.')
+
+# (key, label in the paper, overrides). The order is the paper's.
+ROWS = (
+    ('lr', 'LR', {'model.name': 'lr'}),
+    ('base', 'BaseModel', {'model.name': 'base', 'model.pooling': 'sum',
+                           'model.activation': 'prelu'}),
+    ('wide_deep', 'Wide&Deep', {'model.name': 'wide_deep', 'model.activation': 'prelu'}),
+    ('pnn', 'PNN', {'model.name': 'pnn', 'model.activation': 'prelu'}),
+    ('deepfm', 'DeepFM', {'model.name': 'deepfm', 'model.activation': 'prelu'}),
+    ('din', 'DIN', {'model.name': 'din', 'model.activation': 'prelu'}),
+    ('din_dice', 'DIN with Dice', {'model.name': 'din', 'model.activation': 'dice'}),
+)
+BASE = 'BaseModel'
+# DIN paper Table 3, user-weighted AUC (mean of 5 runs), as quoted in shared/DESIGN.md.
+PAPER = {
+    'MovieLens-20M': {'BaseModel': 0.7300, 'Wide&Deep': 0.7304, 'PNN': 0.7321,
+                      'DeepFM': 0.7324, 'DIN': 0.7337, 'DIN with Dice': 0.7348},
+    'Amazon Electronics': {'LR': 0.7742, 'BaseModel': 0.8624, 'Wide&Deep': 0.8637,
+                           'PNN': 0.8679, 'DeepFM': 0.8683, 'DIN': 0.8818,
+                           'DIN with Dice': 0.8871},
+}
+METRICS = ('eval/test/gauc', 'rela_impr', 'eval/test/auc', 'eval/test/logloss',
+           'eval/valid/gauc', 'best_step', 'params', 'examples_per_sec', 'wall_seconds')
+
+
+def size_overrides(dataset: str, full: bool) -> dict:
+  """Shared by every row of a dataset; --override flags are applied after these."""
+  o = {'train.progress': False, 'train.select_metric': 'gauc',
+       'train.checkpoint_every': 1_000_000,   # the best-on-valid state is saved at each eval
+       'optim.learning_rate': 3e-3}
+  if dataset == 'synthetic' and not full:
+    # 5000 users x 10 impressions (40k train rows), L=30; 4 epochs = 624 steps of 256.
+    o.update({'data.synthetic.num_users': 5000, 'data.synthetic.num_items': 1000,
+              'data.synthetic.num_cates': 20, 'data.synthetic.max_len': 30,
+              'train.num_epochs': 4.0, 'train.eval_every': 125})
+  elif dataset == 'synthetic':
+    o.update({'train.num_epochs': 5.0, 'train.eval_every': 400})   # generator defaults
+  return o
+
+
+def parse_overrides(items) -> dict:
+  out = {}
+  for item in items:
+    key, sep, raw = item.partition('=')
+    if not sep:
+      raise ValueError(f'--override={item!r}: expected key=value')
+    try:
+      out[key] = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      out[key] = raw          # a bare string such as a path
+  return out
+
+
+def make_cells(dataset: str, seeds: int, full: bool, models=(), extra=None) -> list[sweep.Cell]:
+  keys = [r[0] for r in ROWS]
+  unknown = sorted(set(models) - set(keys))
+  if unknown:
+    raise ValueError(f'--models: unknown rows {unknown}; choose from {keys}')
+  common = {**size_overrides(dataset, full), **(extra or {})}
+  cells = []
+  for key, label, ov in ROWS:
+    if models and key not in models:
+      continue
+    for seed in range(seeds):
+      cells.append(sweep.Cell({'model': label}, {**common, **ov}, seed))
+  return cells
+
+
+def add_rela_impr(records: list[dict]) -> None:
+  """rela_impr (GAUC, %) of each record against BaseModel with the same seed (NaN if none)."""
+  base = {r['seed']: r['summary']['eval/test/gauc'] for r in records
+          if r['group']['model'] == BASE}
+  for r in records:
+    b = base.get(r['seed'])
+    r['summary']['rela_impr'] = (metrics.rela_impr(r['summary']['eval/test/gauc'], b)
+                                 if b is not None else float('nan'))
+    r['summary']['wall_seconds'] = r.get('wall_seconds', float('nan'))
+
+
+def _pm(row, key, digits=4, pct=False):
+  m, s = row.get(key, float('nan')), row.get(key + '_std', 0.0)
+  if m is None or (isinstance(m, float) and math.isnan(m)):
+    return 'n/a'
+  return f'{m:+.2f} ± {s:.2f} %' if pct else f'{m:.{digits}f} ± {s:.{digits}f}'
+
+
+def dataset_table(rows, dataset: str, info: dict, outdir: str) -> str:
+  """Per-dataset detail table (markdown + csv)."""
+  head = ['Model', 'seeds', 'test GAUC', 'RelaImpr (GAUC)', 'test AUC', 'test logloss',
+          'valid GAUC', 'params', 'examples/s', 'train s/run']
+  lines = [f'#### {dataset}', '', '| ' + ' | '.join(head) + ' |',
+           '|' + '---|' * len(head)]
+  for r in rows:
+    lines.append('| ' + ' | '.join([
+        r['model'], str(r['n_seeds']), _pm(r, 'eval/test/gauc'), _pm(r, 'rela_impr', pct=True),
+        _pm(r, 'eval/test/auc'), _pm(r, 'eval/test/logloss'), _pm(r, 'eval/valid/gauc'),
+        f'{r["params"]:,.0f}', f'{r["examples_per_sec"]:,.0f}',
+        f'{r["wall_seconds"]:.0f}']) + ' |')
+  if 'test/oracle_gauc' in info:
+    lines += ['', f'Oracle (true click probability) on this test split: GAUC '
+              f'{info["test/oracle_gauc"]:.4f}, AUC {info["test/oracle_auc"]:.4f}, '
+              f'logloss {info["test/oracle_logloss"]:.4f}.']
+  text = '\n'.join(lines) + '\n'
+  with open(os.path.join(outdir, 'table.md'), 'w') as f:
+    f.write(text)
+  with open(os.path.join(outdir, 'table.csv'), 'w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(['model', 'n_seeds'] + [x for m in METRICS for x in (m, m + '_std')])
+    for r in rows:
+      w.writerow([r['model'], r['n_seeds']] + [x for m in METRICS
+                                               for x in (r.get(m), r.get(m + '_std'))])
+  return text
+
+
+def combined_table(per_ds: dict, outdir: str) -> str:
+  """The paper's layout: one GAUC + RelaImpr column pair per dataset, then the paper's."""
+  labels = [r[1] for r in ROWS]
+  head = ['Model']
+  for ds in per_ds:
+    head += [f'{ds} GAUC', 'RelaImpr']
+  for name in PAPER:
+    head += [f'paper {name} GAUC', 'RelaImpr']
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  csv_rows = []
+  for label in labels:
+    cells, crow = [label], [label]
+    for rows in per_ds.values():
+      r = next((x for x in rows if x['model'] == label), None)
+      cells += ([_pm(r, 'eval/test/gauc'), _pm(r, 'rela_impr', pct=True)] if r
+                else ['—', '—'])
+      crow += [r and r['eval/test/gauc'], r and r['eval/test/gauc_std'],
+               r and r['rela_impr'], r and r['rela_impr_std']]
+    for ref in PAPER.values():
+      v = ref.get(label)
+      ri = metrics.rela_impr(v, ref[BASE]) if v is not None else None
+      cells += [f'{v:.4f}' if v else '—', f'{ri:+.2f} %' if ri is not None else '—']
+      crow += [v, ri]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+    csv_rows.append(crow)
+  text = '\n'.join(lines) + '\n'
+  with open(os.path.join(outdir, 'table.md'), 'w') as f:
+    f.write(text)
+  with open(os.path.join(outdir, 'table.csv'), 'w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(['model'] + [f'{ds}_{m}' for ds in per_ds for m in
+                            ('gauc', 'gauc_std', 'rela_impr', 'rela_impr_std')]
+               + [f'paper_{n}_{m}' for n in PAPER for m in ('gauc', 'rela_impr')])
+    w.writerows(csv_rows)
+  return text
+
+
+def plot_rela_impr(per_ds: dict, path: str) -> None:
+  """Grouped bars: RelaImpr (GAUC) per model for each of our datasets and the paper's."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  labels = [r[1] for r in ROWS if r[1] != BASE]
+  series = {}
+  for ds, rows in per_ds.items():
+    by = {r['model']: r for r in rows}
+    series[f'{ds} (ours)'] = ([by[l]['rela_impr'] if l in by else np.nan for l in labels],
+                              [by[l]['rela_impr_std'] if l in by else 0 for l in labels])
+  for name, ref in PAPER.items():
+    series[f'{name} (paper)'] = ([metrics.rela_impr(ref[l], ref[BASE]) if l in ref else np.nan
+                                  for l in labels], [0] * len(labels))
+  fig, ax = plt.subplots(figsize=(9, 4))
+  width = 0.8 / len(series)
+  for i, (name, (m, s)) in enumerate(series.items()):
+    x = np.arange(len(labels)) + (i - (len(series) - 1) / 2) * width
+    ax.bar(x, m, width, yerr=s, capsize=2, label=name,
+           hatch='//' if 'paper' in name else None, alpha=0.85)
+  ax.axhline(0, color='k', lw=0.8)
+  ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
+  ax.set_ylabel('RelaImpr vs BaseModel on GAUC (%)')
+  ax.set_title('DIN paper Table 3: ours (mean ± std over seeds) vs published', fontsize=10)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write_commands(records, outdir: str) -> None:
+  with open(os.path.join(outdir, 'commands.md'), 'w') as f:
+    f.write('| model | seed | test GAUC | command (full config: cells/<id>.json) |\n'
+            '|---|---|---|---|\n')
+    for r in records:
+      f.write(f'| {r["group"]["model"]} | {r["seed"]} | '
+              f'{r["summary"]["eval/test/gauc"]:.4f} | `{r["command"]}` |\n')
+
+
+def update_readme(block: str, text: str, path: str = 'README.md') -> bool:
+  """Replaces the text between <!-- {block} --> and <!-- /{block} --> (if both exist)."""
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    readme = f.read()
+  pat = re.compile(rf'(<!-- {re.escape(block)} -->\n).*?(<!-- /{re.escape(block)} -->)', re.S)
+  if not pat.search(readme):
+    return False
+  with open(path, 'w') as f:
+    f.write(pat.sub(lambda m: m.group(1) + text + m.group(2), readme, count=1))
+  return True
+
+
+def run_dataset(dataset: str, seeds: int, outdir: str) -> tuple[list[dict], str]:
+  cells = make_cells(dataset, seeds, FLAGS.full, FLAGS.models, parse_overrides(FLAGS.override))
+  records = sweep.run_sweep(f'seqrec_jax/configs/din.py:{dataset}', cells, outdir)
+  add_rela_impr(records)
+  rows = sweep.aggregate(records, METRICS)
+  info = {k.split('/', 1)[1]: v for k, v in records[0]['summary'].items()
+          if k.startswith('oracle/')}
+  text = dataset_table(rows, dataset, info, outdir)
+  ref = {'oracle': info['test/oracle_gauc']} if 'test/oracle_gauc' in info else None
+  sweep.plot_bars(rows, ['model'], 'eval/test/gauc', os.path.join(outdir, 'gauc.png'),
+                  title=f'{dataset}: test GAUC (mean ± std over {seeds} seeds)', reference=ref)
+  write_commands(records, outdir)
+  return rows, text
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)    # orbax logs every save at INFO
+  seeds = FLAGS.seeds or (5 if FLAGS.full else 3)
+  size = 'full' if FLAGS.full else 'quick'
+  t0 = time.time()
+  per_ds, details = {}, []
+  for dataset in FLAGS.dataset:
+    rows, text = run_dataset(dataset, seeds, os.path.join(FLAGS.outdir, dataset))
+    per_ds[dataset], details = rows, details + [text]
+  os.makedirs(FLAGS.outdir, exist_ok=True)
+  combined = combined_table(per_ds, FLAGS.outdir)
+  plot_rela_impr(per_ds, os.path.join(FLAGS.outdir, 'rela_impr.png'))
+  cell_s = sum(r['wall_seconds'] * r['n_seeds'] for rows in per_ds.values() for r in rows)
+  wall = time.time() - t0
+  report = (combined + '\n' + '\n'.join(details) + '\n'
+            f'{seeds} seeds per model; this invocation took {wall / 60:.1f} min wall '
+            f'(cells run now or earlier: {cell_s / 60:.1f} min of training+eval in total). '
+            f'Outputs: {FLAGS.outdir}/ (table.md/.csv, rela_impr.png, <dataset>/table.md, '
+            'gauc.png, commands.md, cells/*.json).\n')
+  print(report)
+  default_run = (set(FLAGS.dataset) == {'movielens', 'synthetic'} and not FLAGS.models
+                 and not FLAGS.override)
+  if FLAGS.readme and default_run:
+    block = f'din_table:{size}'
+    if update_readme(block, '\n' + report + '\n'):
+      print(f'README.md block {block} updated.')
+
+
+if __name__ == '__main__':
+  app.run(main)
