@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from seqrec_jax.layers.activations import ACTIVATIONS, make_activation
 from seqrec_jax.layers.attention_proj import PARTS, ConcatDense
@@ -64,6 +65,17 @@ def build_attention(cfg) -> nn.Module:
   if not isinstance(getattr(unit, 'order_free', None), bool):
     raise TypeError(f'attention {cfg.name!r} must declare a bool `order_free` attribute')
   return unit
+
+
+def attention_from_model_config(model_cfg) -> nn.Module:
+  """The unit of config.model.attention, with activation 'same' -> config.model.activation
+  (so the attention MLP and the main MLP are selectable separately or together) and Dice's
+  eps from config.model.dice_eps."""
+  att = ml_collections.ConfigDict(model_cfg.attention.to_dict())
+  if att.get('activation', 'same') == 'same':
+    att.activation = model_cfg.activation
+  att.dice_eps = model_cfg.dice_eps
+  return build_attention(att)
 
 
 def normalize(scores, mask, normalizer: str):

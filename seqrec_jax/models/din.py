@@ -10,7 +10,7 @@ import flax.linen as nn
 import ml_collections
 
 from seqrec_jax.data.features import DataSpec
-from seqrec_jax.layers.attention import build_attention
+from seqrec_jax.layers.attention import attention_from_model_config, build_attention
 from seqrec_jax.models import register_model
 from seqrec_jax.models.blocks import Head, SequenceInput
 from seqrec_jax.models.towers import build_tower
@@ -49,8 +49,5 @@ def base(cfg, spec: DataSpec):
 
 @register_model('din')
 def din(cfg, spec: DataSpec):
-  att = ml_collections.ConfigDict(cfg.attention.to_dict())
-  if att.get('activation', 'same') == 'same':      # default: the main MLP's activation
-    att.activation = cfg.activation
-  att.dice_eps = cfg.dice_eps
-  return _ranker(cfg, spec, build_attention(att))
+  # attention.activation 'same' (default) follows model.activation; Dice eps = model.dice_eps.
+  return _ranker(cfg, spec, attention_from_model_config(cfg))
