@@ -29,7 +29,7 @@ _COORD = flags.DEFINE_string('coordinator_address', None,
 _NPROC = flags.DEFINE_integer('num_processes', None, 'Process count (env JAX_NUM_PROCESSES).')
 _PID = flags.DEFINE_integer('process_id', None, 'This process, 0..N-1 (env JAX_PROCESS_ID).')
 _LOCAL = flags.DEFINE_list('local_device_ids', None,
-                           'Restrict this process to these local devices (env JAX_LOCAL_DEVICE_IDS).')
+                           'Only these local devices (env JAX_LOCAL_DEVICE_IDS).')
 
 
 def _env_int(env: Mapping[str, str], name: str) -> int | None:

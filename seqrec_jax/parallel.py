@@ -2,8 +2,8 @@
 
 Mesh axes: `data` (the batch is sharded, parameters are replicated, XLA inserts the gradient
 all-reduce) and `model` (embedding tables are sharded by rows when its size is > 1, see
-`state_shardings`; every other parameter stays replicated). The same code runs on 1 CPU, N local devices, or N hosts
-after `jax.distributed.initialize()` (see `seqrec_jax/distributed.py`).
+`state_shardings`; every other parameter stays replicated). The same code runs on 1 CPU,
+N local devices, or N hosts after `jax.distributed.initialize()` (seqrec_jax/distributed.py).
 
 Strategies (config.parallel.strategy):
   jit   one `jax.jit` with explicit in/out shardings over the mesh (default). Dice batch
