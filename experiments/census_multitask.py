@@ -113,8 +113,8 @@ def report(records, outdir: str, wall: float) -> str:
            f'income AUC and reports test. "best run" = the seed with the best valid income AUC. '
            f'Gate columns: income gate (OMoE: its single gate) in the last training log; '
            f'n/a = no gate. Steps per cell: {s0["steps"]}. Cells: {len(records)}; summed cell '
-           f'wall time {cell_wall / 60:.1f} min; this invocation {wall / 60:.1f} min. Config and '
-           f'command of every cell: `{outdir}/cells/*.json`.')
+           f'wall time {cell_wall / 60:.1f} min; this invocation {wall / 60:.1f} min (finished '
+           f'cells are skipped). Config and command of every cell: `{outdir}/cells/*.json`.')
   text = sweep.write_table(rows, COLUMNS, outdir, title='Census multi-task (income, '
                            'never-married): test AUC', notes=notes)
   for t in TASKS:

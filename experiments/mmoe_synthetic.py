@@ -151,8 +151,8 @@ def report(records, outdir: str, seeds: int, wall: float) -> str:
            f'dataset and initialisation; model selection on mean valid MSE. Label Pearson: '
            f'correlation of y1 and y2 on test (mean over the seeds\' datasets). '
            f'Steps per cell: {s0["steps"]}. Cells: {len(records)}; summed cell wall time '
-           f'{cell_wall / 60:.1f} min; this invocation {wall / 60:.1f} min. Config and command '
-           f'of every cell: `{outdir}/cells/*.json`.')
+           f'{cell_wall / 60:.1f} min; this invocation {wall / 60:.1f} min (finished cells are '
+           f'skipped). Config and command of every cell: `{outdir}/cells/*.json`.')
   text = sweep.write_table(rows, COLUMNS, outdir, title='MMoE synthetic study (2 regression '
                            'tasks, d = 100)', notes=notes)
   plot(rows, train_curves(records, outdir), outdir)
