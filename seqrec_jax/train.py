@@ -128,7 +128,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   # CPU multi-device collectives can time out when many steps are in flight: wait each step.
   sync_each_step = jax.devices()[0].platform == 'cpu' and jax.device_count() > 1
   bar = _progress(total_steps * gb, start * gb, config.train.progress and pidx == 0)
-  t0, seen, last_loss = time.time(), 0, float('nan')
+  # Throughput excludes the first step (compilation) and eval/checkpoint time.
+  t0, seen, paused, last_loss = time.time(), 0, 0.0, float('nan')
   pending = []
   step = start
   if not meta.get('stopped_early'):
@@ -136,6 +137,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                                pidx, pcount):
       state, m = p_train(state, part.train_batch(batch), step_rng)
       step += 1
+      if step == start + 1:
+        m['loss'].block_until_ready()
+        t0, seen = time.time(), -gb
       pending.append((step, m))
       if _STEP_DELAY:                # fault-injection tests: make a kill land mid-run
         time.sleep(_STEP_DELAY)
@@ -154,12 +158,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         last_loss = float(last['loss'])
         seen += gb * len(pending)
         pending = []
-        rate = seen / max(time.time() - t0, 1e-9)
+        rate = max(seen, 0) / max(time.time() - t0 - paused, 1e-9)
         writer.write({'step': step, 'train/loss': last_loss, 'examples_per_sec': rate,
                       **{f'train/{k}': float(v) for k, v in last.items() if k != 'loss'}})
         if bar is not None:
           bar.update(gb * (step - bar.n // gb))
           bar.set_postfix(loss=f'{last_loss:.4f}', ex_s=f'{rate:,.0f}')
+      t_pause = time.time()
       if is_eval:
         res = run_eval(state, 'valid')
         writer.write({'step': step, **res})
@@ -175,13 +180,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         meta['stopped_early'] = patience > 0 and meta['bad_evals'] >= patience
       if is_eval or step % config.train.checkpoint_every == 0:
         ckpt.save(step, state, meta)
+      paused += time.time() - t_pause
       if meta['stopped_early']:
         logging.info('Early stop at step %d (best %s=%.5f at step %d)', step, sel_key,
                      meta['best'], meta['best_step'])
         break
   if bar is not None:
     bar.close()
-  train_time = time.time() - t0
+  train_time = time.time() - t0 - paused
   ckpt.wait()
   # Model selection on valid: report the best-valid state on valid and test.
   best = ckpt.restore_best(abstract)
@@ -189,7 +195,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   summary = {'model': config.model.name, 'dataset': config.data.name, 'seed': config.seed,
              'steps': step, 'best_step': meta['best_step'], 'params': int(n_params),
              'train_seconds': round(train_time, 2),
-             'examples_per_sec': round(seen / max(train_time, 1e-9), 1) if seen else None}
+             'examples_per_sec': round(seen / max(train_time, 1e-9), 1) if seen > 0 else None}
   summary.update(run_eval(final_state, 'valid'))
   summary.update(run_eval(final_state, 'test'))
   for k, v in ds.info.items():
