@@ -154,7 +154,8 @@ def test_ple_with_one_level_equals_cgc():
     want = sum(g[:, i:i + 1] * e[i] for i in range(3))
     np.testing.assert_allclose(outs[k], want, rtol=1e-5, atol=1e-6)
   # Two levels: the second level reads the first level's per-task outputs.
-  v2 = E.PLE(levels=2, **kw).init({'params': jax.random.key(1)}, x, train=False)
+  v2 = jax.eval_shape(lambda x: E.PLE(levels=2, **kw).init({'params': jax.random.key(1)}, x,
+                                                             train=False), x)
   assert set(v2['params']) == {'level_0', 'level_1'}
   assert 'gate_shared' in v2['params']['level_0'] and 'gate_shared' not in v2['params']['level_1']
 
