@@ -39,13 +39,15 @@ def get_config(arg: str = 'census'):
     c.train.eval_every = 200
     c.train.checkpoint_every = 200
   elif dataset == 'movielens':
-    # Target [item, genre] + sum-pooled history (x0 width 4 * embed_dim = 64).
+    # Target [item, genre] + mean-pooled history (x0 width 4 * embed_dim = 64). Sum pooling
+    # (scale grows with history length) made every model's valid logloss swing between evals
+    # and the test AUC std ~0.02 over seeds; mean pooling: ~0.003 (README, section dcn).
     c.model.embed_dim = 16
     c.model.hidden = (200, 80)
-    c.model.pooling = 'sum'
+    c.model.pooling = 'mean'
     c.train.num_epochs = 2.0
-    c.train.eval_every = 150
-    c.train.checkpoint_every = 150
+    c.train.eval_every = 70
+    c.train.checkpoint_every = 70
   elif dataset == 'criteo':
     # 13 dense + 26 categorical fields: d = 26 * embed_dim + 13.
     c.data.batch_size = 1024
