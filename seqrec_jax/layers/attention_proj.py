@@ -68,12 +68,12 @@ def split_kernel(kernel, parts: Sequence[str], d: int):
 
 def query_kernel(q, w_k, w_p, w_o):
   """M(q) = w_k + diag(q) w_p + sum_i q_i w_o[i]: q [B, d] -> [B, d, H]."""
-  m = jnp.broadcast_to(w_k, (q.shape[0], *w_k.shape))
+  m = w_k[None]                                    # implicit broadcasts: one fused pass
   if w_p is not None:
-    m = m + q[:, :, None] * w_p
+    m = m + q[:, :, None] * w_p[None]
   if w_o is not None:
     m = m + jnp.einsum('bi,ijh->bjh', q, w_o)
-  return m
+  return jnp.broadcast_to(m, (q.shape[0], *w_k.shape))
 
 
 def shared_history_layer(q, k0, w_q, w_k, w_p, w_o, bias):
