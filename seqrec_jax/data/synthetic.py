@@ -24,7 +24,7 @@ from seqrec_jax.data.pipeline import ArraySplit, Dataset
 from seqrec_jax import metrics
 
 DEFAULTS = dict(
-    num_users=40000, num_items=500, num_cates=40, max_len=30, min_len=3,
+    num_users=60000, num_items=500, num_cates=40, max_len=30, min_len=3,
     impressions_per_user=10, max_interests=5, latent_dim=8, item_noise=0.2,
     noise_behaviour_prob=0.1, target_interest_prob=0.5, alpha=5.0, beta=-2.5,
     item_bias_std=0.1, valid_frac=0.1, test_frac=0.1, seed=0)
