@@ -103,13 +103,13 @@ def make_cells(dataset: str, seeds: int, full: bool, models=(), extra=None) -> l
   unknown = sorted(set(models) - set(keys))
   if unknown:
     raise ValueError(f'--models: unknown rows {unknown}; choose from {keys}')
-  common = {**size_overrides(dataset, full), **(extra or {})}
   cells = []
   for key, label, ov in ROWS:
     if models and key not in models:
       continue
     for seed in range(seeds):
-      cells.append(sweep.Cell({'model': label}, {**common, **ov}, seed))
+      cells.append(sweep.Cell({'model': label},
+                              {**size_overrides(dataset, full), **ov, **(extra or {})}, seed))
   return cells
 
 
@@ -134,15 +134,14 @@ def _pm(row, key, digits=4, pct=False):
 def dataset_table(rows, dataset: str, info: dict, outdir: str) -> str:
   """Per-dataset detail table (markdown + csv)."""
   head = ['Model', 'seeds', 'test GAUC', 'RelaImpr (GAUC)', 'test AUC', 'test logloss',
-          'valid GAUC', 'params', 'examples/s', 'train s/run']
+          'valid GAUC', 'params', 'best step', 's/run']
   lines = [f'#### {dataset}', '', '| ' + ' | '.join(head) + ' |',
            '|' + '---|' * len(head)]
   for r in rows:
     lines.append('| ' + ' | '.join([
         r['model'], str(r['n_seeds']), _pm(r, 'eval/test/gauc'), _pm(r, 'rela_impr', pct=True),
         _pm(r, 'eval/test/auc'), _pm(r, 'eval/test/logloss'), _pm(r, 'eval/valid/gauc'),
-        f'{r["params"]:,.0f}', f'{r["examples_per_sec"]:,.0f}',
-        f'{r["wall_seconds"]:.0f}']) + ' |')
+        f'{r["params"]:,.0f}', f'{r["best_step"]:.0f}', f'{r["wall_seconds"]:.0f}']) + ' |')
   if 'test/oracle_gauc' in info:
     lines += ['', f'Oracle (true click probability) on this test split: GAUC '
               f'{info["test/oracle_gauc"]:.4f}, AUC {info["test/oracle_auc"]:.4f}, '
@@ -269,7 +268,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)    # orbax logs every save at INFO
   seeds = FLAGS.seeds or (5 if FLAGS.full else 3)
   size = 'full' if FLAGS.full else 'quick'
-  t0 = time.time()
+  t0, c0 = time.time(), time.process_time()
   per_ds, details = {}, []
   for dataset in FLAGS.dataset:
     rows, text = run_dataset(dataset, seeds, os.path.join(FLAGS.outdir, dataset))
@@ -278,10 +277,12 @@ def main(argv):
   combined = combined_table(per_ds, FLAGS.outdir)
   plot_rela_impr(per_ds, os.path.join(FLAGS.outdir, 'rela_impr.png'))
   cell_s = sum(r['wall_seconds'] * r['n_seeds'] for rows in per_ds.values() for r in rows)
-  wall = time.time() - t0
+  wall, cpu = time.time() - t0, time.process_time() - c0
   report = (combined + '\n' + '\n'.join(details) + '\n'
-            f'{seeds} seeds per model; this invocation took {wall / 60:.1f} min wall '
-            f'(cells run now or earlier: {cell_s / 60:.1f} min of training+eval in total). '
+            f'{seeds} seeds per model. This invocation: {wall / 60:.1f} min wall, '
+            f'{cpu / 60:.1f} min CPU (all threads); the cells (run now or by an earlier, '
+            f'resumed invocation) took {cell_s / 60:.1f} min wall in total; s/run is a cell\'s '
+            'wall time (train + evals). '
             f'Outputs: {FLAGS.outdir}/ (table.md/.csv, rela_impr.png, <dataset>/table.md, '
             'gauc.png, commands.md, cells/*.json).\n')
   print(report)
