@@ -41,6 +41,14 @@ case "$cmd" in
              exec .venv/bin/python -m experiments.census_multitask "$@" ;;
   dcn)       setup test,data; exec .venv/bin/python -m experiments.dcn_table "$@" ;;
   multihost) setup test,data; exec bash benchmarks/multihost.sh "$@" ;;
-  bench)     setup test,data,peers; exec .venv/bin/python -m benchmarks.din_throughput "$@" ;;
+  bench)     setup test,data,peers
+             # DeepCTR (TF/Keras) peer in its own venv: TF must not enter .venv (tfds changes
+             # code paths when TF is importable). A failed install only drops that peer.
+             if [ ! -x .venv-tf/bin/python ]; then
+               { "$PY" -m venv .venv-tf && .venv-tf/bin/python -m pip install -q \
+                   'deepctr==0.9.4' 'tensorflow-cpu==2.21.0' 'tf-keras==2.21.0'; } \
+                 || echo "DeepCTR/TensorFlow peer could not be installed; benchmarking without it"
+             fi
+             exec .venv/bin/python -m benchmarks.din_throughput "$@" ;;
   *) echo "unknown command '$cmd' (see the header of launch.sh)"; exit 2 ;;
 esac
