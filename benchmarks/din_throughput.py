@@ -196,7 +196,8 @@ def render(out: dict, args) -> str:
   lines = [f'Machine: {m["cpu"]}, {m["cores"]} cores, Python {m["python"]}, {m["date"]}; '
            f'load average (1 min) over the run {out["load_range"]}. '
            f'Measured sgemm peak (2048^3 float32): numpy {sg.get("numpy", float("nan")):.0f}, '
-           f'XLA {sg.get("jax", float("nan")):.0f} GFLOP/s.',
+           f'XLA {sg.get("jax", float("nan")):.0f} GFLOP/s (measured in the same run, so under the '
+           'same load). Peak RSS: each system in its own process, framework runtime included.',
            f'Command: `{out["command"]}` (activation: {args.activation}; '
            f'{args.reps} interleaved repetitions, median).', '',
            '**Training** (batch 1024, Adam; examples/s; ratio = system / seqrec_jax)', '',
@@ -227,11 +228,16 @@ def render(out: dict, args) -> str:
   for r in out['serve']:
     lines.append(f'| {LABELS.get(r["system"], r["system"])} | {r["L"]} | {r["N"]} | '
                  f'{r["p50_ms"]:.1f} | {r["p99_ms"]:.1f} | {r["samples"]} | {r["load1"]:.1f} |')
-  lines += ['', '**Batch scoring** (inference, batches of 1024 independent users)', '',
-            '| system | L | examples/s |', '|---|---:|---:|']
-  for r in out['score']:
+  lines += ['', '**Batch scoring** (inference, batches of 1024 independent users; '
+            'ratio = system / seqrec_jax)', '',
+            '| system | L | examples/s | ratio | load |', '|---|---:|---:|---:|---:|']
+  order = list(LABELS)
+  jax_score = {r['L']: r['examples_per_s'] for r in out['score'] if r['system'] == 'jax'}
+  for r in sorted(out['score'], key=lambda r: (r['L'], order.index(r['system'])
+                                               if r['system'] in order else 99)):
     lines.append(f'| {LABELS.get(r["system"], r["system"])} | {r["L"]} | '
-                 f'{r["examples_per_s"]:,.0f} |')
+                 f'{r["examples_per_s"]:,.0f} | {ratio(r["examples_per_s"], jax_score.get(r["L"])):.2f} '
+                 f'| {r["load1"]:.1f} |')
   lines += ['', '**FLOPs per training example and achieved rate (seqrec_jax)**', '',
             '| L | analytic, concat (peers) | analytic, per-example kernel | XLA cost analysis '
             '| achieved GFLOP/s (XLA count) | of sgemm peak |', '|---:|---:|---:|---:|---:|---:|']
@@ -263,8 +269,8 @@ def main(argv=None):
   rng = random.Random(args.seed)
   t0 = time.time()
   out = {'machine': machine(), 'train': [], 'serve': [], 'score': [],
-         'command': 'python -m benchmarks.din_throughput ' + ' '.join(sys.argv[1:] if argv is None
-                                                                       else argv)}
+         'command': ' '.join(['python -m benchmarks.din_throughput',
+                              *(sys.argv[1:] if argv is None else argv)])}
   loads = [load1()]
   for L in map(int, args.seq_lens.split(',')):
     bench_length(L, args, rng, out)
