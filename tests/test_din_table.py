@@ -1,0 +1,79 @@
+"""experiments/din_table.py without training: cells, configs, RelaImpr, tables, README block."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from experiments import din_table, sweep
+from seqrec_jax.configs import load_config
+
+
+@pytest.mark.parametrize('dataset', ['synthetic', 'movielens'])
+@pytest.mark.parametrize('full', [False, True])
+def test_every_cell_is_a_valid_config(dataset, full):
+  cells = din_table.make_cells(dataset, 2, full)
+  assert [c.group['model'] for c in cells[::2]] == [r[1] for r in din_table.ROWS]
+  assert len({c.id for c in cells}) == len(cells)
+  for c in cells:
+    cfg = load_config(f'seqrec_jax/configs/din.py:{dataset}', dict(c.overrides, seed=c.seed))
+    assert cfg.train.select_metric == 'gauc'
+  dice = [c for c in cells if c.group['model'] == 'DIN with Dice'][0]
+  assert (dice.overrides['model.name'], dice.overrides['model.activation']) == ('din', 'dice')
+
+
+def test_user_overrides_win_and_unknown_rows_fail():
+  extra = din_table.parse_overrides(['model.pooling=mean', 'data.movielens.path=/x/ml-20m.zip',
+                                     'model.hidden=(64, 32)'])
+  assert extra == {'model.pooling': 'mean', 'data.movielens.path': '/x/ml-20m.zip',
+                   'model.hidden': (64, 32)}
+  cells = din_table.make_cells('movielens', 1, False, ['base'], extra)
+  assert len(cells) == 1 and cells[0].overrides['model.pooling'] == 'mean'
+  with pytest.raises(ValueError, match='unknown rows'):
+    din_table.make_cells('movielens', 1, False, ['dcn'])
+  with pytest.raises(ValueError, match='key=value'):
+    din_table.parse_overrides(['model.pooling'])
+
+
+def _fake_train(cfg, workdir):
+  del workdir
+  gauc = {'lr': 0.55, 'base': 0.60, 'wide_deep': 0.61, 'pnn': 0.62, 'deepfm': 0.62,
+          'din': 0.63}[cfg.model.name] + (0.01 if cfg.model.activation == 'dice'
+                                          and cfg.model.name == 'din' else 0.0)
+  gauc += 0.001 * cfg.seed
+  return {'eval/test/gauc': gauc, 'eval/test/auc': gauc + 0.02, 'eval/test/logloss': 0.6,
+          'eval/valid/gauc': gauc, 'best_step': 10, 'params': 100, 'examples_per_sec': 1.0}
+
+
+def test_tables_rela_impr_and_resume(tmp_path):
+  out = str(tmp_path / 'synthetic')
+  cells = din_table.make_cells('synthetic', 3, False)
+  records = sweep.run_sweep('seqrec_jax/configs/din.py:synthetic', cells, out,
+                            train_fn=_fake_train, log=lambda *_: None)
+  din_table.add_rela_impr(records)
+  rows = sweep.aggregate(records, din_table.METRICS)
+  by = {r['model']: r for r in rows}
+  # Per seed: ((0.63 + s/1000 - 0.5) / (0.60 + s/1000 - 0.5) - 1) * 100, s = 0, 1, 2.
+  want = [((0.63 + s / 1000 - 0.5) / (0.60 + s / 1000 - 0.5) - 1) * 100 for s in range(3)]
+  assert by['DIN']['rela_impr'] == pytest.approx(sum(want) / 3)
+  assert by['BaseModel']['rela_impr'] == 0.0
+  text = din_table.dataset_table(rows, 'synthetic', {}, out)
+  assert 'DIN with Dice' in text and os.path.exists(os.path.join(out, 'table.csv'))
+  combined = din_table.combined_table({'synthetic': rows}, str(tmp_path))
+  assert '0.8871' in combined and '+6.82 %' in combined      # paper's DIN+Dice on Amazon
+  din_table.plot_rela_impr({'synthetic': rows}, str(tmp_path / 'p.png'))
+  assert os.path.getsize(tmp_path / 'p.png') > 0
+
+  def fail(cfg, workdir):
+    raise AssertionError('a finished cell was trained again')
+  again = sweep.run_sweep('seqrec_jax/configs/din.py:synthetic', cells, out, train_fn=fail,
+                          log=lambda *_: None)
+  assert [r['id'] for r in again] == [r['id'] for r in records]
+
+
+def test_update_readme_replaces_only_its_block(tmp_path):
+  p = tmp_path / 'README.md'
+  p.write_text('a\n<!-- din_table:quick -->\nold\n<!-- /din_table:quick -->\nb\n')
+  assert din_table.update_readme('din_table:quick', 'new\n', str(p))
+  assert p.read_text() == 'a\n<!-- din_table:quick -->\nnew\n<!-- /din_table:quick -->\nb\n'
+  assert not din_table.update_readme('din_table:full', 'x', str(p))
