@@ -128,7 +128,8 @@ def write_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], outdir
       if k + '_std' in r:
         cells.append(fmt(v, r[k + '_std']))
       elif isinstance(v, float):
-        cells.append(f'{v:,.4g}' if abs(v) >= 1000 else f'{v:.4f}')
+        cells.append(f'{v:,.0f}' if abs(v) >= 1000 else f'{v:.1f}' if abs(v) >= 10
+                     else f'{v:.4f}')
       else:
         cells.append(str(v))
     md.append('| ' + ' | '.join(cells) + ' |')
