@@ -182,16 +182,21 @@ def test_eval_output_independent_of_rest_of_batch(name):
                              err_msg=f'{name}: eval output depends on the rest of the batch')
 
 
-# Learning: 150 Adam steps on synthetic data must beat chance (0.5) clearly. The item bias is
-# raised so that even `lr` (no target x history interaction) has signal to learn.
-LEARN_AUC = 0.58
+# Learning: 150 Adam steps on synthetic data must beat chance (0.5) clearly: with 800 test
+# rows a chance-level AUC has std ~0.02, so 0.56 is ~3 std above it. The item bias is raised
+# so that even `lr` (no target x history interaction) has signal (it reaches ~0.60; DIN-family
+# and field models 0.72-0.76 here).
+LEARN_AUC = 0.56
 
 
 @functools.lru_cache(maxsize=1)
 def _learn_data():
-  cfg = _config('din', **{'data.synthetic.num_users': 1000,
-                          'data.synthetic.impressions_per_user': 8,
-                          'data.synthetic.item_bias_std': 1.0})
+  # Every generator parameter pinned (shared defaults get retuned by other studies).
+  gen = dict(num_users=1000, num_items=100, num_cates=8, max_len=12, min_len=3,
+             impressions_per_user=8, max_interests=5, latent_dim=8, item_noise=0.2,
+             noise_behaviour_prob=0.1, target_interest_prob=0.5, alpha=5.0, beta=-2.5,
+             item_bias_std=1.0, valid_frac=0.1, test_frac=0.1, seed=0)
+  cfg = _config('din', **{f'data.synthetic.{k}': v for k, v in gen.items()})
   return load_dataset(cfg.data)
 
 
