@@ -8,6 +8,8 @@ interleaved timing windows; the CPU runtime defaults of seqrec_jax/xla_cpu.py ar
 running the default variant in a second process with SEQREC_JAX_XLA_DEFAULTS=0, windows
 alternating between the two processes. Reports examples/s (median over windows), examples
 per CPU-second (less sensitive to other load on the machine) and XLA's FLOPs per example.
+--serving: p50 latency of one user x N candidates with the history computed once (the
+default) vs tiled to N rows, interleaved, in one process.
 """
 from __future__ import annotations
 
@@ -61,6 +63,35 @@ def _worker(seq_len: int, methods: list[str], activation: str):
                       n * bd.BATCH / (time.process_time() - c)]), flush=True)
 
 
+def serving(seq_lens, candidates, reps: int = 20):
+  """Prints p50 ms of CandidateScorer with shared vs tiled history."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from benchmarks.jax_din import JaxDin  # pylint: disable=g-import-not-at-top
+  from benchmarks import data as bd  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.serving import CandidateScorer  # pylint: disable=g-import-not-at-top
+  print('| L | N | history computed once (p50 ms) | history tiled (p50 ms) | speed-up |'
+        ' load |\n|---:|---:|---:|---:|---:|---:|')
+  for seq_len in seq_lens:
+    sys_ = JaxDin(seq_len)
+    sys_.train(2)
+    v = sys_.state.variables
+    for n in candidates:
+      reqs = bd.make_requests(seq_len, n)
+      sc = {s: CandidateScorer(sys_.model, v, shared_history=s) for s in (True, False)}
+      lat = {True: [], False: []}
+      for s in sc:
+        np.asarray(sc[s](reqs[0]))
+      for i in range(reps):
+        for s in ((True, False) if i % 2 else (False, True)):
+          t = time.perf_counter()
+          jax.block_until_ready(sc[s](reqs[i % len(reqs)]))
+          lat[s].append(1000 * (time.perf_counter() - t))
+      a, b = np.median(lat[True]), np.median(lat[False])
+      print(f'| {seq_len} | {n} | {a:.1f} | {b:.1f} | {b / a:.1f}x | {os.getloadavg()[0]:.1f} |',
+            flush=True)
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument('--seq_lens', default='50,200')
@@ -68,11 +99,16 @@ def main():
   p.add_argument('--activation', default='dice')
   p.add_argument('--windows', type=int, default=4)
   p.add_argument('--seconds', type=float, default=2.0, help='per timing window')
+  p.add_argument('--serving', action='store_true', help='shared vs tiled history latency')
+  p.add_argument('--candidates', default='100,1000')
   p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
   p.add_argument('--seq_len', type=int, default=50, help=argparse.SUPPRESS)
   args = p.parse_args()
   if args.worker:
     return _worker(args.seq_len, args.methods.split(','), args.activation)
+  if args.serving:
+    return serving(list(map(int, args.seq_lens.split(','))),
+                   list(map(int, args.candidates.split(','))))
   rows = []
   for seq_len in map(int, args.seq_lens.split(',')):
     procs = {}
