@@ -40,7 +40,9 @@ class DeepCtrTf:
                              maxlen=seq_len, length_name='seq_length'),
             VarLenSparseFeat(SparseFeat('hist_cate', bd.NUM_CATES, d, embedding_name='cate'),
                              maxlen=seq_len, length_name='seq_length')]
-    act = 'dice' if activation == 'dice' else 'prelu'
+    # DeepCTR takes 'dice' or a Keras layer class; Keras' PReLU keeps one slope per
+    # non-batch entry (per position and unit inside the attention).
+    act = 'dice' if activation == 'dice' else tf.keras.layers.PReLU
     self.model = DIN(cols, ['item', 'cate'], dnn_hidden_units=bd.HIDDEN,
                      att_hidden_size=bd.ATT_HIDDEN, att_activation=act, dnn_activation=act,
                      l2_reg_embedding=0.0)
