@@ -36,16 +36,22 @@ from experiments import sweep
 from seqrec_jax import metrics
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Registered dataset names.')
-flags.DEFINE_integer('seeds', 5, 'Seeds per model.')
-flags.DEFINE_list('models', [], 'Subset of rows by key (lr, base, wide_deep, pnn, deepfm, din, '
-                  'din_dice); default all.')
-flags.DEFINE_string('outdir', 'runs/din_table', 'Output root; one subdirectory per dataset.')
-flags.DEFINE_bool('full', False, 'Synthetic data with 40k users (not the 30-minute budget).')
-flags.DEFINE_multi_string('override', [], 'Extra config override key=value for every cell, '
-                          'e.g. data.movielens.path=/data/ml-20m.zip (applied last).')
-flags.DEFINE_bool('readme', True, 'Rewrite the README block din_table:<quick|full> when every '
-                  'default dataset was run.')
+
+
+def define_flags():
+  """Flags are defined only when run as a script, so tests can import this module next to
+  other experiments that define flags of the same names (absl flags are global)."""
+  flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Registered dataset names.')
+  flags.DEFINE_integer('seeds', 5, 'Seeds per model.')
+  flags.DEFINE_list('models', [], 'Subset of rows by key (lr, base, wide_deep, pnn, deepfm, din, '
+                    'din_dice); default all.')
+  flags.DEFINE_string('outdir', 'runs/din_table', 'Output root; one subdirectory per dataset.')
+  flags.DEFINE_bool('full', False, 'Synthetic data with 40k users (not the 30-minute budget).')
+  flags.DEFINE_multi_string('override', [], 'Extra config override key=value for every cell, '
+                            'e.g. data.movielens.path=/data/ml-20m.zip (applied last).')
+  flags.DEFINE_bool('readme', True, 'Rewrite the README block din_table:<quick|full> when every '
+                    'default dataset was run.')
+
 
 # (key, label in the paper, overrides). The order is the paper's.
 ROWS = (
@@ -315,4 +321,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
