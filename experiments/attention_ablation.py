@@ -19,7 +19,6 @@ import os
 import time
 
 from absl import app, flags
-import jax
 
 from experiments import sweep
 from seqrec_jax import metrics
@@ -177,8 +176,7 @@ def main(argv):
   cells = make_cells(FLAGS.dataset, FLAGS.seeds, FLAGS.full, FLAGS.num_steps)
   # Cells that differ only in the seed compile to identical programs (the seed is a runtime
   # input): a persistent compilation cache turns their compiles into cache hits.
-  jax.config.update('jax_compilation_cache_dir', os.path.join(outdir, 'jax_cache'))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+  sweep.use_compilation_cache(outdir)
   t0 = time.time()
   records = sweep.run_sweep(f'seqrec_jax/configs/din.py:{FLAGS.dataset}', cells, outdir)
   wall = time.time() - t0

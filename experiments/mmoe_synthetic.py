@@ -21,7 +21,6 @@ import os
 import time
 
 from absl import app, flags
-import jax
 import numpy as np
 
 from experiments import sweep
@@ -165,8 +164,7 @@ def main(argv):
   if FLAGS.seeds < 1:
     raise app.UsageError(f'--seeds={FLAGS.seeds} must be >= 1 (>= 3 for mean ± std)')
   cells = make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps)
-  jax.config.update('jax_compilation_cache_dir', os.path.join(outdir, 'jax_cache'))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+  sweep.use_compilation_cache(outdir)
   t0 = time.time()
   records = sweep.run_sweep(CONFIG, cells, outdir)
   wall = time.time() - t0

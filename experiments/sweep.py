@@ -49,6 +49,14 @@ def command(config_spec: str, overrides: Mapping[str, Any], workdir: str) -> str
   return ' '.join(shlex.quote(a) for a in args)
 
 
+def use_compilation_cache(outdir: str, min_compile_secs: float = 0.2) -> None:
+  """Persists XLA compilations under outdir/jax_cache: cells that differ only in seed reuse
+  them (a rerun or the next seed skips most compile time)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_compilation_cache_dir', os.path.join(outdir, 'jax_cache'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', min_compile_secs)
+
+
 def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
               train_fn: Callable | None = None, log: Callable = print) -> list[dict]:
   """Runs (or loads) every cell; returns their records in order."""
