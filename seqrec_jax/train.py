@@ -21,6 +21,7 @@ import numpy as np
 from seqrec_jax import evaluate, models, parallel, steps
 from seqrec_jax.checkpoint import Checkpointer, param_fingerprint
 from seqrec_jax.data import load_dataset
+from seqrec_jax.data import packing
 from seqrec_jax.data.pipeline import train_batches
 from seqrec_jax.state import TrainState, make_optimizer
 
@@ -69,6 +70,16 @@ def _progress(total: int, initial: int, enabled: bool):
               disable=None, file=sys.stderr)
 
 
+def _packer(config, part):
+  """packing.add_history_index for single-device runs with config.data.pack_history, else
+  None (data parallel shards would need per-shard indices: not implemented)."""
+  if not config.data.pack_history or part.mesh.size > 1 or jax.process_count() > 1:
+    return None
+  if config.data.pack_buckets < 1:
+    raise ValueError(f'config.data.pack_buckets={config.data.pack_buckets} must be >= 1')
+  return functools.partial(packing.add_history_index, buckets=config.data.pack_buckets)
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """Trains config.model on config.data; returns the summary (also the last metrics line)."""
   os.makedirs(workdir, exist_ok=True)
@@ -83,7 +94,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   total_steps = num_train_steps(config, n_train)
   tx = make_optimizer(config.optim, total_steps)
   pidx, pcount = jax.process_index(), jax.process_count()
-  to_device = part.eval_batch
+  pack = _packer(config, part)
+  to_device = part.eval_batch if pack is None else lambda b: part.eval_batch(pack(b))
 
   rng = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(rng)
@@ -134,7 +146,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   step = start
   if not meta.get('stopped_early'):
     for batch in train_batches(ds.splits['train'], gb, config.seed, start, total_steps,
-                               pidx, pcount):
+                               pidx, pcount, transform=pack):
       state, m = p_train(state, part.train_batch(batch), step_rng)
       step += 1
       if step == start + 1:

@@ -17,6 +17,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 256            # global batch (all devices and processes together)
   c.data.eval_batch_size = 2048      # global; the last batch is padded, not dropped
   c.data.allow_empty_history = True  # a new user with no behaviours is a valid input
+  # Attention on real behaviours only (data/packing.py; same maths, single-device runs):
+  # packed row counts are rounded to batch_size * max_len / pack_buckets (compiled shapes).
+  c.data.pack_history = True
+  c.data.pack_buckets = 32
   c.data.tasks = ()                  # subset of the dataset's tasks, e.g. ('income',); () = all
   c.data.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULTS))
   # Real datasets (data/movielens.py, amazon.py, census.py, criteo.py): prepared once by a TFDS

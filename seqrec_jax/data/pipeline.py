@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -78,8 +78,12 @@ def train_indices(n: int, global_batch: int, seed: int, step: int,
 
 def train_batches(split: Split, global_batch: int, seed: int, start_step: int, num_steps: int,
                   process_index: int = 0, process_count: int = 1,
-                  prefetch: int = 2) -> Iterator[dict[str, np.ndarray]]:
-  """Yields host batches for steps [start_step, num_steps), read ahead in a thread."""
+                  prefetch: int = 2, transform: Callable | None = None
+                  ) -> Iterator[dict[str, np.ndarray]]:
+  """Yields host batches for steps [start_step, num_steps), read ahead in a thread.
+
+  transform: applied to each batch in the read-ahead thread (e.g. packing.add_history_index).
+  """
   n = len(split)
   # Cache one permutation per epoch instead of recomputing it every step.
   cache: dict[int, np.ndarray] = {}
@@ -93,7 +97,8 @@ def train_batches(split: Split, global_batch: int, seed: int, start_step: int, n
       cache[epoch] = epoch_permutation(seed, epoch, n)
     rows = cache[epoch][pos * global_batch:(pos + 1) * global_batch]
     rows = np.sort(rows[process_index * per:(process_index + 1) * per])
-    return split.__getitems__(rows)
+    batch = split.__getitems__(rows)
+    return batch if transform is None else transform(batch)
 
   if steps_per_epoch == 0:
     raise ValueError(f'train split has {n} rows, fewer than one global batch ({global_batch})')

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from seqrec_jax.layers import ops
 
 # Set by parallel.pmap_step while it traces a per-device train step: Dice then sums its batch
 # statistics over this mapped axis, so they are the global batch's (as under jit).
@@ -34,6 +37,16 @@ def _batch_sum(x):
   return x if axis is None else jax.lax.psum(x, axis)
 
 
+def _no_sum(x):
+  return x
+
+
+def _batch_sum_fn():
+  """_batch_sum as a hashable function of the current context (for ops.dice_train)."""
+  axis = _BATCH_AXIS.get()
+  return _no_sum if axis is None else functools.partial(jax.lax.psum, axis_name=axis)
+
+
 class Dice(nn.Module):
   """Dice (DIN eq. 8-9): f(s) = p(s) * s + (1 - p(s)) * alpha * s,
   p(s) = sigmoid((s - E[s]) / sqrt(Var[s] + eps)), with per-feature alpha (init 0).
@@ -48,10 +61,15 @@ class Dice(nn.Module):
   hundred steps would evaluate with stats still pulled towards the initial (0, 1). Before
   any update, inference uses mean 0 and variance 1. A batch without real positions (all
   padding) leaves the moving averages untouched.
+
+  `fused` (default) computes training mode with `ops.dice_train`: the same values and
+  gradients with batch sums as dots and a hand-written backward (DIN train step on CPU:
+  see ops.py); `fused=False` is the textbook autodiff form, kept as the reference.
   """
   eps: float = 1e-8
   momentum: float = 0.99
   alpha_init: float = 0.0
+  fused: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool, mask=None):
@@ -69,9 +87,12 @@ class Dice(nn.Module):
       else:
         w = mask.reshape(-1, 1).astype(jnp.float32)
       total = _batch_sum(w.sum())
-      cnt = jnp.maximum(total, 1.0)
-      mean = _batch_sum((w * xf).sum(0)) / cnt
-      var = _batch_sum((w * jnp.square(xf - mean)).sum(0)) / cnt   # biased (paper's Var)
+      if self.fused:
+        y, mean, var = ops.dice_train(xf, w[:, 0], alpha, self.eps, _batch_sum_fn())
+      else:
+        cnt = jnp.maximum(total, 1.0)
+        mean = _batch_sum((w * xf).sum(0)) / cnt
+        var = _batch_sum((w * jnp.square(xf - mean)).sum(0)) / cnt   # biased (paper's Var)
       # No update during init: the first real batch would otherwise be counted twice.
       if not self.is_initializing():
         m, has = self.momentum, total > 0
@@ -79,6 +100,8 @@ class Dice(nn.Module):
         ema_mean.value = upd(ema_mean.value, mean)
         ema_var.value = upd(ema_var.value, var)
         count.value = count.value + has.astype(jnp.float32)
+      if self.fused:
+        return y.reshape(x.shape).astype(x.dtype)
     else:
       mean, var = dice_moving_stats(ema_mean.value, ema_var.value, count.value, self.momentum)
     p = jax.nn.sigmoid((x - mean) * jax.lax.rsqrt(var + self.eps))

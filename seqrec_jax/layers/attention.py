@@ -21,7 +21,7 @@ register a new one with `@register_attention('name')` on a function `(cfg) -> nn
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -30,6 +30,7 @@ import ml_collections
 
 from seqrec_jax.layers.activations import ACTIVATIONS, make_activation
 from seqrec_jax.layers.attention_proj import PARTS, ConcatDense
+from seqrec_jax.layers.ops import Dense
 
 ATTENTIONS: dict[str, Callable[..., nn.Module]] = {}
 NORMALIZERS = ('none', 'softmax', 'sigmoid')
@@ -100,6 +101,43 @@ def weighted_sum(weights, keys):
   return jnp.einsum('bl,bld->bd', weights, keys)
 
 
+class Packed(NamedTuple):
+  """Real behaviours of a batch packed into C rows (data/packing.py); keys are then [C, D].
+
+  segment [C] int32: the example of each row (sorted); valid [C] bool: False for the filler
+  rows after the last real one; flat [C] int32: b * L + l of each row; num: B.
+  """
+  segment: jax.Array
+  valid: jax.Array
+  flat: jax.Array
+  num: int
+
+  @classmethod
+  def from_index(cls, index, seq_len: int, num: int) -> 'Packed':
+    """index [C] (flat positions, -1 = filler) -> Packed."""
+    flat = jnp.maximum(index, 0)
+    return cls(flat // seq_len, index >= 0, flat, num)
+
+  def segment_sum(self, x):
+    """x [C, ...] -> [num, ...]: sum of each example's rows."""
+    return jax.ops.segment_sum(x, self.segment, self.num, indices_are_sorted=True)
+
+
+def normalize_packed(scores, packed: Packed, normalizer: str):
+  """normalize() for packed scores [C] -> weights [C] (filler rows get exactly 0)."""
+  v = packed.valid
+  if normalizer == 'none':
+    return jnp.where(v, scores, 0.0)
+  if normalizer == 'sigmoid':
+    return jnp.where(v, jax.nn.sigmoid(scores), 0.0)
+  if normalizer == 'softmax':
+    s = jnp.where(v, scores, -1e30)
+    top = jax.ops.segment_max(s, packed.segment, packed.num, indices_are_sorted=True)
+    e = jnp.where(v, jnp.exp(s - jax.lax.stop_gradient(top)[packed.segment]), 0.0)
+    return e / jnp.maximum(packed.segment_sum(e)[packed.segment], 1e-30)
+  raise ValueError(f'unknown normalizer {normalizer!r}; choose from {NORMALIZERS}')
+
+
 def recency(mask):
   """mask [B, L] -> [B, L] int32: real behaviours strictly newer than each position.
 
@@ -116,8 +154,11 @@ class RecencyEmbed(nn.Module):
   dim: int = 1
 
   @nn.compact
-  def __call__(self, mask):
+  def __call__(self, mask, flat=None):
+    """flat [C] (packed rows' flat positions): returns [C, dim] for those positions."""
     rec = jnp.minimum(recency(mask), self.max_position - 1)
+    if flat is not None:
+      rec = rec.reshape(-1)[flat]
     return nn.Embed(self.max_position, self.dim, embedding_init=nn.initializers.zeros,
                     name='table')(rec)
 
@@ -147,22 +188,35 @@ class DinAttention(nn.Module):
   def order_free(self) -> bool:
     return not self.use_position
 
+  @property
+  def packable(self) -> bool:
+    return 'outer' not in self.inputs      # the outer block would need [C, d, d] rows
+
   @nn.compact
-  def __call__(self, query, keys, mask, train: bool):
-    """query [B, D], keys [B, L, D], mask [B, L] -> [B, D]."""
+  def __call__(self, query, keys, mask, train: bool, packed: Packed | None = None):
+    """query [B, D], keys [B, L, D], mask [B, L] -> [B, D].
+
+    packed: keys are [C, D] packed rows (data/packing.py); same result, no padding work.
+    """
     if not self.hidden:
       raise ValueError(f'DinAttention needs at least one hidden layer ({_SRC}.hidden)')
-    h = ConcatDense(self.hidden[0], tuple(self.inputs), name='dense_0')(query, keys)
+    seg = None if packed is None else packed.segment
+    h = ConcatDense(self.hidden[0], tuple(self.inputs), name='dense_0')(query, keys, seg)
     if self.use_position:
-      h = h + RecencyEmbed(self.max_position, self.hidden[0], name='recency')(mask)
+      flat = None if packed is None else packed.flat
+      h = h + RecencyEmbed(self.max_position, self.hidden[0], name='recency')(mask, flat)
     # Dice statistics over real (non-padding) positions only.
-    h = make_activation(self.activation, self.dice_eps)(h, train=train, mask=mask)
+    real = mask if packed is None else packed.valid
+    h = make_activation(self.activation, self.dice_eps)(h, train=train, mask=real)
     for i, n in enumerate(self.hidden[1:], start=1):
-      h = nn.Dense(n, name=f'dense_{i}')(h)
-      h = make_activation(self.activation, self.dice_eps)(h, train=train, mask=mask)
+      h = Dense(n, name=f'dense_{i}')(h)
+      h = make_activation(self.activation, self.dice_eps)(h, train=train, mask=real)
     # A score bias is a no-op under softmax (shift invariance): drop it there.
-    scores = nn.Dense(1, use_bias=self.normalizer != 'softmax', name='score')(h)[..., 0]
-    return weighted_sum(normalize(scores, mask, self.normalizer), keys)
+    scores = Dense(1, use_bias=self.normalizer != 'softmax', name='score')(h)[..., 0]
+    if packed is None:
+      return weighted_sum(normalize(scores, mask, self.normalizer), keys)
+    w = normalize_packed(scores, packed, self.normalizer)
+    return packed.segment_sum(w[:, None] * keys)
 
 
 class DotAttention(nn.Module):
@@ -248,9 +302,12 @@ class Pooling(nn.Module):
   """Non-attentive pooling of the history: 'sum' | 'mean' | 'max' (masked)."""
   mode: str = 'sum'
   order_free = True
+  packable = True
 
-  def __call__(self, query, keys, mask, train: bool):
+  def __call__(self, query, keys, mask, train: bool, packed: Packed | None = None):
     del query, train
+    if packed is not None:
+      return self._packed(keys, mask, packed)
     m = mask[..., None].astype(keys.dtype)
     if self.mode == 'sum':
       return (keys * m).sum(1)
@@ -258,6 +315,20 @@ class Pooling(nn.Module):
       return (keys * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
     if self.mode == 'max':
       out = jnp.where(mask[..., None], keys, -jnp.inf).max(1)
+      return jnp.where(mask.any(1, keepdims=True), out, 0.0)
+    raise ValueError(f'unknown pooling {self.mode!r}; choose sum, mean or max')
+
+  def _packed(self, keys, mask, packed: Packed):
+    """keys [C, D] packed rows -> [B, D]."""
+    v = packed.valid[:, None]
+    if self.mode in ('sum', 'mean'):
+      out = packed.segment_sum(jnp.where(v, keys, 0.0))
+      if self.mode == 'mean':
+        out = out / jnp.maximum(mask.sum(1, keepdims=True).astype(keys.dtype), 1.0)
+      return out
+    if self.mode == 'max':
+      out = jax.ops.segment_max(jnp.where(v, keys, -jnp.inf), packed.segment, packed.num,
+                                indices_are_sorted=True)
       return jnp.where(mask.any(1, keepdims=True), out, 0.0)
     raise ValueError(f'unknown pooling {self.mode!r}; choose sum, mean or max')
 

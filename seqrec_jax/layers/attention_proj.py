@@ -113,8 +113,13 @@ class ConcatDense(nn.Module):
   method: str = 'auto'
 
   @nn.compact
-  def __call__(self, q, k):
-    """q: [B, d], k: [B, L, d] or [1, L, d] (shared history) -> [B, L, H]."""
+  def __call__(self, q, k, segment=None):
+    """q: [B, d], k: [B, L, d] or [1, L, d] (shared history) -> [B, L, H].
+
+    segment [C] (packed history, layers/attention.Packed): k is [C, d], row c belongs to
+    example segment[c]; returns [C, H] = k @ (W_k - W_d) + (k * q[segment]) @ W_p
+    + c(q)[segment] (two [C, d] x [d, H] matmuls; 'outer' is not supported here).
+    """
     if self.method not in METHODS:
       raise ValueError(f'unknown ConcatDense method {self.method!r}; choose from {METHODS}')
     d = q.shape[-1]
@@ -126,6 +131,13 @@ class ConcatDense(nn.Module):
     if self.reference or self.method == 'reference':
       return concat_features(q, k, self.parts) @ kernel + bias
     w_q, w_k, w_p, w_o = split_kernel(kernel, self.parts, d)
+    if segment is not None:
+      if w_o is not None:
+        raise ValueError("packed histories do not support the 'outer' attention input")
+      out = k @ w_k + (q @ w_q + bias)[segment]
+      if w_p is not None:
+        out = out + (k * q[segment]) @ w_p
+      return out
     if self.method == 'auto' and k.shape[0] == 1 and q.shape[0] > 1:
       return shared_history_layer(q, k[0], w_q, w_k, w_p, w_o, bias)
     c = q @ w_q + bias                                                   # [B, H]

@@ -7,6 +7,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from seqrec_jax.data.features import DataSpec
+from seqrec_jax.data.packing import INDEX_KEY
+from seqrec_jax.layers.attention import Packed
 from seqrec_jax.layers.embedding import Embedder
 from seqrec_jax.layers.mlp import MLP
 
@@ -30,8 +32,7 @@ class SequenceInput(nn.Module):
       target = emb.items(batch['target_item'], batch['target_cate'])          # [B, 2d]
       feats.append(target)
       if self.pooling is not None and self.spec.max_len:
-        hist = emb.items(batch['hist_items'], batch['hist_cates'])           # [B, L, 2d]
-        feats.append(self.pooling(target, hist, batch['hist_mask'], train))  # [B, 2d]
+        feats.append(self._history(emb, target, batch, train))               # [B, 2d]
     if self.use_user:
       feats.append(emb.users(batch['user_id']))
     if self.spec.sparse:
@@ -40,6 +41,17 @@ class SequenceInput(nn.Module):
     if self.spec.dense_dim:
       feats.append(batch['dense'].astype(jnp.float32))
     return jnp.concatenate(feats, axis=-1)
+
+
+  def _history(self, emb, target, batch, train):
+    """Pooled history [B, 2d]; on packed rows when the batch has hist_index (data/packing.py)
+    and the unit supports it, else on the dense [B, L, 2d] keys."""
+    items, cates, mask = batch['hist_items'], batch['hist_cates'], batch['hist_mask']
+    if INDEX_KEY in batch and getattr(self.pooling, 'packable', False):
+      packed = Packed.from_index(batch[INDEX_KEY], items.shape[1], items.shape[0])
+      keys = emb.items(items.reshape(-1)[packed.flat], cates.reshape(-1)[packed.flat])
+      return self.pooling(target, keys, mask, train, packed=packed)       # keys [C, 2d]
+    return self.pooling(target, emb.items(items, cates), mask, train)
 
 
 class Head(nn.Module):

@@ -1,0 +1,46 @@
+"""Packed histories: compute attention on real behaviours only (same maths, less work).
+
+A batch's histories are [B, L] with a padding mask; with lengths spread over [1, L] about
+half the positions are padding, and a dense attention unit spends half its time on them.
+`add_history_index` adds `hist_index` [C] to a host batch: the flat positions (b * L + l) of
+the real behaviours in row-major order, then -1 up to a capacity C that is rounded up to a
+multiple of `granule` = ceil(B * L / buckets). Units that support it (`packable`: DIN and the
+sum/mean/max poolings) then run on [C, D] rows instead of [B, L, D]; the result and its
+gradients are those of the dense path (tests/test_packing.py), since padding contributes
+nothing there either. Rounding C to `buckets` sizes bounds the number of compiled step
+shapes (one per capacity seen, at most `buckets`; with realistic batches 1-3).
+
+Only for single-device runs: under data parallelism the flat positions would cross shards,
+so train.py packs only when the run has one device.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+INDEX_KEY = 'hist_index'
+
+
+def capacity(n_real: int, total: int, buckets: int) -> int:
+  """Smallest multiple of ceil(total / buckets) that holds n_real (at least one granule)."""
+  granule = max(1, -(-total // buckets))
+  return max(granule, -(-n_real // granule) * granule)
+
+
+def history_index(mask: np.ndarray, buckets: int = 32) -> np.ndarray:
+  """mask [B, L] bool -> int32 [C]: flat indices of True entries (row-major), then -1."""
+  mask = np.asarray(mask)
+  if mask.ndim != 2:
+    raise ValueError(f'hist_mask must be [B, L], got shape {mask.shape}')
+  flat = np.flatnonzero(mask.reshape(-1))
+  out = np.full(capacity(flat.size, mask.size, buckets), -1, np.int32)
+  out[:flat.size] = flat
+  return out
+
+
+def add_history_index(batch: dict, buckets: int = 32) -> dict:
+  """Returns batch with INDEX_KEY added (a new dict; arrays are not copied)."""
+  if 'hist_mask' not in batch:
+    return batch
+  out = dict(batch)
+  out[INDEX_KEY] = history_index(batch['hist_mask'], buckets)
+  return out

@@ -1,0 +1,137 @@
+"""Packed histories (data/packing.py): same outputs, gradients and Dice statistics as the
+dense [B, L] path, for every unit that declares `packable`."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from seqrec_jax import models, steps
+from seqrec_jax.configs import default
+from seqrec_jax.data import packing
+from seqrec_jax.data.features import DataSpec
+from seqrec_jax.layers import attention as att
+from seqrec_jax.state import TrainState, make_optimizer
+
+B, L = 12, 9
+
+
+def _batch(seed=0, right_aligned=True):
+  rng = np.random.default_rng(seed)
+  lens = rng.integers(0, L + 1, B)
+  lens[0], lens[1] = 0, L                        # an empty history and a full one
+  pos = np.arange(L)[None, :]
+  mask = pos >= L - lens[:, None] if right_aligned else pos < lens[:, None]
+  return dict(
+      user_id=rng.integers(1, 50, B).astype(np.int32),
+      target_item=rng.integers(1, 40, B).astype(np.int32),
+      target_cate=rng.integers(1, 7, B).astype(np.int32),
+      hist_items=(rng.integers(1, 40, (B, L)) * mask).astype(np.int32),
+      hist_cates=(rng.integers(1, 7, (B, L)) * mask).astype(np.int32),
+      hist_mask=mask, label=rng.integers(0, 2, B).astype(np.float32))
+
+
+def test_history_index_lists_real_positions_then_filler():
+  mask = np.array([[0, 1, 1], [0, 0, 0], [1, 1, 1]], bool)
+  idx = packing.history_index(mask, buckets=3)          # granule 3 -> capacity 6
+  np.testing.assert_array_equal(idx, [1, 2, 6, 7, 8, -1])
+  assert idx.dtype == np.int32
+  assert packing.history_index(np.zeros((2, 3), bool), buckets=3).tolist() == [-1] * 2
+  with pytest.raises(ValueError, match=r'hist_mask must be \[B, L\]'):
+    packing.history_index(np.ones(5, bool))
+
+
+def test_capacity_takes_at_most_buckets_values():
+  total, buckets = 1024 * 50, 32
+  caps = {packing.capacity(n, total, buckets) for n in range(0, total + 1, 7)}
+  assert len(caps) == buckets
+  for n in (1, 1600, 1601, 26000, total):
+    c = packing.capacity(n, total, buckets)
+    assert n <= c < n + 1600 + 1 and c % 1600 == 0
+
+
+def _model(model_name, activation, att_kw):
+  """att_kw: config.model.attention overrides; 'pooling' sets config.model.pooling."""
+  c = default.get_config()
+  c.model.name = model_name
+  c.model.embed_dim = 4
+  c.model.hidden = (8,)
+  c.model.activation = activation
+  c.model.attention.hidden = (6, 5)
+  for k, v in att_kw.items():
+    if k == 'pooling':
+      c.model.pooling = v
+    else:
+      c.model.attention[k] = v
+  spec = DataSpec(num_users=50, num_items=40, num_cates=7, max_len=L)
+  return models.build_model(c.model, spec)
+
+
+CASES = [('din', 'dice', {}), ('din', 'prelu', {}),
+         ('din', 'dice', {'normalizer': 'softmax'}), ('din', 'dice', {'normalizer': 'sigmoid'}),
+         ('din', 'dice', {'use_position': True}),
+         ('din', 'relu', {'inputs': ('k', 'q*k')}),
+         ('base', 'prelu', {'pooling': 'sum'}), ('base', 'prelu', {'pooling': 'mean'}),
+         ('base', 'prelu', {'pooling': 'max'})]
+
+
+@pytest.mark.parametrize('name,act,kw', CASES)
+@pytest.mark.parametrize('right_aligned', [True, False])
+def test_packed_matches_dense_outputs_gradients_and_dice_stats(name, act, kw, right_aligned):
+  model = _model(name, act, kw)
+  dense = _batch(1, right_aligned)
+  packed = packing.add_history_index(dense, buckets=4)
+  assert packed['hist_index'].shape[0] < B * L          # less work than dense
+  v = model.init(jax.random.key(0), dense, train=False)
+  # Perturb every parameter so alpha/bias/recency terms are non-trivial.
+  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape),
+                        v['params'])
+  w = jnp.linspace(-1.0, 1.0, B)
+
+  def loss(p, batch):
+    y, nv = model.apply({'params': p, 'batch_stats': v.get('batch_stats', {})}, batch,
+                        train=True, mutable=['batch_stats'])
+    return (y * w).sum() + (y ** 2).sum(), nv
+
+  (l_d, nv_d), g_d = jax.value_and_grad(loss, has_aux=True)(params, dense)
+  (l_p, nv_p), g_p = jax.value_and_grad(loss, has_aux=True)(params, packed)
+  np.testing.assert_allclose(l_p, l_d, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), g_p, g_d)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), nv_p, nv_d)
+  e_d = model.apply({**v, 'params': params}, dense, train=False)
+  e_p = model.apply({**v, 'params': params}, packed, train=False)
+  np.testing.assert_allclose(e_p, e_d, rtol=1e-5, atol=1e-6)
+
+
+def test_units_without_packed_support_ignore_the_index():
+  model = _model('din', 'dice', {'name': 'dot', 'normalizer': 'softmax'})
+  dense = _batch(2)
+  v = model.init(jax.random.key(0), dense, train=False)
+  np.testing.assert_array_equal(model.apply(v, packing.add_history_index(dense), train=False),
+                                model.apply(v, dense, train=False))
+  assert not att.build_attention(ml_collections.ConfigDict(
+      {'name': 'din', 'inputs': ('q', 'k', 'outer'), 'hidden': (4,), 'activation': 'dice',
+       'normalizer': 'none'})).packable
+
+
+def test_packed_train_steps_follow_the_dense_trajectory():
+  model = _model('din', 'dice', {})
+  spec_tasks = DataSpec(num_users=50, num_items=40, num_cates=7, max_len=L).tasks
+  batches = [_batch(s) for s in range(4)]
+  step = jax.jit(functools.partial(steps.train_step, tasks=spec_tasks))
+  v = model.init(jax.random.key(0), batches[0], train=False)
+  c = default.get_config().optim
+  runs = []
+  for pack in (False, True):
+    st = TrainState.create(model.apply, v, make_optimizer(c, 10))
+    for b in batches:
+      st, m = step(st, packing.add_history_index(b, 4) if pack else b, jax.random.key(1))
+    runs.append((st, m))
+  (sd, md), (sp, mp) = runs
+  np.testing.assert_allclose(mp['loss'], md['loss'], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               sp.params, sd.params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               sp.batch_stats, sd.batch_stats)
