@@ -1,7 +1,9 @@
 """Random batches in the batch contract, identical for every system (same seed -> same arrays).
 
-Histories are right-aligned (newest at L-1) with lengths uniform in [1, L]; ids are uniform over
-the vocabulary (id 0 only at padding). DeepCTR-style peers get the same ids plus the lengths.
+Histories are right-aligned (newest at L-1) with lengths uniform in [1, L] (LENGTHS =
+'uniform', the default) or all of length L (LENGTHS = 'full': no padding, set by
+`--lengths=full`); ids are uniform over the vocabulary (id 0 only at padding). DeepCTR-style
+peers get the same ids plus the lengths.
 """
 from __future__ import annotations
 
@@ -10,6 +12,15 @@ import numpy as np
 # Reference configuration of issue 10.
 NUM_ITEMS, NUM_CATES, NUM_USERS = 100_000, 1_000, 10_000
 EMBED_DIM, ATT_HIDDEN, HIDDEN, BATCH = 64, (80, 40), (200, 80), 1024
+LENGTHS = 'uniform'          # or 'full' (benchmarks/worker.py --lengths)
+
+
+def _lengths(rng, seq_len: int, n: int):
+  if LENGTHS == 'full':
+    return np.full(n, seq_len)
+  if LENGTHS != 'uniform':
+    raise ValueError(f"LENGTHS must be 'uniform' or 'full', got {LENGTHS!r}")
+  return rng.integers(1, seq_len + 1, n)
 
 
 def make_batches(seq_len: int, batch: int = BATCH, count: int = 4, seed: int = 0):
@@ -17,7 +28,7 @@ def make_batches(seq_len: int, batch: int = BATCH, count: int = 4, seed: int = 0
   rng = np.random.default_rng([seed, seq_len, batch])
   out = []
   for _ in range(count):
-    lens = rng.integers(1, seq_len + 1, batch)
+    lens = _lengths(rng, seq_len, batch)
     mask = np.arange(seq_len)[None, :] >= (seq_len - lens)[:, None]
     out.append(dict(
         user_id=rng.integers(1, NUM_USERS, batch).astype(np.int32),
@@ -35,7 +46,7 @@ def make_requests(seq_len: int, num_candidates: int, count: int = 4, seed: int =
   rng = np.random.default_rng([seed, seq_len, num_candidates])
   out = []
   for _ in range(count):
-    n = int(rng.integers(1, seq_len + 1))
+    n = int(_lengths(rng, seq_len, 1)[0])
     mask = np.arange(seq_len)[None, :] >= seq_len - n
     out.append(dict(
         user_id=np.array([rng.integers(1, NUM_USERS)], np.int32),

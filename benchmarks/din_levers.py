@@ -2,10 +2,12 @@
 
   python -m benchmarks.din_levers --seq_lens=50,200          # ~3 min on 2 idle cores
 
-Variants of the first attention layer (`ConcatDense.method`: reference = the materialised
-concatenation, factorised, kernel = per-example kernel, the default) run in one process with
-interleaved timing windows; the CPU runtime defaults of seqrec_jax/xla_cpu.py are compared by
-running the default variant in a second process with SEQREC_JAX_XLA_DEFAULTS=0, windows
+Variants run in one process with interleaved timing windows: `packed` (the default: packed
+histories, data/packing.py, with the per-row first layer and the fused Dice of
+layers/ops.py), `dice_autodiff` (packed, Dice by plain autodiff), and on padded [B, L]
+histories the first attention layer as `ConcatDense.method` kernel (per-example kernel),
+factorised, or reference (the materialised concatenation); the CPU runtime defaults of seqrec_jax/xla_cpu.py are compared by
+running `packed` in a second process with SEQREC_JAX_XLA_DEFAULTS=0, windows
 alternating between the two processes. Reports examples/s (median over windows), examples
 per CPU-second (less sensitive to other load on the machine) and XLA's FLOPs per example.
 --serving: p50 latency of one user x N candidates with the history computed once (the
@@ -32,7 +34,10 @@ def _worker(seq_len: int, methods: list[str], activation: str):
   from benchmarks.jax_din import reference_config  # pylint: disable=g-import-not-at-top
   from seqrec_jax import models, steps  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data.features import DataSpec  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data.packing import add_history_index  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.layers import activations as act  # pylint: disable=g-import-not-at-top
   from seqrec_jax.layers import attention as att  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.layers.activations import Dice  # pylint: disable=g-import-not-at-top
   from seqrec_jax.layers.attention_proj import ConcatDense  # pylint: disable=g-import-not-at-top
   from seqrec_jax.state import TrainState, make_optimizer  # pylint: disable=g-import-not-at-top
   spec = DataSpec(num_users=bd.NUM_USERS, num_items=bd.NUM_ITEMS, num_cates=bd.NUM_CATES,
@@ -40,16 +45,24 @@ def _worker(seq_len: int, methods: list[str], activation: str):
   batches = bd.make_batches(seq_len)
   runs = {}
   for method in methods:
-    att.ConcatDense = functools.partial(ConcatDense, method=method)
+    # 'packed' = the default (packed histories, per-row first layer, fused Dice);
+    # 'dice_autodiff' = packed with the textbook autodiff Dice; the ConcatDense methods run
+    # on padded [B, L] histories.
+    pack = method in ('packed', 'dice_autodiff')
+    att.ConcatDense = functools.partial(ConcatDense, method='auto' if pack else method)
+    act.Dice = functools.partial(Dice, fused=method != 'dice_autodiff')
+    bs = [add_history_index(b) for b in batches] if pack else batches
     c = reference_config(activation)
     model = models.build_model(c.model, spec)
     st = TrainState.create(model.apply, model.init(jax.random.key(0), batches[0], train=False),
                            make_optimizer(c.optim, 100))
     f = jax.jit(functools.partial(steps.train_step, tasks=spec.tasks), donate_argnums=(0,))
-    st, m = f(st, batches[0], jax.random.key(1))
+    for b in bs:                                  # compile every packed shape
+      st, m = f(st, b, jax.random.key(1))
     m['loss'].block_until_ready()
-    flops = f.lower(st, batches[0], jax.random.key(1)).compile().cost_analysis()['flops']
-    runs[method] = {'f': f, 'st': st, 'flops': flops / bd.BATCH}
+    flops = f.lower(st, bs[0], jax.random.key(1)).compile().cost_analysis()['flops']
+    runs[method] = {'f': f, 'st': st, 'flops': flops / bd.BATCH, 'batches': bs}
+  act.Dice = Dice
   att.ConcatDense = ConcatDense
   print(json.dumps({m: r['flops'] for m, r in runs.items()}), flush=True)
   for line in sys.stdin:
@@ -57,7 +70,7 @@ def _worker(seq_len: int, methods: list[str], activation: str):
     r = runs[method]
     t, c = time.perf_counter(), time.process_time()
     for i in range(n):
-      r['st'], m = r['f'](r['st'], batches[i % len(batches)], jax.random.key(1))
+      r['st'], m = r['f'](r['st'], r['batches'][i % len(batches)], jax.random.key(1))
     m['loss'].block_until_ready()
     print(json.dumps([n * bd.BATCH / (time.perf_counter() - t),
                       n * bd.BATCH / (time.process_time() - c)]), flush=True)
@@ -95,7 +108,7 @@ def serving(seq_lens, candidates, reps: int = 20):
 def main():
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument('--seq_lens', default='50,200')
-  p.add_argument('--methods', default='kernel,factorised,reference')
+  p.add_argument('--methods', default='packed,kernel,factorised,reference,dice_autodiff')
   p.add_argument('--activation', default='dice')
   p.add_argument('--windows', type=int, default=4)
   p.add_argument('--seconds', type=float, default=2.0, help='per timing window')
@@ -113,14 +126,14 @@ def main():
   for seq_len in map(int, args.seq_lens.split(',')):
     procs = {}
     for name, env, methods in [('defaults on', {}, args.methods),
-                               ('defaults off', {'SEQREC_JAX_XLA_DEFAULTS': '0'}, 'kernel')]:
+                               ('defaults off', {'SEQREC_JAX_XLA_DEFAULTS': '0'}, 'packed')]:
       procs[name] = subprocess.Popen(
           [sys.executable, '-m', 'benchmarks.din_levers', '--worker', f'--seq_len={seq_len}',
            f'--methods={methods}', f'--activation={args.activation}'], cwd=ROOT,
           env={**os.environ, **env, 'PYTHONPATH': ROOT}, stdin=subprocess.PIPE,
           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     flops = {name: json.loads(pr.stdout.readline()) for name, pr in procs.items()}
-    cells = [('defaults on', m) for m in args.methods.split(',')] + [('defaults off', 'kernel')]
+    cells = [('defaults on', m) for m in args.methods.split(',')] + [('defaults off', 'packed')]
     res = {c: [] for c in cells}
     steps = {}
     for w in range(args.windows + 1):               # window 0 calibrates the step count

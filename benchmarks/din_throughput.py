@@ -35,21 +35,27 @@ import numpy as np
 from benchmarks import data as bd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LABELS = {'jax': 'seqrec_jax (JAX/XLA)', 'torch': 'PyTorch eager', 'torch_compile':
+LABELS = {'jax': 'seqrec_jax (JAX/XLA)', 'jax_dense': 'seqrec_jax, padded (pack_history=False)',
+          'torch': 'PyTorch eager', 'torch_compile':
           'PyTorch torch.compile', 'deepctr_torch': 'DeepCTR-Torch 0.3', 'torch_rechub':
           'torch-rechub 0.9', 'deepctr_tf': 'DeepCTR 0.9 (TF/Keras)'}
-DEFAULT_SYSTEMS = 'jax,torch,torch_compile,deepctr_torch,torch_rechub,deepctr_tf'
+DEFAULT_SYSTEMS = 'jax,jax_dense,torch,torch_compile,deepctr_torch,torch_rechub,deepctr_tf'
+
+
+def is_ours(system: str) -> bool:
+  return system.startswith('jax')
 
 
 class Worker:
   """A system's worker process; `call` sends one command and waits for its reply."""
 
-  def __init__(self, system: str, seq_len: int, activation: str, candidates: str, python: str):
+  def __init__(self, system: str, seq_len: int, activation: str, candidates: str, python: str,
+               lengths: str = 'uniform'):
     self.system = system
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
     self.proc = subprocess.Popen(
         [python, '-m', 'benchmarks.worker', f'--system={system}', f'--seq_len={seq_len}',
-         f'--activation={activation}', f'--candidates={candidates}'],
+         f'--activation={activation}', f'--candidates={candidates}', f'--lengths={lengths}'],
         cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL if not os.environ.get('BENCH_VERBOSE') else None, text=True)
     self.ready = None
@@ -76,18 +82,21 @@ class Worker:
         self.proc.kill()
 
 
-def analytic_flops(seq_len: int, method: str) -> float:
+def analytic_flops(seq_len: int, method: str, lengths: str = 'uniform') -> float:
   """Multiply-add FLOPs (x2) per training example: 3 x forward for the matmuls.
 
-  method 'concat': the attention's first layer on the materialised [q, k, q-k, q*k] (what
-  the peers compute); 'kernel': seqrec_jax's per-example kernel M(q) = W_k' + diag(q) W_p.
+  method 'concat': the attention's first layer on the materialised [q, k, q-k, q*k] at all L
+  positions (what the peers compute); 'kernel': seqrec_jax padded, the per-example kernel
+  M(q) = W_k' + diag(q) W_p at all L positions; 'packed': seqrec_jax's default, two
+  [d, H] matmuls per real behaviour only (mean length (L + 1) / 2 for uniform lengths).
   Elementwise work (Dice, Adam) is not counted.
   """
   d, (h1, h2), (m1, m2) = 2 * bd.EMBED_DIM, bd.ATT_HIDDEN, bd.HIDDEN
-  first = 4 * d * h1 if method == 'concat' else d * h1
+  first = {'concat': 4 * d * h1, 'kernel': d * h1, 'packed': 2 * d * h1}[method]
   per_pos = first + h1 * h2 + h2 + d                       # + weighted sum
   per_ex = (2 * d * h1 if method == 'kernel' else 0) + 2 * d * m1 + m1 * m2 + m2
-  return 3 * 2 * (seq_len * per_pos + per_ex)
+  positions = (seq_len + 1) / 2 if method == 'packed' and lengths == 'uniform' else seq_len
+  return 3 * 2 * (positions * per_pos + per_ex)
 
 
 def load1() -> float:
@@ -112,13 +121,13 @@ def start_workers(systems, seq_len, args):
     if s == 'deepctr_tf' and not os.path.exists(py):
       print(f'  skipping deepctr_tf: no interpreter at {py} (see launch.sh bench)', flush=True)
       continue
-    workers.append(Worker(s, seq_len, args.activation, args.candidates, py))
+    workers.append(Worker(s, seq_len, args.activation, args.candidates, py, args.lengths))
   ok = []
   for w in workers:                   # they warm up concurrently; wait for each
     try:
       w.ready = w.read()
       ok.append(w)
-      print(f'  {w.system:14s} ready: first step {w.ready["first_step_s"]:.1f}s, '
+      print(f'  {w.system:14s} ready: warm-up {w.ready["first_step_s"]:.1f}s, '
             f'step {w.ready["step_s"]:.2f}s', flush=True)
     except (RuntimeError, json.JSONDecodeError) as e:
       print(f'  {w.system} failed to start: {e}', flush=True)
@@ -160,16 +169,18 @@ def bench_length(seq_len: int, args, rng: random.Random, out: dict):
                    xla_bytes_per_ex=info['xla']['bytes'] / bd.BATCH,
                    compiles=info['compiles'])
       out['train'].append(row)
-    # Serving: one user x N candidates, interleaved rounds; then batch scoring.
+    # Serving: one user x N candidates, interleaved rounds; then batch scoring. (jax_dense
+    # serves through the same CandidateScorer as jax: not repeated.)
+    servers = [w for w in workers if w.system != 'jax_dense']
     for n in map(int, args.candidates.split(',')):
-      lat = {w.system: [] for w in workers}
-      loads = {w.system: [] for w in workers}
+      lat = {w.system: [] for w in servers}
+      loads = {w.system: [] for w in servers}
       for _ in range(args.serve_rounds):
-        for w in rng.sample(workers, len(workers)):
+        for w in rng.sample(servers, len(servers)):
           loads[w.system].append(load1())
           lat[w.system] += w.call(op='serve', n=n, max_reps=args.serve_max_reps,
                                   max_seconds=args.serve_window)['latencies_ms']
-      for w in workers:
+      for w in servers:
         a = np.asarray(lat[w.system])
         out['serve'].append({'system': w.system, 'L': seq_len, 'N': n,
                              'p50_ms': float(np.percentile(a, 50)),
@@ -198,7 +209,8 @@ def render(out: dict, args) -> str:
            f'Measured sgemm peak (2048^3 float32): numpy {sg.get("numpy", float("nan")):.0f}, '
            f'XLA {sg.get("jax", float("nan")):.0f} GFLOP/s (measured in the same run, so under the '
            'same load). Peak RSS: each system in its own process, framework runtime included.',
-           f'Command: `{out["command"]}` (activation: {args.activation}; '
+           f'Command: `{out["command"]}` (activation: {args.activation}; history lengths: '
+           f'{"uniform in [1, L]" if args.lengths == "uniform" else "all L (no padding)"}; '
            f'{args.reps} interleaved repetitions, median).', '',
            '**Training** (batch 1024, Adam; examples/s; ratio = system / seqrec_jax)', '',
            '| system | L | examples/s | range | ratio | peak RSS (MB) | load |',
@@ -210,19 +222,22 @@ def render(out: dict, args) -> str:
                  f'{r["max_examples_per_s"]:,.0f} | {ratio(r["examples_per_s"], jax_rate.get(r["L"])):.2f} '
                  f'| {r["peak_rss_mb"]:,.0f} | {r["load1"]:.1f} |')
   lines += ['', '**seqrec_jax vs the fastest peer**', '',
-            '| L | training speed-up | serving p50 speed-up (N=' + args.candidates + ') |',
-            '|---:|---:|---:|']
+            '| L | training speed-up | padded (pack_history=False) | '
+            'serving p50 speed-up (N=' + args.candidates + ') |', '|---:|---:|---:|---:|']
+  dense_rate = {r['L']: r['examples_per_s'] for r in out['train'] if r['system'] == 'jax_dense'}
   for L in sorted(jax_rate):
-    peers = [r for r in out['train'] if r['L'] == L and r['system'] != 'jax']
+    peers = [r for r in out['train'] if r['L'] == L and not is_ours(r['system'])]
     best = max(peers, key=lambda r: r['examples_per_s'], default=None)
     sv = []
     for n in map(int, args.candidates.split(',')):
       rows = [r for r in out['serve'] if r['L'] == L and r['N'] == n]
       j = next((r['p50_ms'] for r in rows if r['system'] == 'jax'), None)
-      p = min((r['p50_ms'] for r in rows if r['system'] != 'jax'), default=None)
+      p = min((r['p50_ms'] for r in rows if not is_ours(r['system'])), default=None)
       sv.append(f'{ratio(p, j):.1f}x')
-    lines.append(f'| {L} | {ratio(jax_rate[L], best and best["examples_per_s"]):.2f}x '
-                 f'(vs {LABELS.get(best["system"]) if best else "-"}) | {" / ".join(sv)} |')
+    best_rate = best and best['examples_per_s']
+    lines.append(f'| {L} | {ratio(jax_rate[L], best_rate):.2f}x '
+                 f'(vs {LABELS.get(best["system"]) if best else "-"}) | '
+                 f'{ratio(dense_rate.get(L), best_rate):.2f}x | {" / ".join(sv)} |')
   lines += ['', '**Serving** (one user x N candidates; latency ms)', '',
             '| system | L | N | p50 | p99 | samples | load |', '|---|---:|---:|---:|---:|---:|---:|']
   for r in out['serve']:
@@ -239,14 +254,20 @@ def render(out: dict, args) -> str:
                  f'{r["examples_per_s"]:,.0f} | {ratio(r["examples_per_s"], jax_score.get(r["L"])):.2f} '
                  f'| {r["load1"]:.1f} |')
   lines += ['', '**FLOPs per training example and achieved rate (seqrec_jax)**', '',
-            '| L | analytic, concat (peers) | analytic, per-example kernel | XLA cost analysis '
-            '| achieved GFLOP/s (XLA count) | of sgemm peak |', '|---:|---:|---:|---:|---:|---:|']
+            'Analytic matmul FLOPs: peers compute the concatenation at all L positions; '
+            'seqrec_jax padded the per-example kernel at all L positions; seqrec_jax (packed) '
+            'two [d, H] matmuls at real positions only. XLA\'s count is of the compiled step '
+            '(packed: at the capacity of the first batch).', '',
+            '| system | L | analytic, peers | analytic, this system | XLA cost analysis '
+            '| achieved GFLOP/s (XLA count) | of sgemm peak |', '|---|---:|---:|---:|---:|---:|---:|']
   for r in out['train']:
-    if r['system'] != 'jax' or 'xla_flops_per_ex' not in r:
+    if not is_ours(r['system']) or 'xla_flops_per_ex' not in r:
       continue
     gf = r['xla_flops_per_ex'] * r['examples_per_s'] / 1e9
-    lines.append(f'| {r["L"]} | {analytic_flops(r["L"], "concat") / 1e6:.1f} M | '
-                 f'{analytic_flops(r["L"], "kernel") / 1e6:.1f} M | '
+    method = 'packed' if r['system'] == 'jax' else 'kernel'
+    lines.append(f'| {LABELS[r["system"]]} | {r["L"]} | '
+                 f'{analytic_flops(r["L"], "concat", args.lengths) / 1e6:.1f} M | '
+                 f'{analytic_flops(r["L"], method, args.lengths) / 1e6:.1f} M | '
                  f'{r["xla_flops_per_ex"] / 1e6:.1f} M | {gf:.1f} | {100 * gf / peak:.0f}% |')
   return '\n'.join(lines) + '\n'
 
@@ -256,6 +277,8 @@ def main(argv=None):
   p.add_argument('--seq_lens', default='50,100,200')
   p.add_argument('--systems', default=DEFAULT_SYSTEMS)
   p.add_argument('--activation', default='dice', choices=['dice', 'prelu'])
+  p.add_argument('--lengths', default='uniform', choices=['uniform', 'full'],
+                 help='history lengths: uniform in [1, L] or all L (no padding)')
   p.add_argument('--candidates', default='100,1000')
   p.add_argument('--reps', type=int, default=3, help='interleaved training repetitions')
   p.add_argument('--window', type=float, default=2.5, help='target seconds per timing window')
@@ -279,7 +302,8 @@ def main(argv=None):
   md = render(out, args)
   print('\n' + md)
   os.makedirs(args.out, exist_ok=True)
-  suffix = '' if args.activation == 'dice' else f'_{args.activation}'
+  suffix = ('' if args.activation == 'dice' else f'_{args.activation}') + (
+      '' if args.lengths == 'uniform' else f'_{args.lengths}')
   with open(os.path.join(args.out, f'din_throughput{suffix}.md'), 'w') as f:
     f.write(md)
   with open(os.path.join(args.out, f'din_throughput{suffix}.json'), 'w') as f:

@@ -1,6 +1,9 @@
 """seqrec_jax DIN at the reference configuration, timed through the project's own code path:
 `models.build_model`, `TrainState`, `steps.train_step` jitted with donation (as train.py does),
 `serving.CandidateScorer` for one user x N candidates, `serving.score_batch_fn` for batches.
+
+pack=True (the default config, data.pack_history): every batch gets its packed history index
+(data/packing.py) on the host inside the timed loop, as train.py's input pipeline does.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import numpy as np
 from benchmarks import data as bd
 from seqrec_jax import models, serving, steps
 from seqrec_jax.configs import default
+from seqrec_jax.data import packing
 from seqrec_jax.data.features import DataSpec
 from seqrec_jax.state import TrainState, make_optimizer
 
@@ -32,8 +36,10 @@ class JaxDin:
   """The benchmark interface every system implements (see benchmarks/peers/runner.py)."""
   framework = 'jax'
 
-  def __init__(self, seq_len: int, activation: str = 'dice', seed: int = 0):
+  def __init__(self, seq_len: int, activation: str = 'dice', seed: int = 0,
+               pack: bool | None = None):
     self.config = reference_config(activation)
+    self.pack = self.config.data.pack_history if pack is None else pack
     self.spec = DataSpec(num_users=bd.NUM_USERS, num_items=bd.NUM_ITEMS,
                          num_cates=bd.NUM_CATES, max_len=seq_len)
     self.model = models.build_model(self.config.model, self.spec)
@@ -53,14 +59,19 @@ class JaxDin:
     """Runs num_steps optimiser steps on host batches (transfer included); returns last loss."""
     m = None
     for _ in range(num_steps):
-      b = self.batches[self._i % len(self.batches)]
+      b = self._prepare(self.batches[self._i % len(self.batches)])
       self._i += 1
       self.state, m = self.step_fn(self.state, b, self.rng)
     return float(m['loss'])
 
+  def _prepare(self, batch):
+    if not self.pack:
+      return batch
+    return packing.add_history_index(batch, self.config.data.pack_buckets)
+
   def cost_analysis(self) -> dict:
     """XLA's cost analysis of the compiled train step (flops, bytes accessed) per batch."""
-    b = self.batches[0]
+    b = self._prepare(self.batches[0])
     comp = self.step_fn.lower(self.state, b, self.rng).compile()
     ca = comp.cost_analysis()
     ca = ca[0] if isinstance(ca, (list, tuple)) else ca
@@ -74,7 +85,7 @@ class JaxDin:
     return np.asarray(self.scorer(request))
 
   def score(self, batch) -> np.ndarray:
-    return np.asarray(self.batch_fn(self.state.variables, batch))
+    return np.asarray(self.batch_fn(self.state.variables, self._prepare(batch)))
 
   def compile_count(self) -> int:
     return self.step_fn._cache_size()  # pylint: disable=protected-access

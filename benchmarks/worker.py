@@ -23,9 +23,9 @@ from benchmarks import data as bd
 
 
 def make_system(name: str, seq_len: int, activation: str):
-  if name.startswith('jax'):
+  if name in ('jax', 'jax_dense'):
     from benchmarks.jax_din import JaxDin  # pylint: disable=g-import-not-at-top
-    return JaxDin(seq_len, activation)
+    return JaxDin(seq_len, activation, pack=name == 'jax')
   if name == 'deepctr_tf':
     from benchmarks.peers.deepctr_tf import DeepCtrTf  # pylint: disable=g-import-not-at-top
     return DeepCtrTf(seq_len, activation)
@@ -71,7 +71,9 @@ def main():
   p.add_argument('--seq_len', type=int, required=True)
   p.add_argument('--activation', default='dice')
   p.add_argument('--candidates', default='100,1000')
+  p.add_argument('--lengths', default='uniform', choices=['uniform', 'full'])
   args = p.parse_args()
+  bd.LENGTHS = args.lengths
   proto = os.fdopen(os.dup(1), 'w', buffering=1)
   os.dup2(2, 1)                       # anything the libraries print goes to stderr
   sys.stdout = sys.stderr
@@ -80,14 +82,15 @@ def main():
   t0 = time.perf_counter()
   system = make_system(args.system, args.seq_len, args.activation)
   t1 = time.perf_counter()
-  system.train(1)                     # compile / trace
+  system.train(4)                     # compile / trace (every batch: packed shapes differ)
   t2 = time.perf_counter()
   step = _timed(lambda: system.train(1))
   requests = {n: bd.make_requests(args.seq_len, n) for n in map(int, args.candidates.split(','))}
   for reqs in requests.values():
     system.serve(reqs[0])
   scoring = bd.make_batches(args.seq_len, count=2, seed=7)
-  system.score(scoring[0])
+  for b in scoring:
+    system.score(b)
   reply({'ready': True, 'build_s': t1 - t0, 'first_step_s': t2 - t1, 'step_s': step,
          'warmup_s': time.perf_counter() - t0})
 

@@ -23,7 +23,6 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from seqrec_jax.layers import activations
@@ -170,23 +169,15 @@ def pmap_step(train_step: Callable, axis_name: str = DATA) -> Callable:
     w = batch['weight'].astype(jnp.float32).sum() if 'weight' in batch else jnp.float32(n)
     total = jnp.maximum(jax.lax.psum(w, axis_name), 1e-12)
     wmean = lambda t: jax.tree.map(lambda x: jax.lax.psum(x * w, axis_name) / total, t)
-    seen = []  # the averaged gradients, captured inside this same trace
-
-    def update(grads, opt_state, params=None):
-      grads = wmean(grads)
-      seen.append(grads)
-      return state.tx.update(grads, opt_state, params)
-
-    synced = state.replace(tx=optax.GradientTransformation(state.tx.init, update))
     with activations.batch_stats_axis(axis_name):
-      new, metrics = train_step(synced, batch, rng)
-    new = new.replace(tx=state.tx)
-    # Losses are weighted means over examples; other metrics (diagnostics) plain means.
+      new, metrics = train_step(state, batch, rng, sync_grads=wmean)
+    # Losses are weighted means over examples; other metrics (diagnostics) plain means;
+    # grad_norm is already that of the averaged gradients (identical on every device).
     is_loss = lambda k: k == 'loss' or k.startswith('loss/')
-    metrics = {**{k: jax.lax.pmean(v, axis_name) for k, v in metrics.items()},
-               **wmean({k: v for k, v in metrics.items() if is_loss(k)})}
-    if 'grad_norm' in metrics:
-      metrics['grad_norm'] = optax.tree.norm(seen[-1])
+    metrics = {**{k: jax.lax.pmean(v, axis_name) for k, v in metrics.items()
+                  if k != 'grad_norm'},
+               **wmean({k: v for k, v in metrics.items() if is_loss(k)}),
+               **({'grad_norm': metrics['grad_norm']} if 'grad_norm' in metrics else {})}
     ok = jnp.isfinite(metrics['loss'])
     keep = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
     return keep.replace(step=new.step), metrics

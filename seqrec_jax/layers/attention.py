@@ -30,7 +30,6 @@ import ml_collections
 
 from seqrec_jax.layers.activations import ACTIVATIONS, make_activation
 from seqrec_jax.layers.attention_proj import PARTS, ConcatDense
-from seqrec_jax.layers.ops import Dense
 
 ATTENTIONS: dict[str, Callable[..., nn.Module]] = {}
 NORMALIZERS = ('none', 'softmax', 'sigmoid')
@@ -209,10 +208,10 @@ class DinAttention(nn.Module):
     real = mask if packed is None else packed.valid
     h = make_activation(self.activation, self.dice_eps)(h, train=train, mask=real)
     for i, n in enumerate(self.hidden[1:], start=1):
-      h = Dense(n, name=f'dense_{i}')(h)
+      h = nn.Dense(n, name=f'dense_{i}')(h)
       h = make_activation(self.activation, self.dice_eps)(h, train=train, mask=real)
     # A score bias is a no-op under softmax (shift invariance): drop it there.
-    scores = Dense(1, use_bias=self.normalizer != 'softmax', name='score')(h)[..., 0]
+    scores = nn.Dense(1, use_bias=self.normalizer != 'softmax', name='score')(h)[..., 0]
     if packed is None:
       return weighted_sum(normalize(scores, mask, self.normalizer), keys)
     w = normalize_packed(scores, packed, self.normalizer)

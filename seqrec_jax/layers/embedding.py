@@ -12,21 +12,22 @@ from seqrec_jax.data.features import DataSpec
 
 
 class Embed(nn.Embed):
-  """nn.Embed (same parameter 'embedding' [vocab, d]) with a clamping lookup.
+  """nn.Embed (same parameter 'embedding' [vocab, d]) with a clamped, unchecked gather.
 
-  nn.Embed gathers with jnp.take's default mode 'fill' (NaN rows for out-of-range ids); the
-  select that implements it keeps XLA CPU from fusing the item and category lookups with
-  their concatenation (2.7x slower lookup + concat at L=50 in isolation). Ids are checked on
-  the host by `data.features.validate_arrays` before they reach a model, so the lookup here
-  clamps (mode 'clip'), as a plain XLA gather does; for in-range ids values and gradients
-  are identical.
+  nn.Embed gathers with jnp.take's default mode 'fill' (NaN rows for out-of-range ids), which
+  XLA CPU emits as a per-element select inside the gather. Ids are checked on the host by
+  `data.features.validate_arrays`; here they are clamped once on the small int array and the
+  rows gathered with mode 'promise_in_bounds' (1.4x faster lookup of 25600 rows from a
+  1e5 x 64 table than 'clip', 2 cores). For in-range ids values and gradients are identical;
+  an out-of-range id reads the nearest valid row, as a plain XLA gather would.
   """
 
   def __call__(self, inputs):
     if not jnp.issubdtype(inputs.dtype, jnp.integer):
       raise ValueError(f'embedding {self.name!r}: ids must be integers, got {inputs.dtype}')
     (embedding,) = nn.dtypes.promote_dtype(self.embedding, dtype=self.dtype, inexact=False)
-    return embedding.at[inputs].get(mode='clip')
+    ids = jnp.clip(inputs, 0, self.num_embeddings - 1)
+    return embedding.at[ids].get(mode='promise_in_bounds')
 
 
 def _embed(vocab: int, dim: int, name: str, init_std: float) -> nn.Embed:
