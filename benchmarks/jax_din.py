@@ -67,7 +67,8 @@ class JaxDin:
   def _prepare(self, batch):
     if not self.pack:
       return batch
-    return packing.add_history_index(batch, self.config.data.pack_buckets)
+    return packing.add_history_index(batch, self.config.data.pack_buckets,
+                                     self.config.data.pack_max_fill)
 
   def cost_analysis(self) -> dict:
     """XLA's cost analysis of the compiled train step (flops, bytes accessed) per batch."""

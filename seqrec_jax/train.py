@@ -77,7 +77,8 @@ def _packer(config, part):
     return None
   if config.data.pack_buckets < 1:
     raise ValueError(f'config.data.pack_buckets={config.data.pack_buckets} must be >= 1')
-  return functools.partial(packing.add_history_index, buckets=config.data.pack_buckets)
+  return functools.partial(packing.add_history_index, buckets=config.data.pack_buckets,
+                           max_fill=config.data.pack_max_fill)
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from seqrec_jax import models, steps
+from seqrec_jax import models, parallel, steps, train
 from seqrec_jax.configs import default
 from seqrec_jax.data import packing
 from seqrec_jax.data.features import DataSpec
@@ -41,6 +41,16 @@ def test_history_index_lists_real_positions_then_filler():
   assert packing.history_index(np.zeros((2, 3), bool), buckets=3).tolist() == [-1] * 2
   with pytest.raises(ValueError, match=r'hist_mask must be \[B, L\]'):
     packing.history_index(np.ones(5, bool))
+
+
+def test_batches_with_little_padding_stay_padded():
+  full = _batch(0)
+  full['hist_mask'] = np.ones((B, L), bool)
+  assert packing.add_history_index(full) is full
+  assert 'hist_index' in packing.add_history_index(full, max_fill=1.0)
+  assert 'hist_index' in packing.add_history_index(_batch(0))          # ~half padding
+  no_history = {'label': np.zeros(3)}
+  assert packing.add_history_index(no_history) is no_history
 
 
 def test_capacity_takes_at_most_buckets_values():
@@ -82,7 +92,7 @@ CASES = [('din', 'dice', {}), ('din', 'prelu', {}),
 def test_packed_matches_dense_outputs_gradients_and_dice_stats(name, act, kw, right_aligned):
   model = _model(name, act, kw)
   dense = _batch(1, right_aligned)
-  packed = packing.add_history_index(dense, buckets=4)
+  packed = packing.add_history_index(dense, buckets=4, max_fill=1.0)
   assert packed['hist_index'].shape[0] < B * L          # less work than dense
   v = model.init(jax.random.key(0), dense, train=False)
   # Perturb every parameter so alpha/bias/recency terms are non-trivial.
@@ -109,7 +119,8 @@ def test_units_without_packed_support_ignore_the_index():
   model = _model('din', 'dice', {'name': 'dot', 'normalizer': 'softmax'})
   dense = _batch(2)
   v = model.init(jax.random.key(0), dense, train=False)
-  np.testing.assert_array_equal(model.apply(v, packing.add_history_index(dense), train=False),
+  np.testing.assert_array_equal(model.apply(v, packing.add_history_index(dense, max_fill=1.0),
+                                            train=False),
                                 model.apply(v, dense, train=False))
   assert not att.build_attention(ml_collections.ConfigDict(
       {'name': 'din', 'inputs': ('q', 'k', 'outer'), 'hidden': (4,), 'activation': 'dice',
@@ -127,7 +138,7 @@ def test_packed_train_steps_follow_the_dense_trajectory():
   for pack in (False, True):
     st = TrainState.create(model.apply, v, make_optimizer(c, 10))
     for b in batches:
-      st, m = step(st, packing.add_history_index(b, 4) if pack else b, jax.random.key(1))
+      st, m = step(st, packing.add_history_index(b, 4, 1.0) if pack else b, jax.random.key(1))
     runs.append((st, m))
   (sd, md), (sp, mp) = runs
   np.testing.assert_allclose(mp['loss'], md['loss'], rtol=1e-5)
@@ -135,3 +146,15 @@ def test_packed_train_steps_follow_the_dense_trajectory():
                sp.params, sd.params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                sp.batch_stats, sd.batch_stats)
+
+
+def test_training_run_with_packing_matches_padded_run(tiny_config, tmp_path):
+  """train.py packs its train and eval batches (single device); the summary is the same."""
+  cfg = tiny_config
+  cfg.data.pack_max_fill = 1.0                # pack every batch, whatever its padding
+  assert train._packer(cfg, parallel.Partitioner(cfg.parallel)) is not None  # pylint: disable=protected-access
+  packed = train.train_and_evaluate(cfg, str(tmp_path / 'packed'))
+  cfg.data.pack_history = False
+  padded = train.train_and_evaluate(cfg, str(tmp_path / 'padded'))
+  for k in ('eval/test/auc', 'eval/test/logloss', 'eval/valid/gauc'):
+    np.testing.assert_allclose(packed[k], padded[k], rtol=1e-4, err_msg=k)

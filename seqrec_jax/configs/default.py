@@ -21,6 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
   # packed row counts are rounded to batch_size * max_len / pack_buckets (compiled shapes).
   c.data.pack_history = True
   c.data.pack_buckets = 32
+  c.data.pack_max_fill = 0.8         # batches with more real positions stay padded
   c.data.tasks = ()                  # subset of the dataset's tasks, e.g. ('income',); () = all
   c.data.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULTS))
   # Real datasets (data/movielens.py, amazon.py, census.py, criteo.py): prepared once by a TFDS

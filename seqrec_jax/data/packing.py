@@ -8,7 +8,8 @@ multiple of `granule` = ceil(B * L / buckets). Units that support it (`packable`
 sum/mean/max poolings) then run on [C, D] rows instead of [B, L, D]; the result and its
 gradients are those of the dense path (tests/test_packing.py), since padding contributes
 nothing there either. Rounding C to `buckets` sizes bounds the number of compiled step
-shapes (one per capacity seen, at most `buckets`; with realistic batches 1-3).
+shapes (one per capacity seen, at most `buckets`; with realistic batches 1-3). Batches with
+more than `max_fill` real positions are left padded (one more compiled shape).
 
 Only for single-device runs: under data parallelism the flat positions would cross shards,
 so train.py packs only when the run has one device.
@@ -37,10 +38,15 @@ def history_index(mask: np.ndarray, buckets: int = 32) -> np.ndarray:
   return out
 
 
-def add_history_index(batch: dict, buckets: int = 32) -> dict:
-  """Returns batch with INDEX_KEY added (a new dict; arrays are not copied)."""
+def add_history_index(batch: dict, buckets: int = 32, max_fill: float = 0.8) -> dict:
+  """Returns batch with INDEX_KEY added (a new dict; arrays are not copied), or batch itself
+  when more than `max_fill` of its positions are real: with little padding the padded path's
+  per-example kernel is faster than per-row packing (full histories, L=100/200: 1.15-1.2x)."""
   if 'hist_mask' not in batch:
     return batch
+  mask = np.asarray(batch['hist_mask'])
+  if mask.size == 0 or mask.mean() > max_fill:
+    return batch
   out = dict(batch)
-  out[INDEX_KEY] = history_index(batch['hist_mask'], buckets)
+  out[INDEX_KEY] = history_index(mask, buckets)
   return out
