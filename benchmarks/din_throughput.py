@@ -201,6 +201,10 @@ def ratio(x, y):
   return x / y if x and y else float('nan')
 
 
+def fmt_ratio(x, y) -> str:
+  return f'{x / y:.2f}x' if x and y else '-'
+
+
 def render(out: dict, args) -> str:
   m, sg = out['machine'], out.get('sgemm', {})
   peak = max(sg.get('jax', 0), sg.get('numpy', 0)) or float('nan')
@@ -237,7 +241,7 @@ def render(out: dict, args) -> str:
     best_rate = best and best['examples_per_s']
     lines.append(f'| {L} | {ratio(jax_rate[L], best_rate):.2f}x '
                  f'(vs {LABELS.get(best["system"]) if best else "-"}) | '
-                 f'{ratio(dense_rate.get(L), best_rate):.2f}x | {" / ".join(sv)} |')
+                 f'{fmt_ratio(dense_rate.get(L), best_rate)} | {" / ".join(sv)} |')
   lines += ['', '**Serving** (one user x N candidates; latency ms)', '',
             '| system | L | N | p50 | p99 | samples | load |', '|---|---:|---:|---:|---:|---:|---:|']
   for r in out['serve']:
@@ -288,7 +292,16 @@ def main(argv=None):
   p.add_argument('--tf_python', default=os.path.join(ROOT, '.venv-tf', 'bin', 'python'))
   p.add_argument('--out', default=os.path.join(ROOT, 'benchmarks', 'results'))
   p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--render', metavar='JSON', help='only re-render the Markdown of a saved run')
   args = p.parse_args(argv)
+  if args.render:
+    with open(args.render) as f:
+      saved = json.load(f)
+    md = render(saved, argparse.Namespace(**saved['args']))
+    with open(os.path.splitext(args.render)[0] + '.md', 'w') as f:
+      f.write(md)
+    print(md)
+    return
   rng = random.Random(args.seed)
   t0 = time.time()
   out = {'machine': machine(), 'train': [], 'serve': [], 'score': [],
