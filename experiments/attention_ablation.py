@@ -24,11 +24,17 @@ from experiments import sweep
 from seqrec_jax import metrics
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('dataset', 'synthetic', 'config.data.name (a registered dataset).')
-flags.DEFINE_integer('seeds', 3, 'Seeds per cell (>= 3 for mean ± std).')
-flags.DEFINE_string('outdir', '', 'Output directory (default runs/attention_ablation/<dataset>).')
-flags.DEFINE_bool('full', False, 'Larger grid and data (not meant for the 15-minute budget).')
-flags.DEFINE_integer('num_steps', -1, '> 0: train steps per cell (else the size preset).')
+
+
+def define_flags():
+  """Defined only when run as a script, so tests can import several experiments
+  (absl flags are global; the studies share flag names)."""
+  flags.DEFINE_string('dataset', 'synthetic', 'config.data.name (a registered dataset).')
+  flags.DEFINE_integer('seeds', 3, 'Seeds per cell (>= 3 for mean ± std).')
+  flags.DEFINE_string('outdir', '', 'Output directory (default runs/attention_ablation/<dataset>).')
+  flags.DEFINE_bool('full', False, 'Larger grid and data (not meant for the 15-minute budget).')
+  flags.DEFINE_integer('num_steps', -1, '> 0: train steps per cell (else the size preset).')
+
 
 INPUTS = {'q,k': ('q', 'k'), 'q,k,q-k,q*k': ('q', 'k', 'q-k', 'q*k'),
           'q,k,outer': ('q', 'k', 'outer')}
@@ -185,4 +191,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

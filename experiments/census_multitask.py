@@ -27,10 +27,16 @@ import numpy as np
 from experiments import sweep
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer('seeds', 3, 'Seeds per model (>= 3 for mean ± std).')
-flags.DEFINE_string('outdir', '', 'Output directory (default runs/census_multitask).')
-flags.DEFINE_bool('full', False, '30 epochs and expert dropout 0.1 / 0.25 / 0.5.')
-flags.DEFINE_integer('num_steps', -1, '> 0: train steps per cell (else 10 epochs).')
+
+
+def define_flags():
+  """Defined only when run as a script, so tests can import several experiments
+  (absl flags are global; the studies share flag names)."""
+  flags.DEFINE_integer('seeds', 3, 'Seeds per model (>= 3 for mean ± std).')
+  flags.DEFINE_string('outdir', '', 'Output directory (default runs/census_multitask).')
+  flags.DEFINE_bool('full', False, '30 epochs and expert dropout 0.1 / 0.25 / 0.5.')
+  flags.DEFINE_integer('num_steps', -1, '> 0: train steps per cell (else 10 epochs).')
+
 
 MODELS = ('single_task', 'shared_bottom', 'omoe', 'mmoe', 'ple')
 CONFIG = 'seqrec_jax/configs/multitask.py:census'
@@ -138,4 +144,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -27,10 +27,16 @@ from experiments import sweep
 from seqrec_jax.data import mmoe_synthetic
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer('seeds', 3, 'Seeds (datasets x initialisations) per cell.')
-flags.DEFINE_string('outdir', '', 'Output directory (default runs/mmoe_synthetic).')
-flags.DEFINE_bool('full', False, 'More correlations and the single_task baseline.')
-flags.DEFINE_integer('num_steps', -1, '> 0: train steps per cell (else 30 epochs).')
+
+
+def define_flags():
+  """Defined only when run as a script, so tests can import several experiments
+  (absl flags are global; the studies share flag names)."""
+  flags.DEFINE_integer('seeds', 3, 'Seeds (datasets x initialisations) per cell.')
+  flags.DEFINE_string('outdir', '', 'Output directory (default runs/mmoe_synthetic).')
+  flags.DEFINE_bool('full', False, 'More correlations and the single_task baseline.')
+  flags.DEFINE_integer('num_steps', -1, '> 0: train steps per cell (else 30 epochs).')
+
 
 MODELS = ('shared_bottom', 'omoe', 'mmoe', 'ple')
 CORRELATIONS = (1.0, 0.9, 0.5)
@@ -174,4 +180,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
