@@ -2,8 +2,10 @@
 
 A sweep is a list of `Cell`s (table-row labels + config overrides + seed). Each finished cell
 writes `outdir/cells/<id>.json` holding its group, seed, exact overrides, the full config, the
-command that reproduces it and the run summary; rerunning the sweep skips finished cells, and a
-cell killed mid-training resumes from its own workdir's checkpoint.
+command that reproduces it and the run summary; rerunning the sweep skips finished cells whose
+stored config equals the one the cell resolves to now (a changed shared default or base
+config file makes them stale: they are moved to `.stale` and rerun), and a cell killed
+mid-training resumes from its own workdir's checkpoint if that run had the same config.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -66,14 +69,23 @@ def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
   records = []
   for i, cell in enumerate(cells):
     path = os.path.join(outdir, 'cells', f'{cell.id}.json')
-    if os.path.exists(path):
-      with open(path) as f:
-        records.append(json.load(f))
-      log(f'[{i + 1}/{len(cells)}] {cell.id}: done earlier, skipped')
-      continue
     overrides = dict(cell.overrides, seed=cell.seed)
     cfg = load_config(config_spec, overrides)
+    want = _jsonable(cfg.to_dict())
     workdir = os.path.join(outdir, 'work', cell.id)
+    if os.path.exists(path):
+      with open(path) as f:
+        rec = json.load(f)
+      if rec.get('config') == want:
+        records.append(rec)
+        log(f'[{i + 1}/{len(cells)}] {cell.id}: done earlier, skipped')
+        continue
+      # The base config changed since (a shared default, a new key): the cell is stale.
+      log(f'[{i + 1}/{len(cells)}] {cell.id}: finished with another config '
+          f'({_first_difference(rec.get("config"), want)}); moved to {path}.stale, rerunning')
+      os.replace(path, path + '.stale')
+      shutil.rmtree(workdir, ignore_errors=True)
+    _claim_workdir(workdir, want, log)
     t0 = time.time()
     summary = train_fn(cfg, workdir)
     rec = {'id': cell.id, 'group': cell.group, 'seed': cell.seed, 'overrides': overrides,
@@ -88,6 +100,36 @@ def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
         f'{k.split("/")[-1]}={v:.4f}' for k, v in summary.items()
         if k.startswith('eval/test/') and isinstance(v, float)))
   return records
+
+
+def _jsonable(d):
+  """The config as its cell record stores it (tuples -> lists, unknown types -> str)."""
+  return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+
+def _first_difference(a, b, prefix: str = '') -> str:
+  """'key: old -> new' for the first differing leaf of two nested dicts."""
+  if isinstance(a, dict) and isinstance(b, dict):
+    for k in sorted(set(a) | set(b)):
+      if a.get(k, '<missing>') != b.get(k, '<missing>'):
+        return _first_difference(a.get(k, '<missing>'), b.get(k, '<missing>'),
+                                 f'{prefix}{k}.')
+    return 'no difference'
+  return f'{prefix[:-1]}: {a!r} -> {b!r}'
+
+
+def _claim_workdir(workdir: str, config: dict, log: Callable) -> None:
+  """A killed cell resumes from its workdir's checkpoint only if that run had this config."""
+  stamp = os.path.join(workdir, 'sweep_config.json')
+  if os.path.exists(stamp):
+    with open(stamp) as f:
+      if json.load(f) == config:
+        return
+    log(f'{workdir}: checkpoints from another config; starting the cell afresh')
+    shutil.rmtree(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  with open(stamp, 'w') as f:
+    json.dump(config, f, sort_keys=True)
 
 
 def group_key(rec) -> tuple:

@@ -56,3 +56,26 @@ def test_report_and_rerun_skips_finished_cells(tmp_path):
     raise AssertionError('finished cells must not be re-run')
   again = sweep.run_sweep('din.py:synthetic', cells, out, train_fn=boom, log=lambda _: None)
   assert [r['id'] for r in again] == [r['id'] for r in recs]
+
+
+def test_rerun_after_a_base_config_change_reruns_stale_cells(tmp_path, monkeypatch):
+  cells = abl.make_cells('synthetic', 1, full=False)[:2]
+  out = str(tmp_path)
+  sweep.run_sweep('din.py:synthetic', cells, out, train_fn=_fake_train, log=lambda _: None)
+  from seqrec_jax.configs import default  # pylint: disable=g-import-not-at-top
+  orig = default.get_config
+
+  def changed():
+    c = orig()
+    c.model.dice_eps = 1e-5              # a shared default changed between the two runs
+    return c
+  monkeypatch.setattr(default, 'get_config', changed)
+  ran, logs = [], []
+
+  def train(cfg, workdir):
+    ran.append(workdir)
+    return _fake_train(cfg, workdir)
+  again = sweep.run_sweep('din.py:synthetic', cells, out, train_fn=train, log=logs.append)
+  assert len(ran) == 2 and all(r['config']['model']['dice_eps'] == 1e-5 for r in again)
+  assert any('model.dice_eps' in m and 'stale' in m for m in logs)
+  assert os.path.exists(os.path.join(out, 'cells', f'{cells[0].id}.json.stale'))
