@@ -53,7 +53,9 @@ class JaxDin:
     self.rng = jax.random.key(seed + 1)
     self._i = 0
     self.scorer = None
-    self.batch_fn = serving.score_batch_fn(self.model)
+    c = self.config.data
+    self.batch_fn = serving.score_batch_fn(
+        self.model, pack_buckets=c.pack_buckets if self.pack else 0, pack_max_fill=c.pack_max_fill)
 
   def train(self, num_steps: int) -> float:
     """Runs num_steps optimiser steps on host batches (transfer included); returns last loss."""
@@ -86,7 +88,7 @@ class JaxDin:
     return np.asarray(self.scorer(request))
 
   def score(self, batch) -> np.ndarray:
-    return np.asarray(self.batch_fn(self.state.variables, self._prepare(batch)))
+    return np.asarray(self.batch_fn(self.state.variables, batch))
 
   def compile_count(self) -> int:
     return self.step_fn._cache_size()  # pylint: disable=protected-access

@@ -23,6 +23,9 @@ from absl import logging
 import jax
 import numpy as np
 
+from seqrec_jax.data import packing
+
+
 # Per-user fields: kept at batch 1 (history) or tiled to the N candidates (cheap features).
 HISTORY_KEYS = ('hist_items', 'hist_cates', 'hist_mask')
 USER_KEYS = ('user_id', 'dense', 'sparse')
@@ -122,9 +125,18 @@ class CandidateScorer:
     return self._score(self.variables, self.batch(request))
 
 
-def score_batch_fn(model, probabilities: bool = True):
-  """Jitted batch scoring (independent users, one candidate each): (vars, batch) -> [B]."""
+def score_batch_fn(model, probabilities: bool = True, pack_buckets: int = 0,
+                   pack_max_fill: float = 0.8):
+  """Jitted batch scoring (independent users, one candidate each): (vars, batch) -> [B].
+
+  pack_buckets > 0: host (numpy) batches get the packed history index first
+  (data/packing.py; same scores, no work on padding; one compilation per capacity bucket).
+  """
   def score(v, batch):
     logits = model.apply(v, batch, train=False)
     return jax.nn.sigmoid(logits) if probabilities else logits
-  return jax.jit(score)
+  jitted = jax.jit(score)
+  if pack_buckets <= 0:
+    return jitted
+  return lambda v, batch: jitted(v, packing.add_history_index(batch, pack_buckets,
+                                                              pack_max_fill))

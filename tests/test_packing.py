@@ -158,3 +158,13 @@ def test_training_run_with_packing_matches_padded_run(tiny_config, tmp_path):
   padded = train.train_and_evaluate(cfg, str(tmp_path / 'padded'))
   for k in ('eval/test/auc', 'eval/test/logloss', 'eval/valid/gauc'):
     np.testing.assert_allclose(packed[k], padded[k], rtol=1e-4, err_msg=k)
+
+
+def test_batch_scoring_with_packing_gives_the_same_scores():
+  from seqrec_jax import serving  # pylint: disable=g-import-not-at-top
+  model = _model('din', 'dice', {})
+  batch = _batch(5)
+  v = model.init(jax.random.key(0), batch, train=False)
+  plain = serving.score_batch_fn(model)(v, batch)
+  packed = serving.score_batch_fn(model, pack_buckets=4, pack_max_fill=1.0)(v, batch)
+  np.testing.assert_allclose(packed, plain, rtol=1e-5, atol=1e-6)
