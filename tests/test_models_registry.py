@@ -24,7 +24,7 @@ import pytest
 
 from seqrec_jax import metrics, models, steps
 from seqrec_jax.configs import load_config
-from seqrec_jax.data import load_dataset
+from seqrec_jax.data import load_dataset, packing
 from seqrec_jax.data.features import FeatureSpec, Task
 from seqrec_jax.state import TrainState
 
@@ -118,6 +118,19 @@ def test_rich_output_is_finite(name):
   model, _, batch, variables = _init(name, 'rich')
   for train in (False, True):
     assert np.isfinite(_apply(model, variables, batch, train)).all(), (name, train)
+
+
+@pytest.mark.parametrize('name', MODEL_NAMES)
+def test_packed_history_index_changes_nothing(name):
+  """With data/packing.py's index (what train.py adds on one device) every model gives the
+  padded path's outputs: packable units use it, the others ignore it."""
+  model, _, batch, variables = _warm(name)
+  packed = packing.add_history_index(batch, buckets=4, max_fill=1.0)
+  assert 'hist_index' in packed
+  for train in (False, True):
+    np.testing.assert_allclose(_apply(model, variables, packed, train),
+                               _apply(model, variables, batch, train), rtol=1e-5, atol=1e-5,
+                               err_msg=f'{name}: packed != padded (train={train})')
 
 
 @pytest.mark.parametrize('name', MODEL_NAMES)

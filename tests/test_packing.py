@@ -168,3 +168,20 @@ def test_batch_scoring_with_packing_gives_the_same_scores():
   plain = serving.score_batch_fn(model)(v, batch)
   packed = serving.score_batch_fn(model, pack_buckets=4, pack_max_fill=1.0)(v, batch)
   np.testing.assert_allclose(packed, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_all_empty_histories_packed_match_padded_and_stay_finite():
+  model = _model('din', 'dice', {'normalizer': 'softmax'})
+  dense = _batch(3)
+  dense['hist_mask'] = np.zeros((B, L), bool)
+  dense['hist_items'] *= 0
+  dense['hist_cates'] *= 0
+  packed = packing.add_history_index(dense, buckets=4)
+  assert (packed['hist_index'] == -1).all()
+  v = model.init(jax.random.key(0), dense, train=False)
+  loss = lambda p, b: model.apply({**v, 'params': p}, b, train=True,
+                                  mutable=['batch_stats'])[0].sum()
+  g_d = jax.grad(loss)(v['params'], dense)
+  g_p = jax.grad(loss)(v['params'], packed)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g_p, g_d)
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(g_p))
