@@ -43,7 +43,6 @@ class SequenceInput(nn.Module):
       feats.append(batch['dense'].astype(jnp.float32))
     return jnp.concatenate(feats, axis=-1)
 
-
   def _history(self, emb, target, batch, train):
     """Pooled history [B, 2d]; on packed rows when the batch has hist_index (data/packing.py)
     and the unit supports it, else on the dense [B, L, 2d] keys."""
