@@ -16,7 +16,6 @@ runs/attention_ablation/<dataset>).
 from __future__ import annotations
 
 import os
-import time
 
 from absl import app, flags
 
@@ -27,13 +26,13 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """Defined only when run as a script, so tests can import several experiments
-  (absl flags are global; the studies share flag names)."""
+  """Defined only when run as a script (see sweep.define_study_flags)."""
   flags.DEFINE_string('dataset', 'synthetic', 'config.data.name (a registered dataset).')
-  flags.DEFINE_integer('seeds', 3, 'Seeds per cell (>= 3 for mean ± std).')
-  flags.DEFINE_string('outdir', '', 'Output directory (default runs/attention_ablation/<dataset>).')
-  flags.DEFINE_bool('full', False, 'Larger grid and data (not meant for the 15-minute budget).')
-  flags.DEFINE_integer('num_steps', -1, '> 0: train steps per cell (else the size preset).')
+  sweep.define_study_flags(3, 'Seeds per cell (>= 3 for mean ± std).',
+                           'runs/attention_ablation/<dataset>',
+                           'Larger grid and data (not meant for the 15-minute budget).',
+                           'the size preset')
+  flags.adopt_module_key_flags(sweep)     # list them under this script's --help
 
 
 INPUTS = {'q,k': ('q', 'k'), 'q,k,q-k,q*k': ('q', 'k', 'q-k', 'q*k'),
@@ -182,15 +181,9 @@ def plot(rows: list[dict], path: str, dataset: str, oracle: float | None) -> Non
 def main(argv):
   del argv
   outdir = FLAGS.outdir or os.path.join('runs', 'attention_ablation', FLAGS.dataset)
-  if FLAGS.seeds < 1:
-    raise app.UsageError(f'--seeds={FLAGS.seeds} must be >= 1 (>= 3 for mean ± std)')
   cells = make_cells(FLAGS.dataset, FLAGS.seeds, FLAGS.full, FLAGS.num_steps)
-  # Cells that differ only in the seed compile to identical programs (the seed is a runtime
-  # input): a persistent compilation cache turns their compiles into cache hits.
-  sweep.use_compilation_cache(outdir)
-  t0 = time.time()
-  records = sweep.run_sweep(f'seqrec_jax/configs/din.py:{FLAGS.dataset}', cells, outdir)
-  wall = time.time() - t0
+  records, wall = sweep.run_study(f'seqrec_jax/configs/din.py:{FLAGS.dataset}', cells, outdir,
+                                  FLAGS.seeds)
   print(report(records, outdir, FLAGS.dataset))
   print(f'wrote {outdir}/table.md, table.csv, ablation_auc.png in {wall / 60:.1f} min')
 

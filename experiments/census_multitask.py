@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 from absl import app, flags
 import numpy as np
@@ -30,12 +29,10 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """Defined only when run as a script, so tests can import several experiments
-  (absl flags are global; the studies share flag names)."""
-  flags.DEFINE_integer('seeds', 3, 'Seeds per model (>= 3 for mean ± std).')
-  flags.DEFINE_string('outdir', '', 'Output directory (default runs/census_multitask).')
-  flags.DEFINE_bool('full', False, '30 epochs and expert dropout 0.1 / 0.25 / 0.5.')
-  flags.DEFINE_integer('num_steps', -1, '> 0: train steps per cell (else 10 epochs).')
+  """Defined only when run as a script (see sweep.define_study_flags)."""
+  sweep.define_study_flags(3, 'Seeds per model (>= 3 for mean ± std).', 'runs/census_multitask',
+                           '30 epochs and expert dropout 0.1 / 0.25 / 0.5.', '10 epochs')
+  flags.adopt_module_key_flags(sweep)     # list them under this script's --help
 
 
 MODELS = ('single_task', 'shared_bottom', 'omoe', 'mmoe', 'ple')
@@ -132,13 +129,8 @@ def report(records, outdir: str, wall: float) -> str:
 def main(argv):
   del argv
   outdir = FLAGS.outdir or os.path.join('runs', 'census_multitask')
-  if FLAGS.seeds < 1:
-    raise app.UsageError(f'--seeds={FLAGS.seeds} must be >= 1 (>= 3 for mean ± std)')
-  cells = make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps)
-  sweep.use_compilation_cache(outdir)
-  t0 = time.time()
-  records = sweep.run_sweep(CONFIG, cells, outdir)
-  wall = time.time() - t0
+  records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps),
+                                  outdir, FLAGS.seeds)
   print(report(records, outdir, wall))
   print(f'wrote {outdir}/table.md, table.csv, census_*_auc.png in {wall / 60:.1f} min')
 

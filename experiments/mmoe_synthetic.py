@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 from absl import app, flags
 import numpy as np
@@ -30,12 +29,11 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """Defined only when run as a script, so tests can import several experiments
-  (absl flags are global; the studies share flag names)."""
-  flags.DEFINE_integer('seeds', 3, 'Seeds (datasets x initialisations) per cell.')
-  flags.DEFINE_string('outdir', '', 'Output directory (default runs/mmoe_synthetic).')
-  flags.DEFINE_bool('full', False, 'More correlations and the single_task baseline.')
-  flags.DEFINE_integer('num_steps', -1, '> 0: train steps per cell (else 30 epochs).')
+  """Defined only when run as a script (see sweep.define_study_flags)."""
+  sweep.define_study_flags(3, 'Seeds (datasets x initialisations) per cell.',
+                           'runs/mmoe_synthetic', 'More correlations and the single_task baseline.',
+                           '30 epochs')
+  flags.adopt_module_key_flags(sweep)     # list them under this script's --help
 
 
 MODELS = ('shared_bottom', 'omoe', 'mmoe', 'ple')
@@ -167,13 +165,8 @@ def report(records, outdir: str, seeds: int, wall: float) -> str:
 def main(argv):
   del argv
   outdir = FLAGS.outdir or os.path.join('runs', 'mmoe_synthetic')
-  if FLAGS.seeds < 1:
-    raise app.UsageError(f'--seeds={FLAGS.seeds} must be >= 1 (>= 3 for mean ± std)')
-  cells = make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps)
-  sweep.use_compilation_cache(outdir)
-  t0 = time.time()
-  records = sweep.run_sweep(CONFIG, cells, outdir)
-  wall = time.time() - t0
+  records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps),
+                                  outdir, FLAGS.seeds)
   print(report(records, outdir, FLAGS.seeds, wall))
   print(f'wrote {outdir}/table.md, table.csv, mse_vs_correlation.png, train_loss.png '
         f'in {wall / 60:.1f} min')

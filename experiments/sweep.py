@@ -20,6 +20,7 @@ import shutil
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from absl import app, flags
 import numpy as np
 
 from seqrec_jax.configs import load_config
@@ -58,6 +59,29 @@ def use_compilation_cache(outdir: str, min_compile_secs: float = 0.2) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_compilation_cache_dir', os.path.join(outdir, 'jax_cache'))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', min_compile_secs)
+
+
+def define_study_flags(seeds: int, seeds_help: str, outdir_default: str, full_help: str,
+                       steps_help: str) -> None:
+  """The flags every study shares: --seeds, --outdir, --full, --num_steps. Call it only when
+  the study runs as a script, so tests can import several studies (absl flags are global)."""
+  flags.DEFINE_integer('seeds', seeds, seeds_help)
+  flags.DEFINE_string('outdir', '', f'Output directory (default {outdir_default}).')
+  flags.DEFINE_bool('full', False, full_help)
+  flags.DEFINE_integer('num_steps', -1, f'> 0: train steps per cell (else {steps_help}).')
+
+
+def run_study(config_spec: str, cells: Sequence[Cell], outdir: str,
+              seeds: int) -> tuple[list[dict], float]:
+  """A study's main loop: checks --seeds, persists compilations (cells that differ only in the
+  seed compile to identical programs, the seed is a runtime input) and runs the sweep.
+  Returns (records, wall seconds)."""
+  if seeds < 1:
+    raise app.UsageError(f'--seeds={seeds} must be >= 1 (>= 3 for mean ± std)')
+  use_compilation_cache(outdir)
+  t0 = time.time()
+  records = run_sweep(config_spec, cells, outdir)
+  return records, time.time() - t0
 
 
 def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
