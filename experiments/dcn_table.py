@@ -36,6 +36,8 @@ _QUICK = flags.DEFINE_bool('quick', False, 'a quarter of the epochs (smoke run)'
 _FULL = flags.DEFINE_bool('full', False, 'twice the epochs of the default')
 _MODELS = flags.DEFINE_list('rows', [], 'subset of row names (default: all)')
 _SET = flags.DEFINE_multi_string('set', [], 'extra config override key=value for every cell')
+_RUNS_PER_GROUP = sweep.define_runs_per_group_flag()
+flags.adopt_module_key_flags(sweep)     # list --runs_per_group under this script's --help
 
 # (row label, overrides). r = d/4 via cross_rank=0.25 (d = width of the embedding layer x0).
 ROWS = (
@@ -107,7 +109,7 @@ def run_dataset(dataset: str) -> str:
            for seed in range(_SEEDS.value) for label, ov in rows]
   outdir = os.path.join(_OUTDIR.value, dataset)
   t0 = time.time()
-  records = sweep.run_sweep(spec, cells, outdir)
+  records = sweep.run_sweep(spec, cells, outdir, runs_per_group=_RUNS_PER_GROUP.value)
   for r in records:
     r['summary']['wall'] = r.get('wall_seconds', float('nan'))
   sum_wall = sum(r['summary']['wall'] for r in records)

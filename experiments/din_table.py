@@ -49,6 +49,8 @@ def define_flags():
   flags.DEFINE_bool('full', False, 'Synthetic data with 40k users (not the 30-minute budget).')
   flags.DEFINE_multi_string('override', [], 'Extra config override key=value for every cell, '
                             'e.g. data.movielens.path=/data/ml-20m.zip (applied last).')
+  sweep.define_runs_per_group_flag()
+  flags.adopt_module_key_flags(sweep)     # list --runs_per_group under this script's --help
   flags.DEFINE_bool('readme', True, 'Rewrite the README block din_table:<quick|full> when every '
                     'default dataset was run.')
 
@@ -276,7 +278,8 @@ def update_readme(block: str, text: str, path: str = 'README.md') -> bool:
 
 def run_dataset(dataset: str, seeds: int, outdir: str) -> tuple[list[dict], str]:
   cells = make_cells(dataset, seeds, FLAGS.full, FLAGS.models, parse_overrides(FLAGS.override))
-  records = sweep.run_sweep(f'seqrec_jax/configs/din.py:{dataset}', cells, outdir)
+  records = sweep.run_sweep(f'seqrec_jax/configs/din.py:{dataset}', cells, outdir,
+                            runs_per_group=FLAGS.runs_per_group)
   add_rela_impr(records)
   rows = sweep.aggregate(records, METRICS)
   info = {k.split('/', 1)[1]: v for k, v in records[0]['summary'].items()
