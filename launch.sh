@@ -2,7 +2,7 @@
 # One entry point for every job. Each command creates/uses .venv, installs the project
 # (with the extras it needs) and runs the job. Usage: bash launch.sh <command> [flags...]
 #   demo        train `base` and `din` on the embedded synthetic data, print a results table
-#   test        run the test suite (what CI runs)
+#   test        ruff check, then the test suite (what CI runs)
 #   train       python -m seqrec_jax.main [flags...]   e.g. --config=seqrec_jax/configs/din.py:synthetic
 #   data        python -m seqrec_jax.data [flags...]   prepare / describe a dataset
 #   ablation    attention-unit x activation x normaliser sweep   (experiments/attention_ablation.py)
@@ -31,7 +31,9 @@ setup() {  # setup <extras>: idempotent; reinstalls only when pyproject.toml or 
 
 case "$cmd" in
   demo)      setup test; exec .venv/bin/python -m experiments.demo "$@" ;;
-  test)      setup test,data; exec .venv/bin/python -m pytest -q tests "$@" ;;
+  test)      setup test,data
+             .venv/bin/ruff check .   # lint first (config: [tool.ruff] in pyproject.toml)
+             exec .venv/bin/python -m pytest -q tests "$@" ;;
   train)     setup test,data; exec .venv/bin/python -m seqrec_jax.main "$@" ;;
   data)      setup test,data; exec .venv/bin/python -m seqrec_jax.data "$@" ;;
   ablation)  setup test,data; exec .venv/bin/python -m experiments.attention_ablation "$@" ;;

@@ -6,7 +6,8 @@ Variants run in one process with interleaved timing windows: `packed` (the defau
 histories, data/packing.py, with the per-row first layer and the fused Dice of
 layers/ops.py), `dice_autodiff` (packed, Dice by plain autodiff), and on padded [B, L]
 histories the first attention layer as `ConcatDense.method` kernel (per-example kernel),
-factorised, or reference (the materialised concatenation); the CPU runtime defaults of seqrec_jax/xla_cpu.py are compared by
+factorised, or reference (the materialised concatenation); the CPU runtime defaults of
+seqrec_jax/xla_cpu.py are compared by
 running `packed` in a second process with SEQREC_JAX_XLA_DEFAULTS=0, windows
 alternating between the two processes. Reports examples/s (median over windows), examples
 per CPU-second (less sensitive to other load on the machine) and XLA's FLOPs per example.

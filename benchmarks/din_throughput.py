@@ -50,12 +50,13 @@ class Worker:
   """A system's worker process; `call` sends one command and waits for its reply."""
 
   def __init__(self, system: str, seq_len: int, activation: str, candidates: str, python: str,
-               lengths: str = 'uniform'):
+               lengths: str = 'uniform', extra_args: tuple[str, ...] = ()):
     self.system = system
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
     self.proc = subprocess.Popen(
         [python, '-m', 'benchmarks.worker', f'--system={system}', f'--seq_len={seq_len}',
-         f'--activation={activation}', f'--candidates={candidates}', f'--lengths={lengths}'],
+         f'--activation={activation}', f'--candidates={candidates}', f'--lengths={lengths}',
+         *extra_args],
         cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL if not os.environ.get('BENCH_VERBOSE') else None, text=True)
     self.ready = None
@@ -223,7 +224,8 @@ def render(out: dict, args) -> str:
   for r in out['train']:
     lines.append(f'| {LABELS.get(r["system"], r["system"])} | {r["L"]} | '
                  f'{r["examples_per_s"]:,.0f} | {r["min_examples_per_s"]:,.0f}-'
-                 f'{r["max_examples_per_s"]:,.0f} | {ratio(r["examples_per_s"], jax_rate.get(r["L"])):.2f} '
+                 f'{r["max_examples_per_s"]:,.0f} | '
+                 f'{ratio(r["examples_per_s"], jax_rate.get(r["L"])):.2f} '
                  f'| {r["peak_rss_mb"]:,.0f} | {r["load1"]:.1f} |')
   lines += ['', '**seqrec_jax vs the fastest peer**', '',
             '| L | training speed-up | padded (pack_history=False) | '
@@ -243,7 +245,8 @@ def render(out: dict, args) -> str:
                  f'(vs {LABELS.get(best["system"]) if best else "-"}) | '
                  f'{fmt_ratio(dense_rate.get(L), best_rate)} | {" / ".join(sv)} |')
   lines += ['', '**Serving** (one user x N candidates; latency ms)', '',
-            '| system | L | N | p50 | p99 | samples | load |', '|---|---:|---:|---:|---:|---:|---:|']
+            '| system | L | N | p50 | p99 | samples | load |',
+            '|---|---:|---:|---:|---:|---:|---:|']
   for r in out['serve']:
     lines.append(f'| {LABELS.get(r["system"], r["system"])} | {r["L"]} | {r["N"]} | '
                  f'{r["p50_ms"]:.1f} | {r["p99_ms"]:.1f} | {r["samples"]} | {r["load1"]:.1f} |')
@@ -255,7 +258,8 @@ def render(out: dict, args) -> str:
   for r in sorted(out['score'], key=lambda r: (r['L'], order.index(r['system'])
                                                if r['system'] in order else 99)):
     lines.append(f'| {LABELS.get(r["system"], r["system"])} | {r["L"]} | '
-                 f'{r["examples_per_s"]:,.0f} | {ratio(r["examples_per_s"], jax_score.get(r["L"])):.2f} '
+                 f'{r["examples_per_s"]:,.0f} | '
+                 f'{ratio(r["examples_per_s"], jax_score.get(r["L"])):.2f} '
                  f'| {r["load1"]:.1f} |')
   lines += ['', '**FLOPs per training example and achieved rate (seqrec_jax)**', '',
             'Analytic matmul FLOPs: peers compute the concatenation at all L positions; '
@@ -263,7 +267,8 @@ def render(out: dict, args) -> str:
             'two [d, H] matmuls at real positions only. XLA\'s count is of the compiled step '
             '(packed: at the capacity of the first batch).', '',
             '| system | L | analytic, peers | analytic, this system | XLA cost analysis '
-            '| achieved GFLOP/s (XLA count) | of sgemm peak |', '|---|---:|---:|---:|---:|---:|---:|']
+            '| achieved GFLOP/s (XLA count) | of sgemm peak |',
+            '|---|---:|---:|---:|---:|---:|---:|']
   for r in out['train']:
     if not is_ours(r['system']) or 'xla_flops_per_ex' not in r:
       continue

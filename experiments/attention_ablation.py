@@ -11,7 +11,8 @@ attention MLP alike, as DIN+Dice in the paper) x normaliser {none, softmax} x se
 `base` with mean pooling per activation. Every cell is a full train/valid/test run (model
 selection on valid, test reported); cells finished earlier are skipped, so a rerun resumes.
 Writes table.md, table.csv and ablation_auc.png to --outdir (default
-runs/attention_ablation/<dataset>).
+runs/attention_ablation/<dataset>); a default run also copies them to
+docs/results/attention_ablation/<dataset>/ (shown by docs/attention.md).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import os
 
 from absl import app, flags
 
-from experiments import sweep
+from experiments import publish, sweep
 from seqrec_jax import metrics
 
 FLAGS = flags.FLAGS
@@ -186,6 +187,9 @@ def main(argv):
                                   FLAGS.seeds, FLAGS.runs_per_group)
   print(report(records, outdir, FLAGS.dataset))
   print(f'wrote {outdir}/table.md, table.csv, ablation_auc.png in {wall / 60:.1f} min')
+  if sweep.publishes():
+    print('copied to', publish.publish(outdir, f'attention_ablation/{FLAGS.dataset}',
+                                       ('table.md', 'table.csv', 'ablation_auc.png')))
 
 
 if __name__ == '__main__':

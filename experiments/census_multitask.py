@@ -13,7 +13,8 @@ the paper's "best" column, the test AUCs of the seed with the best valid income 
 the gate diagnostics of the last training log (mean over seeds): the largest mean gate weight
 of one expert (1 = polarised) and the gate entropy (log E = uniform).
 Writes table.md/.csv, census_income_auc.png, census_never_married_auc.png to --outdir
-(default runs/census_multitask).
+(default runs/census_multitask); a default run also copies them to
+docs/results/census_multitask/ (shown by docs/multitask.md).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import os
 from absl import app, flags
 import numpy as np
 
-from experiments import sweep
+from experiments import publish, sweep
 
 FLAGS = flags.FLAGS
 
@@ -127,6 +128,9 @@ def main(argv):
                                   outdir, FLAGS.seeds, FLAGS.runs_per_group)
   print(report(records, outdir, wall))
   print(f'wrote {outdir}/table.md, table.csv, census_*_auc.png in {wall / 60:.1f} min')
+  if sweep.publishes():
+    print('copied to', publish.publish(outdir, 'census_multitask', (
+        'table.md', 'table.csv', *(f'census_{t}_auc.png' for t in TASKS))))
 
 
 if __name__ == '__main__':

@@ -9,16 +9,15 @@ and DIN with Dice trained on the same data, embeddings and MLP, compared on test
   python -m experiments.din_table --dataset=amazon --override=data.amazon.path=/data/amazon
 
 Protocol. Every cell is one full run of `seqrec_jax.train.train_and_evaluate` from
-`seqrec_jax/configs/din.py:<dataset>` plus PROTOCOL (Adam 3e-3 with cosine decay, batch 256,
-d=16, MLP 200-80, attention 80-40, no regularisation; pinned below) and the row's overrides: the state with the best
-**valid** GAUC (evaluated every train.eval_every steps) is reported on **test** (the paper and
-its code report the best test value). Metrics: test GAUC (user-weighted AUC, DIN eq. 10), AUC,
-logloss, and RelaImpr = ((GAUC - 0.5) / (GAUC_base - 0.5) - 1) x 100% on GAUC as in the
-paper, computed per seed against BaseModel of the same seed; mean ± std over seeds.
-Rows: PReLU in every deep model's MLP (the paper's baselines), DIN with PReLU in the main and
-attention MLP, DIN with Dice in both. Finished cells are skipped on rerun (resumable); every
-cell's overrides, full config and reproducing command are in <outdir>/<dataset>/cells/*.json
-and listed in commands.md.
+`seqrec_jax/configs/din.py:<dataset>` plus PROTOCOL (Adam 3e-3 with cosine decay, batch 256, d=16,
+MLP 200-80, attention 80-40, no regularisation; pinned below) and the row's overrides: the state
+with the best **valid** GAUC (evaluated every train.eval_every steps) is reported on **test** (the
+paper and its code report the best test value). Metrics: test GAUC (user-weighted AUC, DIN eq.
+10), AUC, logloss, and RelaImpr = ((GAUC - 0.5) / (GAUC_base - 0.5) - 1) x 100% on GAUC as in the
+paper, computed per seed against BaseModel of the same seed; mean ± std over seeds. Rows: PReLU in
+every deep model's MLP (the paper's baselines), DIN with PReLU in the main and attention MLP, DIN
+with Dice in both. Finished cells are skipped on rerun (resumable); every cell's overrides, full
+config and reproducing command are in <outdir>/<dataset>/cells/*.json and listed in commands.md.
 """
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ sinusoids of w_k.x + noise, cos(w1, w2) = the correlation. Every seed draws a ne
 wide). Each cell trains 30 epochs of 10k rows with Adam; the state with the lowest mean
 validation MSE is reported on test. Writes table.md/.csv, mse_vs_correlation.png and
 train_loss.png (mean training loss over seeds vs step, one panel per correlation, as the
-paper's Figure 4) to --outdir (default runs/mmoe_synthetic).
+paper's Figure 4) to --outdir (default runs/mmoe_synthetic); a default run also copies them
+to docs/results/mmoe_synthetic/ (shown by docs/multitask.md).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import os
 from absl import app, flags
 import numpy as np
 
-from experiments import sweep
+from experiments import publish, sweep
 from seqrec_jax.data import mmoe_synthetic
 
 FLAGS = flags.FLAGS
@@ -164,6 +165,9 @@ def main(argv):
   print(report(records, outdir, FLAGS.seeds, wall))
   print(f'wrote {outdir}/table.md, table.csv, mse_vs_correlation.png, train_loss.png '
         f'in {wall / 60:.1f} min')
+  if sweep.publishes():
+    print('copied to', publish.publish(outdir, 'mmoe_synthetic', (
+        'table.md', 'table.csv', 'mse_vs_correlation.png', 'train_loss.png')))
 
 
 if __name__ == '__main__':

@@ -64,21 +64,30 @@ def use_compilation_cache(outdir: str, min_compile_secs: float = 0.2) -> None:
 def define_runs_per_group_flag(default: int = 64):
   """--runs_per_group: the cap on S, the runs one compiled multi-run job trains at once."""
   return flags.DEFINE_integer(
-      'runs_per_group', default, lower_bound=1, help='Cells that differ only in the seed and in vectorisable '
-      'hyper-parameters (train.vary keys) train as one multi-run job of at most this many runs '
-      '(memory grows with it); 1 = every cell alone, as before multi-run training.')
+      'runs_per_group', default, lower_bound=1,
+      help='Cells that differ only in the seed and in vectorisable hyper-parameters (train.vary '
+      'keys) train as one multi-run job of at most this many runs (memory grows with it); 1 = '
+      'every cell alone, as before multi-run training.')
 
 
 def define_study_flags(seeds: int, seeds_help: str, outdir_default: str, full_help: str,
                        steps_help: str) -> None:
-  """The flags every study shares: --seeds, --outdir, --full, --num_steps, --runs_per_group.
-  Call it only when the study runs as a script, so tests can import several studies (absl
-  flags are global)."""
+  """The flags every study shares: --seeds, --outdir, --full, --num_steps, --docs,
+  --runs_per_group. Call it only when the study runs as a script, so tests can import several
+  studies (absl flags are global)."""
   flags.DEFINE_integer('seeds', seeds, seeds_help)
   flags.DEFINE_string('outdir', '', f'Output directory (default {outdir_default}).')
   flags.DEFINE_bool('full', False, full_help)
   flags.DEFINE_integer('num_steps', -1, f'> 0: train steps per cell (else {steps_help}).')
+  flags.DEFINE_bool('docs', True, 'After a default run (no --outdir, --num_steps or --full) copy '
+                    'its tables and plots to docs/results/ (experiments/publish.py).')
   define_runs_per_group_flag()
+
+
+def publishes() -> bool:
+  """Whether this study run is the default one whose results the docs show."""
+  f = flags.FLAGS
+  return f.docs and not f.outdir and f.num_steps <= 0 and not f.full
 
 
 def run_study(config_spec: str, cells: Sequence[Cell], outdir: str, seeds: int,

@@ -1,7 +1,11 @@
-"""Ranking metrics on host numpy arrays: AUC, GAUC (DIN eq. 10), logloss, RelaImpr."""
+"""Ranking metrics on host numpy arrays: AUC, GAUC (DIN eq. 10), logloss, RelaImpr, and the
+confidence intervals studies use to say which differences are resolved."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+from scipy import stats
 
 
 def _avg_ranks_sorted(keys_equal_prev: np.ndarray) -> np.ndarray:
@@ -29,17 +33,14 @@ def auc(labels, scores) -> float:
   return float((r_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def gauc(labels, scores, groups) -> float:
-  """User-weighted AUC (DIN paper eq. 10): sum_u n_u * AUC_u / sum_u n_u.
+def _per_group_auc(labels, scores, groups):
+  """Per-group AUC pieces: (group ids [G], impressions n_u [G], AUC_u [G], has both classes [G]).
 
-  n_u is the user's number of impressions; users whose impressions are all of one class have
-  no AUC and are skipped (in numerator and denominator). NaN if no user has both classes.
+  AUC_u is 0 where a group has one class only (`ok` False); those groups carry no GAUC weight.
   """
   y = np.asarray(labels, dtype=np.float64).ravel()
   s = np.asarray(scores, dtype=np.float64).ravel()
   g = np.asarray(groups).ravel()
-  if len(y) == 0:
-    return float('nan')
   order = np.lexsort((s, g))
   y, s, g = y[order], s[order], g[order]
   new_group = np.concatenate([[True], g[1:] != g[:-1]])
@@ -52,10 +53,23 @@ def gauc(labels, scores, groups) -> float:
   n_neg = size - n_pos
   r_pos = np.add.reduceat(local * y, gstart)
   ok = (n_pos > 0) & (n_neg > 0)
+  with np.errstate(divide='ignore', invalid='ignore'):
+    auc_u = np.where(ok, (r_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg), 0.0)
+  return g[gstart], size, auc_u, ok
+
+
+def gauc(labels, scores, groups) -> float:
+  """User-weighted AUC (DIN paper eq. 10): sum_u n_u * AUC_u / sum_u n_u.
+
+  n_u is the user's number of impressions; users whose impressions are all of one class have
+  no AUC and are skipped (in numerator and denominator). NaN if no user has both classes.
+  """
+  if np.asarray(labels).size == 0:
+    return float('nan')
+  _, size, auc_u, ok = _per_group_auc(labels, scores, groups)
   if not ok.any():
     return float('nan')
-  auc_u = (r_pos[ok] - n_pos[ok] * (n_pos[ok] + 1) / 2) / (n_pos[ok] * n_neg[ok])
-  return float((size[ok] * auc_u).sum() / size[ok].sum())
+  return float((size[ok] * auc_u[ok]).sum() / size[ok].sum())
 
 
 def logloss(labels, probs, eps: float = 1e-7) -> float:
@@ -79,3 +93,100 @@ def binary_metrics(labels, probs, users=None) -> dict[str, float]:
   if users is not None:
     out['gauc'] = gauc(labels, probs, users)
   return out
+
+
+# ---- Confidence intervals: which differences between study rows are resolved. ----
+
+def mean_ci(x, level: float = 0.95) -> tuple[float, float, float]:
+  """Student-t interval for the mean of `x` [n]: (mean, lo, hi). lo = hi = NaN when n < 2."""
+  x = np.asarray(x, dtype=np.float64).ravel()
+  if not 0 < level < 1:
+    raise ValueError(f'mean_ci: level={level!r} must be in (0, 1)')
+  n = len(x)
+  if n == 0:
+    return float('nan'), float('nan'), float('nan')
+  mean = float(x.mean())
+  if n < 2:
+    return mean, float('nan'), float('nan')
+  half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / np.sqrt(n)
+  return mean, float(mean - half), float(mean + half)
+
+
+def paired_diff_ci(a, b, level: float = 0.95) -> dict:
+  """Mean paired difference a - b with a t-interval; pairs are runs with the same seed.
+
+  a, b: sequences of equal length (position = seed) or mappings seed -> value (paired on the
+  seeds both have). Returns {mean, lo, hi, n, resolved}; resolved = the interval excludes 0.
+  """
+  if isinstance(a, Mapping) or isinstance(b, Mapping):
+    if not (isinstance(a, Mapping) and isinstance(b, Mapping)):
+      raise TypeError('paired_diff_ci: a and b must both be sequences or both be seed mappings')
+    seeds = sorted(set(a) & set(b))
+    a, b = [a[k] for k in seeds], [b[k] for k in seeds]
+  a = np.asarray(a, dtype=np.float64).ravel()
+  b = np.asarray(b, dtype=np.float64).ravel()
+  if a.shape != b.shape:
+    raise ValueError(f'paired_diff_ci: {len(a)} values against {len(b)}; pair them by seed')
+  mean, lo, hi = mean_ci(a - b, level)
+  return {'mean': mean, 'lo': lo, 'hi': hi, 'n': int(len(a)), 'resolved': _excludes_zero(lo, hi)}
+
+
+def _excludes_zero(lo: float, hi: float) -> bool:
+  return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+
+
+def bootstrap_gauc_diff(labels, scores_a, scores_b, users, n_boot: int = 1000,
+                        level: float = 0.95, seed: int = 0) -> dict:
+  """Bootstrap over test users of GAUC(a) - GAUC(b) for two models scored on one test set.
+
+  labels, users: [N]; scores_a, scores_b: [N] or [S, N] (S runs, e.g. seeds, each pair scored
+  on the same rows: the difference is averaged over runs). Users are resampled with
+  replacement (all of a user's impressions go together), the same resample for both models, so
+  the interval is the test-set sampling noise of the difference; seed noise is left to
+  `paired_diff_ci`. Percentile interval. Returns {mean, lo, hi, n_users, n_boot, resolved};
+  mean is the difference on the test set itself.
+  """
+  sa = np.asarray(scores_a, dtype=np.float64)
+  sb = np.asarray(scores_b, dtype=np.float64)
+  sa, sb = np.atleast_2d(sa), np.atleast_2d(sb)
+  if sa.shape != sb.shape or sa.shape[1] != np.asarray(labels).size:
+    raise ValueError(f'bootstrap_gauc_diff: scores {sa.shape} / {sb.shape} do not match '
+                     f'{np.asarray(labels).size} labels')
+  # Per run, per user: n_u * AUC_u for each model and n_u * ok (users are the same in all).
+  num_a, num_b = [], []
+  for ra, rb in zip(sa, sb):
+    _, size, auc_a, ok = _per_group_auc(labels, ra, users)
+    _, _, auc_b, _ = _per_group_auc(labels, rb, users)
+    num_a.append(size * auc_a)
+    num_b.append(size * auc_b)
+  weight = size * ok                                   # [U] GAUC weight of each user
+  num_a, num_b = np.stack(num_a), np.stack(num_b)      # [S, U]
+  n_users = len(weight)
+
+  def diff(counts):                                    # counts [B, U] -> [B]
+    den = counts @ weight
+    with np.errstate(divide='ignore', invalid='ignore'):
+      return ((counts @ num_a.T) - (counts @ num_b.T)).mean(axis=1) / den
+
+  point = float(diff(np.ones((1, n_users)))[0])
+  rng = np.random.default_rng(seed)
+  draws, chunk = [], max(1, 2_000_000 // max(n_users, 1))
+  for start in range(0, n_boot, chunk):
+    m = min(chunk, n_boot - start)
+    counts = rng.multinomial(n_users, np.full(n_users, 1.0 / n_users), size=m).astype(np.float64)
+    draws.append(diff(counts))
+  draws = np.concatenate(draws)
+  draws = draws[np.isfinite(draws)]                    # resamples with no two-class user
+  lo, hi = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2])
+  return {'mean': point, 'lo': float(lo), 'hi': float(hi), 'n_users': int(n_users),
+          'n_boot': int(n_boot), 'resolved': _excludes_zero(lo, hi)}
+
+
+def format_diff(d: Mapping, digits: int = 4) -> str:
+  """'+0.0012 [-0.0003, +0.0027]' from a paired_diff_ci / bootstrap dict; '*' marks resolved."""
+  if not np.isfinite(d['mean']):
+    return '-'
+  if not (np.isfinite(d['lo']) and np.isfinite(d['hi'])):
+    return f"{d['mean']:+.{digits}f} [n/a]"
+  mark = '*' if d['resolved'] else ''
+  return f"{d['mean']:+.{digits}f} [{d['lo']:+.{digits}f}, {d['hi']:+.{digits}f}]{mark}"

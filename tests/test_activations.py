@@ -128,8 +128,8 @@ def test_prelu_and_elementwise_match_numpy():
   v = PReLU().init(jax.random.key(0), x)
   assert np.allclose(v['params']['alpha'], 0.25)
   np.testing.assert_allclose(PReLU().apply(v, x), np.where(x >= 0, x, 0.25 * x))
-  for name, fn in [('relu', lambda z: np.maximum(z, 0)), ('sigmoid', lambda z: 1 / (1 + np.exp(-z))),
-                   ('linear', lambda z: z)]:
+  for name, fn in [('relu', lambda z: np.maximum(z, 0)),
+                   ('sigmoid', lambda z: 1 / (1 + np.exp(-z))), ('linear', lambda z: z)]:
     act = make_activation(name)
     np.testing.assert_allclose(act.apply({}, x), fn(x), rtol=1e-6)
   assert set(ACTIVATIONS) >= {'dice', 'prelu', 'relu', 'sigmoid'}

@@ -221,12 +221,12 @@ def test_bad_config_errors_name_the_key():
     att.build_attention(_cfg('multihead', num_heads=3)).init(jax.random.key(0), q, k, mask, False)
 
 
-def test_readme_example_is_the_registered_code():
-  """The README's "Add an attention variant" code block is attention_cosine.py verbatim."""
+def test_docs_example_is_the_registered_code():
+  """docs/attention.md's "Add an attention variant" code block is attention_cosine.py verbatim."""
   src = open(os.path.join(ROOT, 'seqrec_jax/layers/attention_cosine.py')).read()
   example = src.split('# [example:start]\n')[1].split('# [example:end]')[0].strip()
   assert len(example.splitlines()) <= 30
-  readme = open(os.path.join(ROOT, 'README.md')).read()
-  blocks = [b.strip() for b in re.findall(r'```python\n(.*?)```', readme, re.S)]
-  assert example in blocks, 'README example differs from seqrec_jax/layers/attention_cosine.py'
+  page = open(os.path.join(ROOT, 'docs', 'attention.md')).read()
+  blocks = [b.strip() for b in re.findall(r'```python\n(.*?)```', page, re.S)]
+  assert example in blocks, 'docs/attention.md example differs from layers/attention_cosine.py'
   assert 'cosine' in att.ATTENTIONS and any('cosine' in c.id for c in CASES)

@@ -114,6 +114,7 @@ def test_training_rejects_bad_ids_before_any_step(tiny_config, tmp_path, monkeyp
     return ds
 
   tiny_config.data.name = '_bad_ids'
-  with pytest.raises(DataError, match="/valid: field 'target_item' has id 1000000 at row 3, outside"):
+  with pytest.raises(DataError,
+                     match="/valid: field 'target_item' has id 1000000 at row 3, outside"):
     train.train_and_evaluate(tiny_config, str(tmp_path))
   assert not os.path.exists(tmp_path / 'checkpoints')

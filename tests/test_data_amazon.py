@@ -52,7 +52,7 @@ def test_din_code_protocol_positions_negatives_and_categories():
   by_user = _reviews()
   users = sorted(by_user)
   # Rows come in (positive, negative) pairs with the same user and history.
-  for s, r in rows.items():
+  for r in rows.values():
     assert (r['label'][0::2] == 1).all() and (r['label'][1::2] == 0).all()
     for k in ('user_id', 'hist_items', 'hist_mask'):
       np.testing.assert_array_equal(r[k][0::2], r[k][1::2])
@@ -80,20 +80,21 @@ def test_din_code_protocol_positions_negatives_and_categories():
       assert valid['hist_items'][j][-1] == train['target_item'][last_pos['train'][uid]]
   # Negatives: never an item the user reviewed, always in the vocabulary.
   owned = {}
-  for s, r in rows.items():
+  for r in rows.values():
     for uid, item, lab in zip(r['user_id'], r['target_item'], r['label']):
       if lab == 1:
         owned.setdefault(uid, set()).add(item)
     for uid, h, m in zip(r['user_id'], r['hist_items'], r['hist_mask']):
       owned.setdefault(uid, set()).update(h[m].tolist())
-  for s, r in rows.items():
+  for r in rows.values():
     neg = r['target_item'][r['label'] == 0]
     assert (neg >= 1).all() and (neg < p.spec.num_items).all()
     for uid, item in zip(r['user_id'][r['label'] == 0], neg):
       assert item not in owned[uid] or item == 0
   # The record without metadata and the empty `categories` one have no category.
   assert p.info['reviews_without_category'] > 0
-  assert p.spec.num_cates == p.info['cate_vocab'] >= 4   # Puzzles, Board Games, Dolls, Building Toys
+  # Puzzles, Board Games, Dolls, Building Toys
+  assert p.spec.num_cates == p.info['cate_vocab'] >= 4
 
 
 def test_negatives_are_deterministic_and_strict_time_history_is_shorter():
@@ -124,7 +125,8 @@ def _broken(tmp_path, which, edit, gz=False):
 
 
 @pytest.mark.parametrize('which,row,reason,gz', [
-    ('reviews', '{"reviewerID": "A1", "asin": "B1", "unixReviewTime": 12\n', 'unparseable record', False),
+    ('reviews', '{"reviewerID": "A1", "asin": "B1", "unixReviewTime": 12\n', 'unparseable record',
+     False),
     ('reviews', '{"reviewerID": "A1", "asin": "B1"}\n', "'unixReviewTime' is None", False),
     ('reviews', "{'reviewerID': 'A1', 'asin': '', 'unixReviewTime': 5}\n", "'asin' is ''", True),
     ('reviews', '["A1", "B1", 5]\n', 'record is a list', False),

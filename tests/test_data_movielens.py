@@ -185,7 +185,8 @@ def _broken_copy(tmp_path, fmt, edit):
     ('dat', lambda l: l[:4] + ['7::3::4\n'] + l[4:], 5, 'expected 4 fields'),
     ('dat', lambda l: l[:6] + ['7::3::4::-5\n'] + l[6:], 7, 'must be >= 0'),
 ])
-def test_malformed_rows_fail_with_file_line_reason_or_are_counted(tmp_path, fmt, edit, line, reason):
+def test_malformed_rows_fail_with_file_line_reason_or_are_counted(tmp_path, fmt, edit, line,
+                                                                   reason):
   path, ratings = _broken_copy(tmp_path, fmt, edit)
   with pytest.raises(DataError) as e:
     movielens.prepare(cfg(path=path))

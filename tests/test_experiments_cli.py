@@ -23,3 +23,4 @@ def test_study_help_lists_its_flags(name):
                        capture_output=True, text=True, timeout=120)
   # absl prints the usage and exits with status 1 on --help.
   assert '--seeds' in out.stdout and '--num_steps' in out.stdout, out.stderr[-2000:]
+  assert '--[no]docs' in out.stdout and 'docs/results/' in out.stdout, out.stdout[-2000:]

@@ -3,7 +3,6 @@ recompilation of the DIN train step. See seqrec_jax/layers/attention_proj.py."""
 from __future__ import annotations
 
 import functools
-import itertools
 
 import jax
 import jax.numpy as jnp

@@ -3,7 +3,6 @@ equal to model.apply on the tiled batch, one compilation per shape, clear reques
 from __future__ import annotations
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 

@@ -1,4 +1,7 @@
-"""Config loading outside absl (experiments, tests): `load_config('path/to/cfg.py:arg', overrides)`."""
+"""Config loading outside absl (experiments, tests).
+
+`load_config('path/to/cfg.py:arg', overrides)`.
+"""
 from __future__ import annotations
 
 import importlib.util

@@ -30,7 +30,8 @@ from seqrec_jax.data.common import Prepared
 from seqrec_jax.data.features import DataError, DataSpec, Task
 
 DEFAULTS = dict(
-    path='',                 # directory with reviews_<category>_5.json(.gz) + meta_<category>.json(.gz)
+    # directory with reviews_<category>_5.json(.gz) + meta_<category>.json(.gz)
+    path='',
     category='Electronics',  # DIN paper: Electronics 5-core
     max_len=50,              # L: newest behaviours kept
     neg_seed=1234,           # negative sampling (the DIN code seeds random with 1234)
@@ -62,7 +63,8 @@ def _find(cfg) -> tuple[str, str]:
             if os.path.exists(os.path.join(path, n + gz))]
     if not hits:
       raise DataError(f'{path}: none of {[n + "(.gz)" for n in names]} found '
-                      f'(config.data.amazon.category={cat!r}); it holds {sorted(os.listdir(path))[:10]}')
+                      f'(config.data.amazon.category={cat!r}); '
+                      f'it holds {sorted(os.listdir(path))[:10]}')
     found.append(hits[0])
   return found[0], found[1]
 

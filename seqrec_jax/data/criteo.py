@@ -72,7 +72,8 @@ def tag(cfg) -> str:
 
 
 def _columns():
-  return ([raw.Column('label', 'int', check=lambda v: (v != 0) & (v != 1), why='label must be 0 or 1')]
+  return ([raw.Column('label', 'int', check=lambda v: (v != 0) & (v != 1),
+                      why='label must be 0 or 1')]
           + [raw.Column(c, 'int', empty=0) for c in INTS] + [raw.Column(c, 'str') for c in CATS])
 
 

@@ -59,23 +59,6 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def train_indices(n: int, global_batch: int, seed: int, step: int,
-                  process_index: int = 0, process_count: int = 1) -> np.ndarray:
-  """Row indices of this process's slice of the global batch at `step`.
-
-  Epochs are reshuffled from (seed, epoch); the last partial batch of an epoch is dropped.
-  Each process reads only rows [p * B/P, (p + 1) * B/P) of the global batch.
-  """
-  steps_per_epoch = n // global_batch
-  if steps_per_epoch == 0:
-    raise ValueError(f'train split has {n} rows, fewer than one global batch ({global_batch})')
-  epoch, pos = divmod(step, steps_per_epoch)
-  perm = epoch_permutation(seed, epoch, n)
-  rows = perm[pos * global_batch:(pos + 1) * global_batch]
-  per = global_batch // process_count
-  return rows[process_index * per:(process_index + 1) * per]
-
-
 def train_batches(split: Split, global_batch: int, seed: int, start_step: int, num_steps: int,
                   process_index: int = 0, process_count: int = 1,
                   prefetch: int = 2, transform: Callable | None = None

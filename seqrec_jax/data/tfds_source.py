@@ -112,7 +112,8 @@ class SplitStats:
       cdf = np.cumsum(self.hist) / self.hist.sum()
       q = lambda p: int(np.searchsorted(cdf, p))   # pylint: disable=unnecessary-lambda-assignment
       out['hist_len'] = {'mean': float((lens * self.hist).sum() / self.hist.sum()),
-                         'p10': q(0.1), 'p50': q(0.5), 'p90': q(0.9), 'max': int(lens[self.hist > 0].max()),
+                         'p10': q(0.1), 'p50': q(0.5), 'p90': q(0.9),
+                         'max': int(lens[self.hist > 0].max()),
                          'empty_frac': float(self.hist[0] / self.rows),
                          'at_max_len_frac': float(self.hist[-1] / self.rows)}
     return out
