@@ -211,3 +211,27 @@ def test_a_group_answer_that_does_not_match_the_job_is_an_error(tmp_path):
   with pytest.raises(ValueError, match='returned no per-run summaries'):
     sweep.run_sweep(SPEC, _cells(range(3)), str(tmp_path / 'b'),
                     lambda c, w: {'eval/test/auc': 0.5}, log=lambda _: None, runs_per_group=8)
+
+
+@pytest.mark.slow
+def test_real_engine_grouped_sweep_equals_cell_by_cell(tmp_path, monkeypatch):
+  """The sweep on seqrec_jax.train: 2 seeds x 2 learning rates as one job give the records
+  (summaries within the engine's equivalence tolerance, curves per run) of four single runs."""
+  from seqrec_jax import multirun  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sweep, 'vectorisable_keys', lambda: tuple(multirun.VARY_KEYS))
+  cells = [sweep.Cell({'lr': lr}, {LR: lr, 'model.name': 'base'}, s)
+           for lr in (1e-3, 1e-2) for s in range(2)]
+  single = sweep.run_sweep(SPEC, cells, str(tmp_path / 'a'), log=lambda _: None)
+  logs = []
+  grouped = sweep.run_sweep(SPEC, cells, str(tmp_path / 'b'), log=logs.append, runs_per_group=4)
+  assert sum('4 runs as one program' in m for m in logs) == 1
+  assert len({r['workdir'] for r in grouped}) == 1
+  for a, b in zip(single, grouped):
+    assert set(a['summary']) == set(b['summary'])
+    for k in ('eval/test/auc', 'eval/test/logloss', 'eval/valid/auc'):
+      assert b['summary'][k] == pytest.approx(a['summary'][k], abs=1e-4), (b['id'], k)
+    curve = lambda r, out: [(m['step'], m['train/loss']) for m in sweep.cell_metrics(r, out)
+                            if 'train/loss' in m]
+    ca, cb = curve(a, str(tmp_path / 'a')), curve(b, str(tmp_path / 'b'))
+    assert [s for s, _ in ca] == [s for s, _ in cb] and len(ca) == 4
+    assert [l for _, l in cb] == pytest.approx([l for _, l in ca], rel=1e-5)
