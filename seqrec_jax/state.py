@@ -33,8 +33,9 @@ OPTIMIZERS = ('adam', 'adamw', 'adagrad', 'sgd')
 SCHEDULES = ('constant', 'cosine', 'linear')
 
 
-def make_schedule(cfg, num_steps: int):
-  lr = cfg.learning_rate
+def make_schedule(cfg, num_steps: int, learning_rate=None):
+  """learning_rate: overrides cfg.learning_rate (a traced per-run value in a multi-run group)."""
+  lr = cfg.learning_rate if learning_rate is None else learning_rate
   if cfg.schedule == 'constant':
     sched = optax.constant_schedule(lr)
   elif cfg.schedule == 'cosine':
@@ -50,13 +51,18 @@ def make_schedule(cfg, num_steps: int):
   return sched
 
 
-def make_optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
-  """cfg: config.optim (name, learning_rate, schedule, warmup_steps, clip_norm, weight_decay)."""
-  sched = make_schedule(cfg, num_steps)
+def make_optimizer(cfg, num_steps: int, learning_rate=None,
+                   weight_decay=None) -> optax.GradientTransformation:
+  """cfg: config.optim (name, learning_rate, schedule, warmup_steps, clip_norm, weight_decay).
+
+  learning_rate / weight_decay: override cfg's values; a multi-run group passes per-run traced
+  scalars here (seqrec_jax/multirun.py), the state structure does not depend on them."""
+  sched = make_schedule(cfg, num_steps, learning_rate)
+  wd = cfg.weight_decay if weight_decay is None else weight_decay
   if cfg.name == 'adam':
     opt = optax.adam(sched)
   elif cfg.name == 'adamw':
-    opt = optax.adamw(sched, weight_decay=cfg.weight_decay)
+    opt = optax.adamw(sched, weight_decay=wd)
   elif cfg.name == 'adagrad':
     opt = optax.adagrad(sched)
   elif cfg.name == 'sgd':
