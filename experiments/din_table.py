@@ -2,7 +2,7 @@
 and DIN with Dice trained on the same data, embeddings and MLP, compared on test GAUC.
 
   bash launch.sh din_table            # quick default: movielens (latest-small) + synthetic,
-                                      # 5 seeds; rewrites the README block din_table:quick
+                                      # 5 seeds; copies the tables to docs/results/din_table/
   python -m experiments.din_table --full               # synthetic with 40k users (8x)
   python -m experiments.din_table --dataset=movielens \\
       --override=data.movielens.path=/data/ml-20m.zip --override=train.eval_every=5000
@@ -25,13 +25,12 @@ import ast
 import csv
 import math
 import os
-import re
 import time
 
 from absl import app, flags, logging
 import numpy as np
 
-from experiments import sweep
+from experiments import publish, sweep
 from seqrec_jax import metrics
 
 FLAGS = flags.FLAGS
@@ -48,8 +47,9 @@ def define_flags():
   flags.DEFINE_bool('full', False, 'Synthetic data with 40k users (not the 30-minute budget).')
   flags.DEFINE_multi_string('override', [], 'Extra config override key=value for every cell, '
                             'e.g. data.movielens.path=/data/ml-20m.zip (applied last).')
-  flags.DEFINE_bool('readme', True, 'Rewrite the README block din_table:<quick|full> when every '
-                    'default dataset was run.')
+  flags.DEFINE_bool('docs', True, 'After a default run (default datasets, --outdir, all models, '
+                    'no --override) copy tables and plots to docs/results/din_table[_full]/ '
+                    '(experiments/publish.py; shown by docs/din_table.md).')
 
 
 # (key, label in the paper, overrides). The order is the paper's.
@@ -160,7 +160,7 @@ def dataset_table(rows, dataset: str, info: dict, outdir: str) -> str:
   """Per-dataset detail table (markdown + csv)."""
   head = ['Model', 'seeds', 'test GAUC', 'RelaImpr (GAUC)', 'test AUC', 'test logloss',
           'valid GAUC', 'params', 'best step', 's/run']
-  lines = [f'#### {dataset}', '', '| ' + ' | '.join(head) + ' |',
+  lines = [f'### {dataset}', '', '| ' + ' | '.join(head) + ' |',
            '|' + '---|' * len(head)]
   for r in rows:
     lines.append('| ' + ' | '.join([
@@ -259,18 +259,12 @@ def write_commands(records, outdir: str) -> None:
               f'{r["summary"]["eval/test/gauc"]:.4f} | `{r["command"]}` |\n')
 
 
-def update_readme(block: str, text: str, path: str = 'README.md') -> bool:
-  """Replaces the text between <!-- {block} --> and <!-- /{block} --> (if both exist)."""
-  if not os.path.exists(path):
-    return False
-  with open(path) as f:
-    readme = f.read()
-  pat = re.compile(rf'(<!-- {re.escape(block)} -->\n).*?(<!-- /{re.escape(block)} -->)', re.S)
-  if not pat.search(readme):
-    return False
-  with open(path, 'w') as f:
-    f.write(pat.sub(lambda m: m.group(1) + text + m.group(2), readme, count=1))
-  return True
+def result_files(datasets) -> list[str]:
+  """What a run leaves in --outdir for the docs: the report, the combined table and plot, and
+  each dataset's table, plot and commands."""
+  per_ds = ('table.md', 'table.csv', 'gauc.png', 'commands.md')
+  return (['report.md', 'table.md', 'table.csv', 'rela_impr.png']
+          + [f'{d}/{name}' for d in datasets for name in per_ds])
 
 
 def run_dataset(dataset: str, seeds: int, outdir: str) -> tuple[list[dict], str]:
@@ -311,12 +305,13 @@ def main(argv):
             f'Outputs: {FLAGS.outdir}/ (table.md/.csv, rela_impr.png, <dataset>/table.md, '
             'gauc.png, commands.md, cells/*.json).\n')
   print(report)
+  with open(os.path.join(FLAGS.outdir, 'report.md'), 'w') as f:
+    f.write(report)
   default_run = (set(FLAGS.dataset) == {'movielens', 'synthetic'} and not FLAGS.models
-                 and not FLAGS.override)
-  if FLAGS.readme and default_run:
-    block = f'din_table:{size}'
-    if update_readme(block, '\n' + report + '\n'):
-      print(f'README.md block {block} updated.')
+                 and not FLAGS.override and FLAGS.outdir == FLAGS['outdir'].default)
+  if FLAGS.docs and default_run:
+    study = 'din_table' if size == 'quick' else 'din_table_full'
+    print('copied to', publish.publish(FLAGS.outdir, study, result_files(FLAGS.dataset)))
 
 
 if __name__ == '__main__':
