@@ -13,7 +13,7 @@ reads along a row group and the speed-up/efficiency columns compare with 1 devic
 cores: the numbers show the overhead of the sharded program, NOT a scaling measurement, and
 the table says so. Timed per step: host batch -> global device arrays (host-to-device copy)
 and the train step; the dataset read is outside the timing (batches are prepared first).
-On CPU with several devices every step waits on its loss (DESIGN.md: collectives otherwise
+On CPU with several devices every step waits on its loss (docs/design.md: collectives otherwise
 time out); elsewhere only the end of each timing window does. Several processes (e.g. via
 benchmarks/multihost.sh or SLURM) measure only the full device count. Writes
 <out>/scaling.{md,csv,json}.

@@ -5,9 +5,9 @@
   python -m experiments.census_multitask --full --seeds=5   # 30 epochs, expert-dropout sweep
 
 Data: `census` (data/census.py: UCI Adult, 48,842 rows, 70/10/20 split; NOT the larger
-KDD census-income file of the paper, see README). Rows: single_task (two separate networks),
-shared_bottom, omoe, mmoe, ple, and mmoe with expert dropout (whole experts dropped in the
-gates during training, the polarisation remedy). Model selection on valid income AUC (the
+KDD census-income file of the paper, see docs/multitask.md). Rows: single_task (two separate
+networks), shared_bottom, omoe, mmoe, ple, and mmoe with expert dropout (whole experts dropped
+in the gates during training, the polarisation remedy). Model selection on valid income AUC (the
 main task, as in the paper); the table shows per-task test AUC mean ± std over seeds and, as
 the paper's "best" column, the test AUCs of the seed with the best valid income AUC, plus
 the gate diagnostics of the last training log (mean over seeds): the largest mean gate weight

@@ -64,7 +64,7 @@ ROWS = (
     ('din_dice', 'DIN with Dice', {'model.name': 'din', 'model.activation': 'dice'}),
 )
 BASE = 'BaseModel'
-# DIN paper Table 3, user-weighted AUC (mean of 5 runs), as quoted in shared/DESIGN.md.
+# DIN paper Table 3, user-weighted AUC (mean of 5 runs), as quoted in docs/design.md.
 PAPER = {
     'MovieLens-20M': {'BaseModel': 0.7300, 'Wide&Deep': 0.7304, 'PNN': 0.7321,
                       'DeepFM': 0.7324, 'DIN': 0.7337, 'DIN with Dice': 0.7348},
