@@ -1,4 +1,4 @@
-"""Feature specs and host-side validation of the batch contract (see DESIGN.md).
+"""Feature specs and host-side validation of the batch contract (see docs/design.md).
 
 A batch is a dict of numpy arrays with fixed keys:
   user_id [B], target_item [B], target_cate [B], hist_items [B, L], hist_cates [B, L],
