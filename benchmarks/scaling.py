@@ -58,6 +58,8 @@ def main(argv=None):
     os.environ['JAX_PLATFORMS'] = 'cpu'
     os.environ['XLA_FLAGS'] = (f'--xla_force_host_platform_device_count={args.cpu_devices} '
                                + os.environ.get('XLA_FLAGS', ''))
+  from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  xla_cpu.apply_defaults()  # CPU runtime defaults (CPU platforms only), as seqrec_jax.main
   # Imports after XLA_FLAGS: jax reads them once, when its backend starts.
   import functools  # pylint: disable=g-import-not-at-top
   import jax

@@ -24,6 +24,8 @@ from benchmarks import data as bd
 
 def make_system(name: str, seq_len: int, activation: str):
   if name in ('jax', 'jax_dense'):
+    from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+    xla_cpu.apply_defaults()          # as seqrec_jax.main does; the peers run without them
     from benchmarks.jax_din import JaxDin  # pylint: disable=g-import-not-at-top
     return JaxDin(seq_len, activation, pack=name == 'jax')
   if name == 'deepctr_tf':

@@ -25,6 +25,7 @@ from absl import app, flags
 import numpy as np
 
 from experiments import publish, sweep
+from seqrec_jax import xla_cpu
 
 FLAGS = flags.FLAGS
 
@@ -129,6 +130,7 @@ def report(records, outdir: str, wall: float) -> str:
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   outdir = FLAGS.outdir or os.path.join('runs', 'census_multitask')
   records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps),
                                   outdir, FLAGS.seeds)

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from experiments import publish, sweep
-from seqrec_jax import models
+from seqrec_jax import models, xla_cpu
 from seqrec_jax.configs import load_config
 from seqrec_jax.data import load_dataset
 
@@ -152,6 +152,7 @@ def run_dataset(dataset: str) -> str:
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   logging.set_verbosity(logging.WARNING)     # orbax logs every checkpoint write at INFO
   datasets = [d for d in _DATASET.value.split(',') if d]
   if _CRITEO.value and 'criteo' not in datasets:

@@ -31,7 +31,7 @@ from absl import app, flags, logging
 import numpy as np
 
 from experiments import publish, sweep
-from seqrec_jax import metrics
+from seqrec_jax import metrics, xla_cpu
 
 FLAGS = flags.FLAGS
 
@@ -284,6 +284,7 @@ def run_dataset(dataset: str, seeds: int, outdir: str) -> tuple[list[dict], str]
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   logging.set_verbosity(logging.WARNING)    # orbax logs every save at INFO
   seeds = FLAGS.seeds
   size = 'full' if FLAGS.full else 'quick'

@@ -24,6 +24,7 @@ from absl import app, flags
 import numpy as np
 
 from experiments import publish, sweep
+from seqrec_jax import xla_cpu
 from seqrec_jax.data import mmoe_synthetic
 
 FLAGS = flags.FLAGS
@@ -165,6 +166,7 @@ def report(records, outdir: str, seeds: int, wall: float) -> str:
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   outdir = FLAGS.outdir or os.path.join('runs', 'mmoe_synthetic')
   records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps),
                                   outdir, FLAGS.seeds)
