@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -21,6 +22,24 @@ class CheckpointMismatchError(ValueError):
 def param_fingerprint(params) -> dict[str, list[int]]:
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
   return {jax.tree_util.keystr(p): list(x.shape) for p, x in flat}
+
+
+def check_finite_losses(pending, ckpt: 'Checkpointer') -> None:
+  """Raises FloatingPointError at the first non-finite loss in `pending` ([(step, metrics)],
+  the steps since the last check). The loop calls it before every checkpoint, so no
+  checkpoint holds a state past a non-finite step (the step skips its update, but a
+  checkpoint after it would silently resume a run that skipped steps)."""
+  losses = jax.device_get([m['loss'] for _, m in pending])
+  for (step, _), loss in zip(pending, losses):
+    if not np.all(np.isfinite(loss)):
+      ckpt.wait()
+      last = ckpt.latest.latest_step()
+      where = ckpt.latest.directory
+      good = (f'the last good checkpoint is step {last} in {where}; a rerun resumes from it'
+              if last is not None else f'no checkpoint was written yet ({where})')
+      raise FloatingPointError(
+          f'non-finite training loss {loss} at step {step}; the last finite step is '
+          f'{step - 1}, {good}. For another learning rate or clip_norm use a fresh --workdir.')
 
 
 class Checkpointer:

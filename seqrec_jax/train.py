@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqrec_jax import evaluate, models, parallel, steps
-from seqrec_jax.checkpoint import Checkpointer, param_fingerprint
+from seqrec_jax import evaluate, models, parallel, platform_defaults, steps
+from seqrec_jax.checkpoint import Checkpointer, check_finite_losses, param_fingerprint
 from seqrec_jax.data import load_dataset
 from seqrec_jax.data import packing
 from seqrec_jax.data.pipeline import train_batches
@@ -83,6 +83,7 @@ def _packer(config, part):
 
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """Trains config.model on config.data; returns the summary (also the last metrics line)."""
+  config = platform_defaults.resolve(config)   # keys left at None: this platform's speed values
   os.makedirs(workdir, exist_ok=True)
   ds = load_dataset(config.data)         # validates ids/NaNs before any step
   model = models.build_model(config.model, ds.spec)
@@ -160,14 +161,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         m['loss'].block_until_ready()
       is_eval = step % config.train.eval_every == 0 or step == total_steps
       is_log = step % config.train.log_every == 0 or is_eval
+      is_ckpt = is_eval or step % config.train.checkpoint_every == 0
+      if is_log or is_ckpt:   # every pending step's loss, before any checkpoint of the state
+        check_finite_losses(pending, ckpt)
       if is_log:
-        for s, mm in jax.device_get(pending):
-          if not np.isfinite(mm['loss']):
-            ckpt.wait()
-            raise FloatingPointError(
-                f'non-finite training loss {mm["loss"]} at step {s}; the last good '
-                f'checkpoint is step {ckpt.latest.latest_step()} in {workdir}')
-        last = pending[-1][1]
+        last = jax.device_get(pending[-1][1])
         last_loss = float(last['loss'])
         seen += gb * len(pending)
         pending = []
@@ -191,7 +189,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
           meta['bad_evals'] += 1
         patience = config.train.patience
         meta['stopped_early'] = patience > 0 and meta['bad_evals'] >= patience
-      if is_eval or step % config.train.checkpoint_every == 0:
+      if is_ckpt:
         ckpt.save(step, state, meta)
       paused += time.time() - t_pause
       if meta['stopped_early']:
