@@ -7,8 +7,8 @@ Construction (Ma et al., KDD'18, Sec. 3.2):
   4. y_k = w_k^T x + sum_{i=1..m} sin(alpha_i * w_k^T x + beta_i) + eps_k, eps_k ~ N(0, noise^2).
 The paper does not give alpha_i, beta_i ("given parameters"); here they are drawn from
 N(0, alpha_std^2) and N(0, beta_std^2) with `shape_seed`, fixed across `seed`s so every
-dataset has the same label shape (and label variance); `seed` draws u1, u2, x and the noise. The label
-Pearson correlation falls with p but is not p itself (the sinusoids are non-linear); it is
+dataset has the same label shape (and label variance); `seed` draws u1, u2, x and the noise. The
+label Pearson correlation falls with p but is not p itself (the sinusoids are non-linear); it is
 reported in `info`, with each task's label variance (the MSE of predicting the mean).
 
 Batch: dense [N, d] float32, labels [N, 2] float32 (tasks y1, y2, kind 'regression'),
