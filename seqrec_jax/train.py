@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqrec_jax import evaluate, models, parallel, steps
+from seqrec_jax import evaluate, models, parallel, platform_defaults, steps
 from seqrec_jax.checkpoint import Checkpointer, check_finite_losses, param_fingerprint
 from seqrec_jax.data import load_dataset
 from seqrec_jax.data import packing
@@ -83,6 +83,7 @@ def _packer(config, part):
 
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """Trains config.model on config.data; returns the summary (also the last metrics line)."""
+  config = platform_defaults.resolve(config)   # keys left at None: this platform's speed values
   os.makedirs(workdir, exist_ok=True)
   ds = load_dataset(config.data)         # validates ids/NaNs before any step
   model = models.build_model(config.model, ds.spec)

@@ -18,10 +18,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.eval_batch_size = 2048      # global; the last batch is padded, not dropped
   c.data.allow_empty_history = True  # a new user with no behaviours is a valid input
   # Attention on real behaviours only (data/packing.py; same maths, single-device runs):
-  # packed row counts are rounded to batch_size * max_len / pack_buckets (compiled shapes).
-  c.data.pack_history = True
-  c.data.pack_buckets = 32
-  c.data.pack_max_fill = 0.8         # batches with more real positions stay padded
+  # packed row counts are rounded to batch_size * max_len / pack_buckets (compiled shapes);
+  # batches with more than pack_max_fill real positions stay padded. None = the platform's
+  # default (seqrec_jax/platform_defaults.py: cpu True / 32 / 0.8; gpu, tpu padded).
+  c.data.pack_history = ml_collections.FieldReference(None, field_type=bool)
+  c.data.pack_buckets = ml_collections.FieldReference(None, field_type=int)
+  c.data.pack_max_fill = ml_collections.FieldReference(None, field_type=float)
   c.data.tasks = ()                  # subset of the dataset's tasks, e.g. ('income',); () = all
   c.data.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULTS))
   # Real datasets (data/movielens.py, amazon.py, census.py, criteo.py): prepared once by a TFDS
