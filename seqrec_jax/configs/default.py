@@ -85,6 +85,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.learning_rate = 1e-3
   c.optim.schedule = 'constant'
   c.optim.warmup_steps = 0
+  c.model.gate_bias = True           # gates softmax(W x + b); False = MMoE paper eq. 8 (no b)
   c.optim.clip_norm = 0.0
   c.optim.weight_decay = 0.0
   c.optim.momentum = 0.0
