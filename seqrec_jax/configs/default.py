@@ -79,13 +79,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.shared_experts = 2         # ple: shared experts per level
   c.model.specific_experts = 2       # ple: experts per task per level
   c.model.expert_dropout = 0.0       # train: drop whole experts in every gate, renormalise
+  c.model.gate_bias = True           # gates softmax(W x + b); False = MMoE paper eq. 8 (no b)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adam'
   c.optim.learning_rate = 1e-3
   c.optim.schedule = 'constant'
   c.optim.warmup_steps = 0
-  c.model.gate_bias = True           # gates softmax(W x + b); False = MMoE paper eq. 8 (no b)
   c.optim.clip_norm = 0.0
   c.optim.weight_decay = 0.0
   c.optim.momentum = 0.0
