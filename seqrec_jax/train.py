@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqrec_jax import evaluate, models, parallel, platform_defaults, steps
+from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.checkpoint import Checkpointer, check_finite_losses, param_fingerprint
 from seqrec_jax.data import load_dataset
 from seqrec_jax.data import packing
@@ -81,6 +82,7 @@ def _packer(config, part):
                            max_fill=config.data.pack_max_fill)
 
 
+@workdir_lib.guard   # config validation, workdir lock, config.json compared on resume
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """Trains config.model on config.data; returns the summary (also the last metrics line)."""
   config = platform_defaults.resolve(config)   # keys left at None: this platform's speed values

@@ -1,6 +1,9 @@
 """Reliability (issue 14): no checkpoint past a non-finite step, resume refuses a changed
 config, one run per workdir, corrupt checkpoints fall back, config errors before any work."""
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +11,8 @@ import pytest
 from seqrec_jax import train
 from seqrec_jax.data import register_dataset, synthetic
 from seqrec_jax.data.features import DataSpec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @register_dataset('_zero_dense')
@@ -67,3 +72,56 @@ def test_no_checkpoint_past_a_non_finite_step_and_rerun_resumes_from_last_good(
   summary = train.train_and_evaluate(cfg, str(tmp_path))
   assert starts == [0, 5]
   assert summary['steps'] == 20 and np.isfinite(summary['eval/test/logloss'])
+
+
+def _first_run(cfg, workdir, num_steps=2):
+  cfg.train.num_steps = num_steps
+  return train.train_and_evaluate(cfg, str(workdir))
+
+
+def test_resume_refuses_a_changed_config_naming_each_key(fast_config, tmp_path):
+  """Issue 14.2: config.json is written on the first run; a result-changing difference is an
+  error naming each key with its old and new value; neutral keys may change."""
+  from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
+  first = _first_run(fast_config, tmp_path)
+  with open(tmp_path / 'config.json') as f:
+    assert json.load(f)['seed'] == 0
+  changed = {'seed': (0, 7), 'data.batch_size': (32, 16), 'optim.learning_rate': (1e-3, 1e-2),
+             'data.synthetic.num_users': (400, 300)}
+  cfg = load_config(os.path.join(ROOT, 'seqrec_jax/configs/test.py'),
+                    {'data.pack_history': False, 'train.num_steps': 2,
+                     **{k: new for k, (_, new) in changed.items()}})
+  with pytest.raises(ValueError, match='another config') as err:
+    train.train_and_evaluate(cfg, str(tmp_path))
+  for key, (old, new) in changed.items():
+    assert f'{key}: {old!r} -> {new!r}' in str(err.value)
+  # Logging cadence and the evaluation batch cannot change results: the finished run reports
+  # its summary again.
+  cfg = load_config(os.path.join(ROOT, 'seqrec_jax/configs/test.py'),
+                    {'data.pack_history': False, 'train.num_steps': 2, 'train.log_every': 7,
+                     'data.eval_batch_size': 32, 'train.keep_checkpoints': 3})
+  again = train.train_and_evaluate(cfg, str(tmp_path))
+  for k in ('eval/test/auc', 'eval/test/logloss', 'best_step', 'seed'):
+    assert again[k] == first[k], k
+
+
+def test_second_run_into_a_locked_workdir_is_refused_and_a_crashed_holder_leaves_no_lock(
+    fast_config, tmp_path):
+  """Issue 14.3: one run per workdir; the error names the holder; kill -9 frees the lock."""
+  from seqrec_jax import workdir  # pylint: disable=g-import-not-at-top
+  code = ('import sys, time\nfrom seqrec_jax import workdir\n'
+          'with workdir.lock(sys.argv[1]):\n  print("locked", flush=True)\n  time.sleep(600)\n')
+  holder = subprocess.Popen([sys.executable, '-c', code, str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'locked'
+    with pytest.raises(workdir.WorkdirLockedError, match=f'pid {holder.pid} on host'):
+      _first_run(fast_config, tmp_path)
+    assert not (tmp_path / 'checkpoints').exists() and not (tmp_path / 'config.json').exists()
+  finally:
+    holder.kill()          # SIGKILL: no cleanup runs; the kernel drops the lock
+    holder.wait()
+  assert (tmp_path / '.lock').exists()
+  assert _first_run(fast_config, tmp_path)['steps'] == 2
+  with workdir.lock(str(tmp_path)):   # released when the run returned
+    pass
