@@ -24,31 +24,12 @@ from seqrec_jax.checkpoint import Checkpointer, check_finite_losses, param_finge
 from seqrec_jax.data import load_dataset
 from seqrec_jax.data import packing
 from seqrec_jax.data.pipeline import train_batches
+from seqrec_jax.metric_writers import MetricsWriter
 from seqrec_jax.state import TrainState, make_optimizer
 
 
 # Seconds to sleep after each step; only for tests that SIGKILL a run mid-training.
 _STEP_DELAY = float(os.environ.get('SEQREC_TEST_STEP_DELAY', '0') or 0)
-
-
-class MetricsWriter:
-  """JSON lines in workdir/metrics.jsonl, written by process 0 only."""
-
-  def __init__(self, workdir: str, resume_step: int):
-    self.path = os.path.join(workdir, 'metrics.jsonl')
-    self.enabled = jax.process_index() == 0
-    if self.enabled and os.path.exists(self.path):
-      # Drop records past the restored step: the resumed run writes them again.
-      with open(self.path) as f:
-        keep = [l for l in f if l.strip() and json.loads(l).get('step', 0) <= resume_step
-                and 'summary' not in json.loads(l)]
-      with open(self.path, 'w') as f:
-        f.writelines(keep)
-
-  def write(self, record: dict[str, Any]):
-    if self.enabled:
-      with open(self.path, 'a') as f:
-        f.write(json.dumps(record, sort_keys=True) + '\n')
 
 
 def _dummy_batch(ds, n: int):
@@ -130,7 +111,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   # Donation lets XLA update the state in place; the caller must not reuse the old state.
   p_train = part.compile_train(functools.partial(steps.train_step, tasks=tasks), state_sh)
   p_eval = part.compile_eval(functools.partial(steps.eval_step, tasks=tasks), state_sh)
-  writer = MetricsWriter(workdir, start)
+  writer = MetricsWriter(workdir, start, hparams=config)
   select_task = config.train.select_task or tasks[0].name
   sel_prefix = 'eval/valid' if len(tasks) == 1 else f'eval/valid/{select_task}'
   sel_key = f'{sel_prefix}/{config.train.select_metric}'
