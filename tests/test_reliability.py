@@ -125,3 +125,69 @@ def test_second_run_into_a_locked_workdir_is_refused_and_a_crashed_holder_leaves
   assert _first_run(fast_config, tmp_path)['steps'] == 2
   with workdir.lock(str(tmp_path)):   # released when the run returned
     pass
+
+
+def _truncate_all(path):
+  for root, _, files in os.walk(path):
+    for f in files:
+      p = os.path.join(root, f)
+      with open(p, 'r+b') as fh:
+        fh.truncate(os.path.getsize(p) // 2)
+
+
+def _summary_lines(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [line for line in f if '"summary"' in line]
+
+
+def test_corrupt_latest_checkpoint_falls_back_and_corrupt_best_keeps_the_summary(
+    fast_config, tmp_path):
+  """Issue 14.6: a truncated newest checkpoint -> resume from the previous one (the replay
+  reaches the same result); a corrupt best/ of a finished run -> a clear error, summary kept."""
+  from seqrec_jax.checkpoint import CheckpointCorruptError  # pylint: disable=g-import-not-at-top
+  first = _first_run(fast_config, tmp_path, num_steps=4)
+  assert _steps(tmp_path / 'checkpoints') == [2, 4]
+  _truncate_all(tmp_path / 'checkpoints' / '4' / 'state')
+  with open(tmp_path / 'checkpoints' / '4' / 'meta' / 'metadata', 'w') as f:
+    f.write('{"best": 0.5, garbage')
+  again = train.train_and_evaluate(fast_config, str(tmp_path))
+  for k in ('eval/test/auc', 'eval/test/logloss', 'best_step', 'steps'):
+    assert again[k] == first[k], k
+  assert os.listdir(tmp_path / 'corrupt') == ['checkpoints_4']
+  assert _steps(tmp_path / 'checkpoints') == [2, 4]
+  # The finished run's best/ is damaged: refuse before metrics.jsonl loses its summary.
+  kept = _summary_lines(tmp_path)
+  assert len(kept) == 1
+  (best_step,) = _steps(tmp_path / 'best')
+  _truncate_all(tmp_path / 'best' / str(best_step) / 'state')
+  with pytest.raises(CheckpointCorruptError, match=f'best/{best_step}: state does not restore'):
+    train.train_and_evaluate(fast_config, str(tmp_path))
+  assert _summary_lines(tmp_path) == kept
+
+
+def test_checkpointer_skips_garbage_meta_and_a_state_that_fails_its_checksum(tmp_path):
+  """Issue 14.6 (unit): garbage meta, or state files that restore to other values than were
+  saved (here: step 1's state files copied over step 2's), are never restored."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  fp = {'model': 'm', 'dataset': 'd', 'params': {}}
+  state = {'w': jnp.arange(64, dtype=jnp.float32)}
+  ck = Checkpointer(str(tmp_path), 4, fp)
+  for s in (1, 2, 3):
+    ck.save(s, {'w': state['w'] + s}, {'best': None})
+  ck.wait()
+  ck.close()
+  ckdir = tmp_path / 'checkpoints'
+  with open(ckdir / '3' / 'meta' / 'metadata', 'w') as f:
+    f.write('\x00garbage')
+  shutil.rmtree(ckdir / '2' / 'state')
+  shutil.copytree(ckdir / '1' / 'state', ckdir / '2' / 'state')
+  ck = Checkpointer(str(tmp_path), 4, fp)
+  restored, _ = ck.restore_latest(jax.eval_shape(lambda: state))
+  np.testing.assert_array_equal(np.asarray(restored['w']), np.arange(64) + 1)
+  assert sorted(os.listdir(tmp_path / 'corrupt')) == ['checkpoints_2', 'checkpoints_3']
+  ck.save(2, {'w': state['w'] + 2}, {'best': None})   # the replay saves step 2 again
+  ck.wait()
+  ck.close()
