@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.pack_buckets = ml_collections.FieldReference(None, field_type=int)
   c.data.pack_max_fill = ml_collections.FieldReference(None, field_type=float)
   c.data.tasks = ()                  # subset of the dataset's tasks, e.g. ('income',); () = all
+  c.data.item_top_k = 0              # > 0: keep the k most frequent train item ids, rest -> 0
   c.data.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULTS))
   # Real datasets (data/movielens.py, amazon.py, census.py, criteo.py): prepared once by a TFDS
   # builder into data_dir ('' = $SEQREC_DATA_DIR or ~/.cache/seqrec_jax), rebuilt only when the
@@ -46,6 +47,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.activation = 'dice'        # dice | prelu | relu | sigmoid
   c.model.dice_eps = 1e-8            # DIN paper eq. 9
   c.model.dropout = 0.0
+  # DIN paper Sec. 4.3.1 / Table 4 regularisers (base, din, dnn, dcn, dcnv2). mba_lambda > 0:
+  # mini-batch aware L2 on embedding rows present in the batch, weighted by 1 / n_j (eq. 6);
+  # embed_dropout: zero each looked-up id vector with this probability (paper: 0.5).
+  c.model.mba_lambda = 0.0
+  c.model.embed_dropout = 0.0
   c.model.use_user_embedding = False  # splits are by user: unseen users only have OOV ids
   c.model.pooling = 'sum'            # base, wide_deep, pnn, deepfm: sum | mean | max
   c.model.wide_cross_buckets = 1 << 20  # wide_deep: rows of a hashed behaviour x candidate table
@@ -87,7 +93,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.schedule = 'constant'
   c.optim.warmup_steps = 0
   c.optim.clip_norm = 0.0
-  c.optim.weight_decay = 0.0
+  c.optim.weight_decay = 0.0         # adamw: decoupled; adam/adagrad/sgd: L2 on all params
+  c.optim.decay_rate = 0.1           # schedule=exponential: lr * rate ** (step / decay_steps)
+  c.optim.decay_steps = 0            # 0 = the whole run (the rate is reached at the end)
+  c.optim.staircase = False          # exponential: step-wise drops instead of smooth decay
   c.optim.momentum = 0.0
 
   c.train = ml_collections.ConfigDict()
