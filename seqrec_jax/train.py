@@ -117,9 +117,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   sel_key = f'{sel_prefix}/{config.train.select_metric}'
   higher_better = config.train.select_metric in ('auc', 'gauc')
 
-  def run_eval(st, split_name):
+  def run_eval(st, split_name, save=False):
     preds, labels, users = evaluate.predict(
         p_eval, st, ds.splits[split_name], config.data.eval_batch_size, to_device, pidx, pcount)
+    if save and pidx == 0:      # train.save_predictions: studies' bootstrap over test users
+      evaluate.save_predictions(workdir, split_name, preds, labels, users)
     return evaluate.split_metrics(preds, labels, users, tasks, f'eval/{split_name}')
 
   # CPU multi-device collectives can time out when many steps are in flight: wait each step.
@@ -191,7 +193,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
              'train_seconds': round(train_time, 2),
              'examples_per_sec': round(seen / max(train_time, 1e-9), 1) if seen > 0 else None}
   summary.update(run_eval(final_state, 'valid'))
-  summary.update(run_eval(final_state, 'test'))
+  summary.update(run_eval(final_state, 'test', config.train.get('save_predictions', False)))
   for k, v in ds.info.items():
     if 'oracle' in k:
       summary[f'oracle/{k}'] = v

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from seqrec_jax import models, state, steps
+from seqrec_jax import evaluate, metrics, models, state, steps
 from seqrec_jax.data.features import DataSpec
 from seqrec_jax.data.id_counts import IdCounts, count_ids
 from seqrec_jax.data.id_filter import filter_items, kept_items
@@ -176,11 +176,16 @@ def test_exponential_schedule():
   assert float(sched(29)) == pytest.approx(1.0) and float(sched(30)) == pytest.approx(0.1)
 
 
-def test_training_run_with_mba_filter_and_dropout(tiny_config, tmp_path):
+def test_training_run_with_mba_filter_dropout_and_saved_predictions(tiny_config, tmp_path):
   from seqrec_jax import train   # pylint: disable=g-import-not-at-top
   cfg = tiny_config
   cfg.model.mba_lambda, cfg.model.embed_dropout, cfg.data.item_top_k = 0.1, 0.5, 30
+  cfg.train.save_predictions = True
   summary = train.train_and_evaluate(cfg, str(tmp_path))
   assert np.isfinite(summary['eval/test/auc'])
+  # The saved test predictions are the ones the summary's test metrics came from.
+  preds, labels, users = evaluate.load_predictions(str(tmp_path), 'test')
+  assert metrics.gauc(labels[:, 0], preds[:, 0], users) == pytest.approx(
+      summary['eval/test/gauc'], abs=1e-6)
   lines = [json.loads(l) for l in open(os.path.join(tmp_path, 'metrics.jsonl'))]
   assert all(l['train/reg_loss'] > 0 for l in lines if 'train/loss' in l)

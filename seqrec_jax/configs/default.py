@@ -110,6 +110,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.select_metric = 'auc'      # on the valid split; auc | gauc | logloss
   c.train.select_task = ''           # multi-task: which task selects ('' = the first)
   c.train.progress = True
+  # True: the best-valid state's test predictions go to <workdir>/predictions_test.npz
+  # (evaluate.save_predictions; studies bootstrap GAUC differences over test users from them).
+  c.train.save_predictions = False
 
   # Mesh over all (global) devices: data x model must equal jax.device_count(). Batch sizes
   # above are global; per device = batch_size / data. See seqrec_jax/parallel.py.
