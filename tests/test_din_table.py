@@ -22,6 +22,17 @@ def test_every_cell_is_a_valid_config(dataset, full):
   assert (dice.overrides['model.name'], dice.overrides['model.activation']) == ('din', 'dice')
 
 
+@pytest.mark.parametrize('dataset', ['synthetic', 'movielens'])
+def test_paper_protocol_cells(dataset):
+  adam = din_table.make_cells(dataset, 1, False, ['din'])[0]
+  paper = din_table.make_cells(dataset, 1, False, ['din'], protocol='paper')[0]
+  cfg = load_config(f'seqrec_jax/configs/din.py:{dataset}', dict(paper.overrides, seed=0))
+  assert (cfg.optim.name, cfg.optim.learning_rate, cfg.optim.schedule, cfg.data.batch_size,
+          cfg.optim.decay_rate, cfg.optim.clip_norm) == ('sgd', 1.0, 'exponential', 32, 0.1, 5.0)
+  assert cfg.train.eval_every == 8 * adam.overrides['train.eval_every']   # same evals per epoch
+  assert paper.id != adam.id and cfg.train.save_predictions
+
+
 def test_user_overrides_win_and_unknown_rows_fail():
   extra = din_table.parse_overrides(['model.pooling=mean', 'data.movielens.path=/x/ml-20m.zip',
                                      'model.hidden=(64, 32)'])
