@@ -20,6 +20,7 @@ import numpy as np
 
 from seqrec_jax import evaluate, models, parallel, platform_defaults, steps
 from seqrec_jax import workdir as workdir_lib
+from seqrec_jax.configs import validate
 from seqrec_jax.checkpoint import Checkpointer, check_finite_losses, param_fingerprint
 from seqrec_jax.data import load_dataset
 from seqrec_jax.data import packing
@@ -71,6 +72,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   ds = load_dataset(config.data)         # validates ids/NaNs before any step
   model = models.build_model(config.model, ds.spec)
   tasks = ds.spec.tasks
+  validate.check_selection(config, tasks)   # select_metric/select_task vs the tasks
   part = parallel.Partitioner(config.parallel)   # mesh, shardings, jit or pmap
   gb = config.data.batch_size
   part.check_batch_size(gb)

@@ -161,6 +161,8 @@ def guard(train_fn):
   @functools.wraps(train_fn)
   def wrapped(config, workdir: str, *args, **kwargs):
     import jax  # pylint: disable=g-import-not-at-top
+    from seqrec_jax.configs import validate  # pylint: disable=g-import-not-at-top
+    validate.validate_config(config)        # before any directory exists
     lead = jax.process_index() == 0
     with lock(workdir) if lead else contextlib.nullcontext():
       check_config(workdir, config, write=lead)

@@ -191,3 +191,55 @@ def test_checkpointer_skips_garbage_meta_and_a_state_that_fails_its_checksum(tmp
   ck.save(2, {'w': state['w'] + 2}, {'best': None})   # the replay saves step 2 again
   ck.wait()
   ck.close()
+
+
+def test_config_errors_come_before_any_work_and_name_every_key(fast_config, tmp_path):
+  """Issue 14.7: one error listing each bad key and value, and no workdir left behind."""
+  from seqrec_jax.configs.validate import ConfigError  # pylint: disable=g-import-not-at-top
+  bad = {'train.select_metric': 'aucc', 'train.eval_every': 0, 'train.log_every': 0,
+         'train.keep_checkpoints': 0, 'data.batch_size': 0, 'optim.learning_rate': -1.0}
+  for key, value in bad.items():
+    *parents, leaf = key.split('.')
+    node = fast_config
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  wd = tmp_path / 'wd'
+  with pytest.raises(ConfigError) as err:
+    train.train_and_evaluate(fast_config, str(wd))
+  for key, value in bad.items():
+    assert f'config.{key}={value!r}' in str(err.value)
+  assert "one of ['auc', 'gauc', 'logloss', 'mse']" in str(err.value)
+  assert not wd.exists()
+
+
+def test_select_metric_is_checked_against_the_tasks_before_training(fast_config, tmp_path):
+  """Issue 14.7: a metric the dataset's task does not have fails before any step."""
+  from seqrec_jax.configs.validate import ConfigError  # pylint: disable=g-import-not-at-top
+  fast_config.train.select_metric = 'mse'          # the synthetic task is binary
+  with pytest.raises(ConfigError, match=r"select_metric='mse'.*\['auc', 'gauc', 'logloss'\]"):
+    train.train_and_evaluate(fast_config, str(tmp_path))
+  assert _steps(tmp_path / 'checkpoints') == []
+
+
+@pytest.mark.parametrize('module,arg', [('default', None), ('test', None), ('din', 'synthetic'),
+                                        ('dcn', 'census'), ('multitask', 'census,mmoe')])
+def test_get_config_is_locked(module, arg):
+  """Issue 14.8: a misspelt key on the Python API is an error, not a silent no-op."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  mod = importlib.import_module(f'seqrec_jax.configs.{module}')
+  c = mod.get_config(arg) if arg else mod.get_config()
+  c.train.num_steps = 2                       # existing keys stay writable
+  with pytest.raises((AttributeError, KeyError), match='num_stepz'):
+    c.train.num_stepz = 2
+
+
+def test_unknown_keys_of_an_unlocked_config_are_refused(fast_config, tmp_path):
+  """Issue 14.8: a hand-built (unlocked) ConfigDict with a misspelt key is refused by
+  train_and_evaluate."""
+  from seqrec_jax.configs.validate import ConfigError  # pylint: disable=g-import-not-at-top
+  fast_config.unlock()
+  fast_config.train.num_stepz = 2
+  with pytest.raises(ConfigError, match=r'config.train.num_stepz=2: unknown key'):
+    train.train_and_evaluate(fast_config, str(tmp_path / 'wd'))
+  assert not (tmp_path / 'wd').exists()

@@ -120,4 +120,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.parallel.data = -1               # data-parallel size; -1 = device_count / model
   c.parallel.model = 1               # > 1: embedding tables sharded by rows over this axis
   c.parallel.strategy = 'jit'        # jit (sharded jit) | pmap (data parallel, same numerics)
+  c.lock()   # no new keys: a misspelt key (c.train.num_stepz = 2) is an error, not a no-op
   return c
