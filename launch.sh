@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One entry point for every job. Each command creates/uses .venv, installs the project
-# (with the extras it needs) and runs the job. Usage: bash launch.sh <command> [flags...]
+# One entry point for every job. Each command creates/uses .venv, installs the locked set
+# (requirements.lock) and the project, and runs the job. Usage: bash launch.sh <command> [flags...]
 #   demo        train `base` and `din` on the embedded synthetic data, print a results table
 #   test        ruff check, then the test suite (what CI runs)
 #   train       python -m seqrec_jax.main [flags...]   e.g. --config=seqrec_jax/configs/din.py:synthetic
@@ -11,6 +11,7 @@
 #   dcn         DNN vs DCN vs DCNv2 table                        (experiments/dcn_table.py)
 #   multihost   N local processes with jax.distributed on 127.0.0.1 (benchmarks/multihost.sh)
 #   bench       DIN throughput/latency vs PyTorch peers           (benchmarks/din_throughput.py)
+#   lock        regenerate requirements.lock from pyproject.toml  (docs/development.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 cmd="${1:-demo}"; shift || true
@@ -18,32 +19,44 @@ cmd="${1:-demo}"; shift || true
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
-setup() {  # setup <extras>: idempotent; reinstalls only when pyproject.toml or the extras change.
-  local extras="$1"
+# The locked set (tests/test_lock.py keeps it in step with pyproject.toml); `bash launch.sh lock`
+# regenerates it, `bash launch.sh lock --upgrade` moves it to the newest releases.
+LOCK_CMD=(.venv/bin/uv pip compile pyproject.toml --extra test --extra data --universal
+          --python-version 3.11 --custom-compile-command "bash launch.sh lock" -o requirements.lock)
+
+setup() {  # setup [extras]: the locked set, then the project itself without dependencies; extras
+  # outside the lock (peers) are resolved with the lock as constraints. Idempotent: reinstalls
+  # only when requirements.lock, pyproject.toml or the extras change.
+  local extras="${1:-}"
   if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
-  local stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-${extras//,/_}"
+  local sum; sum=$(cat requirements.lock pyproject.toml | sha1sum | cut -c1-12)
+  local stamp=".venv/.installed-lock-${sum}${extras:+-${extras//,/_}}"
   if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[${extras}]"
+    .venv/bin/python -m pip install -q -r requirements.lock
+    .venv/bin/python -m pip install -q --no-deps -e .
+    if [ -n "$extras" ]; then
+      .venv/bin/python -m pip install -q -c requirements.lock -e ".[${extras}]"
+    fi
     touch "$stamp"
   fi
 }
 
 case "$cmd" in
-  demo)      setup test; exec .venv/bin/python -m experiments.demo "$@" ;;
-  test)      setup test,data
+  demo)      setup; exec .venv/bin/python -m experiments.demo "$@" ;;
+  test)      setup
              .venv/bin/ruff check .   # lint first (config: [tool.ruff] in pyproject.toml)
              exec .venv/bin/python -m pytest -q tests "$@" ;;
-  train)     setup test,data; exec .venv/bin/python -m seqrec_jax.main "$@" ;;
-  data)      setup test,data; exec .venv/bin/python -m seqrec_jax.data "$@" ;;
-  ablation)  setup test,data; exec .venv/bin/python -m experiments.attention_ablation "$@" ;;
-  din_table) setup test,data; exec .venv/bin/python -m experiments.din_table "$@" ;;
-  mmoe)      setup test,data
+  train)     setup; exec .venv/bin/python -m seqrec_jax.main "$@" ;;
+  data)      setup; exec .venv/bin/python -m seqrec_jax.data "$@" ;;
+  ablation)  setup; exec .venv/bin/python -m experiments.attention_ablation "$@" ;;
+  din_table) setup; exec .venv/bin/python -m experiments.din_table "$@" ;;
+  mmoe)      setup
              .venv/bin/python -m experiments.mmoe_synthetic "$@"
              exec .venv/bin/python -m experiments.census_multitask "$@" ;;
-  dcn)       setup test,data; exec .venv/bin/python -m experiments.dcn_table "$@" ;;
-  multihost) setup test,data; exec bash benchmarks/multihost.sh "$@" ;;
-  bench)     setup test,data,peers
+  dcn)       setup; exec .venv/bin/python -m experiments.dcn_table "$@" ;;
+  multihost) setup; exec bash benchmarks/multihost.sh "$@" ;;
+  bench)     setup peers
              # DeepCTR (TF/Keras) peer in its own venv: TF must not enter .venv (tfds changes
              # code paths when TF is importable). A failed install only drops that peer.
              if [ ! -x .venv-tf/bin/python ]; then
@@ -52,5 +65,6 @@ case "$cmd" in
                  || echo "DeepCTR/TensorFlow peer could not be installed; benchmarking without it"
              fi
              exec .venv/bin/python -m benchmarks.din_throughput "$@" ;;
+  lock)      setup; exec "${LOCK_CMD[@]}" "$@" ;;
   *) echo "unknown command '$cmd' (see the header of launch.sh)"; exit 2 ;;
 esac

@@ -23,8 +23,10 @@ def _lengths(rng, seq_len: int, n: int):
   return rng.integers(1, seq_len + 1, n)
 
 
-def make_batches(seq_len: int, batch: int = BATCH, count: int = 4, seed: int = 0):
-  """`count` training batches: dicts of numpy arrays (label float32 [B])."""
+def make_batches(seq_len: int, batch: int | None = None, count: int = 4, seed: int = 0):
+  """`count` training batches: dicts of numpy arrays (label float32 [B]); B = batch or BATCH
+  (read at call time: benchmarks/worker.py --batch sets BATCH)."""
+  batch = batch or BATCH
   rng = np.random.default_rng([seed, seq_len, batch])
   out = []
   for _ in range(count):

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from seqrec_jax import xla_cpu
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -118,6 +120,8 @@ def main():
   p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
   p.add_argument('--seq_len', type=int, default=50, help=argparse.SUPPRESS)
   args = p.parse_args()
+  if args.worker or args.serving:   # JAX runs here (not in the parent, whose env children copy)
+    xla_cpu.apply_defaults()
   if args.worker:
     return _worker(args.seq_len, args.methods.split(','), args.activation)
   if args.serving:

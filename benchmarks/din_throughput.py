@@ -1,6 +1,6 @@
 """DIN training / serving speed: seqrec_jax vs PyTorch, DeepCTR-Torch, torch-rechub, DeepCTR (TF).
 
-  bash launch.sh bench                     # the README table (< ~10 min on 2 idle cores)
+  bash launch.sh bench                # the docs/performance.md table (< ~10 min on 2 idle cores)
   python -m benchmarks.din_throughput --seq_lens=50 --systems=jax,torch --reps=2   # quick look
 
 Reference configuration (issue 10): item + category embeddings 2 x 64 (vocab 1e5 / 1e3),

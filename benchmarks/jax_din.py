@@ -2,8 +2,9 @@
 `models.build_model`, `TrainState`, `steps.train_step` jitted with donation (as train.py does),
 `serving.CandidateScorer` for one user x N candidates, `serving.score_batch_fn` for batches.
 
-pack=True (the default config, data.pack_history): every batch gets its packed history index
-(data/packing.py) on the host inside the timed loop, as train.py's input pipeline does.
+pack=True (data.pack_history; its default depends on the platform, seqrec_jax/platform_defaults.py):
+every batch gets its packed history index (data/packing.py) on the host inside the timed loop,
+as train.py's input pipeline does.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import jax
 import numpy as np
 
 from benchmarks import data as bd
-from seqrec_jax import models, serving, steps
+from seqrec_jax import models, platform_defaults, serving, steps
 from seqrec_jax.configs import default
 from seqrec_jax.data import packing
 from seqrec_jax.data.features import DataSpec
@@ -29,7 +30,7 @@ def reference_config(activation: str = 'dice'):
   c.model.activation = activation
   c.optim.name = 'adam'
   c.data.batch_size = bd.BATCH
-  return c
+  return platform_defaults.resolve(c)          # packing: this platform's defaults
 
 
 class JaxDin:

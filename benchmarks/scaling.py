@@ -13,7 +13,7 @@ reads along a row group and the speed-up/efficiency columns compare with 1 devic
 cores: the numbers show the overhead of the sharded program, NOT a scaling measurement, and
 the table says so. Timed per step: host batch -> global device arrays (host-to-device copy)
 and the train step; the dataset read is outside the timing (batches are prepared first).
-On CPU with several devices every step waits on its loss (DESIGN.md: collectives otherwise
+On CPU with several devices every step waits on its loss (docs/design.md: collectives otherwise
 time out); elsewhere only the end of each timing window does. Several processes (e.g. via
 benchmarks/multihost.sh or SLURM) measure only the full device count. Writes
 <out>/scaling.{md,csv,json}.
@@ -58,6 +58,8 @@ def main(argv=None):
     os.environ['JAX_PLATFORMS'] = 'cpu'
     os.environ['XLA_FLAGS'] = (f'--xla_force_host_platform_device_count={args.cpu_devices} '
                                + os.environ.get('XLA_FLAGS', ''))
+  from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  xla_cpu.apply_defaults()  # CPU runtime defaults (CPU platforms only), as seqrec_jax.main
   # Imports after XLA_FLAGS: jax reads them once, when its backend starts.
   import functools  # pylint: disable=g-import-not-at-top
   import jax

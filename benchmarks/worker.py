@@ -7,6 +7,8 @@ output is sent to stderr). Commands: {"op": "train", "steps": n}, {"op": "serve"
 "max_reps": r, "max_seconds": s}, {"op": "score", "batches": k}, {"op": "info"},
 {"op": "sgemm"}, {"op": "quit"}. The first reply ({"ready": ...}) comes after warm-up
 (compilation, one request of each candidate count, one scoring batch).
+--batch sets the training/scoring batch size (default bd.BATCH); --device=cuda runs the
+PyTorch systems 'torch' and 'torch_compile' on the GPU (JAX uses its default backend).
 """
 from __future__ import annotations
 
@@ -22,8 +24,10 @@ import numpy as np
 from benchmarks import data as bd
 
 
-def make_system(name: str, seq_len: int, activation: str):
+def make_system(name: str, seq_len: int, activation: str, device: str = 'cpu'):
   if name in ('jax', 'jax_dense'):
+    from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+    xla_cpu.apply_defaults()          # as seqrec_jax.main does; the peers run without them
     from benchmarks.jax_din import JaxDin  # pylint: disable=g-import-not-at-top
     return JaxDin(seq_len, activation, pack=name == 'jax')
   if name == 'deepctr_tf':
@@ -32,6 +36,10 @@ def make_system(name: str, seq_len: int, activation: str):
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count() or 2)
   from benchmarks.peers.runner import SYSTEMS  # pylint: disable=g-import-not-at-top
+  if device != 'cpu':
+    if name not in ('torch', 'torch_compile'):
+      raise ValueError(f'--device={device}: only torch and torch_compile run off the CPU')
+    return SYSTEMS[name](seq_len, activation, device=device)
   return SYSTEMS[name](seq_len, activation)
 
 
@@ -72,15 +80,18 @@ def main():
   p.add_argument('--activation', default='dice')
   p.add_argument('--candidates', default='100,1000')
   p.add_argument('--lengths', default='uniform', choices=['uniform', 'full'])
+  p.add_argument('--batch', type=int, default=bd.BATCH)
+  p.add_argument('--device', default='cpu', help='PyTorch device: cpu | cuda')
   args = p.parse_args()
   bd.LENGTHS = args.lengths
+  bd.BATCH = args.batch
   proto = os.fdopen(os.dup(1), 'w', buffering=1)
   os.dup2(2, 1)                       # anything the libraries print goes to stderr
   sys.stdout = sys.stderr
   reply = lambda d: proto.write(json.dumps(d) + '\n')
 
   t0 = time.perf_counter()
-  system = make_system(args.system, args.seq_len, args.activation)
+  system = make_system(args.system, args.seq_len, args.activation, args.device)
   t1 = time.perf_counter()
   system.train(4)                     # compile / trace (every batch: packed shapes differ)
   t2 = time.perf_counter()

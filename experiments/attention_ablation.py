@@ -21,7 +21,7 @@ import os
 from absl import app, flags
 
 from experiments import publish, sweep
-from seqrec_jax import metrics
+from seqrec_jax import metrics, xla_cpu
 
 FLAGS = flags.FLAGS
 
@@ -181,6 +181,7 @@ def plot(rows: list[dict], path: str, dataset: str, oracle: float | None) -> Non
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   outdir = FLAGS.outdir or os.path.join('runs', 'attention_ablation', FLAGS.dataset)
   cells = make_cells(FLAGS.dataset, FLAGS.seeds, FLAGS.full, FLAGS.num_steps)
   records, wall = sweep.run_study(f'seqrec_jax/configs/din.py:{FLAGS.dataset}', cells, outdir,

@@ -5,9 +5,9 @@
   python -m experiments.census_multitask --full --seeds=5   # 30 epochs, expert-dropout sweep
 
 Data: `census` (data/census.py: UCI Adult, 48,842 rows, 70/10/20 split; NOT the larger
-KDD census-income file of the paper, see README). Rows: single_task (two separate networks),
-shared_bottom, omoe, mmoe, ple, and mmoe with expert dropout (whole experts dropped in the
-gates during training, the polarisation remedy). Model selection on valid income AUC (the
+KDD census-income file of the paper, see docs/multitask.md). Rows: single_task (two separate
+networks), shared_bottom, omoe, mmoe, ple, and mmoe with expert dropout (whole experts dropped
+in the gates during training, the polarisation remedy). Model selection on valid income AUC (the
 main task, as in the paper); the table shows per-task test AUC mean ± std over seeds and, as
 the paper's "best" column, the test AUCs of the seed with the best valid income AUC, plus
 the gate diagnostics of the last training log (mean over seeds): the largest mean gate weight
@@ -24,6 +24,7 @@ from absl import app, flags
 import numpy as np
 
 from experiments import publish, sweep
+from seqrec_jax import xla_cpu
 
 FLAGS = flags.FLAGS
 
@@ -123,6 +124,7 @@ def report(records, outdir: str, wall: float) -> str:
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   outdir = FLAGS.outdir or os.path.join('runs', 'census_multitask')
   records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps),
                                   outdir, FLAGS.seeds, FLAGS.runs_per_group)

@@ -8,7 +8,8 @@
 
 Per dataset: one row per model, test logloss and AUC mean ± std over seeds (model selection on
 valid logloss), parameters, training examples/s; outdir/<dataset>/table.md + table.csv +
-auc.png. Cells are resumable (experiments/sweep.py): rerunning skips finished cells.
+auc.png + logloss.png; a default run also copies them to docs/results/dcn_table/<dataset>/.
+Cells are resumable (experiments/sweep.py): rerunning skips finished cells.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from absl import logging
 import jax
 import numpy as np
 
-from experiments import sweep
-from seqrec_jax import models
+from experiments import publish, sweep
+from seqrec_jax import models, xla_cpu
 from seqrec_jax.configs import load_config
 from seqrec_jax.data import load_dataset
 
@@ -38,6 +39,8 @@ _MODELS = flags.DEFINE_list('rows', [], 'subset of row names (default: all)')
 _SET = flags.DEFINE_multi_string('set', [], 'extra config override key=value for every cell')
 _RUNS_PER_GROUP = sweep.define_runs_per_group_flag()
 flags.adopt_module_key_flags(sweep)     # list --runs_per_group under this script's --help
+_DOCS = flags.DEFINE_bool('docs', True, 'after a default run (no flag but --dataset/--seeds) copy '
+                          'tables and plots to docs/results/dcn_table/<dataset>/')
 
 # (row label, overrides). r = d/4 via cross_rank=0.25 (d = width of the embedding layer x0).
 ROWS = (
@@ -151,13 +154,19 @@ def run_dataset(dataset: str) -> str:
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   logging.set_verbosity(logging.WARNING)     # orbax logs every checkpoint write at INFO
   datasets = [d for d in _DATASET.value.split(',') if d]
   if _CRITEO.value and 'criteo' not in datasets:
     datasets.append('criteo')
+  default = not (_CRITEO.value or _QUICK.value or _FULL.value or _MODELS.value or _SET.value
+                 or _OUTDIR.value != _OUTDIR.default)
   t0 = time.time()
   for d in datasets:
     print(run_dataset(d), flush=True)
+    if _DOCS.value and default and d in ('census', 'movielens'):
+      print('copied to', publish.publish(os.path.join(_OUTDIR.value, d), f'dcn_table/{d}',
+                                         ('table.md', 'table.csv', 'auc.png', 'logloss.png')))
   print(f'total wall time {time.time() - t0:.0f} s', flush=True)
 
 

@@ -16,6 +16,7 @@ import time
 from absl import app, flags
 
 from experiments import sweep
+from seqrec_jax import xla_cpu
 from seqrec_jax.configs import load_config
 
 _OUTDIR = flags.DEFINE_string('outdir', 'runs/demo', 'Where workdirs and the table go.')
@@ -30,6 +31,7 @@ SPEC = 'seqrec_jax/configs/din.py:synthetic'
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   from seqrec_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
   t_start = time.time()
   rows = []

@@ -2,7 +2,7 @@
 and DIN with Dice trained on the same data, embeddings and MLP, compared on test GAUC.
 
   bash launch.sh din_table            # quick default: movielens (latest-small) + synthetic,
-                                      # 5 seeds; rewrites the README block din_table:quick
+                                      # 5 seeds; copies the tables to docs/results/din_table/
   python -m experiments.din_table --full               # synthetic with 40k users (8x)
   python -m experiments.din_table --dataset=movielens \\
       --override=data.movielens.path=/data/ml-20m.zip --override=train.eval_every=5000
@@ -25,14 +25,13 @@ import ast
 import csv
 import math
 import os
-import re
 import time
 
 from absl import app, flags, logging
 import numpy as np
 
-from experiments import sweep
-from seqrec_jax import metrics
+from experiments import publish, resolved, sweep
+from seqrec_jax import metrics, xla_cpu
 
 FLAGS = flags.FLAGS
 
@@ -41,6 +40,9 @@ def define_flags():
   """Flags are defined only when run as a script, so tests can import this module next to
   other experiments that define flags of the same names (absl flags are global)."""
   flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Registered dataset names.')
+  flags.DEFINE_enum('protocol', 'adam', list(PROTOCOLS), 'Optimiser protocol of every row: adam '
+                    '(Adam 3e-3, cosine, batch 256) or paper (the DIN paper: SGD lr 1.0, '
+                    'exponential decay rate 0.1, batch 32); paper writes to <outdir>_paper.')
   flags.DEFINE_integer('seeds', 5, 'Seeds per model.')
   flags.DEFINE_list('models', [], 'Subset of rows by key (lr, base, wide_deep, pnn, deepfm, din, '
                     'din_dice); default all.')
@@ -50,8 +52,9 @@ def define_flags():
                             'e.g. data.movielens.path=/data/ml-20m.zip (applied last).')
   sweep.define_runs_per_group_flag()
   flags.adopt_module_key_flags(sweep)     # list --runs_per_group under this script's --help
-  flags.DEFINE_bool('readme', True, 'Rewrite the README block din_table:<quick|full> when every '
-                    'default dataset was run.')
+  flags.DEFINE_bool('docs', True, 'After a default run (default datasets, --outdir, all models, '
+                    'no --override) copy tables and plots to docs/results/din_table[_full]/ '
+                    '(experiments/publish.py; shown by docs/din_table.md).')
 
 
 # (key, label in the paper, overrides). The order is the paper's.
@@ -66,14 +69,15 @@ ROWS = (
     ('din_dice', 'DIN with Dice', {'model.name': 'din', 'model.activation': 'dice'}),
 )
 BASE = 'BaseModel'
-# DIN paper Table 3, user-weighted AUC (mean of 5 runs), as quoted in shared/DESIGN.md.
+# DIN paper Table 3, user-weighted AUC (mean of 5 runs), as quoted in docs/design.md.
 PAPER = {
-    'MovieLens-20M': {'BaseModel': 0.7300, 'Wide&Deep': 0.7304, 'PNN': 0.7321,
+    'MovieLens-20M': {'LR': 0.7263, 'BaseModel': 0.7300, 'Wide&Deep': 0.7304, 'PNN': 0.7321,
                       'DeepFM': 0.7324, 'DIN': 0.7337, 'DIN with Dice': 0.7348},
     'Amazon Electronics': {'LR': 0.7742, 'BaseModel': 0.8624, 'Wide&Deep': 0.8637,
                            'PNN': 0.8679, 'DeepFM': 0.8683, 'DIN': 0.8818,
                            'DIN with Dice': 0.8871},
 }
+RESOLVE = ('eval/test/gauc', 'eval/test/auc', 'eval/test/logloss')   # vs BaseModel, per seed
 METRICS = ('eval/test/gauc', 'rela_impr', 'eval/test/auc', 'eval/test/logloss',
            'eval/valid/gauc', 'best_step', 'params', 'examples_per_sec', 'wall_seconds')
 
@@ -90,7 +94,18 @@ PROTOCOL = {
     'model.attention.name': 'din', 'model.attention.inputs': ('q', 'k', 'q-k', 'q*k'),
     'model.attention.hidden': (80, 40), 'model.attention.activation': 'same',
     'model.attention.normalizer': 'none',
+    'train.save_predictions': True,        # test predictions for the bootstrap over users
 }
+# The DIN paper's protocol (Sec. 6.2-6.3; its released code: SGD, lr 1.0 -> 0.1, batch 32,
+# gradients clipped to global norm 5). The paper's "exponential decay, decay rate 0.1" is mapped
+# to lr(step) = 1.0 * 0.1 ** (step / total_steps): smooth, reaching 0.1 at the last step (the
+# released code drops 1.0 -> 0.1 once, at step 336000 of 50 epochs).
+PAPER_PROTOCOL = {
+    'data.batch_size': 32, 'optim.name': 'sgd', 'optim.learning_rate': 1.0,
+    'optim.schedule': 'exponential', 'optim.decay_rate': 0.1, 'optim.decay_steps': 0,
+    'optim.staircase': False, 'optim.clip_norm': 5.0,
+}
+PROTOCOLS = {'adam': {}, 'paper': PAPER_PROTOCOL}
 # Planted-interest generator (data/synthetic.py), every parameter pinned.
 SYNTHETIC = dict(num_users=5000, num_items=1000, num_cates=20, max_len=30, min_len=3,
                  impressions_per_user=10, max_interests=5, latent_dim=8, item_noise=0.2,
@@ -98,17 +113,19 @@ SYNTHETIC = dict(num_users=5000, num_items=1000, num_cates=20, max_len=30, min_l
                  item_bias_std=0.1, valid_frac=0.1, test_frac=0.1, seed=0)
 
 
-def size_overrides(dataset: str, full: bool) -> dict:
-  """PROTOCOL + per-dataset sizes; --override flags are applied after these."""
-  o = dict(PROTOCOL)
+def size_overrides(dataset: str, full: bool, protocol: str = 'adam') -> dict:
+  """PROTOCOL (+ PAPER_PROTOCOL) + per-dataset sizes; --override flags are applied after."""
+  o = {**PROTOCOL, **PROTOCOLS[protocol]}
+  # Batch 32 has 8x the steps of batch 256 per epoch: evaluate as often per epoch.
+  every = 8 if o['data.batch_size'] == 32 else 1
   if dataset == 'synthetic':
     gen = dict(SYNTHETIC, num_users=40000) if full else SYNTHETIC
     o.update({f'data.synthetic.{k}': v for k, v in gen.items()})
     # quick: 40k train rows, 4 epochs = 624 steps of 256; full: 320k rows, 5000 steps.
-    o.update({'train.num_epochs': 4.0, 'train.eval_every': 500 if full else 125})
+    o.update({'train.num_epochs': 4.0, 'train.eval_every': (500 if full else 125) * every})
   elif dataset == 'movielens':
     # latest-small: ~81k train rows = 316 steps/epoch. For ml-20m raise eval_every.
-    o.update({'train.num_epochs': 3.0, 'train.eval_every': 100})
+    o.update({'train.num_epochs': 3.0, 'train.eval_every': 100 * every})
   return o
 
 
@@ -125,7 +142,8 @@ def parse_overrides(items) -> dict:
   return out
 
 
-def make_cells(dataset: str, seeds: int, full: bool, models=(), extra=None) -> list[sweep.Cell]:
+def make_cells(dataset: str, seeds: int, full: bool, models=(), extra=None,
+               protocol: str = 'adam') -> list[sweep.Cell]:
   keys = [r[0] for r in ROWS]
   unknown = sorted(set(models) - set(keys))
   if unknown:
@@ -136,7 +154,8 @@ def make_cells(dataset: str, seeds: int, full: bool, models=(), extra=None) -> l
       continue
     for seed in range(seeds):
       cells.append(sweep.Cell({'model': label},
-                              {**size_overrides(dataset, full), **ov, **(extra or {})}, seed))
+                              {**size_overrides(dataset, full, protocol), **ov, **(extra or {})},
+                              seed))
   return cells
 
 
@@ -162,7 +181,7 @@ def dataset_table(rows, dataset: str, info: dict, outdir: str) -> str:
   """Per-dataset detail table (markdown + csv)."""
   head = ['Model', 'seeds', 'test GAUC', 'RelaImpr (GAUC)', 'test AUC', 'test logloss',
           'valid GAUC', 'params', 'best step', 's/run']
-  lines = [f'#### {dataset}', '', '| ' + ' | '.join(head) + ' |',
+  lines = [f'### {dataset}', '', '| ' + ' | '.join(head) + ' |',
            '|' + '---|' * len(head)]
   for r in rows:
     lines.append('| ' + ' | '.join([
@@ -261,22 +280,17 @@ def write_commands(records, outdir: str) -> None:
               f'{r["summary"]["eval/test/gauc"]:.4f} | `{r["command"]}` |\n')
 
 
-def update_readme(block: str, text: str, path: str = 'README.md') -> bool:
-  """Replaces the text between <!-- {block} --> and <!-- /{block} --> (if both exist)."""
-  if not os.path.exists(path):
-    return False
-  with open(path) as f:
-    readme = f.read()
-  pat = re.compile(rf'(<!-- {re.escape(block)} -->\n).*?(<!-- /{re.escape(block)} -->)', re.S)
-  if not pat.search(readme):
-    return False
-  with open(path, 'w') as f:
-    f.write(pat.sub(lambda m: m.group(1) + text + m.group(2), readme, count=1))
-  return True
+def result_files(datasets) -> list[str]:
+  """What a run leaves in --outdir for the docs: the report, the combined table and plot, and
+  each dataset's table, plot and commands."""
+  per_ds = ('table.md', 'table.csv', 'gauc.png', 'commands.md', 'resolved.md')
+  return (['report.md', 'table.md', 'table.csv', 'rela_impr.png']
+          + [f'{d}/{name}' for d in datasets for name in per_ds])
 
 
 def run_dataset(dataset: str, seeds: int, outdir: str) -> tuple[list[dict], str]:
-  cells = make_cells(dataset, seeds, FLAGS.full, FLAGS.models, parse_overrides(FLAGS.override))
+  cells = make_cells(dataset, seeds, FLAGS.full, FLAGS.models, parse_overrides(FLAGS.override),
+                     FLAGS.protocol)
   records = sweep.run_sweep(f'seqrec_jax/configs/din.py:{dataset}', cells, outdir,
                             runs_per_group=FLAGS.runs_per_group)
   add_rela_impr(records)
@@ -284,6 +298,13 @@ def run_dataset(dataset: str, seeds: int, outdir: str) -> tuple[list[dict], str]
   info = {k.split('/', 1)[1]: v for k, v in records[0]['summary'].items()
           if k.startswith('oracle/')}
   text = dataset_table(rows, dataset, info, outdir)
+  comp = resolved.compare(records, lambda r: r['group']['model'], BASE, outdir, RESOLVE,
+                          rows=[r[1] for r in ROWS])
+  res = resolved.markdown(comp, RESOLVE, f'#### {dataset}: which differences from {BASE} are '
+                          'resolved')
+  with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
+    f.write(res)
+  text += '\n' + res
   ref = {'oracle': info['test/oracle_gauc']} if 'test/oracle_gauc' in info else None
   sweep.plot_bars(rows, ['model'], 'eval/test/gauc', os.path.join(outdir, 'gauc.png'),
                   title=f'{dataset}: test GAUC (mean ± std over {seeds} seeds)', reference=ref)
@@ -293,33 +314,38 @@ def run_dataset(dataset: str, seeds: int, outdir: str) -> tuple[list[dict], str]
 
 def main(argv):
   del argv
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   logging.set_verbosity(logging.WARNING)    # orbax logs every save at INFO
   seeds = FLAGS.seeds
+  paper = FLAGS.protocol == 'paper'
+  outdir = FLAGS.outdir + ('_paper' if paper else '')
   size = 'full' if FLAGS.full else 'quick'
   t0, c0 = time.time(), time.process_time()
   per_ds, details = {}, []
   for dataset in FLAGS.dataset:
-    rows, text = run_dataset(dataset, seeds, os.path.join(FLAGS.outdir, dataset))
+    rows, text = run_dataset(dataset, seeds, os.path.join(outdir, dataset))
     per_ds[dataset], details = rows, details + [text]
-  os.makedirs(FLAGS.outdir, exist_ok=True)
-  combined = combined_table(per_ds, FLAGS.outdir)
-  plot_rela_impr(per_ds, os.path.join(FLAGS.outdir, 'rela_impr.png'))
+  os.makedirs(outdir, exist_ok=True)
+  combined = combined_table(per_ds, outdir)
+  plot_rela_impr(per_ds, os.path.join(outdir, 'rela_impr.png'))
   cell_s = sum(r['wall_seconds'] * r['n_seeds'] for rows in per_ds.values() for r in rows)
   wall, cpu = time.time() - t0, time.process_time() - c0
   report = (combined + '\n' + '\n'.join(details) + '\n'
-            f'{seeds} seeds per model. This invocation: {wall / 60:.1f} min wall, '
+            f'{seeds} seeds per model, protocol {FLAGS.protocol}. This invocation: '
+            f'{wall / 60:.1f} min wall, '
             f'{cpu / 60:.1f} min CPU (all threads); the cells (run now or by an earlier, '
             f'resumed invocation) took {cell_s / 60:.1f} min wall in total; s/run is a cell\'s '
             'wall time (train + evals). '
-            f'Outputs: {FLAGS.outdir}/ (table.md/.csv, rela_impr.png, <dataset>/table.md, '
+            f'Outputs: {outdir}/ (table.md/.csv, rela_impr.png, <dataset>/table.md, '
             'gauc.png, commands.md, cells/*.json).\n')
   print(report)
+  with open(os.path.join(outdir, 'report.md'), 'w') as f:
+    f.write(report)
   default_run = (set(FLAGS.dataset) == {'movielens', 'synthetic'} and not FLAGS.models
-                 and not FLAGS.override)
-  if FLAGS.readme and default_run:
-    block = f'din_table:{size}'
-    if update_readme(block, '\n' + report + '\n'):
-      print(f'README.md block {block} updated.')
+                 and not FLAGS.override and FLAGS.outdir == FLAGS['outdir'].default)
+  if FLAGS.docs and default_run:
+    study = ('din_table' if size == 'quick' else 'din_table_full') + ('_paper' if paper else '')
+    print('copied to', publish.publish(outdir, study, result_files(FLAGS.dataset)))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,5 @@
-"""seqrec_jax: JAX/Flax ranking models (DIN, multi-task, DCN)."""
-from seqrec_jax import xla_cpu as _xla_cpu
+"""seqrec_jax: JAX/Flax ranking models (DIN, multi-task, DCN).
 
-_xla_cpu.apply_defaults()  # before any JAX computation: see seqrec_jax/xla_cpu.py
+Importing the package has no side effects on the process: the CPU runtime defaults
+(seqrec_jax/xla_cpu.py) are applied by the entry points or by `xla_cpu.apply_defaults()`.
+"""

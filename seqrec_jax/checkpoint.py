@@ -4,13 +4,26 @@
 Each checkpoint stores the TrainState and a JSON `meta` item holding the run's fingerprint
 (model, dataset, parameter shapes) and the loop's bookkeeping (best metric, early stopping).
 Restoring into a run whose fingerprint differs is an error, not a silent mismatch.
+
+Integrity: `meta` also holds a CRC32 of every state leaf (single-process runs, where each
+array is fully addressable). A checkpoint that does not restore (truncated or garbage files)
+or whose restored state fails the checksum (flipped bits) is corrupt: resume falls back to
+the newest periodic checkpoint that restores and verifies, logs which steps it skipped and
+why, and moves them to `<workdir>/corrupt/` (kept for inspection; the replayed run saves
+those steps again). A corrupt `best/` is an error at resume, raised before anything in the
+workdir changes (metrics.jsonl keeps the finished run's summary).
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import zlib
 from typing import Any
 
+from absl import logging
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -18,9 +31,53 @@ class CheckpointMismatchError(ValueError):
   pass
 
 
+class CheckpointCorruptError(RuntimeError):
+  pass
+
+
+def state_checksum(state) -> str | None:
+  """CRC32 over every leaf's bytes, in tree order; None when a leaf is not fully addressable
+  (multi-process shards)."""
+  leaves = jax.tree.leaves(state)
+  if any(isinstance(x, jax.Array) and not x.is_fully_addressable for x in leaves):
+    return None
+  crc = 0
+  for x in jax.device_get(leaves):
+    crc = zlib.crc32(np.ascontiguousarray(x).view(np.uint8).reshape(-1), crc)
+  return f'{crc:08x}'
+
+
+def _meta_checksum(meta: dict) -> str:
+  rest = {k: v for k, v in meta.items() if k != 'meta_checksum'}
+  return f'{zlib.crc32(json.dumps(rest, sort_keys=True).encode()):08x}'
+
+
+def _reason(e: BaseException) -> str:
+  lines = str(e).strip().splitlines()
+  return f'{type(e).__name__}: {lines[0][:300] if lines else ""}'
+
+
 def param_fingerprint(params) -> dict[str, list[int]]:
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
   return {jax.tree_util.keystr(p): list(x.shape) for p, x in flat}
+
+
+def check_finite_losses(pending, ckpt: 'Checkpointer') -> None:
+  """Raises FloatingPointError at the first non-finite loss in `pending` ([(step, metrics)],
+  the steps since the last check). The loop calls it before every checkpoint, so no
+  checkpoint holds a state past a non-finite step (the step skips its update, but a
+  checkpoint after it would silently resume a run that skipped steps)."""
+  losses = jax.device_get([m['loss'] for _, m in pending])
+  for (step, _), loss in zip(pending, losses):
+    if not np.all(np.isfinite(loss)):
+      ckpt.wait()
+      last = ckpt.latest.latest_step()
+      where = ckpt.latest.directory
+      good = (f'the last good checkpoint is step {last} in {where}; a rerun resumes from it'
+              if last is not None else f'no checkpoint was written yet ({where})')
+      raise FloatingPointError(
+          f'non-finite training loss {loss} at step {step}; the last finite step is '
+          f'{step - 1}, {good}. For another learning rate or clip_norm use a fresh --workdir.')
 
 
 class Checkpointer:
@@ -28,6 +85,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, keep: int, fingerprint: dict[str, Any]):
     self.fingerprint = fingerprint
+    self.workdir = os.path.abspath(workdir)
     # Distinct barrier names per manager: with several processes, async saves of the same
     # step by both managers would otherwise collide on one coordination-service barrier.
     opts = lambda n, name: ocp.CheckpointManagerOptions(
@@ -43,7 +101,8 @@ class Checkpointer:
     return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
 
   def save(self, step: int, state, meta: dict, best: bool = False):
-    meta = dict(meta, fingerprint=self.fingerprint)
+    meta = dict(meta, fingerprint=self.fingerprint, checksum=state_checksum(state))
+    meta['meta_checksum'] = _meta_checksum(meta)
     mgr = self.best if best else self.latest
     mgr.save(step, args=self._args(state, meta), force=True)
 
@@ -63,24 +122,71 @@ class Checkpointer:
           '(name, checkpoint shape, model shape)); use a fresh --workdir or the same config')
 
   def _restore(self, mgr, step, abstract_state):
+    """(state, meta) of one checkpoint; CheckpointCorruptError if it does not restore or
+    verify, CheckpointMismatchError if another run wrote it."""
     where = f'{mgr.directory}/{step}'
-    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    try:
+      meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+      if not isinstance(meta, dict):
+        raise ValueError(f'meta is a {type(meta).__name__}, not a JSON object')
+      if 'meta_checksum' in meta and meta['meta_checksum'] != _meta_checksum(meta):
+        raise ValueError('meta checksum mismatch (the file changed after the save)')
+    except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
+      raise CheckpointCorruptError(f'{where}: meta does not restore ({_reason(e)})') from None
     self._check(meta, where)
-    out = mgr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    try:
+      out = mgr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointCorruptError(f'{where}: state does not restore ({_reason(e)})') from None
+    want = meta.get('checksum')
+    if want is not None:
+      got = state_checksum(out['state'])
+      if got is not None and got != want:
+        raise CheckpointCorruptError(f'{where}: state checksum {got} != {want} saved with it '
+                                     '(the files changed after the save)')
     return out['state'], out['meta']
 
+  def _set_aside(self, mgr, step: int, why: str):
+    src = os.path.join(os.fspath(mgr.directory), str(step))
+    dst = os.path.join(self.workdir, 'corrupt', f'{os.path.basename(os.fspath(mgr.directory))}'
+                       f'_{step}')
+    if jax.process_index() == 0 and os.path.exists(src):
+      shutil.rmtree(dst, ignore_errors=True)
+      os.makedirs(os.path.dirname(dst), exist_ok=True)
+      shutil.move(src, dst)
+      logging.warning('skipped checkpoint %s: %s; moved to %s', src, why, dst)
+    mgr.reload()
+
   def restore_latest(self, abstract_state):
-    """Returns (state, meta) of the newest periodic checkpoint, or None if there is none."""
-    step = self.latest.latest_step()
-    if step is None:
-      return None
+    """Returns (state, meta) of the newest periodic checkpoint that restores and verifies, or
+    None if there is none (corrupt ones are set aside). Also checks that `best/` restores."""
+    restored, skipped, good = None, [], -1
+    for step in sorted(self.latest.all_steps(), reverse=True):
+      try:
+        restored, good = self._restore(self.latest, step, abstract_state), step
+        break
+      except CheckpointCorruptError as e:
+        skipped.append(step)
+        self._set_aside(self.latest, step, str(e))
+    if skipped:
+      logging.warning('resuming from %s (skipped corrupt checkpoints %s)',
+                      f'step {good}' if restored else 'scratch', skipped)
     # A 'best' saved after this step (killed before the next periodic save) would be saved
     # again when the run replays that step: drop it so the replay is exact.
     for s in list(self.best.all_steps()):
-      if s > step:
+      if s > good:
         self.best.delete(s)
-    return self._restore(self.latest, step, abstract_state)
+    if self.best.latest_step() is not None:
+      try:
+        self.restore_best(abstract_state)
+      except CheckpointCorruptError as e:
+        raise CheckpointCorruptError(
+            f'{e}. It holds the state this run selected on the validation split, which cannot '
+            f'be recomputed by resuming; nothing in {self.workdir} was changed (metrics.jsonl '
+            'keeps the last summary). Restore the files, or start afresh in a new --workdir.'
+        ) from None
+    return restored
 
   def restore_best(self, abstract_state):
     step = self.best.latest_step()

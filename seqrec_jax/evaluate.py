@@ -1,6 +1,7 @@
 """Evaluation over a whole split: batched jitted predictions, host-side metrics."""
 from __future__ import annotations
 
+import os
 from typing import Callable, Sequence
 
 import jax
@@ -52,3 +53,30 @@ def split_metrics(preds, labels, users, tasks: Sequence[Task], prefix: str) -> d
     for metric, vals in per_metric.items():
       out[f'{prefix}/mean/{metric}'] = float(np.mean(vals))
   return out
+
+
+def predictions_path(workdir: str, split: str, run: int | None = None) -> str:
+  """<workdir>/predictions_<split>.npz, or predictions_<split>_run<r>.npz for run r of a group."""
+  suffix = '' if run is None else f'_run{run}'
+  return os.path.join(workdir, f'predictions_{split}{suffix}.npz')
+
+
+def save_predictions(workdir: str, split: str, preds, labels, users, run: int | None = None):
+  """Writes preds [N, T] (float32), labels [N, T] (uint8 for 0/1, else float32), users [N]."""
+  labels = np.asarray(labels)
+  small = np.all((labels == 0) | (labels == 1))
+  path = predictions_path(workdir, split, run)
+  os.makedirs(workdir, exist_ok=True)
+  tmp = path + '.tmp.npz'
+  np.savez(tmp, preds=np.asarray(preds, np.float32),
+           labels=labels.astype(np.uint8 if small else np.float32), users=np.asarray(users))
+  os.replace(tmp, path)
+
+
+def load_predictions(workdir: str, split: str = 'test', run: int | None = None):
+  """(preds [N, T], labels [N, T], users [N]) or None when the run saved none."""
+  path = predictions_path(workdir, split, run)
+  if not os.path.exists(path):
+    return None
+  with np.load(path) as f:
+    return f['preds'], f['labels'].astype(np.float64), f['users']

@@ -14,6 +14,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from seqrec_jax import distributed  # defines --distributed, --coordinator_address, ...
+from seqrec_jax import xla_cpu
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, e.g. seqrec_jax/configs/din.py:synthetic', lock_config=True)
@@ -24,6 +25,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before the backend starts
   distributed.initialize_from_flags()  # before anything touches devices
   from seqrec_jax import train  # pylint: disable=g-import-not-at-top  (keeps --help fast)
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

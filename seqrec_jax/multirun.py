@@ -117,9 +117,6 @@ def _check_value(config, key: str, v, num_tasks):
     raise ValueError(f'{where}: must be a number')
   if key == 'model.dropout' and not 0.0 <= v < 1.0:
     raise ValueError(f'{where}: a dropout rate must be in [0, 1)')
-  if key == 'optim.weight_decay' and config.optim.name != 'adamw':
-    raise ValueError(f'{where}: config.optim.name={config.optim.name!r} ignores weight decay '
-                     "(only 'adamw' uses it)")
 
 
 def run_config(config, run: Run) -> ml_collections.ConfigDict:
@@ -186,12 +183,18 @@ def dropout_rate(keep_prob):
     yield
 
 
+def run_tx(make_tx, h):
+  """The optimiser of one run from its hyper-parameters {name: value} (traced in the step;
+  the group's state is initialised with the same overrides, so the structures agree)."""
+  return make_tx(**{k: h[k] for k in ('learning_rate', 'weight_decay') if k in h})
+
+
 def group_train_step(state, batch, rng, hp, active, *, tasks, make_tx):
   """state: TrainState with [S] leaves; batch [S, B, ...]; rng [S] keys; hp {name: [S, ...]};
   active [S] bool: runs that stopped early keep their state (masked, not removed)."""
 
   def one(st, b, r, h):
-    tx = make_tx(**{k: h[k] for k in ('learning_rate', 'weight_decay') if k in h})
+    tx = run_tx(make_tx, h)
     ctx = dropout_rate(h['dropout_keep']) if 'dropout_keep' in h else contextlib.nullcontext()
     with ctx:
       new, m = steps.train_step(st.replace(tx=tx), b, r, tasks=tasks,

@@ -30,7 +30,7 @@ class TrainState(struct.PyTreeNode):
 
 
 OPTIMIZERS = ('adam', 'adamw', 'adagrad', 'sgd')
-SCHEDULES = ('constant', 'cosine', 'linear')
+SCHEDULES = ('constant', 'cosine', 'linear', 'exponential')
 
 
 def make_schedule(cfg, num_steps: int, learning_rate=None):
@@ -42,6 +42,12 @@ def make_schedule(cfg, num_steps: int, learning_rate=None):
     sched = optax.cosine_decay_schedule(lr, max(num_steps - cfg.warmup_steps, 1))
   elif cfg.schedule == 'linear':
     sched = optax.linear_schedule(lr, 0.0, max(num_steps - cfg.warmup_steps, 1))
+  elif cfg.schedule == 'exponential':
+    # lr * decay_rate ** (step / decay_steps); decay_steps 0 = the whole run (after warmup),
+    # so the rate is reached at the last step. staircase: one drop per decay_steps.
+    sched = optax.exponential_decay(
+        lr, cfg.get('decay_steps', 0) or max(num_steps - cfg.warmup_steps, 1),
+        cfg.get('decay_rate', 0.1), staircase=cfg.get('staircase', False))
   else:
     raise ValueError(f'unknown schedule {cfg.schedule!r} (config.optim.schedule); '
                      f'choose from {SCHEDULES}')
@@ -55,8 +61,13 @@ def make_optimizer(cfg, num_steps: int, learning_rate=None,
                    weight_decay=None) -> optax.GradientTransformation:
   """cfg: config.optim (name, learning_rate, schedule, warmup_steps, clip_norm, weight_decay).
 
-  learning_rate / weight_decay: override cfg's values; a multi-run group passes per-run traced
-  scalars here (seqrec_jax/multirun.py), the state structure does not depend on them."""
+  weight_decay: adamw's decoupled decay; for adam, adagrad and sgd a plain L2 penalty on every
+  parameter, (weight_decay / 2) * ||theta||^2 (its gradient weight_decay * theta is added
+  before clipping and the optimiser): the DIN paper's dense "L2" baseline.
+
+  learning_rate / weight_decay: override cfg's values with per-run traced scalars in a
+  multi-run group (seqrec_jax/multirun.py); an overridden weight decay always builds the L2
+  step (a zero decay adds 0 * theta), so every run of the group has one state structure."""
   sched = make_schedule(cfg, num_steps, learning_rate)
   wd = cfg.weight_decay if weight_decay is None else weight_decay
   if cfg.name == 'adam':
@@ -72,4 +83,6 @@ def make_optimizer(cfg, num_steps: int, learning_rate=None,
                      f'choose from {OPTIMIZERS}')
   if cfg.clip_norm > 0:
     opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
+  if cfg.name != 'adamw' and (weight_decay is not None or cfg.weight_decay):
+    opt = optax.chain(optax.add_decayed_weights(wd), opt)
   return opt

@@ -52,12 +52,15 @@ def train_step(state: TrainState, batch, rng, *, tasks: Sequence[Task], sync_gra
   def loss_fn(params):
     logits, new_vars = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats}, batch, train=True,
-        mutable=['batch_stats', 'diagnostics'], rngs={'dropout': rng})
+        mutable=['batch_stats', 'diagnostics', 'losses'], rngs={'dropout': rng})
     logits = logits.reshape(logits.shape[0], -1)
     per = task_losses(logits, labels_of(batch), tasks, batch.get('weight'))
-    return (per * task_w).sum(), (per, new_vars)
+    # Penalties a model sowed with self.sow('losses', name, value) (e.g. MBA) join the loss.
+    reg = sum(jnp.sum(x) for x in jax.tree.leaves(new_vars.get('losses', {})))
+    return (per * task_w).sum() + reg, (per, new_vars, reg)
 
-  (loss, (per, new_vars)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (per, new_vars, reg)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
   if sync_grads is not None:
     grads = sync_grads(grads)
 
@@ -76,6 +79,8 @@ def train_step(state: TrainState, batch, rng, *, tasks: Sequence[Task], sync_gra
   # sqrt(sum of vdots): BLAS dots instead of square + reduce passes over the embedding grads.
   grad_norm = jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree.leaves(grads)))
   metrics = {'loss': loss, 'grad_norm': grad_norm}
+  if new_vars.get('losses'):
+    metrics['reg_loss'] = reg          # part of 'loss'; the data loss is loss - reg_loss
   for j, t in enumerate(tasks):
     if len(tasks) > 1:
       metrics[f'loss/{t.name}'] = per[j]

@@ -19,37 +19,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqrec_jax import evaluate, models, multirun, parallel, steps
-from seqrec_jax.checkpoint import Checkpointer, param_fingerprint
+from seqrec_jax import evaluate, models, multirun, parallel, platform_defaults, steps
+from seqrec_jax import workdir as workdir_lib
+from seqrec_jax.configs import validate
+from seqrec_jax.checkpoint import Checkpointer, check_finite_losses, param_fingerprint
 from seqrec_jax.data import load_dataset
 from seqrec_jax.data import packing
 from seqrec_jax.data.pipeline import train_batches
+from seqrec_jax.metric_writers import MetricsWriter
 from seqrec_jax.multirun import VARY_KEYS  # noqa: F401  (re-exported for experiments/sweep.py)
 from seqrec_jax.state import TrainState, make_optimizer
 
 
 # Seconds to sleep after each step; only for tests that SIGKILL a run mid-training.
 _STEP_DELAY = float(os.environ.get('SEQREC_TEST_STEP_DELAY', '0') or 0)
-
-
-class MetricsWriter:
-  """JSON lines in workdir/metrics.jsonl, written by process 0 only."""
-
-  def __init__(self, workdir: str, resume_step: int):
-    self.path = os.path.join(workdir, 'metrics.jsonl')
-    self.enabled = jax.process_index() == 0
-    if self.enabled and os.path.exists(self.path):
-      # Drop records past the restored step: the resumed run writes them again.
-      with open(self.path) as f:
-        keep = [l for l in f if l.strip() and json.loads(l).get('step', 0) <= resume_step
-                and 'summary' not in json.loads(l)]
-      with open(self.path, 'w') as f:
-        f.writelines(keep)
-
-  def write(self, record: dict[str, Any]):
-    if self.enabled:
-      with open(self.path, 'a') as f:
-        f.write(json.dumps(record, sort_keys=True) + '\n')
 
 
 def _dummy_batch(ds, n: int):
@@ -120,12 +103,17 @@ class Program:
   def tasks(self):
     return self.ds.spec.tasks
 
-  def evaluate(self, state, split: str) -> list[dict[str, float]]:
-    """Metrics of every run on a whole split, as one list of S dicts."""
+  def evaluate(self, state, split: str, save_to: str | None = None) -> list[dict[str, float]]:
+    """Metrics of every run on a whole split, as one list of S dicts. save_to: a workdir
+    for the predictions (train.save_predictions; studies bootstrap over test users)."""
     preds, labels, users = evaluate.predict(
         self.eval_fn, state, self.ds.splits[split], self.config.data.eval_batch_size,
         self.to_device, jax.process_index(), jax.process_count(), run_axis=self.runs is not None)
     preds = preds[None] if self.runs is None else preds
+    if save_to is not None and jax.process_index() == 0:
+      for s, p in enumerate(preds):
+        evaluate.save_predictions(save_to, split, p, labels, users,
+                                  None if self.runs is None else s)
     return [evaluate.split_metrics(p, labels, users, self.tasks, f'eval/{split}') for p in preds]
 
   def meta_item(self, metas: list[dict], step: int) -> dict:
@@ -148,6 +136,7 @@ def build_program(config) -> Program:
   """Data, model, mesh and compiled steps for config (one run, or a group: multirun.py)."""
   ds = load_dataset(config.data)         # validates ids/NaNs before any step
   tasks = ds.spec.tasks
+  validate.check_selection(config, tasks)   # select_metric/select_task vs the tasks
   part = parallel.Partitioner(config.parallel)   # mesh, shardings, jit or pmap
   gb = config.data.batch_size
   part.check_batch_size(gb)
@@ -200,7 +189,8 @@ def _group_program(config, ds, part, total_steps, loss_w, fingerprint) -> Progra
                  '(docs/multirun.md)')
   model = models.build_model(multirun.model_config(config, runs), ds.spec)
   make_tx = multirun.make_tx_fn(config.optim, total_steps)
-  init_fn = _init_fn(model, ds, make_tx())
+  hp = multirun.hparam_arrays(config, runs)
+  init_fn = _init_fn(model, ds, multirun.run_tx(make_tx, {k: v[0] for k, v in hp.items()}))
   keys = [jax.random.split(jax.random.key(r.seed)) for r in runs]
   step_rngs = jnp.stack([k[1] for k in keys])
   single_sh = part.state_shardings(jax.eval_shape(init_fn, keys[0][0]))
@@ -209,7 +199,6 @@ def _group_program(config, ds, part, total_steps, loss_w, fingerprint) -> Progra
       jax.eval_shape(jax.vmap(init_fn), jnp.stack([k[0] for k in keys])), state_sh)
   fingerprint.update(params=param_fingerprint(abstract.params), runs=len(runs))
   on_runs = multirun.run_axis_sharding(mesh)
-  hp = multirun.hparam_arrays(config, runs)
   if loss_w and 'loss_weights' not in hp:
     hp['loss_weights'] = np.tile(np.asarray(loss_w, np.float32), (len(runs), 1))
   hp, step_rngs = jax.device_put((hp, step_rngs), on_runs)
@@ -279,18 +268,22 @@ def init_or_restore(prog: Program, ckpt: Checkpointer, workdir: str):
   return state, Progress(start, metas, best)
 
 
-def _check_finite(prog: Program, pending, active, ckpt: Checkpointer, workdir: str):
-  """Raises on the first non-finite loss of an active run among the pending steps' metrics
-  (before anything past that step is saved: the last good checkpoint stays the latest)."""
-  for s, mm in pending:
+def _check_finite(prog: Program, pending, active, ckpt: Checkpointer):
+  """Raises on the first non-finite loss of an active run among the pending steps' metrics;
+  called before every checkpoint, so none holds a state past a non-finite step."""
+  if prog.runs is None:
+    check_finite_losses(pending, ckpt)
+    return
+  for s, mm in jax.device_get(pending):
     loss = np.reshape(mm['loss'], (-1,))
     for r in np.flatnonzero(active & ~np.isfinite(loss)):
       ckpt.wait()
-      who = '' if prog.runs is None else (
-          f' in run {r} (seed {prog.runs[r].seed}, {prog.runs[r].hparams})')
+      last = ckpt.latest.latest_step()
       raise FloatingPointError(
-          f'non-finite training loss {loss[r]} at step {s}{who}; the last good '
-          f'checkpoint is step {ckpt.latest.latest_step()} in {workdir}')
+          f'non-finite training loss {loss[r]} at step {s} in run {r} (seed '
+          f'{prog.runs[r].seed}, {prog.runs[r].hparams}) of the group; the last good '
+          f'checkpoint is step {last} in {ckpt.latest.directory}. Runs of a group stop '
+          'together: rerun without this point in a fresh --workdir.')
 
 
 def evaluate_and_select(prog: Program, state, prog_state: Progress, sel_key: str,
@@ -319,7 +312,7 @@ def evaluate_and_select(prog: Program, state, prog_state: Progress, sel_key: str
   return improved
 
 
-def train_loop(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer, workdir: str):
+def train_loop(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer):
   """Steps from ps.step to the end (or until every run stopped early); evaluates, selects,
   logs and checkpoints on the config's cadence. Returns the last state."""
   config = prog.config
@@ -353,11 +346,10 @@ def train_loop(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer, w
       is_eval = step % config.train.eval_every == 0 or step == prog.total_steps
       is_save = is_eval or step % config.train.checkpoint_every == 0
       is_log = step % config.train.log_every == 0 or is_eval
-      if is_log or is_save:
-        host = jax.device_get(pending)
-        _check_finite(prog, host, active, ckpt, workdir)
+      if is_log or is_save:   # every pending step's loss, before any checkpoint of the state
+        _check_finite(prog, pending, active, ckpt)
       if is_log:
-        last = {k: np.reshape(v, (S,)) for k, v in host[-1][1].items()}
+        last = {k: np.reshape(v, (S,)) for k, v in jax.device_get(pending[-1][1]).items()}
         seen += gb * S * len(pending)
         pending = []
         rate = max(seen, 0) / max(time.time() - t0 - paused, 1e-9)
@@ -387,7 +379,8 @@ def train_loop(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer, w
   return state
 
 
-def final_report(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer):
+def final_report(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer,
+                 workdir: str):
   """Model selection on valid: every run's best-valid state, reported on valid and test.
   Returns the single run's summary, or a group's {'runs': [summary per run], ...}."""
   config = prog.config
@@ -399,7 +392,8 @@ def final_report(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer)
   steps_of = np.reshape(jax.device_get(state.step), (-1,))
   per_run_seen = ps.seen // S
   train_time = ps.train_seconds
-  valid, test = prog.evaluate(final_state, 'valid'), prog.evaluate(final_state, 'test')
+  save = workdir if config.train.get('save_predictions', False) else None
+  valid, test = prog.evaluate(final_state, 'valid'), prog.evaluate(final_state, 'test', save)
   summaries = []
   for s in range(S):
     summary = {'model': config.model.name, 'dataset': config.data.name,
@@ -430,16 +424,18 @@ def final_report(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer)
   return out
 
 
+@workdir_lib.guard   # config validation, workdir lock, config.json compared on resume
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """Trains config.model on config.data; returns the summary (also the last metrics line).
   With config.train.runs/run_seeds/vary it trains a group of runs as one program
   (seqrec_jax/multirun.py) and returns {'runs': [one summary per run], ...}."""
+  config = platform_defaults.resolve(config)   # keys left at None: this platform's speed values
   os.makedirs(workdir, exist_ok=True)
   prog = build_program(config)
   ckpt = Checkpointer(workdir, config.train.keep_checkpoints, prog.fingerprint)
   state, ps = init_or_restore(prog, ckpt, workdir)
-  writer = MetricsWriter(workdir, ps.step)
-  state = train_loop(prog, state, ps, ckpt, writer, workdir)
-  summary = final_report(prog, state, ps, ckpt, writer)
+  writer = MetricsWriter(workdir, ps.step, hparams=config)
+  state = train_loop(prog, state, ps, ckpt, writer)
+  summary = final_report(prog, state, ps, ckpt, writer, workdir)
   ckpt.close()
   return summary

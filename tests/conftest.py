@@ -10,6 +10,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+# The entry points' CPU runtime defaults (seqrec_jax/xla_cpu.py), applied explicitly as
+# seqrec_jax.main does, so the tests run the configuration users run.
+from seqrec_jax import xla_cpu  # noqa: E402  pylint: disable=g-import-not-at-top
+
+xla_cpu.apply_defaults()
+
 
 @pytest.fixture
 def tiny_config():

@@ -58,7 +58,7 @@ def run(layout: str, cfg, ds, batches, num_steps: int):
   t0 = time.time()
   for i, b in enumerate(batches[:num_steps]):
     state, m = p_train(state, part.train_batch(b), rng)
-    m['loss'].block_until_ready()  # CPU multi-device: wait each step (see DESIGN.md)
+    m['loss'].block_until_ready()  # CPU multi-device: wait each step (see docs/design.md)
     if i == 0:
       t1 = time.time()
     metrics.append(jax.device_get(m))

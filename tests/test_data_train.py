@@ -15,7 +15,7 @@ FIX = os.path.join(os.path.dirname(__file__), 'fixtures')
 def test_training_loop_runs_on_movielens_fixture(tmp_path):
   dataset, path = 'movielens', os.path.join(FIX, 'movielens', 'ml-1m')
   from seqrec_jax import train  # pylint: disable=g-import-not-at-top
-  c = din.get_config(f'{dataset},base')   # DIN itself is timed by the README run
+  c = din.get_config(f'{dataset},base')   # DIN itself is timed in docs/datasets.md
   c.data.data_dir = str(tmp_path / 'data')
   c.data[dataset].path = path
   c.data[dataset].max_len = 4

@@ -1,11 +1,11 @@
-"""experiments/din_table.py without training: cells, configs, RelaImpr, tables, README block."""
+"""experiments/din_table.py without training: cells, configs, RelaImpr, tables, docs results."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from experiments import din_table, sweep
+from experiments import din_table, publish, sweep
 from seqrec_jax.configs import load_config
 
 
@@ -20,6 +20,17 @@ def test_every_cell_is_a_valid_config(dataset, full):
     assert cfg.train.select_metric == 'gauc'
   dice = [c for c in cells if c.group['model'] == 'DIN with Dice'][0]
   assert (dice.overrides['model.name'], dice.overrides['model.activation']) == ('din', 'dice')
+
+
+@pytest.mark.parametrize('dataset', ['synthetic', 'movielens'])
+def test_paper_protocol_cells(dataset):
+  adam = din_table.make_cells(dataset, 1, False, ['din'])[0]
+  paper = din_table.make_cells(dataset, 1, False, ['din'], protocol='paper')[0]
+  cfg = load_config(f'seqrec_jax/configs/din.py:{dataset}', dict(paper.overrides, seed=0))
+  assert (cfg.optim.name, cfg.optim.learning_rate, cfg.optim.schedule, cfg.data.batch_size,
+          cfg.optim.decay_rate, cfg.optim.clip_norm) == ('sgd', 1.0, 'exponential', 32, 0.1, 5.0)
+  assert cfg.train.eval_every == 8 * adam.overrides['train.eval_every']   # same evals per epoch
+  assert paper.id != adam.id and cfg.train.save_predictions
 
 
 def test_user_overrides_win_and_unknown_rows_fail():
@@ -71,9 +82,17 @@ def test_tables_rela_impr_and_resume(tmp_path):
   assert [r['id'] for r in again] == [r['id'] for r in records]
 
 
-def test_update_readme_replaces_only_its_block(tmp_path):
-  p = tmp_path / 'README.md'
-  p.write_text('a\n<!-- din_table:quick -->\nold\n<!-- /din_table:quick -->\nb\n')
-  assert din_table.update_readme('din_table:quick', 'new\n', str(p))
-  assert p.read_text() == 'a\n<!-- din_table:quick -->\nnew\n<!-- /din_table:quick -->\nb\n'
-  assert not din_table.update_readme('din_table:full', 'x', str(p))
+def test_default_run_results_reach_the_docs_page(tmp_path):
+  out, docs = tmp_path / 'runs', tmp_path / 'docs'
+  names = din_table.result_files(['movielens', 'synthetic'])
+  assert 'report.md' in names and 'synthetic/gauc.png' in names
+  for name in names:
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(f'{name}\n')
+  docs.mkdir()
+  inc = 'results/din_table/report.md'
+  (docs / 'din_table.md').write_text(f'a\n<!-- include:{inc} -->\nold\n<!-- /include:{inc} -->\n')
+  publish.publish(str(out), 'din_table', names, docs=str(docs))
+  assert (docs / 'results/din_table/movielens/commands.md').read_text() == 'movielens/commands.md\n'
+  assert (docs / 'din_table.md').read_text() == (
+      f'a\n<!-- include:{inc} -->\nreport.md\n<!-- /include:{inc} -->\n')

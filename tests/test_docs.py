@@ -76,6 +76,18 @@ def test_launch_sh_knows_every_documented_command():
   assert not missing, f'commands not in launch.sh: {missing}'
 
 
+def test_nothing_points_to_the_old_design_notes():
+  old = 'DESIGN' + '.md'        # split so this file does not match itself
+  hits = []
+  for top in ('seqrec_jax', 'experiments', 'benchmarks', 'tests', 'docs'):
+    for path in glob.glob(os.path.join(ROOT, top, '**', '*.*'), recursive=True):
+      if path.endswith(('.py', '.md', '.sh', '.toml')):
+        with open(path, encoding='utf-8', errors='replace') as f:
+          if old in f.read():
+            hits.append(os.path.relpath(path, ROOT))
+  assert not hits, f'{old} is docs/design.md now: {hits}'
+
+
 def test_ci_runs_the_test_command():
   assert re.search(r'^bash launch\.sh test\b', _read('.ci/run'), re.M)
 

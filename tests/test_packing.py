@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from seqrec_jax import models, parallel, steps, train
+from seqrec_jax import models, parallel, platform_defaults, steps, train
 from seqrec_jax.configs import default
 from seqrec_jax.data import packing
 from seqrec_jax.data.features import DataSpec
@@ -151,8 +151,10 @@ def test_packed_train_steps_follow_the_dense_trajectory():
 def test_training_run_with_packing_matches_padded_run(tiny_config, tmp_path):
   """train.py packs its train and eval batches (single device); the summary is the same."""
   cfg = tiny_config
+  cfg.data.pack_history = True                # on every platform (its default is per platform)
   cfg.data.pack_max_fill = 1.0                # pack every batch, whatever its padding
-  assert train._packer(cfg, parallel.Partitioner(cfg.parallel)) is not None  # pylint: disable=protected-access
+  resolved = platform_defaults.resolve(cfg)   # as train_and_evaluate does
+  assert train._packer(resolved, parallel.Partitioner(cfg.parallel)) is not None  # pylint: disable=protected-access
   packed = train.train_and_evaluate(cfg, str(tmp_path / 'packed'))
   cfg.data.pack_history = False
   padded = train.train_and_evaluate(cfg, str(tmp_path / 'padded'))

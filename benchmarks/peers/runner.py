@@ -3,7 +3,8 @@
 Systems: 'torch' (plain PyTorch DIN, eager), 'torch_compile' (the same under torch.compile),
 'deepctr_torch' (DeepCTR-Torch 0.3 DIN), 'torch_rechub' (torch-rechub DIN). All train with
 BCE + Adam(lr 1e-3) on the same numpy batches (converted with torch.from_numpy each step,
-the analogue of the JAX host-to-device transfer) and score under torch.inference_mode.
+the analogue of the JAX host-to-device transfer; moved to `device` when that is a GPU) and
+score under torch.inference_mode.
 A serving request (one user, N candidates) is scored as a batch whose history is the user's
 history expanded (a view, no copy) to N rows, the way these libraries are called.
 """
@@ -15,14 +16,15 @@ import torch
 from benchmarks import data as bd
 
 
-def _tensors(batch):
-  return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+def _tensors(batch, device='cpu'):
+  t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+  return t if device == 'cpu' else {k: v.to(device, non_blocking=True) for k, v in t.items()}
 
 
-def _expand(req):
+def _expand(req, device='cpu'):
   """Request -> batch with the history expanded (view) to N rows."""
   n = len(req['target_item'])
-  t = _tensors(req)
+  t = _tensors(req, device)
   for k in ('user_id', 'hist_items', 'hist_cates', 'hist_mask'):
     t[k] = t[k].expand(n, *t[k].shape[1:])
   return t
@@ -33,9 +35,10 @@ class TorchSystem:
   framework = 'torch'
 
   def __init__(self, module, adapt=lambda t: t, compile_model: bool = False,
-               seq_len: int = 50):
+               seq_len: int = 50, device: str = 'cpu'):
     torch.manual_seed(0)
-    self.module = module
+    self.device = device
+    self.module = module.to(device)
     self.adapt = adapt
     self.fwd = torch.compile(module) if compile_model else module
     self.opt = torch.optim.Adam(module.parameters(), lr=1e-3)
@@ -47,7 +50,7 @@ class TorchSystem:
     self.module.train()
     loss = None
     for _ in range(num_steps):
-      b = _tensors(self.batches[self._i % len(self.batches)])
+      b = _tensors(self.batches[self._i % len(self.batches)], self.device)
       self._i += 1
       self.opt.zero_grad(set_to_none=True)
       loss = self.loss(self.fwd(self.adapt(b)), b['label'])
@@ -58,12 +61,12 @@ class TorchSystem:
   def serve(self, request) -> np.ndarray:
     self.module.eval()
     with torch.inference_mode():
-      return torch.sigmoid(self.fwd(self.adapt(_expand(request)))).numpy()
+      return torch.sigmoid(self.fwd(self.adapt(_expand(request, self.device)))).cpu().numpy()
 
   def score(self, batch) -> np.ndarray:
     self.module.eval()
     with torch.inference_mode():
-      return torch.sigmoid(self.fwd(self.adapt(_tensors(batch)))).numpy()
+      return torch.sigmoid(self.fwd(self.adapt(_tensors(batch, self.device)))).cpu().numpy()
 
 
 def _ids(t):
@@ -71,10 +74,11 @@ def _ids(t):
   return {k: (v.long() if v.dtype == torch.int32 else v) for k, v in t.items()}
 
 
-def make_torch(seq_len: int, activation: str = 'dice', compile_model: bool = False):
+def make_torch(seq_len: int, activation: str = 'dice', compile_model: bool = False,
+               device: str = 'cpu'):
   from benchmarks.peers.torch_din import TorchDin  # pylint: disable=g-import-not-at-top
   m = TorchDin(bd.NUM_ITEMS, bd.NUM_CATES, bd.EMBED_DIM, bd.ATT_HIDDEN, bd.HIDDEN, activation)
-  return TorchSystem(m, _ids, compile_model, seq_len)
+  return TorchSystem(m, _ids, compile_model, seq_len, device)
 
 
 def make_deepctr_torch(seq_len: int, activation: str = 'dice'):
@@ -162,8 +166,8 @@ def make_torch_rechub(seq_len: int, activation: str = 'dice'):
 
 
 SYSTEMS = {
-    'torch': lambda L, act: make_torch(L, act, False),
-    'torch_compile': lambda L, act: make_torch(L, act, True),
+    'torch': lambda L, act, device='cpu': make_torch(L, act, False, device),
+    'torch_compile': lambda L, act, device='cpu': make_torch(L, act, True, device),
     'deepctr_torch': make_deepctr_torch,
     'torch_rechub': make_torch_rechub,
 }

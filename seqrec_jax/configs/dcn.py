@@ -41,7 +41,7 @@ def get_config(arg: str = 'census'):
   elif dataset == 'movielens':
     # Target [item, genre] + mean-pooled history (x0 width 4 * embed_dim = 64). Sum pooling
     # (scale grows with history length) made every model's valid logloss swing between evals
-    # and the test AUC std ~0.02 over seeds; mean pooling: ~0.003 (README, section dcn).
+    # and the test AUC std ~0.02 over seeds; mean pooling: ~0.003 (docs/dcn.md).
     c.model.embed_dim = 16
     c.model.hidden = (200, 80)
     c.model.pooling = 'mean'

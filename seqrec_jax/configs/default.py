@@ -18,11 +18,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.eval_batch_size = 2048      # global; the last batch is padded, not dropped
   c.data.allow_empty_history = True  # a new user with no behaviours is a valid input
   # Attention on real behaviours only (data/packing.py; same maths, single-device runs):
-  # packed row counts are rounded to batch_size * max_len / pack_buckets (compiled shapes).
-  c.data.pack_history = True
-  c.data.pack_buckets = 32
-  c.data.pack_max_fill = 0.8         # batches with more real positions stay padded
+  # packed row counts are rounded to batch_size * max_len / pack_buckets (compiled shapes);
+  # batches with more than pack_max_fill real positions stay padded. None = the platform's
+  # default (seqrec_jax/platform_defaults.py: cpu True / 32 / 0.8; gpu, tpu padded).
+  c.data.pack_history = ml_collections.FieldReference(None, field_type=bool)
+  c.data.pack_buckets = ml_collections.FieldReference(None, field_type=int)
+  c.data.pack_max_fill = ml_collections.FieldReference(None, field_type=float)
   c.data.tasks = ()                  # subset of the dataset's tasks, e.g. ('income',); () = all
+  c.data.item_top_k = 0              # > 0: keep the k most frequent train item ids, rest -> 0
   c.data.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULTS))
   # Real datasets (data/movielens.py, amazon.py, census.py, criteo.py): prepared once by a TFDS
   # builder into data_dir ('' = $SEQREC_DATA_DIR or ~/.cache/seqrec_jax), rebuilt only when the
@@ -44,6 +47,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.activation = 'dice'        # dice | prelu | relu | sigmoid
   c.model.dice_eps = 1e-8            # DIN paper eq. 9
   c.model.dropout = 0.0
+  # DIN paper Sec. 4.3.1 / Table 4 regularisers (base, din, dnn, dcn, dcnv2). mba_lambda > 0:
+  # mini-batch aware L2 on embedding rows present in the batch, weighted by 1 / n_j (eq. 6);
+  # embed_dropout: zero each looked-up id vector with this probability (paper: 0.5).
+  c.model.mba_lambda = 0.0
+  c.model.embed_dropout = 0.0
   c.model.use_user_embedding = False  # splits are by user: unseen users only have OOV ids
   c.model.pooling = 'sum'            # base, wide_deep, pnn, deepfm: sum | mean | max
   c.model.wide_cross_buckets = 1 << 20  # wide_deep: rows of a hashed behaviour x candidate table
@@ -77,6 +85,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.shared_experts = 2         # ple: shared experts per level
   c.model.specific_experts = 2       # ple: experts per task per level
   c.model.expert_dropout = 0.0       # train: drop whole experts in every gate, renormalise
+  c.model.gate_bias = True           # gates softmax(W x + b); False = MMoE paper eq. 8 (no b)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adam'
@@ -84,7 +93,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.optim.schedule = 'constant'
   c.optim.warmup_steps = 0
   c.optim.clip_norm = 0.0
-  c.optim.weight_decay = 0.0
+  c.optim.weight_decay = 0.0         # adamw: decoupled; adam/adagrad/sgd: L2 on all params
+  c.optim.decay_rate = 0.1           # schedule=exponential: lr * rate ** (step / decay_steps)
+  c.optim.decay_steps = 0            # 0 = the whole run (the rate is reached at the end)
+  c.optim.staircase = False          # exponential: step-wise drops instead of smooth decay
   c.optim.momentum = 0.0
 
   c.train = ml_collections.ConfigDict()
@@ -109,6 +121,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.runs = 1
   c.train.run_seeds = ()
   c.train.vary = ''
+  # True: the best-valid state's test predictions go to <workdir>/predictions_test.npz
+  # (evaluate.save_predictions; studies bootstrap GAUC differences over test users from them).
+  c.train.save_predictions = False
 
   # Mesh over all (global) devices: data x model must equal jax.device_count(). Batch sizes
   # above are global; per device = batch_size / data. See seqrec_jax/parallel.py.
@@ -117,4 +132,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.parallel.model = 1               # > 1: embedding tables sharded by rows over this axis
   c.parallel.strategy = 'jit'        # jit (sharded jit) | pmap (data parallel, same numerics)
   c.parallel.runs = 1                # > 1: shard a multi-run group's run axis over this axis
+  c.lock()   # no new keys: a misspelt key (c.train.num_stepz = 2) is an error, not a no-op
   return c

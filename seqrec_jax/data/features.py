@@ -1,4 +1,4 @@
-"""Feature specs and host-side validation of the batch contract (see DESIGN.md).
+"""Feature specs and host-side validation of the batch contract (see docs/design.md).
 
 A batch is a dict of numpy arrays with fixed keys:
   user_id [B], target_item [B], target_cate [B], hist_items [B, L], hist_cates [B, L],
@@ -10,9 +10,12 @@ indices silently, so `validate_arrays` is the only guard against bad ids.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+  from seqrec_jax.data.id_counts import IdCounts
 
 
 class DataError(ValueError):
@@ -44,6 +47,9 @@ class DataSpec:
   sparse: tuple[FeatureSpec, ...] = ()
   dense_dim: int = 0
   tasks: tuple[Task, ...] = (Task('click'),)
+  # Training-split id counts n_j per embedding table (data/id_counts.py), attached by
+  # data.load_dataset; read only by model.mba_lambda > 0. Compared and hashed by identity.
+  id_counts: IdCounts | None = None
 
   @property
   def multitask(self) -> bool:

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import dataclasses
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -74,12 +75,32 @@ def display_name(path: str, member: str | None = None) -> str:
   return f'{path}!{member}' if member else path
 
 
+HASH_MAX_BYTES = 32 << 20   # files up to this size also enter the cache key by content
+
+
+def _file_fingerprint(p: str) -> list[Any]:
+  st = os.stat(p)
+  out = [os.path.abspath(p), st.st_size, st.st_mtime_ns, st.st_ino]
+  if st.st_size <= HASH_MAX_BYTES:
+    h = hashlib.sha1()
+    with open(p, 'rb') as f:
+      for block in iter(lambda: f.read(1 << 20), b''):
+        h.update(block)
+    out.append(h.hexdigest())
+  return out
+
+
 def fingerprint(paths: Sequence[str]) -> list[list[Any]]:
-  """(path, size, mtime_ns) of every input file: a changed file yields a new cache key."""
+  """(path, size, mtime_ns, inode[, sha1 of the content]) of every input file; a directory
+  contributes every file under it. A file changed in any of these (even rewritten in place
+  with the old size and mtime, when it is small enough to hash) yields a new cache key."""
   out = []
   for p in paths:
-    st = os.stat(p)
-    out.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+    if os.path.isdir(p):
+      files = sorted(os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs)
+      out.extend(_file_fingerprint(f) for f in files)
+    else:
+      out.append(_file_fingerprint(p))
   return out
 
 
@@ -164,6 +185,9 @@ def _convert(strings: list[str], col: Column) -> tuple[np.ndarray, np.ndarray]:
   return vals, bad
 
 
+_INT64 = (-2**63, 2**63)
+
+
 def _reason(col: Column, value: str) -> str:
   if col.kind != 'str' and value == '' and col.empty is None:
     return f'empty {col.name!r} field'
@@ -172,7 +196,9 @@ def _reason(col: Column, value: str) -> str:
       x = float(value) if col.kind == 'float' else int(value)
     except (ValueError, OverflowError):
       return f'{col.name!r} is {value!r}, not {"an integer" if col.kind == "int" else "a number"}'
-    if not np.isfinite(x):
+    if col.kind == 'int' and not _INT64[0] <= x < _INT64[1]:
+      return f'{col.name!r} is {value!r}, outside the 64-bit integer range [-2^63, 2^63)'
+    if col.kind == 'float' and not np.isfinite(x):
       return f'{col.name!r} is {value!r}, not a finite number'
   return f'{col.name!r} is {value!r}' + (f': {col.why}' if col.why else '')
 

@@ -18,8 +18,8 @@ protocol without TensorFlow.
   the raw records and decodes a whole batch with one `np.frombuffer` per field (equality with
   TFDS's own decoding is tested). Splits that fit `data.max_memory_mb` are read once into
   memory (`data.in_memory='auto'`): a random batch from memory costs microseconds instead of
-  ~30-60 us/row from disk (measured in README), which would otherwise be a visible fraction of
-  a CPU training step.
+  ~30-60 us/row from disk (measured in docs/datasets.md), which would otherwise be a visible
+  fraction of a CPU training step.
 """
 from __future__ import annotations
 

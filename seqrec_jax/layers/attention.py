@@ -368,6 +368,6 @@ def _multihead(cfg):
 for _mode in ('sum', 'mean', 'max'):
   register_attention(_mode)(lambda cfg, _m=_mode: Pooling(_m))
 
-# The README's "Add an attention variant" example lives in its own module; importing it
-# registers 'cosine' (and the registry tests then cover it).
+# The docs/attention.md "Add an attention variant" example lives in its own module; importing
+# it registers 'cosine' (and the registry tests then cover it).
 from seqrec_jax.layers import attention_cosine  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from seqrec_jax.data.features import DataSpec
 
@@ -36,11 +37,17 @@ def _embed(vocab: int, dim: int, name: str, init_std: float) -> nn.Embed:
 
 class Embedder(nn.Module):
   """Tables: item [num_items, d], cate [num_cates, d], user [num_users, d] (optional),
-  one per sparse field [vocab_f, d]."""
+  one per sparse field [vocab_f, d].
+
+  id_dropout: in training, each looked-up id's vector is zeroed with this probability (whole
+  vector, independently per sample, position and table; kept ones scaled by 1 / (1 - p)): the
+  DIN paper's dropout baseline (Table 4, "discard 50% of feature ids in each sample").
+  """
   spec: DataSpec
   embed_dim: int = 16
   use_user: bool = False
   init_std: float = 0.05
+  id_dropout: float = 0.0
 
   def setup(self):
     s = self.spec
@@ -52,17 +59,63 @@ class Embedder(nn.Module):
       self.user = _embed(s.num_users, self.embed_dim, 'user', self.init_std)
     self.sparse = [_embed(f.vocab_size, self.embed_dim, f'sparse_{f.name}', self.init_std)
                    for f in s.sparse]
+    self.drop = nn.Dropout(self.id_dropout, broadcast_dims=(-1,))
 
-  def items(self, item_ids, cate_ids):
+  def _drop(self, x, train: bool):
+    return self.drop(x, deterministic=not train) if self.id_dropout > 0 else x
+
+  def items(self, item_ids, cate_ids, train: bool = False):
     """ids [...] -> [..., 2 * embed_dim] (or [..., embed_dim] without categories)."""
-    parts = [self.item(item_ids)]
+    parts = [self._drop(self.item(item_ids), train)]
     if self.spec.num_cates:
-      parts.append(self.cate(cate_ids))
+      parts.append(self._drop(self.cate(cate_ids), train))
     return jnp.concatenate(parts, axis=-1)
 
-  def users(self, user_ids):
-    return self.user(user_ids)
+  def users(self, user_ids, train: bool = False):
+    return self._drop(self.user(user_ids), train)
 
-  def sparse_fields(self, sparse):
+  def sparse_fields(self, sparse, train: bool = False):
     """sparse [B, F] -> [B, F, embed_dim]."""
-    return jnp.stack([t(sparse[:, j]) for j, t in enumerate(self.sparse)], axis=1)
+    return self._drop(jnp.stack([t(sparse[:, j]) for j, t in enumerate(self.sparse)], axis=1),
+                      train)
+
+  def table_ids(self, batch) -> dict[str, list]:
+    """{table name: id arrays of the batch that read it} (padding positions hold id 0)."""
+    out: dict[str, list] = {}
+    if self.spec.num_items:
+      out['item'] = [batch['target_item']] + ([batch['hist_items']] if self.spec.max_len else [])
+      if self.spec.num_cates:
+        out['cate'] = ([batch['target_cate']]
+                       + ([batch['hist_cates']] if self.spec.max_len else []))
+    if self.use_user:
+      out['user'] = [batch['user_id']]
+    for j, f in enumerate(self.spec.sparse):
+      out[f'sparse_{f.name}'] = [batch['sparse'][:, j]]
+    return out
+
+  def mba_penalty(self, batch, mba_lambda: float):
+    """Mini-batch aware regularisation (DIN paper Sec. 4.3.1, eq. 5-6), a scalar:
+
+      (mba_lambda / 2) * sum_tables sum_{j in batch, j != 0} ||w_j||^2 / n_j
+
+    over the distinct ids j of each table present in the batch (alpha_mj = 1), n_j = the
+    number of training samples holding j (spec.id_counts). Its gradient w.r.t. row w_j is
+    eq. 6's mba_lambda * alpha_mj / n_j * w_j; rows absent from the batch get exactly zero, and
+    the work is a sort and a gather of the batch's ids, independent of the vocabulary size.
+    Id 0 (padding / OOV) is not regularised.
+    """
+    counts = self.spec.id_counts
+    if counts is None:
+      raise ValueError(f'model.mba_lambda={mba_lambda} needs training id counts, but the '
+                       'DataSpec has none (DataSpec.id_counts; data.load_dataset attaches them)')
+    total = jnp.zeros((), jnp.float32)
+    for name, arrays in self.table_ids(batch).items():
+      n = counts.counts(name)
+      inv_n = jnp.asarray(1.0 / np.maximum(n, 1), jnp.float32)           # [vocab] constant
+      ids = jnp.sort(jnp.concatenate([jnp.ravel(a) for a in arrays]))    # [N]
+      first = jnp.concatenate([jnp.ones((1,), bool), ids[1:] != ids[:-1]]) & (ids != 0)
+      table = getattr(self, name) if not name.startswith('sparse_') else self.sparse[
+          [f'sparse_{f.name}' for f in self.spec.sparse].index(name)]
+      w = table.embedding[ids]                                             # [N, d]
+      total = total + jnp.sum(jnp.where(first, inv_n[ids], 0.0) * jnp.sum(w * w, axis=-1))
+    return 0.5 * mba_lambda * total

@@ -11,6 +11,9 @@ Expert dropout (config `model.expert_dropout`): during training every gate drops
 per example with probability p and renormalises over the kept ones (softmax over the kept
 logits), the usual remedy when one expert takes all the weight (gate polarisation). If an
 example would lose every expert, it keeps them all.
+
+Gate bias (config `model.gate_bias`): True gives softmax(W x + b); False is the paper's eq. 8,
+softmax(W x), whose gate is uniform at x = 0.
 """
 from __future__ import annotations
 
@@ -60,13 +63,15 @@ class Gate(nn.Module):
 
   The second output is the gate before expert dropout (what diagnostics report); the first is
   what mixes the experts (equal to the second at inference or with expert_dropout=0).
+  `use_bias=False` is the paper's softmax(W x) (MMoE eq. 8).
   """
   num_experts: int
   expert_dropout: float = 0.0
+  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool):
-    logits = nn.Dense(self.num_experts, name='dense')(x)              # [B, E]
+    logits = nn.Dense(self.num_experts, use_bias=self.use_bias, name='dense')(x)  # [B, E]
     g = jax.nn.softmax(logits, axis=-1)
     if not train or self.expert_dropout <= 0 or self.num_experts == 1:
       return g, g
@@ -89,6 +94,7 @@ class MMoE(nn.Module):
   dice_eps: float = 1e-8
   dropout: float = 0.0
   expert_dropout: float = 0.0
+  gate_bias: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -96,7 +102,8 @@ class MMoE(nn.Module):
                    name='experts')(x, train)                           # [B, E, H]
     outs, gates = [], []
     for k in range(self.num_gates):
-      used, g = Gate(self.num_experts, self.expert_dropout, name=f'gate_{k}')(x, train)
+      used, g = Gate(self.num_experts, self.expert_dropout, self.gate_bias,
+                     name=f'gate_{k}')(x, train)
       outs.append(mix(used, e))
       gates.append(g)
     return outs, gates
@@ -123,6 +130,7 @@ class CGC(nn.Module):
   dropout: float = 0.0
   expert_dropout: float = 0.0
   shared_output: bool = False
+  gate_bias: bool = True
 
   @nn.compact
   def __call__(self, task_inputs, shared_input, train: bool):
@@ -139,13 +147,15 @@ class CGC(nn.Module):
     outs, gates = [], []
     for k in range(self.num_tasks):
       e = jnp.concatenate([a for a in (specific_e[k], shared_e) if a is not None], axis=1)
-      used, g = Gate(e.shape[1], self.expert_dropout, name=f'gate_{k}')(task_inputs[k], train)
+      used, g = Gate(e.shape[1], self.expert_dropout, self.gate_bias,
+                     name=f'gate_{k}')(task_inputs[k], train)
       outs.append(mix(used, e))
       gates.append(g)
     shared_out = None
     if self.shared_output:
       e = jnp.concatenate([a for a in specific_e + [shared_e] if a is not None], axis=1)
-      used, g = Gate(e.shape[1], self.expert_dropout, name='gate_shared')(shared_input, train)
+      used, g = Gate(e.shape[1], self.expert_dropout, self.gate_bias,
+                     name='gate_shared')(shared_input, train)
       shared_out = mix(used, e)
       gates.append(g)
     return outs, shared_out, gates
@@ -163,6 +173,7 @@ class PLE(nn.Module):
   dice_eps: float = 1e-8
   dropout: float = 0.0
   expert_dropout: float = 0.0
+  gate_bias: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -174,6 +185,6 @@ class PLE(nn.Module):
       task_in, shared_in, gates = CGC(
           self.num_tasks, self.shared, self.specific, self.hidden, self.activation,
           self.dice_eps, self.dropout, self.expert_dropout, shared_output=not last,
-          name=f'level_{l}')(task_in, shared_in, train)
+          gate_bias=self.gate_bias, name=f'level_{l}')(task_in, shared_in, train)
       all_gates.append(gates)
     return task_in, all_gates

@@ -24,7 +24,15 @@ def build_model(cfg, spec):
   if cfg.name not in MODELS:
     raise ValueError(f'unknown model {cfg.name!r} (config.model.name); '
                      f'registered: {sorted(MODELS)}')
+  for key in ('mba_lambda', 'embed_dropout'):   # read by SequenceRanker models only
+    if cfg.get(key, 0.0) and cfg.name not in EMBED_REGULARISED:
+      raise ValueError(f'config.model.{key}={cfg[key]} is implemented for models '
+                       f'{sorted(EMBED_REGULARISED)}, not {cfg.name!r}')
   return MODELS[cfg.name](cfg, spec)
+
+
+# Models whose embedding tables take model.mba_lambda / model.embed_dropout (SequenceRanker).
+EMBED_REGULARISED = frozenset({'base', 'din', 'dnn', 'dcn', 'dcnv2'})
 
 
 # Importing the model modules registers them.

@@ -18,26 +18,33 @@ class SequenceInput(nn.Module):
   """Embeds a batch and pools its history with `pooling` (an ATTENTIONS unit).
 
   Returns [B, F]: concat(target [2d], pooled history [2d], user [d]?, sparse fields [F_s*d],
-  dense [D]).
+  dense [D]). In training, `mba_lambda` > 0 sows the mini-batch aware regulariser of the
+  embedding tables (Embedder.mba_penalty) into the 'losses' collection (steps.train_step adds
+  it to the loss) and `id_dropout` drops looked-up id vectors (Embedder).
   """
   spec: DataSpec
   pooling: nn.Module | None
   embed_dim: int = 16
   use_user: bool = False
+  mba_lambda: float = 0.0
+  id_dropout: float = 0.0
 
   @nn.compact
   def __call__(self, batch, train: bool):
-    emb = Embedder(self.spec, self.embed_dim, self.use_user, name='embed')
+    emb = Embedder(self.spec, self.embed_dim, self.use_user, id_dropout=self.id_dropout,
+                   name='embed')
+    if train and self.mba_lambda > 0:
+      self.sow('losses', 'mba', emb.mba_penalty(batch, self.mba_lambda))
     feats = []
     if self.spec.num_items:
-      target = emb.items(batch['target_item'], batch['target_cate'])          # [B, 2d]
+      target = emb.items(batch['target_item'], batch['target_cate'], train)   # [B, 2d]
       feats.append(target)
       if self.pooling is not None and self.spec.max_len:
         feats.append(self._history(emb, target, batch, train))               # [B, 2d]
     if self.use_user:
-      feats.append(emb.users(batch['user_id']))
+      feats.append(emb.users(batch['user_id'], train))
     if self.spec.sparse:
-      s = emb.sparse_fields(batch['sparse'])
+      s = emb.sparse_fields(batch['sparse'], train)
       feats.append(s.reshape(s.shape[0], -1))
     if self.spec.dense_dim:
       feats.append(batch['dense'].astype(jnp.float32))
@@ -54,9 +61,9 @@ class SequenceInput(nn.Module):
       # would recompute them per element (3x slower lookups at L=50).
       ids, arrays = jax.lax.optimization_barrier((ids, tuple(packed[:3])))
       packed = Packed(*arrays, packed.num)
-      keys = emb.items(*ids)
+      keys = emb.items(*ids, train=train)
       return self.pooling(target, keys, mask, train, packed=packed)       # keys [C, 2d]
-    return self.pooling(target, emb.items(items, cates), mask, train)
+    return self.pooling(target, emb.items(items, cates, train), mask, train)
 
 
 class Head(nn.Module):

@@ -1,6 +1,6 @@
 """The non-attentive baselines of the DIN paper's Table 3: `lr`, `wide_deep`, `pnn`, `deepfm`.
 
-All of them read the batch contract of DESIGN.md through the same embedding layer as `base`
+All of them read the batch contract of docs/design.md through the same embedding layer as `base`
 and `din` (`layers.embedding.Embedder`, items as [e_item, e_cate]) and return logits [B]
 (one task) or [B, T]. `base` (= Embedding&MLP with sum pooling) and `din` live in din.py.
 

@@ -27,11 +27,13 @@ class SequenceRanker(nn.Module):
   dice_eps: float = 1e-8
   dropout: float = 0.0
   tower: nn.Module | None = None    # None: Head's MLP; else e.g. DCN-V2 (config.model.tower)
+  mba_lambda: float = 0.0           # mini-batch aware regularisation (blocks.SequenceInput)
+  embed_dropout: float = 0.0        # dropout of looked-up id vectors (layers/embedding.py)
 
   @nn.compact
   def __call__(self, batch, train: bool = False):
-    x = SequenceInput(self.spec, self.pooling, self.embed_dim, self.use_user, name='input')(
-        batch, train)
+    x = SequenceInput(self.spec, self.pooling, self.embed_dim, self.use_user, self.mba_lambda,
+                      self.embed_dropout, name='input')(batch, train)
     return Head(len(self.spec.tasks), self.hidden, self.activation, self.dice_eps,
                 self.dropout, self.tower, name='head')(x, train)
 
@@ -39,7 +41,8 @@ class SequenceRanker(nn.Module):
 def _ranker(cfg, spec, pooling, tower: str | None = None):
   return SequenceRanker(spec, pooling, cfg.embed_dim, cfg.use_user_embedding,
                         tuple(cfg.hidden), cfg.activation, cfg.dice_eps, cfg.dropout,
-                        build_tower(cfg, tower))
+                        build_tower(cfg, tower), float(cfg.get('mba_lambda', 0.0)),
+                        float(cfg.get('embed_dropout', 0.0)))
 
 
 @register_model('base')

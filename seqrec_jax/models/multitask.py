@@ -66,6 +66,7 @@ class MultiTaskRanker(nn.Module):
   dice_eps: float = 1e-8
   dropout: float = 0.0
   expert_dropout: float = 0.0
+  gate_bias: bool = True                # False: the paper's gate softmax(W x) (eq. 8)
 
   def _input(self, batch, train, name):
     pool = self.pooling.clone() if self.pooling is not None else None
@@ -89,7 +90,8 @@ class MultiTaskRanker(nn.Module):
     num_tasks = len(names)
     bottom = tuple(self.bottom_hidden) or tuple(self.expert_hidden)
     moe = dict(hidden=tuple(self.expert_hidden), activation=self.activation,
-               dice_eps=self.dice_eps, dropout=self.dropout, expert_dropout=self.expert_dropout)
+               dice_eps=self.dice_eps, dropout=self.dropout, expert_dropout=self.expert_dropout,
+               gate_bias=self.gate_bias)
     if self.arch == 'single_task':
       reps = [self._mlp(bottom, f'bottom_{k}')(self._input(batch, train, f'input_{k}'), train)
               for k in range(num_tasks)]
@@ -145,7 +147,7 @@ def build(arch: str, cfg, spec: DataSpec) -> MultiTaskRanker:
       spec, arch, input_pooling(cfg), cfg.embed_dim, cfg.use_user_embedding, cfg.experts,
       tuple(cfg.expert_hidden), tuple(cfg.bottom_hidden), tuple(cfg.tower_hidden),
       cfg.shared_experts, cfg.specific_experts, cfg.ple_levels, cfg.activation, cfg.dice_eps,
-      cfg.dropout, cfg.expert_dropout)
+      cfg.dropout, cfg.expert_dropout, cfg.gate_bias)
 
 
 for _arch in ARCHS:

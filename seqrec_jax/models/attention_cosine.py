@@ -1,4 +1,4 @@
-"""Worked example for README "Add an attention variant": cosine attention with a learned
+"""Worked example for docs/attention.md "Add an attention variant": cosine attention with a learned
 temperature. Registering it is all it takes; tests/test_attention.py then covers it."""
 # [example:start]
 import flax.linen as nn
