@@ -2,6 +2,7 @@
 
   python -m benchmarks.multirun                          # both cases, as in docs/multirun.md
   python -m benchmarks.multirun --cases=din_synthetic --runs=3 --num_steps=50   # smoke run
+  python -m benchmarks.multirun --cases=din_synthetic --set=data.pack_history=False  # both padded
 
 Per case, in this one process: the S runs as one group (`config.train.run_seeds` = 0..S-1, one
 `train_and_evaluate` call) and then the same S runs one after another (S calls, seed s each),
@@ -19,11 +20,13 @@ Cases (the runs share one dataset; only the seed - init, batch order, dropout - 
 
 Prints one JSON line per case: case, runs, sequential_s, grouped_s, speedup,
 max_abs_test_<metric>_diff (largest |group - sequential| over the runs), plus the device, the
-1-minute load average before and after, and the steps per run. Training output goes to stderr.
+1-minute load average before and after, the steps per run and the training-loop seconds of
+each side (summaries' train_seconds). Training output goes to stderr.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import os
@@ -57,13 +60,14 @@ def _timed(fn, *args):
   return out, time.perf_counter() - t0
 
 
-def run_case(case: str, runs: int, num_steps: int, workdir: str) -> dict:
+def run_case(case: str, runs: int, num_steps: int, workdir: str, extra: dict | None = None
+             ) -> dict:
   from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
   from seqrec_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   spec, overrides, default_runs, metric = case_setup(case)
   runs = runs if runs > 0 else default_runs
-  overrides['train.progress'] = False
+  overrides.update({'train.progress': False, **(extra or {})})
   if num_steps > 0:
     overrides.update({'train.num_steps': num_steps, 'train.eval_every': max(num_steps // 4, 1),
                       'train.log_every': max(num_steps // 4, 1)})
@@ -82,7 +86,11 @@ def run_case(case: str, runs: int, num_steps: int, workdir: str) -> dict:
   name = 'max_abs_test_' + metric.rsplit('/', 1)[-1] + '_diff'
   return {'case': case, 'runs': runs, 'sequential_s': round(sequential_s, 1),
           'grouped_s': round(grouped_s, 1), 'speedup': round(sequential_s / grouped_s, 2),
-          name: float(f'{diff:.3g}'), 'steps': per_run[0]['steps'],
+          name: float(f'{diff:.3g}'), 'steps': per_run[0]['steps'], 'set': extra or {},
+          # Training-loop time only (no set-up, compile, evals, checkpoints): the part that
+          # grouping cannot shrink where one run already keeps the cores busy.
+          'sequential_train_s': round(sum(s['train_seconds'] for s in sequential), 1),
+          'grouped_train_s': round(per_run[0]['train_seconds'], 1),
           'device': f'{jax.devices()[0].platform}:{jax.devices()[0].device_kind}'
                     f' x{jax.device_count()}, {os.cpu_count()} cpus',
           'load1_before': round(load_before, 2), 'load1_after': round(os.getloadavg()[0], 2),
@@ -96,16 +104,27 @@ def main(argv=None):
   ap.add_argument('--runs', type=int, default=0, help='S (default: the case\'s own, 100 / 5)')
   ap.add_argument('--num_steps', type=int, default=-1,
                   help='> 0: train steps per run (default: the study\'s own protocol)')
+  ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                  help='config override for both sides, e.g. --set=data.pack_history=False')
   ap.add_argument('--workdir', default='', help='checkpoints and metrics (default: a temp dir)')
   args = ap.parse_args(sys.argv[1:] if argv is None else argv)
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)      # orbax logs every checkpoint write at INFO
+  extra = {}
+  for kv in args.set:
+    key, sep, raw = kv.partition('=')
+    if not sep:
+      raise SystemExit(f'--set={kv!r}: expected KEY=VALUE')
+    try:
+      extra[key] = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      extra[key] = raw
   with tempfile.TemporaryDirectory() as tmp:
     workdir = args.workdir or tmp
     from experiments import sweep  # pylint: disable=g-import-not-at-top
     sweep.use_compilation_cache(os.path.join(tmp, 'cache'))
     for case in [c for c in args.cases.split(',') if c]:
-      print(json.dumps(run_case(case, args.runs, args.num_steps, workdir)), flush=True)
+      print(json.dumps(run_case(case, args.runs, args.num_steps, workdir, extra)), flush=True)
 
 
 if __name__ == '__main__':
