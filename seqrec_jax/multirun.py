@@ -8,7 +8,8 @@ of the varied keys, which are runtime inputs of the one compiled step (no recomp
 
   optim.learning_rate   the optimiser is rebuilt inside the vmapped step from a traced value
   optim.weight_decay    (adamw only; the state structure does not depend on either)
-  model.dropout         every nn.Dropout takes the run's rate (flax method interception)
+  model.dropout         every MLP's nn.Dropout takes the run's rate (flax method interception)
+  model.mba_lambda      the mini-batch aware penalty (linear in lambda) takes the run's lambda
   train.loss_weights    [T] per-task weights of the summed loss
 
 Any other key changes shapes or the program and is an error naming it. The loop in train.py
@@ -32,11 +33,16 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from seqrec_jax import parallel, steps
 from seqrec_jax.data.pipeline import _prefetch, epoch_permutation
+from seqrec_jax.layers.mlp import MLP
 from seqrec_jax.state import make_optimizer
 
 # dotted config key -> name of the per-run hyper-parameter array the step receives.
 VARY_KEYS = {'optim.learning_rate': 'learning_rate', 'optim.weight_decay': 'weight_decay',
-             'model.dropout': 'dropout_keep', 'train.loss_weights': 'loss_weights'}
+             'model.dropout': 'dropout_keep', 'model.mba_lambda': 'mba_lambda',
+             'train.loss_weights': 'loss_weights'}
+# Keys whose module is built with the largest value of the group (so the layer exists when any
+# run uses it) and called with each run's value (`runtime_hparams`).
+_PLACEHOLDER_KEYS = ('model.dropout', 'model.mba_lambda')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +123,8 @@ def _check_value(config, key: str, v, num_tasks):
     raise ValueError(f'{where}: must be a number')
   if key == 'model.dropout' and not 0.0 <= v < 1.0:
     raise ValueError(f'{where}: a dropout rate must be in [0, 1)')
+  if v < 0:
+    raise ValueError(f'{where}: must be >= 0')
 
 
 def run_config(config, run: Run) -> ml_collections.ConfigDict:
@@ -134,15 +142,15 @@ def run_config(config, run: Run) -> ml_collections.ConfigDict:
 
 
 def model_config(config, runs: Sequence[Run]):
-  """config.model for the group's module: with a varied dropout rate the module is built with
-  the largest rate (so nn.Dropout layers exist if any run drops) and each run's rate replaces
-  it at call time (`dropout_rate`)."""
-  rates = [r.hparams['model.dropout'] for r in runs if 'model.dropout' in r.hparams]
-  if not rates:
-    return config.model
-  m = ml_collections.ConfigDict(config.model.to_dict())
-  m.dropout = float(max(rates))
-  return m
+  """config.model for the group's module: a varied dropout rate or MBA lambda is built with the
+  group's largest value (so the layer exists if any run uses it); each run's value replaces it
+  at call time (`runtime_hparams`)."""
+  m = None
+  for key in _PLACEHOLDER_KEYS:
+    if key in runs[0].hparams:
+      m = m or ml_collections.ConfigDict(config.model.to_dict())
+      m[key.split('.', 1)[1]] = float(max(r.hparams[key] for r in runs))
+  return config.model if m is None else m
 
 
 def hparam_arrays(config, runs: Sequence[Run]) -> dict[str, np.ndarray]:
@@ -159,13 +167,18 @@ def hparam_arrays(config, runs: Sequence[Run]) -> dict[str, np.ndarray]:
 
 
 @contextlib.contextmanager
-def dropout_rate(keep_prob):
-  """Inside: every nn.Dropout call uses this (traced) keep probability instead of its rate,
-  with the same rng, mask and scaling as nn.Dropout."""
+def runtime_hparams(h: dict[str, Any]):
+  """Inside: the model's nn.Dropout layers of MLPs (model.dropout) use the (traced) keep
+  probability h['dropout_keep'], with the same rng, mask and scaling as nn.Dropout, and
+  Embedder.mba_penalty uses h['mba_lambda'] (when those are in h)."""
+  keep_prob, mba_lambda = h.get('dropout_keep'), h.get('mba_lambda')
 
   def interceptor(next_fun, args, kwargs, context):
     mod = context.module
-    if not isinstance(mod, nn.Dropout) or context.method_name != '__call__':
+    if mba_lambda is not None and context.method_name == 'mba_penalty':
+      return next_fun(args[0], mba_lambda)
+    if (keep_prob is None or not isinstance(mod, nn.Dropout) or context.method_name != '__call__'
+        or not isinstance(mod.parent, MLP)):
       return next_fun(*args, **kwargs)
     inputs = args[0]
     deterministic = nn.merge_param('deterministic', mod.deterministic,
@@ -195,8 +208,7 @@ def group_train_step(state, batch, rng, hp, active, *, tasks, make_tx):
 
   def one(st, b, r, h):
     tx = run_tx(make_tx, h)
-    ctx = dropout_rate(h['dropout_keep']) if 'dropout_keep' in h else contextlib.nullcontext()
-    with ctx:
+    with runtime_hparams(h):
       new, m = steps.train_step(st.replace(tx=tx), b, r, tasks=tasks,
                                 task_weights=h.get('loss_weights'))
     return new.replace(tx=st.tx), m

@@ -73,14 +73,18 @@ def _assert_run_equals_single(group_dir, s, single_dir, got, want):
 CASES = {
     'din': ({'train.run_seeds': (3, 4), 'train.vary': '{"optim.learning_rate": [1e-3, 3e-3]}',
              'train.patience': 1}, 3),
+    # The group's module is built with dropout 0.3 (the largest); run 0 calls it with 0.1.
     # adam's weight decay is an L2 step built only when the decay is nonzero: a varied decay
-    # builds it for every run (0 adds 0 * theta); run 2 (dropout 0.3, decay 0) vs one without.
+    # builds it for every run (0 adds 0 * theta); run 0 (decay 0) vs a single run without.
     'base': ({'train.run_seeds': (5,),
-              'train.vary': '{"model.dropout": [0.0, 0.3], "optim.weight_decay": [0.0, 0.01]}'},
-             2),
+              'train.vary': '{"model.dropout": [0.1, 0.3], "optim.weight_decay": [0.0, 0.01]}'},
+             0),
     'mmoe': ({'train.runs': 2, 'train.vary': '{"train.loss_weights": [[1, 1], [1, 0.25]]}'}, 3),
     'ple': ({'train.run_seeds': (0, 1, 2)}, 2),
-    'dcnv2': ({'optim.name': 'adamw', 'train.vary': '{"optim.weight_decay": [0.0, 0.05]}'}, 1),
+    'dcnv2': ({'optim.name': 'adamw',
+               'train.vary': '{"optim.weight_decay": [0.0, 0.05], '
+                             '"model.mba_lambda": [0.03, 0.1]}'},
+              1),
 
 }
 
@@ -124,7 +128,8 @@ def test_run_of_group_equals_single_run(name, tmp_path, request):
   assert single['seed'] == runs[s].seed and 'runs' not in single
   _assert_run_equals_single(group_dir, s, tmp_path / 'one', group['runs'][s], single)
   # Runs really differ (different seeds/hparams give different trajectories).
-  other = [r['train/loss'] for r in _records(group_dir, 0) if 'train/loss' in r]
+  other = [r['train/loss'] for r in _records(group_dir, len(runs) - 1 if s == 0 else 0)
+           if 'train/loss' in r]
   mine = [r['train/loss'] for r in _records(group_dir, s) if 'train/loss' in r]
   assert other[:5] != mine[:5]
 
