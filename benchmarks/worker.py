@@ -25,10 +25,12 @@ from benchmarks import data as bd
 
 
 def make_system(name: str, seq_len: int, activation: str, device: str = 'cpu'):
-  if name in ('jax', 'jax_dense'):
+  if name in ('jax', 'jax_dense', 'jax_bf16'):
     from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
     xla_cpu.apply_defaults()          # as seqrec_jax.main does; the peers run without them
     from benchmarks.jax_din import JaxDin  # pylint: disable=g-import-not-at-top
+    if name == 'jax_bf16':            # the platform's packing default, bfloat16 compute
+      return JaxDin(seq_len, activation, compute_dtype='bfloat16')
     return JaxDin(seq_len, activation, pack=name == 'jax')
   if name == 'deepctr_tf':
     from benchmarks.peers.deepctr_tf import DeepCtrTf  # pylint: disable=g-import-not-at-top

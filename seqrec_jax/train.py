@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqrec_jax import evaluate, models, parallel, platform_defaults, steps
+from seqrec_jax import evaluate, models, parallel, platform_defaults, precision, steps
 from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.configs import validate
 from seqrec_jax.checkpoint import Checkpointer, check_finite_losses, param_fingerprint
@@ -90,7 +90,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   def init_fn(key):
     dummy = {k: jnp.asarray(v) for k, v in _dummy_batch(ds, 2).items()}
     variables = model.init({'params': key, 'dropout': key}, dummy, train=False)
-    return TrainState.create(model.apply, variables, tx)
+    apply_fn = precision.cast_apply(model.apply, config.model.compute_dtype)
+    return TrainState.create(apply_fn, variables, tx)
 
   abstract = jax.eval_shape(init_fn, init_rng)
   state_sh = part.state_shardings(abstract)  # embedding rows on `model`, rest replicated

@@ -46,6 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.hidden = (200, 80)         # main MLP (DIN paper)
   c.model.activation = 'dice'        # dice | prelu | relu | sigmoid
   c.model.dice_eps = 1e-8            # DIN paper eq. 9
+  # float32 | bfloat16: matmuls/activations in bfloat16, params and Adam state float32
+  # (seqrec_jax/precision.py; for GPU/TPU; AUC parity there not measured yet).
+  c.model.compute_dtype = 'float32'
   c.model.dropout = 0.0
   # DIN paper Sec. 4.3.1 / Table 4 regularisers (base, din, dnn, dcn, dcnv2). mba_lambda > 0:
   # mini-batch aware L2 on embedding rows present in the batch, weighted by 1 / n_j (eq. 6);
