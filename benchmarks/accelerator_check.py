@@ -195,6 +195,8 @@ def child_versions(settings: dict) -> dict:
   out['jax_device_kind'] = jax.devices()[0].device_kind
   import seqrec_jax  # pylint: disable=g-import-not-at-top,unused-import
   out['seqrec_jax_file'] = seqrec_jax.__file__
+  from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  out['xla_cpu_platform'] = xla_cpu.cpu_platform()   # CPU runtime defaults apply only there
   out['xla_flags'] = os.environ.get('XLA_FLAGS', '')
   try:
     from seqrec_jax import platform_defaults  # pylint: disable=g-import-not-at-top
@@ -370,6 +372,8 @@ def cell_config(cell: str, smoke: bool):
 
 def child_multirun_job(settings: dict, cell: str, runs: int) -> dict:
   """One train_and_evaluate of `cell` with config.train.runs = runs, timed end to end."""
+  from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  xla_cpu.apply_defaults()               # as the studies' mains do (CPU only)
   from seqrec_jax import train  # pylint: disable=g-import-not-at-top
   from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
