@@ -43,6 +43,7 @@ import platform as pyplatform
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -239,11 +240,18 @@ def child_tests(settings: dict) -> dict:
   with open(pytest_txt, 'w') as f:
     f.write(' '.join(cmd) + '\n')
     f.flush()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
     try:
-      rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                          timeout=max(settings['boxes']['tests'] - 10, 5)).returncode
+      rc = proc.wait(timeout=max(settings['boxes']['tests'] - 25, 5))
     except subprocess.TimeoutExpired:
-      rc = 'timed out (pytest.txt has the tests that ran)'
+      # SIGINT: pytest stops, prints its summary and still writes the JUnit report.
+      proc.send_signal(signal.SIGINT)
+      try:
+        proc.wait(timeout=15)
+      except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+      rc = 'interrupted at the time box (the counts are of the tests that ran)'
   out = {'files': files, 'returncode': rc, 'seconds': round(time.time() - t0, 1),
          'matmul_precision': settings['test_precision'] or 'default',
          'multirun_tests': [f for f in files if any(
