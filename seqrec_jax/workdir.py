@@ -30,10 +30,13 @@ CONFIG_FILE = 'config.json'
 LOCK_FILE = '.lock'
 # Keys that cannot change a run's results: logging and checkpoint cadence, the progress bar,
 # where and how prepared data is read, the evaluation batch (rows are scored independently
-# and the last batch is padded).
+# and the last batch is padded), and how the same maths is laid out on devices (mesh,
+# strategy, packed histories: equal up to float rounding; a run may resume on another layout).
 NEUTRAL_KEYS = ('train.log_every', 'train.progress', 'train.checkpoint_every',
                 'train.keep_checkpoints', 'data.eval_batch_size', 'data.data_dir',
-                'data.in_memory', 'data.max_memory_mb')
+                'data.in_memory', 'data.max_memory_mb', 'parallel.data', 'parallel.model',
+                'parallel.strategy', 'data.pack_history', 'data.pack_buckets',
+                'data.pack_max_fill')
 _MISSING = '<missing>'
 
 
