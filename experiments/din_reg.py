@@ -94,12 +94,19 @@ def cell(dataset, model, reg, value, seed, num_steps=-1) -> sweep.Cell:
   return sweep.Cell({'model': model, 'reg': reg, 'value': value}, ov, seed)
 
 
-def tuning_cells(dataset: str, num_steps: int = -1) -> list[sweep.Cell]:
+# Run order: no regularisation and MBA first (tuning, then every seed), then the other rows, so
+# a study cut short by its time budget has the paper's main comparison (and Fig. 4) complete.
+PHASES = (('none', 'MBA'), ('dropout', 'filter', 'L2'))
+
+
+def tuning_cells(dataset: str, num_steps: int = -1, regs=REGS) -> list[sweep.Cell]:
   out = []
   for model, _ in MODELS:
-    out.append(cell(dataset, model, 'none', None, 0, num_steps))
+    if 'none' in regs:
+      out.append(cell(dataset, model, 'none', None, 0, num_steps))
     for reg in REGS[1:]:
-      out += [cell(dataset, model, reg, v, 0, num_steps) for v in GRIDS[dataset][reg]]
+      if reg in regs:
+        out += [cell(dataset, model, reg, v, 0, num_steps) for v in GRIDS[dataset][reg]]
   return out
 
 
@@ -115,9 +122,11 @@ def choose(records: list[dict]) -> dict[tuple[str, str], object]:
   return {k: v for k, (_, v) in best.items()}
 
 
-def final_cells(dataset: str, chosen: dict, seeds: int, num_steps: int = -1) -> list[sweep.Cell]:
+def final_cells(dataset: str, chosen: dict, seeds: int, num_steps: int = -1,
+                regs=REGS) -> list[sweep.Cell]:
   return [cell(dataset, model, reg, chosen[(model, reg)], s, num_steps)
-          for model, _ in MODELS for reg in REGS for s in range(seeds) if (model, reg) in chosen]
+          for model, _ in MODELS for reg in REGS for s in range(seeds)
+          if (model, reg) in chosen and reg in regs]
 
 
 def row_label(rec) -> str:
@@ -227,6 +236,11 @@ def result_files(datasets) -> list[str]:
                                     'fig4.png')]
 
 
+def _table_order(rec) -> tuple:
+  g = rec['group']
+  return ([m for m, _ in MODELS].index(g['model']), REGS.index(g['reg']), rec['seed'])
+
+
 def finished(cells: list[sweep.Cell], outdir: str) -> list[dict]:
   """The stored records of the cells that finished (--report_only)."""
   out = []
@@ -248,13 +262,16 @@ def main(argv):
     outdir = os.path.join(root, dataset)
     t0, load0 = time.time(), load()
     spec = f'seqrec_jax/configs/din.py:{dataset}'
-    cells = tuning_cells(dataset, FLAGS.num_steps)
-    tuning = (finished(cells, outdir) if FLAGS.report_only
-              else sweep.run_study(spec, cells, outdir, FLAGS.seeds)[0])
-    chosen = choose(tuning)
-    cells = final_cells(dataset, chosen, FLAGS.seeds, FLAGS.num_steps)
-    records = (finished(cells, outdir) if FLAGS.report_only
-               else sweep.run_study(spec, cells, outdir, FLAGS.seeds)[0])
+    tuning, records = [], []
+    for regs in PHASES:
+      cells = tuning_cells(dataset, FLAGS.num_steps, regs)
+      tuning += (finished(cells, outdir) if FLAGS.report_only
+                 else sweep.run_study(spec, cells, outdir, FLAGS.seeds)[0])
+      cells = final_cells(dataset, choose(tuning), FLAGS.seeds, FLAGS.num_steps, regs)
+      records += (finished(cells, outdir) if FLAGS.report_only
+                  else sweep.run_study(spec, cells, outdir, FLAGS.seeds)[0])
+    tuning.sort(key=_table_order)
+    records.sort(key=_table_order)
     text = report(dataset, tuning, records, outdir, FLAGS.seeds)
     cell_s = sum(r.get('wall_seconds', 0.0) for r in
                  {r['id']: r for r in tuning + records}.values())
