@@ -97,7 +97,7 @@ def cross_width(spec: str, overrides: dict) -> str:
   model = models.build_model(cfg.model, ds.spec)
   batch = ds.splits['train'].__getitems__(np.arange(2))
   p = jax.eval_shape(lambda: model.init(jax.random.key(0), batch, train=False))['params']
-  d, r = p['tower']['cross']['layer_0']['v']['kernel'].shape
+  d, r = p['backbone']['cross']['layer_0']['v']['kernel'].shape
   return f'd={d}, r={r}'
 
 
