@@ -67,21 +67,21 @@ PROFILES = {
     'full': dict(seq_lens=(50, 100, 200), batches=(1024, 8192),
                  systems=('jax', 'jax_dense', 'torch', 'torch_compile'), reps=3, window=1.0,
                  serve_rounds=2, serve_window=1.0, serve_max_reps=300, candidates=1000,
-                 runs=(1, 64, 8), cells=('din_table', 'mmoe'), multirun_steps=-1,
+                 runs=(1, 64, 8), cells=('din_synthetic', 'mmoe_synthetic'), multirun_steps=-1,
                  tests=TEST_FILES, test_globs=TEST_GLOBS, pytest_workers=8,
                  boxes=dict(install=30, versions=30, tests=90, train=200, multirun=130)),
     'smoke': dict(seq_lens=(20,), batches=(64,), systems=('jax_dense', 'torch'),
                   reps=1, window=0.2, serve_rounds=1, serve_window=0.2, serve_max_reps=5,
-                  candidates=1000, runs=(2,), cells=('din_table',), multirun_steps=3,
+                  candidates=1000, runs=(2,), cells=('din_synthetic',), multirun_steps=3,
                   tests=('tests/test_packing.py::test_capacity_takes_at_most_buckets_values',),
                   test_globs=(), pytest_workers=0,   # boxes: only against hangs (shared CPUs)
                   boxes=dict(install=60, versions=120, tests=120, train=300, multirun=300)),
 }
 # --smoke: small data for the multi-run cells (the reference cells stay as the studies pin them).
 SMOKE_CELL_OVERRIDES = {
-    'din_table': {'data.synthetic.num_users': 200, 'data.synthetic.max_len': 10,
+    'din_synthetic': {'data.synthetic.num_users': 200, 'data.synthetic.max_len': 10,
                   'data.eval_batch_size': 256},
-    'mmoe': {'data.mmoe_synthetic.num_train': 512, 'data.mmoe_synthetic.num_valid': 256,
+    'mmoe_synthetic': {'data.mmoe_synthetic.num_train': 512, 'data.mmoe_synthetic.num_valid': 256,
              'data.mmoe_synthetic.num_test': 256},
 }
 
@@ -362,20 +362,15 @@ def multirun_available() -> bool:
 
 
 def cell_config(cell: str, smoke: bool):
-  """(config spec, overrides, seed) of the reference cell: din_table's synthetic 'DIN with
-  Dice' row as that study pins it, or the MMoE synthetic preset (mmoe, correlation 0.5)."""
-  if cell == 'din_table':
-    from experiments import din_table  # pylint: disable=g-import-not-at-top
-    c = din_table.make_cells('synthetic', 1, False, models=('din_dice',))[0]
-    spec, overrides, seed = 'seqrec_jax/configs/din.py:synthetic', dict(c.overrides), c.seed
-  elif cell == 'mmoe':
-    spec, seed = 'seqrec_jax/configs/multitask.py:mmoe_synthetic,mmoe', 0
-    overrides = {'data.mmoe_synthetic.correlation': 0.5}
-  else:
-    raise ValueError(f'unknown multi-run cell {cell!r}; choose from din_table, mmoe')
+  """(config spec, overrides, test metric) of a multi-run cell, from benchmarks/multirun.py's
+  cases: din_synthetic (din_table's synthetic "DIN with Dice" cell as that study pins it) and
+  mmoe_synthetic (the MMoE study's mmoe cell at correlation 0.5)."""
+  from benchmarks import multirun  # pylint: disable=g-import-not-at-top
+  spec, overrides, _, metric = multirun.case_setup(cell)
+  overrides = dict(overrides)
   if smoke:
     overrides.update(SMOKE_CELL_OVERRIDES[cell])
-  return spec, overrides, seed
+  return spec, overrides, metric
 
 
 def child_multirun_job(settings: dict, cell: str, runs: int) -> dict:
@@ -385,8 +380,8 @@ def child_multirun_job(settings: dict, cell: str, runs: int) -> dict:
   from seqrec_jax import train  # pylint: disable=g-import-not-at-top
   from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
-  spec, overrides, seed = cell_config(cell, settings['smoke'])
-  overrides.update({'seed': seed, 'train.runs': runs, 'train.progress': False,
+  spec, overrides, metric = cell_config(cell, settings['smoke'])
+  overrides.update({'seed': 0, 'train.runs': runs, 'train.progress': False,
                     'train.checkpoint_every': 10**9})
   if settings['multirun_steps'] > 0:
     n = settings['multirun_steps']
@@ -398,7 +393,6 @@ def child_multirun_job(settings: dict, cell: str, runs: int) -> dict:
   summary = train.train_and_evaluate(cfg, workdir)
   wall = time.time() - t0
   per_run = summary.get('runs', [summary]) if isinstance(summary, dict) else [summary]
-  metric = 'eval/test/auc' if cell == 'din_table' else 'eval/test/mean/mse'
   vals = [r[metric] for r in per_run if isinstance(r, dict) and metric in r]
   return {'cell': cell, 'runs': runs, 'wall_s': round(wall, 2),
           'runs_per_hour': runs * 3600 / wall, 'steps': per_run[0].get('steps'),
@@ -486,11 +480,11 @@ def evaluate_goals(results: dict, settings: dict) -> dict:
       'status': ('pass' if ok else 'fail') if measured else 'n/a'}
   mr = results.get('multirun', {})
   rph = {j['runs']: j.get('runs_per_hour') for j in mr.get('jobs', [])
-         if j.get('cell') == 'din_table'}
+         if j.get('cell') == 'din_synthetic'}
   hi = max(settings['runs'])
   ratio = _ratio(rph.get(hi), rph.get(1))
   goals['multirun_s64_vs_s1'] = {
-      'target': f'runs/hour at S={hi} >= {GOALS["multirun_s64_vs_s1"]}x S=1 (din_table cell)',
+      'target': f'runs/hour at S={hi} >= {GOALS["multirun_s64_vs_s1"]}x S=1 (din_synthetic)',
       'ratio': ratio, 'status': 'n/a' if ratio is None else
       ('pass' if ratio >= GOALS['multirun_s64_vs_s1'] else 'fail')}
   if not mr.get('available', True):

@@ -93,8 +93,8 @@ def _results(jax_rate, tc_rate, s1, s64, p50, dense=False):
           'train': {'rows': rows, 'serve': [{'system': 'jax', 'L': L, 'p50_ms': p50}
                                             for L in (50, 100, 200)]},
           'multirun': {'available': True, 'jobs': [
-              {'cell': 'din_table', 'runs': 1, 'runs_per_hour': s1},
-              {'cell': 'din_table', 'runs': 64, 'runs_per_hour': s64}]}}
+              {'cell': 'din_synthetic', 'runs': 1, 'runs_per_hour': s1},
+              {'cell': 'din_synthetic', 'runs': 64, 'runs_per_hour': s64}]}}
 
 
 SETTINGS = {'platform': 'gpu', 'seq_lens': (50, 100, 200), 'batches': (1024, 8192),
