@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import glob
 import importlib.metadata
 import importlib.util
@@ -309,7 +310,7 @@ def child_train(settings: dict, out_path: str) -> dict:
                                          else ())
         w = dt.Worker(system, seq_len, 'dice', str(settings['candidates']), sys.executable,
                       extra_args=extra)
-        w.batch = batch
+        w.batch, w.seq_len = batch, seq_len
         workers.append(w)
     try:
       ready = []
@@ -322,11 +323,17 @@ def child_train(settings: dict, out_path: str) -> dict:
       steps = {id(w): max(1, round(settings['window'] / max(w.ready['step_s'], 1e-4)))
                for w in ready}
       runs = {id(w): [] for w in ready}
+      failed: set[int] = set()
+      call = functools.partial(_safe_call, failed=failed, errors=out['errors'])
       for _ in range(settings['reps']):
         for w in rng.sample(ready, len(ready)):
-          runs[id(w)].append(w.call(op='train', steps=steps[id(w)]))
+          r = call(w, op='train', steps=steps[id(w)])
+          if r is not None:
+            runs[id(w)].append(r)
       for w in ready:
         rs = runs[id(w)]
+        if id(w) in failed or not rs:
+          continue
         rates = [r['examples'] / r['seconds'] for r in rs]
         out['rows'].append({
             'system': w.system, 'L': seq_len, 'batch': w.batch,
@@ -341,11 +348,13 @@ def child_train(settings: dict, out_path: str) -> dict:
       lat = {id(w): [] for w in servers}
       for _ in range(settings['serve_rounds']):
         for w in rng.sample(servers, len(servers)):
-          lat[id(w)] += w.call(op='serve', n=settings['candidates'],
-                               max_reps=settings['serve_max_reps'],
-                               max_seconds=settings['serve_window'])['latencies_ms']
+          r = call(w, op='serve', n=settings['candidates'], max_reps=settings['serve_max_reps'],
+                   max_seconds=settings['serve_window'])
+          lat[id(w)] += r['latencies_ms'] if r is not None else []
       for w in servers:
         a = sorted(lat[id(w)])
+        if not a:
+          continue
         out['serve'].append({'system': w.system, 'L': seq_len, 'N': settings['candidates'],
                              'p50_ms': statistics.median(a),
                              'p99_ms': a[min(len(a) - 1, int(0.99 * len(a)))],
@@ -355,6 +364,18 @@ def child_train(settings: dict, out_path: str) -> dict:
         w.close()
     _write_json(out_path, out)
   return out
+
+
+def _safe_call(w, failed: set[int], errors: list[str], **cmd):
+  """w.call(**cmd), or None once the worker has died (out of memory, say): it is dropped."""
+  if id(w) in failed:
+    return None
+  try:
+    return w.call(**cmd)
+  except (RuntimeError, json.JSONDecodeError, BrokenPipeError) as e:
+    failed.add(id(w))
+    errors.append(f'{w.system} L={w.seq_len} batch={w.batch} {cmd["op"]}: {e}')
+    return None
 
 
 def multirun_available() -> bool:

@@ -143,3 +143,18 @@ def test_bad_arguments_are_errors():
     ac.main(['--platform=cpu', '--sections=train,bogus'])
   with pytest.raises(SystemExit):
     ac.main(['--platform=cpu', '--time_box=nosuch=5'])
+
+
+def test_a_dying_worker_is_dropped_not_fatal():
+  class Dead:
+    system, seq_len, batch, calls = 'torch', 200, 8192, 0
+
+    def call(self, **cmd):
+      del cmd
+      self.calls += 1
+      raise RuntimeError('worker torch exited (code -9)')
+
+  w, failed, errors = Dead(), set(), []
+  assert ac._safe_call(w, failed, errors, op='train', steps=3) is None  # pylint: disable=protected-access
+  assert ac._safe_call(w, failed, errors, op='serve') is None  # pylint: disable=protected-access
+  assert w.calls == 1 and errors == ['torch L=200 batch=8192 train: worker torch exited (code -9)']
