@@ -190,6 +190,12 @@ def child_versions(settings: dict) -> dict:
       deps = tomllib.load(f)['project']['dependencies']
     names = [re.split(r'[<>=!~\[; ]', d, maxsplit=1)[0] for d in deps]
     out['missing_project_deps'] = [n for n in names if _dist_version(n) is None]
+    from packaging.requirements import Requirement  # pylint: disable=g-import-not-at-top
+    reqs = [Requirement(d) for d in deps]
+    # Installed, but outside the pinned range (the machine's versions are used as they are).
+    out['other_versions'] = {r.name: _dist_version(r.name) for r in reqs
+                             if _dist_version(r.name) and not r.specifier.contains(
+                                 _dist_version(r.name), prereleases=True)}
   except (OSError, KeyError, ImportError) as e:
     out['missing_project_deps'] = f'could not read pyproject.toml: {e}'
   import jax  # pylint: disable=g-import-not-at-top
@@ -539,7 +545,8 @@ def render(results: dict, settings: dict) -> str:
               'Versions: python ' + v.get('python', '?') + ', ' +
               ', '.join(f'{k} {x}' for k, x in d.items() if x) +
               (f'; torch CUDA {v["torch"]["cuda"]}' if v.get('torch') else '') + '.',
-              f'Project dependencies missing: {v.get("missing_project_deps") or "none"}.', '']
+              f'Project dependencies missing: {v.get("missing_project_deps") or "none"}; '
+              f'outside the pinned range: {v.get("other_versions") or "none"}.', '']
   for name in SECTIONS:
     err = results.get(name, {}).get('error')
     if err:
