@@ -352,11 +352,14 @@ def child_train(settings: dict, out_path: str) -> dict:
       servers = [w for w in ready if w.batch == min(settings['batches'])
                  and (w.system != 'jax_dense' or 'jax' not in systems)]
       lat = {id(w): [] for w in servers}
+      paths = {}
       for _ in range(settings['serve_rounds']):
         for w in rng.sample(servers, len(servers)):
           r = call(w, op='serve', n=settings['candidates'], max_reps=settings['serve_max_reps'],
                    max_seconds=settings['serve_window'])
           lat[id(w)] += r['latencies_ms'] if r is not None else []
+          if r is not None and 'path' in r:
+            paths[id(w)] = r['path']
       for w in servers:
         a = sorted(lat[id(w)])
         if not a:
@@ -364,7 +367,7 @@ def child_train(settings: dict, out_path: str) -> dict:
         out['serve'].append({'system': w.system, 'L': seq_len, 'N': settings['candidates'],
                              'p50_ms': statistics.median(a),
                              'p99_ms': a[min(len(a) - 1, int(0.99 * len(a)))],
-                             'samples': len(a)})
+                             'samples': len(a), 'path': paths.get(id(w), '-')})
     finally:
       for w in workers:
         w.close()
@@ -573,10 +576,11 @@ def render(results: dict, settings: dict) -> str:
                    f'{_fmt(_ratio(r["examples_per_s"], tc.get((r["L"], r["batch"]))))} |')
   if tr.get('serve'):
     lines += ['', f'## Serving (one user x {settings["candidates"]} candidates, ms)', '',
-              '| L | system | p50 | p99 | samples |', '|---:|---|---:|---:|---:|']
+              '| L | system | p50 | p99 | samples | history path |',
+              '|---:|---|---:|---:|---:|---|']
     for r in tr['serve']:
       lines.append(f'| {r["L"]} | {r["system"]} | {r["p50_ms"]:.3f} | {r["p99_ms"]:.3f} | '
-                   f'{r["samples"]} |')
+                   f'{r["samples"]} | {r.get("path", "-")} |')
   for key, label in (('errors', 'error'), ('skipped', 'skipped')):
     lines += [f'- train {label}: {x}' for x in tr.get(key, [])]
   mr = results.get('multirun', {})

@@ -89,6 +89,12 @@ class JaxDin:
     self.scorer.variables = self.state.variables     # the train step donates the old state
     return np.asarray(self.scorer(request))
 
+  def serving_path(self, request) -> str:
+    """'shared' (history computed once per request) or 'tiled' (the scorer's check found the
+    shared path off by more than its tolerance, e.g. under reduced-precision matmuls)."""
+    self.serve(request)
+    return 'shared' if self.scorer.uses_shared_history(request) else 'tiled'
+
   def score(self, batch) -> np.ndarray:
     return np.asarray(self.batch_fn(self.state.variables, batch))
 

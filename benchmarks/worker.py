@@ -122,7 +122,8 @@ def main():
       while len(lat) < cmd['max_reps'] and (len(lat) < 3 or time.perf_counter() < t_end):
         r = reqs[len(lat) % len(reqs)]
         lat.append(_timed(lambda r=r: system.serve(r)) * 1000)
-      reply({'latencies_ms': lat})
+      path = getattr(system, 'serving_path', None)
+      reply({'latencies_ms': lat, **({'path': path(reqs[0])} if path else {})})
     elif op == 'score':
       w0 = time.perf_counter()
       for i in range(cmd['batches']):

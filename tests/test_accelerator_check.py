@@ -50,6 +50,7 @@ def test_smoke_train_rows_and_serving(smoke):
     assert {'min_examples_per_s', 'max_examples_per_s', 'step_ms', 'first_step_s'} <= set(row)
   assert {r['system'] for r in tr['rows']} >= {'jax_dense'}
   assert tr['serve'] and tr['serve'][0]['N'] == 1000 and tr['serve'][0]['p50_ms'] > 0
+  assert tr['serve'][0]['path'] == 'shared'       # history computed once per request
   if not ac.torch_available():
     assert any('torch is not importable' in s for s in tr['skipped'])
     assert not any(r['system'].startswith('torch') for r in tr['rows'])
