@@ -198,10 +198,13 @@ def child_versions(settings: dict) -> dict:
                                  _dist_version(r.name), prereleases=True)}
   except (OSError, KeyError, ImportError) as e:
     out['missing_project_deps'] = f'could not read pyproject.toml: {e}'
-  import jax  # pylint: disable=g-import-not-at-top
-  out['jax_backend'] = jax.default_backend()
-  out['jax_devices'] = [str(d) for d in jax.devices()]
-  out['jax_device_kind'] = jax.devices()[0].device_kind
+  try:
+    import jax  # pylint: disable=g-import-not-at-top
+    out['jax_backend'] = jax.default_backend()
+    out['jax_devices'] = [str(d) for d in jax.devices()]
+    out['jax_device_kind'] = jax.devices()[0].device_kind
+  except Exception as e:  # pylint: disable=broad-except  (no usable backend: say so, go on)
+    out['jax_error'] = f'{type(e).__name__}: {e} (JAX_PLATFORMS={os.environ.get("JAX_PLATFORMS")})'
   import seqrec_jax  # pylint: disable=g-import-not-at-top,unused-import
   out['seqrec_jax_file'] = seqrec_jax.__file__
   from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
@@ -213,17 +216,20 @@ def child_versions(settings: dict) -> dict:
   except ImportError:
     pass
   if torch_available():
-    import torch  # pylint: disable=g-import-not-at-top
-    out['torch'] = {'version': torch.__version__, 'cuda': torch.version.cuda,
-                    'cuda_available': torch.cuda.is_available(),
-                    'devices': [torch.cuda.get_device_name(i)
-                                for i in range(torch.cuda.device_count())]}
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+      out['torch'] = {'version': torch.__version__, 'cuda': torch.version.cuda,
+                      'cuda_available': torch.cuda.is_available(),
+                      'devices': [torch.cuda.get_device_name(i)
+                                  for i in range(torch.cuda.device_count())]}
+    except Exception as e:  # pylint: disable=broad-except
+      out['torch'] = {'error': f'{type(e).__name__}: {e}'}
   if shutil.which('nvidia-smi'):
     q = subprocess.run(['nvidia-smi', '--query-gpu=name,driver_version,memory.total,clocks.sm',
                         '--format=csv,noheader'], capture_output=True, text=True, timeout=30)
     out['nvidia_smi'] = q.stdout.strip() or q.stderr.strip()
   want = 'gpu' if settings['platform'] == 'gpu' else 'cpu'
-  out['platform_ok'] = out['jax_backend'] == want
+  out['platform_ok'] = out.get('jax_backend') == want
   return out
 
 
@@ -544,10 +550,11 @@ def render(results: dict, settings: dict) -> str:
   if v:
     d = v.get('dists', {})
     lines += [f'Device: {v.get("jax_device_kind", "?")} ({", ".join(v.get("jax_devices", []))})'
-              f'; nvidia-smi: {v.get("nvidia_smi", "-")}; JAX backend {v.get("jax_backend")}.',
+              f'; nvidia-smi: {v.get("nvidia_smi", "-")}; JAX backend {v.get("jax_backend")}'
+              + (f' (**{v["jax_error"][:300]}**)' if v.get('jax_error') else '') + '.',
               'Versions: python ' + v.get('python', '?') + ', ' +
               ', '.join(f'{k} {x}' for k, x in d.items() if x) +
-              (f'; torch CUDA {v["torch"]["cuda"]}' if v.get('torch') else '') + '.',
+              (f"; torch CUDA {v['torch'].get('cuda')}" if v.get('torch') else '') + '.',
               f'Project dependencies missing: {v.get("missing_project_deps") or "none"}; '
               f'outside the pinned range: {v.get("other_versions") or "none"}.', '']
   for name in SECTIONS:
