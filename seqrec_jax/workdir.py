@@ -7,8 +7,8 @@
 * `<workdir>/config.json`: the full resolved config of the first run. A later run into the same
   workdir (a resume, or a rerun of a finished run) must have the same config except for
   `NEUTRAL_KEYS`, which cannot change results; every other difference is refused, each key
-  with its old and new value. With nothing to resume yet (no checkpoint, no summary) the new
-  config replaces the old one.
+  with its old and new value. With nothing to resume yet (no checkpoint) the new config
+  replaces the old one.
 
 `guard` wraps `train_and_evaluate` with both (and with config validation, before anything is
 built or any directory is created).
@@ -118,13 +118,13 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
 
 
 def _has_results(workdir: str) -> bool:
-  """Whether the workdir holds anything a run would resume or report (checkpoints, summary)."""
+  """Whether the workdir holds a checkpoint a run would resume from or report (a finished
+  run always has one: the last step is an evaluation and is saved)."""
   for sub in ('checkpoints', 'best'):
     d = os.path.join(workdir, sub)
     if os.path.isdir(d) and any(n.isdigit() for n in os.listdir(d)):
       return True
-  metrics = os.path.join(workdir, 'metrics.jsonl')
-  return os.path.exists(metrics) and os.path.getsize(metrics) > 0
+  return False
 
 
 class ConfigChangedError(CheckpointMismatchError):
