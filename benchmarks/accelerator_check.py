@@ -74,7 +74,7 @@ PROFILES = {
                  boxes=dict(install=30, versions=30, tests=70, train=240, multirun=100)),
     'smoke': dict(seq_lens=(20,), batches=(64,), systems=('jax_dense', 'torch'),
                   reps=1, window=0.2, serve_rounds=1, serve_window=0.2, serve_max_reps=5,
-                  candidates=1000, runs=(2,), cells=('din_synthetic',), multirun_steps=3,
+                  candidates=1000, runs=(2,), cells=('mmoe_synthetic',), multirun_steps=3,
                   tests=('tests/test_packing.py::test_capacity_takes_at_most_buckets_values',),
                   test_globs=(), pytest_workers=0,   # boxes: only against hangs (shared CPUs)
                   boxes=dict(install=60, versions=120, tests=120, train=300, multirun=300)),
@@ -630,6 +630,8 @@ def settings_from_args(args) -> dict:
       prof[key] = tuple(int(x) for x in val.split(','))
   if args.systems:
     prof['systems'] = tuple(args.systems.split(','))
+  if args.cells:
+    prof['cells'] = tuple(args.cells.split(','))
   if args.multirun_steps is not None:
     prof['multirun_steps'] = args.multirun_steps
   for item in args.time_box:
@@ -673,6 +675,7 @@ def main(argv=None):
   p.add_argument('--batches', default='')
   p.add_argument('--systems', default='')
   p.add_argument('--runs', default='', help='multi-run group sizes S, e.g. 1,64,8')
+  p.add_argument('--cells', default='', help='multi-run cells: din_synthetic,mmoe_synthetic')
   p.add_argument('--multirun_steps', type=int, default=None,
                  help='> 0: train steps per multi-run job (default: the whole cell; smoke 3)')
   p.add_argument('--test_precision', default=None,
