@@ -82,9 +82,9 @@ PROFILES = {
 # --smoke: small data for the multi-run cells (the reference cells stay as the studies pin them).
 SMOKE_CELL_OVERRIDES = {
     'din_synthetic': {'data.synthetic.num_users': 200, 'data.synthetic.max_len': 10,
-                  'data.eval_batch_size': 256},
-    'mmoe_synthetic': {'data.mmoe_synthetic.num_train': 512, 'data.mmoe_synthetic.num_valid': 256,
-             'data.mmoe_synthetic.num_test': 256},
+                      'data.eval_batch_size': 256},
+    'mmoe_synthetic': {'data.mmoe_synthetic.num_train': 512,
+                       'data.mmoe_synthetic.num_valid': 256, 'data.mmoe_synthetic.num_test': 256},
 }
 
 
