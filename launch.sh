@@ -7,6 +7,7 @@
 #   data        python -m seqrec_jax.data [flags...]   prepare / describe a dataset
 #   ablation    attention-unit x activation x normaliser sweep   (experiments/attention_ablation.py)
 #   din_table   the DIN paper's Table 3 comparison               (experiments/din_table.py)
+#   din_reg     DIN paper's regularisers (Table 4, Fig. 4)       (experiments/din_reg.py)
 #   mmoe        MMoE synthetic study + census multi-task table   (experiments/mmoe_*.py, census_*.py)
 #   dcn         DNN vs DCN vs DCNv2 table                        (experiments/dcn_table.py)
 #   multihost   N local processes with jax.distributed on 127.0.0.1 (benchmarks/multihost.sh)
@@ -51,6 +52,7 @@ case "$cmd" in
   data)      setup; exec .venv/bin/python -m seqrec_jax.data "$@" ;;
   ablation)  setup; exec .venv/bin/python -m experiments.attention_ablation "$@" ;;
   din_table) setup; exec .venv/bin/python -m experiments.din_table "$@" ;;
+  din_reg)   setup; exec .venv/bin/python -m experiments.din_reg "$@" ;;
   mmoe)      setup
              .venv/bin/python -m experiments.mmoe_synthetic "$@"
              exec .venv/bin/python -m experiments.census_multitask "$@" ;;

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import glob
 import importlib.metadata
 import importlib.util
@@ -43,6 +44,7 @@ import platform as pyplatform
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -63,25 +65,26 @@ DISTS = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'ml_coll
 
 # Per mode: sizes and time boxes (seconds). GPU: < 8 minutes in all.
 PROFILES = {
-    'full': dict(seq_lens=(50, 100, 200), batches=(1024, 8192),
+    # L = 200 before 100: if the train box cuts the last length, the extremes are measured.
+    'full': dict(seq_lens=(50, 200, 100), batches=(1024, 8192),
                  systems=('jax', 'jax_dense', 'torch', 'torch_compile'), reps=3, window=1.0,
                  serve_rounds=2, serve_window=1.0, serve_max_reps=300, candidates=1000,
-                 runs=(1, 64, 8), cells=('din_table', 'mmoe'), multirun_steps=-1,
-                 tests=TEST_FILES, test_globs=TEST_GLOBS, pytest_workers=8,
-                 boxes=dict(install=30, versions=30, tests=90, train=200, multirun=130)),
+                 runs=(1, 64, 8), cells=('din_synthetic', 'mmoe_synthetic'), multirun_steps=-1,
+                 tests=TEST_FILES, test_globs=TEST_GLOBS, pytest_workers=12,
+                 boxes=dict(install=30, versions=30, tests=70, train=240, multirun=100)),
     'smoke': dict(seq_lens=(20,), batches=(64,), systems=('jax_dense', 'torch'),
                   reps=1, window=0.2, serve_rounds=1, serve_window=0.2, serve_max_reps=5,
-                  candidates=1000, runs=(2,), cells=('din_table',), multirun_steps=3,
+                  candidates=1000, runs=(2,), cells=('mmoe_synthetic',), multirun_steps=3,
                   tests=('tests/test_packing.py::test_capacity_takes_at_most_buckets_values',),
                   test_globs=(), pytest_workers=0,   # boxes: only against hangs (shared CPUs)
                   boxes=dict(install=60, versions=120, tests=120, train=300, multirun=300)),
 }
 # --smoke: small data for the multi-run cells (the reference cells stay as the studies pin them).
 SMOKE_CELL_OVERRIDES = {
-    'din_table': {'data.synthetic.num_users': 200, 'data.synthetic.max_len': 10,
-                  'data.eval_batch_size': 256},
-    'mmoe': {'data.mmoe_synthetic.num_train': 512, 'data.mmoe_synthetic.num_valid': 256,
-             'data.mmoe_synthetic.num_test': 256},
+    'din_synthetic': {'data.synthetic.num_users': 200, 'data.synthetic.max_len': 10,
+                      'data.eval_batch_size': 256},
+    'mmoe_synthetic': {'data.mmoe_synthetic.num_train': 512,
+                       'data.mmoe_synthetic.num_valid': 256, 'data.mmoe_synthetic.num_test': 256},
 }
 
 
@@ -187,14 +190,25 @@ def child_versions(settings: dict) -> dict:
       deps = tomllib.load(f)['project']['dependencies']
     names = [re.split(r'[<>=!~\[; ]', d, maxsplit=1)[0] for d in deps]
     out['missing_project_deps'] = [n for n in names if _dist_version(n) is None]
+    from packaging.requirements import Requirement  # pylint: disable=g-import-not-at-top
+    reqs = [Requirement(d) for d in deps]
+    # Installed, but outside the pinned range (the machine's versions are used as they are).
+    out['other_versions'] = {r.name: _dist_version(r.name) for r in reqs
+                             if _dist_version(r.name) and not r.specifier.contains(
+                                 _dist_version(r.name), prereleases=True)}
   except (OSError, KeyError, ImportError) as e:
     out['missing_project_deps'] = f'could not read pyproject.toml: {e}'
-  import jax  # pylint: disable=g-import-not-at-top
-  out['jax_backend'] = jax.default_backend()
-  out['jax_devices'] = [str(d) for d in jax.devices()]
-  out['jax_device_kind'] = jax.devices()[0].device_kind
+  try:
+    import jax  # pylint: disable=g-import-not-at-top
+    out['jax_backend'] = jax.default_backend()
+    out['jax_devices'] = [str(d) for d in jax.devices()]
+    out['jax_device_kind'] = jax.devices()[0].device_kind
+  except Exception as e:  # pylint: disable=broad-except  (no usable backend: say so, go on)
+    out['jax_error'] = f'{type(e).__name__}: {e} (JAX_PLATFORMS={os.environ.get("JAX_PLATFORMS")})'
   import seqrec_jax  # pylint: disable=g-import-not-at-top,unused-import
   out['seqrec_jax_file'] = seqrec_jax.__file__
+  from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  out['xla_cpu_platform'] = xla_cpu.cpu_platform()   # CPU runtime defaults apply only there
   out['xla_flags'] = os.environ.get('XLA_FLAGS', '')
   try:
     from seqrec_jax import platform_defaults  # pylint: disable=g-import-not-at-top
@@ -202,17 +216,20 @@ def child_versions(settings: dict) -> dict:
   except ImportError:
     pass
   if torch_available():
-    import torch  # pylint: disable=g-import-not-at-top
-    out['torch'] = {'version': torch.__version__, 'cuda': torch.version.cuda,
-                    'cuda_available': torch.cuda.is_available(),
-                    'devices': [torch.cuda.get_device_name(i)
-                                for i in range(torch.cuda.device_count())]}
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+      out['torch'] = {'version': torch.__version__, 'cuda': torch.version.cuda,
+                      'cuda_available': torch.cuda.is_available(),
+                      'devices': [torch.cuda.get_device_name(i)
+                                  for i in range(torch.cuda.device_count())]}
+    except Exception as e:  # pylint: disable=broad-except
+      out['torch'] = {'error': f'{type(e).__name__}: {e}'}
   if shutil.which('nvidia-smi'):
     q = subprocess.run(['nvidia-smi', '--query-gpu=name,driver_version,memory.total,clocks.sm',
                         '--format=csv,noheader'], capture_output=True, text=True, timeout=30)
     out['nvidia_smi'] = q.stdout.strip() or q.stderr.strip()
   want = 'gpu' if settings['platform'] == 'gpu' else 'cpu'
-  out['platform_ok'] = out['jax_backend'] == want
+  out['platform_ok'] = out.get('jax_backend') == want
   return out
 
 
@@ -237,11 +254,18 @@ def child_tests(settings: dict) -> dict:
   with open(pytest_txt, 'w') as f:
     f.write(' '.join(cmd) + '\n')
     f.flush()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
     try:
-      rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                          timeout=max(settings['boxes']['tests'] - 10, 5)).returncode
+      rc = proc.wait(timeout=max(settings['boxes']['tests'] - 25, 5))
     except subprocess.TimeoutExpired:
-      rc = 'timed out (pytest.txt has the tests that ran)'
+      # SIGINT: pytest stops, prints its summary and still writes the JUnit report.
+      proc.send_signal(signal.SIGINT)
+      try:
+        proc.wait(timeout=15)
+      except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+      rc = 'interrupted at the time box (the counts are of the tests that ran)'
   out = {'files': files, 'returncode': rc, 'seconds': round(time.time() - t0, 1),
          'matmul_precision': settings['test_precision'] or 'default',
          'multirun_tests': [f for f in files if any(
@@ -298,7 +322,7 @@ def child_train(settings: dict, out_path: str) -> dict:
                                          else ())
         w = dt.Worker(system, seq_len, 'dice', str(settings['candidates']), sys.executable,
                       extra_args=extra)
-        w.batch = batch
+        w.batch, w.seq_len = batch, seq_len
         workers.append(w)
     try:
       ready = []
@@ -311,11 +335,17 @@ def child_train(settings: dict, out_path: str) -> dict:
       steps = {id(w): max(1, round(settings['window'] / max(w.ready['step_s'], 1e-4)))
                for w in ready}
       runs = {id(w): [] for w in ready}
+      failed: set[int] = set()
+      call = functools.partial(_safe_call, failed=failed, errors=out['errors'])
       for _ in range(settings['reps']):
         for w in rng.sample(ready, len(ready)):
-          runs[id(w)].append(w.call(op='train', steps=steps[id(w)]))
+          r = call(w, op='train', steps=steps[id(w)])
+          if r is not None:
+            runs[id(w)].append(r)
       for w in ready:
         rs = runs[id(w)]
+        if id(w) in failed or not rs:
+          continue
         rates = [r['examples'] / r['seconds'] for r in rs]
         out['rows'].append({
             'system': w.system, 'L': seq_len, 'batch': w.batch,
@@ -328,22 +358,39 @@ def child_train(settings: dict, out_path: str) -> dict:
       servers = [w for w in ready if w.batch == min(settings['batches'])
                  and (w.system != 'jax_dense' or 'jax' not in systems)]
       lat = {id(w): [] for w in servers}
+      paths = {}
       for _ in range(settings['serve_rounds']):
         for w in rng.sample(servers, len(servers)):
-          lat[id(w)] += w.call(op='serve', n=settings['candidates'],
-                               max_reps=settings['serve_max_reps'],
-                               max_seconds=settings['serve_window'])['latencies_ms']
+          r = call(w, op='serve', n=settings['candidates'], max_reps=settings['serve_max_reps'],
+                   max_seconds=settings['serve_window'])
+          lat[id(w)] += r['latencies_ms'] if r is not None else []
+          if r is not None and 'path' in r:
+            paths[id(w)] = r['path']
       for w in servers:
         a = sorted(lat[id(w)])
+        if not a:
+          continue
         out['serve'].append({'system': w.system, 'L': seq_len, 'N': settings['candidates'],
                              'p50_ms': statistics.median(a),
                              'p99_ms': a[min(len(a) - 1, int(0.99 * len(a)))],
-                             'samples': len(a)})
+                             'samples': len(a), 'path': paths.get(id(w), '-')})
     finally:
       for w in workers:
         w.close()
     _write_json(out_path, out)
   return out
+
+
+def _safe_call(w, failed: set[int], errors: list[str], **cmd):
+  """w.call(**cmd), or None once the worker has died (out of memory, say): it is dropped."""
+  if id(w) in failed:
+    return None
+  try:
+    return w.call(**cmd)
+  except (RuntimeError, json.JSONDecodeError, BrokenPipeError) as e:
+    failed.add(id(w))
+    errors.append(f'{w.system} L={w.seq_len} batch={w.batch} {cmd["op"]}: {e}')
+    return None
 
 
 def multirun_available() -> bool:
@@ -352,29 +399,26 @@ def multirun_available() -> bool:
 
 
 def cell_config(cell: str, smoke: bool):
-  """(config spec, overrides, seed) of the reference cell: din_table's synthetic 'DIN with
-  Dice' row as that study pins it, or the MMoE synthetic preset (mmoe, correlation 0.5)."""
-  if cell == 'din_table':
-    from experiments import din_table  # pylint: disable=g-import-not-at-top
-    c = din_table.make_cells('synthetic', 1, False, models=('din_dice',))[0]
-    spec, overrides, seed = 'seqrec_jax/configs/din.py:synthetic', dict(c.overrides), c.seed
-  elif cell == 'mmoe':
-    spec, seed = 'seqrec_jax/configs/multitask.py:mmoe_synthetic,mmoe', 0
-    overrides = {'data.mmoe_synthetic.correlation': 0.5}
-  else:
-    raise ValueError(f'unknown multi-run cell {cell!r}; choose from din_table, mmoe')
+  """(config spec, overrides, test metric) of a multi-run cell, from benchmarks/multirun.py's
+  cases: din_synthetic (din_table's synthetic "DIN with Dice" cell as that study pins it) and
+  mmoe_synthetic (the MMoE study's mmoe cell at correlation 0.5)."""
+  from benchmarks import multirun  # pylint: disable=g-import-not-at-top
+  spec, overrides, _, metric = multirun.case_setup(cell)
+  overrides = dict(overrides)
   if smoke:
     overrides.update(SMOKE_CELL_OVERRIDES[cell])
-  return spec, overrides, seed
+  return spec, overrides, metric
 
 
 def child_multirun_job(settings: dict, cell: str, runs: int) -> dict:
   """One train_and_evaluate of `cell` with config.train.runs = runs, timed end to end."""
+  from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  xla_cpu.apply_defaults()               # as the studies' mains do (CPU only)
   from seqrec_jax import train  # pylint: disable=g-import-not-at-top
   from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
-  spec, overrides, seed = cell_config(cell, settings['smoke'])
-  overrides.update({'seed': seed, 'train.runs': runs, 'train.progress': False,
+  spec, overrides, metric = cell_config(cell, settings['smoke'])
+  overrides.update({'seed': 0, 'train.runs': runs, 'train.progress': False,
                     'train.checkpoint_every': 10**9})
   if settings['multirun_steps'] > 0:
     n = settings['multirun_steps']
@@ -386,7 +430,6 @@ def child_multirun_job(settings: dict, cell: str, runs: int) -> dict:
   summary = train.train_and_evaluate(cfg, workdir)
   wall = time.time() - t0
   per_run = summary.get('runs', [summary]) if isinstance(summary, dict) else [summary]
-  metric = 'eval/test/auc' if cell == 'din_table' else 'eval/test/mean/mse'
   vals = [r[metric] for r in per_run if isinstance(r, dict) and metric in r]
   return {'cell': cell, 'runs': runs, 'wall_s': round(wall, 2),
           'runs_per_hour': runs * 3600 / wall, 'steps': per_run[0].get('steps'),
@@ -474,11 +517,11 @@ def evaluate_goals(results: dict, settings: dict) -> dict:
       'status': ('pass' if ok else 'fail') if measured else 'n/a'}
   mr = results.get('multirun', {})
   rph = {j['runs']: j.get('runs_per_hour') for j in mr.get('jobs', [])
-         if j.get('cell') == 'din_table'}
+         if j.get('cell') == 'din_synthetic'}
   hi = max(settings['runs'])
   ratio = _ratio(rph.get(hi), rph.get(1))
   goals['multirun_s64_vs_s1'] = {
-      'target': f'runs/hour at S={hi} >= {GOALS["multirun_s64_vs_s1"]}x S=1 (din_table cell)',
+      'target': f'runs/hour at S={hi} >= {GOALS["multirun_s64_vs_s1"]}x S=1 (din_synthetic)',
       'ratio': ratio, 'status': 'n/a' if ratio is None else
       ('pass' if ratio >= GOALS['multirun_s64_vs_s1'] else 'fail')}
   if not mr.get('available', True):
@@ -507,11 +550,13 @@ def render(results: dict, settings: dict) -> str:
   if v:
     d = v.get('dists', {})
     lines += [f'Device: {v.get("jax_device_kind", "?")} ({", ".join(v.get("jax_devices", []))})'
-              f'; nvidia-smi: {v.get("nvidia_smi", "-")}; JAX backend {v.get("jax_backend")}.',
+              f'; nvidia-smi: {v.get("nvidia_smi", "-")}; JAX backend {v.get("jax_backend")}'
+              + (f' (**{v["jax_error"][:300]}**)' if v.get('jax_error') else '') + '.',
               'Versions: python ' + v.get('python', '?') + ', ' +
               ', '.join(f'{k} {x}' for k, x in d.items() if x) +
-              (f'; torch CUDA {v["torch"]["cuda"]}' if v.get('torch') else '') + '.',
-              f'Project dependencies missing: {v.get("missing_project_deps") or "none"}.', '']
+              (f"; torch CUDA {v['torch'].get('cuda')}" if v.get('torch') else '') + '.',
+              f'Project dependencies missing: {v.get("missing_project_deps") or "none"}; '
+              f'outside the pinned range: {v.get("other_versions") or "none"}.', '']
   for name in SECTIONS:
     err = results.get(name, {}).get('error')
     if err:
@@ -538,10 +583,11 @@ def render(results: dict, settings: dict) -> str:
                    f'{_fmt(_ratio(r["examples_per_s"], tc.get((r["L"], r["batch"]))))} |')
   if tr.get('serve'):
     lines += ['', f'## Serving (one user x {settings["candidates"]} candidates, ms)', '',
-              '| L | system | p50 | p99 | samples |', '|---:|---|---:|---:|---:|']
+              '| L | system | p50 | p99 | samples | history path |',
+              '|---:|---|---:|---:|---:|---|']
     for r in tr['serve']:
       lines.append(f'| {r["L"]} | {r["system"]} | {r["p50_ms"]:.3f} | {r["p99_ms"]:.3f} | '
-                   f'{r["samples"]} |')
+                   f'{r["samples"]} | {r.get("path", "-")} |')
   for key, label in (('errors', 'error'), ('skipped', 'skipped')):
     lines += [f'- train {label}: {x}' for x in tr.get(key, [])]
   mr = results.get('multirun', {})
@@ -584,6 +630,8 @@ def settings_from_args(args) -> dict:
       prof[key] = tuple(int(x) for x in val.split(','))
   if args.systems:
     prof['systems'] = tuple(args.systems.split(','))
+  if args.cells:
+    prof['cells'] = tuple(args.cells.split(','))
   if args.multirun_steps is not None:
     prof['multirun_steps'] = args.multirun_steps
   for item in args.time_box:
@@ -627,6 +675,7 @@ def main(argv=None):
   p.add_argument('--batches', default='')
   p.add_argument('--systems', default='')
   p.add_argument('--runs', default='', help='multi-run group sizes S, e.g. 1,64,8')
+  p.add_argument('--cells', default='', help='multi-run cells: din_synthetic,mmoe_synthetic')
   p.add_argument('--multirun_steps', type=int, default=None,
                  help='> 0: train steps per multi-run job (default: the whole cell; smoke 3)')
   p.add_argument('--test_precision', default=None,

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from benchmarks import data as bd
-from seqrec_jax import models, platform_defaults, serving, steps
+from seqrec_jax import models, platform_defaults, precision, serving, steps
 from seqrec_jax.configs import default
 from seqrec_jax.data import packing
 from seqrec_jax.data.features import DataSpec
@@ -38,8 +38,9 @@ class JaxDin:
   framework = 'jax'
 
   def __init__(self, seq_len: int, activation: str = 'dice', seed: int = 0,
-               pack: bool | None = None):
+               pack: bool | None = None, compute_dtype: str = 'float32'):
     self.config = reference_config(activation)
+    self.config.model.compute_dtype = compute_dtype
     self.pack = self.config.data.pack_history if pack is None else pack
     self.spec = DataSpec(num_users=bd.NUM_USERS, num_items=bd.NUM_ITEMS,
                          num_cates=bd.NUM_CATES, max_len=seq_len)
@@ -48,7 +49,7 @@ class JaxDin:
     self.batches = bd.make_batches(seq_len)
     tx = make_optimizer(self.config.optim, 1000)
     v = self.model.init(jax.random.key(seed), self.batches[0], train=False)
-    self.state = TrainState.create(self.model.apply, v, tx)
+    self.state = TrainState.create(precision.cast_apply(self.model.apply, compute_dtype), v, tx)
     self.step_fn = jax.jit(functools.partial(steps.train_step, tasks=self.tasks),
                            donate_argnums=(0,))
     self.rng = jax.random.key(seed + 1)
@@ -87,6 +88,12 @@ class JaxDin:
       self.scorer = serving.CandidateScorer(self.model, self.state.variables)
     self.scorer.variables = self.state.variables     # the train step donates the old state
     return np.asarray(self.scorer(request))
+
+  def serving_path(self, request) -> str:
+    """'shared' (history computed once per request) or 'tiled' (the scorer's check found the
+    shared path off by more than its tolerance, e.g. under reduced-precision matmuls)."""
+    self.serve(request)
+    return 'shared' if self.scorer.uses_shared_history(request) else 'tiled'
 
   def score(self, batch) -> np.ndarray:
     return np.asarray(self.batch_fn(self.state.variables, batch))

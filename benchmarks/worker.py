@@ -25,10 +25,12 @@ from benchmarks import data as bd
 
 
 def make_system(name: str, seq_len: int, activation: str, device: str = 'cpu'):
-  if name in ('jax', 'jax_dense'):
+  if name in ('jax', 'jax_dense', 'jax_bf16'):
     from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
     xla_cpu.apply_defaults()          # as seqrec_jax.main does; the peers run without them
     from benchmarks.jax_din import JaxDin  # pylint: disable=g-import-not-at-top
+    if name == 'jax_bf16':            # the platform's packing default, bfloat16 compute
+      return JaxDin(seq_len, activation, compute_dtype='bfloat16')
     return JaxDin(seq_len, activation, pack=name == 'jax')
   if name == 'deepctr_tf':
     from benchmarks.peers.deepctr_tf import DeepCtrTf  # pylint: disable=g-import-not-at-top
@@ -120,7 +122,8 @@ def main():
       while len(lat) < cmd['max_reps'] and (len(lat) < 3 or time.perf_counter() < t_end):
         r = reqs[len(lat) % len(reqs)]
         lat.append(_timed(lambda r=r: system.serve(r)) * 1000)
-      reply({'latencies_ms': lat})
+      path = getattr(system, 'serving_path', None)
+      reply({'latencies_ms': lat, **({'path': path(reqs[0])} if path else {})})
     elif op == 'score':
       w0 = time.perf_counter()
       for i in range(cmd['batches']):

@@ -23,7 +23,7 @@ import os
 from absl import app, flags
 import numpy as np
 
-from experiments import publish, sweep
+from experiments import publish, resolved, sweep
 from seqrec_jax import xla_cpu
 
 FLAGS = flags.FLAGS
@@ -39,6 +39,7 @@ def define_flags():
 MODELS = ('single_task', 'shared_bottom', 'omoe', 'mmoe', 'ple')
 CONFIG = 'seqrec_jax/configs/multitask.py:census'
 TASKS = ('income', 'never_married')
+RESOLVE = tuple(f'eval/test/{t}/auc' for t in TASKS)   # vs shared_bottom, paired by seed
 METRICS = tuple(f'eval/{s}/{t}/auc' for s in ('test', 'valid') for t in TASKS) + (
     'params', 'gate_max_util', 'gate_entropy')
 
@@ -119,7 +120,12 @@ def report(records, outdir: str, wall: float) -> str:
     sweep.plot_bars(rows, ['model'], f'eval/test/{t}/auc',
                     os.path.join(outdir, f'census_{t}_auc.png'),
                     title=f'census: {t} test AUC (mean ± std over seeds)')
-  return text
+  comp = resolved.compare(records, lambda r: r['group']['model'], 'shared_bottom', outdir,
+                          RESOLVE)
+  res = resolved.markdown(comp, RESOLVE, '#### census: each model vs shared_bottom')
+  with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
+    f.write(res)
+  return text + '\n' + res
 
 
 def main(argv):
@@ -132,7 +138,7 @@ def main(argv):
   print(f'wrote {outdir}/table.md, table.csv, census_*_auc.png in {wall / 60:.1f} min')
   if sweep.publishes():
     print('copied to', publish.publish(outdir, 'census_multitask', (
-        'table.md', 'table.csv', *(f'census_{t}_auc.png' for t in TASKS))))
+        'table.md', 'table.csv', 'resolved.md', *(f'census_{t}_auc.png' for t in TASKS))))
 
 
 if __name__ == '__main__':

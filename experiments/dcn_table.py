@@ -22,7 +22,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from experiments import publish, sweep
+from experiments import publish, resolved, sweep
 from seqrec_jax import models, xla_cpu
 from seqrec_jax.configs import load_config
 from seqrec_jax.data import load_dataset
@@ -60,6 +60,7 @@ METRICS = ('eval/test/logloss', 'eval/test/auc', 'eval/valid/logloss', 'eval/val
            'params', 'examples_per_sec', 'wall')
 # DCN-V2 paper (Wang et al., WWW'21), Criteo, DCN-V2: logloss 0.4406, AUC 0.8115.
 PAPER = {'criteo': {'paper DCN-V2 AUC': 0.8115}}
+RESOLVE = ('eval/test/logloss', 'eval/test/auc')   # each row vs DNN, paired by seed
 
 
 def _parse(v: str):
@@ -98,7 +99,7 @@ def cross_width(spec: str, overrides: dict) -> str:
   model = models.build_model(cfg.model, ds.spec)
   batch = ds.splits['train'].__getitems__(np.arange(2))
   p = jax.eval_shape(lambda: model.init(jax.random.key(0), batch, train=False))['params']
-  d, r = p['tower']['cross']['layer_0']['v']['kernel'].shape
+  d, r = p['backbone']['cross']['layer_0']['v']['kernel'].shape
   return f'd={d}, r={r}'
 
 
@@ -149,7 +150,12 @@ def run_dataset(dataset: str) -> str:
                   title=f'{dataset}: test AUC (mean ± std)', reference=PAPER.get(dataset))
   sweep.plot_bars(agg, ['model'], 'eval/test/logloss', os.path.join(outdir, 'logloss.png'),
                   title=f'{dataset}: test logloss (mean ± std)')
-  return text
+  comp = resolved.compare(records, lambda r: r['group']['model'], ROWS[0][0], outdir, RESOLVE,
+                          rows=[label for label, _ in ROWS])
+  res = resolved.markdown(comp, RESOLVE, f'#### {dataset}: each row vs {ROWS[0][0]}')
+  with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
+    f.write(res)
+  return text + '\n' + res
 
 
 def main(argv):
@@ -166,7 +172,8 @@ def main(argv):
     print(run_dataset(d), flush=True)
     if _DOCS.value and default and d in ('census', 'movielens'):
       print('copied to', publish.publish(os.path.join(_OUTDIR.value, d), f'dcn_table/{d}',
-                                         ('table.md', 'table.csv', 'auc.png', 'logloss.png')))
+                                         ('table.md', 'table.csv', 'auc.png', 'logloss.png',
+                                          'resolved.md')))
   print(f'total wall time {time.time() - t0:.0f} s', flush=True)
 
 

@@ -24,6 +24,11 @@ SHORT = {'eval/test/gauc': 'test GAUC', 'eval/test/auc': 'test AUC',
          'eval/test/logloss': 'test logloss'}
 
 
+def _name(metric: str) -> str:
+  """'test GAUC' for 'eval/test/gauc', 'test income auc' for 'eval/test/income/auc'."""
+  return SHORT.get(metric, metric.removeprefix('eval/').replace('/', ' '))
+
+
 def cell_workdir(rec: dict, outdir: str) -> tuple[str, int | None]:
   """(workdir, run index or None) of a sweep record: 'workdir'/'run' when the multi-run engine
   wrote them, else <outdir>/work/<id> (sweep.run_sweep's single-run layout)."""
@@ -100,7 +105,7 @@ def markdown(comparisons: Sequence[dict], metric_keys: Sequence[str] = (GAUC,),
     return ''
   head = ['Row', 'vs', 'seeds']
   for m in metric_keys:
-    head.append(f'Δ {SHORT.get(m, m)} (95% CI, seeds)')
+    head.append(f'Δ {_name(m)} (95% CI, seeds)')
     if m == GAUC:
       head.append('Δ test GAUC (95% bootstrap, test users)')
   head.append('resolved')
@@ -113,7 +118,7 @@ def markdown(comparisons: Sequence[dict], metric_keys: Sequence[str] = (GAUC,),
       if m == GAUC:
         cells.append(metrics.format_diff(c['boot'], digits) if c['boot'] else
                      'n/a (no saved predictions)')
-    won = [SHORT.get(m, m).replace('test ', '') for m in metric_keys if c['resolved'].get(m)]
+    won = [_name(m).replace('test ', '') for m in metric_keys if c['resolved'].get(m)]
     cells.append(', '.join(won) if won else 'none')
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines += ['', 'Δ = row − baseline, paired by seed (mean and 95% t-interval over seeds). '

@@ -10,6 +10,8 @@ under SLURM / a TPU slice with --distributed=on); see seqrec_jax/distributed.py.
 """
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -31,7 +33,23 @@ def main(argv):
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
+def _help(argv) -> str:
+  """--help: this docstring, the flags, and every config key with its value and meaning."""
+  from seqrec_jax.configs import help as config_help, load_config  # pylint: disable=g-import-not-at-top
+  spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
+  config = load_config(spec or 'default.py')
+  flags_help = '\n'.join(f'  --{f.name}: {f.help}' for f in flags.FLAGS.get_key_flags_for_module(
+      __name__) + flags.FLAGS.get_key_flags_for_module(distributed))
+  return (f'{__doc__.strip()}\n\nFlags:\n{flags_help}\n  --config.<key>=<value>: override '
+          'a config key (below)\n\n' + config_help.describe(
+              config, spec or 'seqrec_jax/configs/default.py (add --config=FILE[:ARG] to see '
+              "that file's values)"))
+
+
 def run():
+  if any(a in ('--help', '-h', '--help=true') for a in sys.argv[1:]):
+    print(_help(sys.argv[1:]))
+    sys.exit(0)
   app.run(main)
 
 

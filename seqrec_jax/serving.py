@@ -14,6 +14,12 @@ tests/test_serving.py).
 
 Attention units that do not broadcast over a batch-1 history are detected on the first
 request of each shape (both paths are run and compared) and then served by tiling.
+
+Every request is validated against the model's DataSpec before it is scored
+(`validate_request`): known fields only, integer ids inside their vocabularies (JAX gathers
+would clamp an out-of-range id silently), shapes ([N] candidates, [L] history with
+L <= max_len, matching lengths), a bool or 0/1 mask, finite dense values. A bad request is a
+`RequestError` naming the field, the value and its position.
 """
 from __future__ import annotations
 
@@ -45,6 +51,110 @@ def _as_rows(x, what: str):
                        '(one user per request)')
     return x
   return x if x.ndim == 2 else x[None]
+
+
+class RequestError(ValueError):
+  """A malformed serving request; the message names the field, the value and its position."""
+
+
+def _ids(request, key: str, vocab: int, what: str) -> np.ndarray:
+  x = np.asarray(request[key])
+  if x.dtype == object or not (np.issubdtype(x.dtype, np.integer) or x.size == 0):
+    raise RequestError(f'request[{key!r}] has dtype {x.dtype}; {what} ids must be integers')
+  bad = (x < 0) | (x >= vocab)
+  if bad.any():
+    pos = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise RequestError(
+        f'request[{key!r}]{list(pos)} = {x[pos].item()} is outside [0, {vocab}) (the {what} '
+        f'vocabulary; 0 = padding / out-of-vocabulary); {int(bad.sum())} bad of {x.size}')
+  return x
+
+
+def validate_request(request, spec) -> None:
+  """Checks a request against the model's DataSpec: keys, dtypes, shapes, history length
+  (<= max_len), every id against its vocabulary, a 0/1 (or bool) mask, finite dense values.
+  Raises RequestError naming the field, the value and its position."""
+  if not isinstance(request, Mapping):
+    raise RequestError(f'a request is a dict of arrays, got {type(request).__name__}')
+  allowed = CANDIDATE_KEYS + HISTORY_KEYS + USER_KEYS
+  unknown = sorted(set(request) - set(allowed))
+  if unknown:
+    raise RequestError(f'request has unknown fields {unknown}; allowed: {list(allowed)}')
+  need = ('target_item', 'target_cate') if spec.num_cates else ('target_item',)
+  for key in need:
+    if key not in request:
+      raise RequestError(f'request has no {key!r} (the candidates, shape [N])')
+  cand = _ids(request, 'target_item', spec.num_items, 'item')
+  if cand.ndim != 1 or cand.size == 0:
+    raise RequestError(f"request['target_item'] has shape {cand.shape}; expected [N], N >= 1")
+  n = cand.shape[0]
+  if 'target_cate' in request:
+    c = _ids(request, 'target_cate', max(spec.num_cates, 1), 'category')
+    if c.shape != cand.shape:
+      raise RequestError(f"request['target_cate'] has shape {c.shape}; expected {cand.shape} "
+                         "like request['target_item']")
+  hist_shape = None
+  for key, vocab, what in (('hist_items', spec.num_items, 'item'),
+                           ('hist_cates', max(spec.num_cates, 1), 'category')):
+    if key not in request:
+      continue
+    h = _ids(request, key, vocab, what)
+    if not (h.ndim == 1 or (h.ndim == 2 and h.shape[0] == 1)):
+      raise RequestError(f'request[{key!r}] has shape {h.shape}; expected [L] or [1, L] '
+                         '(one user per request)')
+    if h.shape[-1] == 0:
+      raise RequestError(f'request[{key!r}] is empty; a user without behaviours is sent as '
+                         'padding (ids 0, hist_mask False)')
+    if h.shape[-1] > spec.max_len:
+      raise RequestError(f'request[{key!r}] has length {h.shape[-1]}, more than the model\'s '
+                         f'max_len {spec.max_len} (keep the newest {spec.max_len}, newest last)')
+    if hist_shape is not None and h.shape != hist_shape:
+      raise RequestError(f'request[{key!r}] has shape {h.shape}; expected {hist_shape} like '
+                         "request['hist_items']")
+    hist_shape = h.shape
+  if 'hist_mask' in request:
+    m = np.asarray(request['hist_mask'])
+    if hist_shape is not None and m.shape != hist_shape:
+      raise RequestError(f"request['hist_mask'] has shape {m.shape}; expected {hist_shape} "
+                         "like request['hist_items']")
+    if m.dtype != bool:
+      if not np.issubdtype(m.dtype, np.number):
+        raise RequestError(f"request['hist_mask'] has dtype {m.dtype}; expected bool or 0/1")
+      bad = ~np.isin(m, (0, 1))
+      if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise RequestError(f"request['hist_mask']{list(pos)} = {m[pos].item()}; mask values "
+                           'must be bool or 0/1')
+  if 'user_id' in request:
+    u = _ids(request, 'user_id', spec.num_users, 'user')
+    if u.size != 1:
+      raise RequestError(f"request['user_id'] has shape {u.shape}; expected a scalar or [1]")
+  if 'sparse' in request:
+    x = np.asarray(request['sparse'])
+    f = len(spec.sparse)
+    if x.ndim not in (1, 2) or x.shape[-1] != f or (x.ndim == 2 and x.shape[0] not in (1, n)):
+      raise RequestError(f"request['sparse'] has shape {x.shape}; expected [{f}], [1, {f}] or "
+                         f'[{n}, {f}] (fields {[s.name for s in spec.sparse]})')
+    if not np.issubdtype(x.dtype, np.integer):
+      raise RequestError(f"request['sparse'] has dtype {x.dtype}; field ids must be integers")
+    for j, fs in enumerate(spec.sparse):
+      bad = (x[..., j] < 0) | (x[..., j] >= fs.vocab_size)
+      if bad.any():
+        pos = [int(i) for i in np.argwhere(bad)[0]] + [j]
+        raise RequestError(f"request['sparse']{pos} = {x[tuple(pos)].item()} is outside "
+                           f'[0, {fs.vocab_size}) (field {fs.name!r}; 0 = padding / OOV)')
+  if 'dense' in request:
+    x = np.asarray(request['dense'])
+    d = spec.dense_dim
+    if x.ndim not in (1, 2) or x.shape[-1] != d or (x.ndim == 2 and x.shape[0] not in (1, n)):
+      raise RequestError(f"request['dense'] has shape {x.shape}; expected [{d}], [1, {d}] or "
+                         f'[{n}, {d}]')
+    if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+      bad = np.argwhere(~np.isfinite(x.astype(np.float64)))[0] if np.issubdtype(
+          x.dtype, np.number) else ()
+      raise RequestError(f"request['dense'] must hold finite numbers; got dtype {x.dtype}"
+                         + (f', {x[tuple(bad)].item()} at {list(map(int, bad))}'
+                            if len(bad) else ''))
 
 
 def make_request_batch(request: Mapping[str, Any], tile_history: bool) -> dict[str, np.ndarray]:
@@ -81,12 +191,18 @@ class CandidateScorer:
     shared_history: True (history at batch 1), False (tile it), or 'auto' (check on the
       first request of each shape that the shared path matches tiling, else tile).
     probabilities: apply a sigmoid (binary tasks); False returns logits.
+    spec: the DataSpec requests are validated against (default: model.spec).
   """
 
   def __init__(self, model, variables, shared_history: bool | str = 'auto',
-               probabilities: bool = True, rtol: float = 1e-4, atol: float = 1e-5):
+               probabilities: bool = True, rtol: float = 1e-4, atol: float = 1e-5,
+               spec=None):
     if shared_history not in (True, False, 'auto'):
       raise ValueError(f"shared_history must be True, False or 'auto', got {shared_history!r}")
+    self.spec = spec if spec is not None else getattr(model, 'spec', None)
+    if self.spec is None:
+      raise ValueError('CandidateScorer needs the DataSpec to validate requests: the model has '
+                       'no .spec; pass spec=')
     self.variables = variables
     self.shared_history = shared_history
     self._decided: dict[tuple, bool] = {}
@@ -105,6 +221,7 @@ class CandidateScorer:
     """Whether requests shaped like `request` are served on the shared-history path."""
     if self.shared_history != 'auto':
       return bool(self.shared_history)
+    validate_request(request, self.spec)
     key = self._shape_key(request)
     if key not in self._decided:
       tiled = np.asarray(self._score(self.variables, make_request_batch(request, True)))
@@ -118,6 +235,7 @@ class CandidateScorer:
     return self._decided[key]
 
   def batch(self, request) -> dict[str, np.ndarray]:
+    validate_request(request, self.spec)
     return make_request_batch(request, tile_history=not self.uses_shared_history(request))
 
   def __call__(self, request) -> jax.Array:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqrec_jax import evaluate, models, multirun, parallel, platform_defaults, steps
+from seqrec_jax import evaluate, models, multirun, parallel, platform_defaults, precision, steps
 from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.configs import validate
 from seqrec_jax.checkpoint import Checkpointer, check_finite_losses, param_fingerprint
@@ -124,11 +124,12 @@ class Program:
     return {} if self.runs is None else {'run': int(s)}
 
 
-def _init_fn(model, ds, tx):
+def _init_fn(model, ds, tx, compute_dtype):
   def init_fn(key):
     dummy = {k: jnp.asarray(v) for k, v in _dummy_batch(ds, 2).items()}
     variables = model.init({'params': key, 'dropout': key}, dummy, train=False)
-    return TrainState.create(model.apply, variables, tx)
+    apply_fn = precision.cast_apply(model.apply, compute_dtype)
+    return TrainState.create(apply_fn, variables, tx)
   return init_fn
 
 
@@ -152,7 +153,7 @@ def build_program(config) -> Program:
   pidx, pcount = jax.process_index(), jax.process_count()
   pack = _packer(config, part)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-  init_fn = _init_fn(model, ds, tx)
+  init_fn = _init_fn(model, ds, tx, config.model.compute_dtype)
   abstract = jax.eval_shape(init_fn, init_rng)
   state_sh = part.state_shardings(abstract)  # embedding rows on `model`, rest replicated
   abstract = parallel.with_shardings(abstract, state_sh)  # orbax restores into this layout
@@ -190,7 +191,8 @@ def _group_program(config, ds, part, total_steps, loss_w, fingerprint) -> Progra
   model = models.build_model(multirun.model_config(config, runs), ds.spec)
   make_tx = multirun.make_tx_fn(config.optim, total_steps)
   hp = multirun.hparam_arrays(config, runs)
-  init_fn = _init_fn(model, ds, multirun.run_tx(make_tx, {k: v[0] for k, v in hp.items()}))
+  init_fn = _init_fn(model, ds, multirun.run_tx(make_tx, {k: v[0] for k, v in hp.items()}),
+                     config.model.compute_dtype)
   keys = [jax.random.split(jax.random.key(r.seed)) for r in runs]
   step_rngs = jnp.stack([k[1] for k in keys])
   single_sh = part.state_shardings(jax.eval_shape(init_fn, keys[0][0]))

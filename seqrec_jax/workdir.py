@@ -7,8 +7,8 @@
 * `<workdir>/config.json`: the full resolved config of the first run. A later run into the same
   workdir (a resume, or a rerun of a finished run) must have the same config except for
   `NEUTRAL_KEYS`, which cannot change results; every other difference is refused, each key
-  with its old and new value. With nothing to resume yet (no checkpoint, no summary) the new
-  config replaces the old one.
+  with its old and new value. With nothing to resume yet (no checkpoint) the new config
+  replaces the old one.
 
 `guard` wraps `train_and_evaluate` with both (and with config validation, before anything is
 built or any directory is created).
@@ -30,10 +30,13 @@ CONFIG_FILE = 'config.json'
 LOCK_FILE = '.lock'
 # Keys that cannot change a run's results: logging and checkpoint cadence, the progress bar,
 # where and how prepared data is read, the evaluation batch (rows are scored independently
-# and the last batch is padded).
+# and the last batch is padded), and how the same maths is laid out on devices (mesh,
+# strategy, packed histories: equal up to float rounding; a run may resume on another layout).
 NEUTRAL_KEYS = ('train.log_every', 'train.progress', 'train.checkpoint_every',
                 'train.keep_checkpoints', 'data.eval_batch_size', 'data.data_dir',
-                'data.in_memory', 'data.max_memory_mb')
+                'data.in_memory', 'data.max_memory_mb', 'parallel.data', 'parallel.model',
+                'parallel.strategy', 'data.pack_history', 'data.pack_buckets',
+                'data.pack_max_fill')
 _MISSING = '<missing>'
 
 
@@ -115,13 +118,13 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
 
 
 def _has_results(workdir: str) -> bool:
-  """Whether the workdir holds anything a run would resume or report (checkpoints, summary)."""
+  """Whether the workdir holds a checkpoint a run would resume from or report (a finished
+  run always has one: the last step is an evaluation and is saved)."""
   for sub in ('checkpoints', 'best'):
     d = os.path.join(workdir, sub)
     if os.path.isdir(d) and any(n.isdigit() for n in os.listdir(d)):
       return True
-  metrics = os.path.join(workdir, 'metrics.jsonl')
-  return os.path.exists(metrics) and os.path.getsize(metrics) > 0
+  return False
 
 
 class ConfigChangedError(CheckpointMismatchError):

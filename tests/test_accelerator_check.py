@@ -50,6 +50,7 @@ def test_smoke_train_rows_and_serving(smoke):
     assert {'min_examples_per_s', 'max_examples_per_s', 'step_ms', 'first_step_s'} <= set(row)
   assert {r['system'] for r in tr['rows']} >= {'jax_dense'}
   assert tr['serve'] and tr['serve'][0]['N'] == 1000 and tr['serve'][0]['p50_ms'] > 0
+  assert tr['serve'][0]['path'] == 'shared'       # history computed once per request
   if not ac.torch_available():
     assert any('torch is not importable' in s for s in tr['skipped'])
     assert not any(r['system'].startswith('torch') for r in tr['rows'])
@@ -93,8 +94,8 @@ def _results(jax_rate, tc_rate, s1, s64, p50, dense=False):
           'train': {'rows': rows, 'serve': [{'system': 'jax', 'L': L, 'p50_ms': p50}
                                             for L in (50, 100, 200)]},
           'multirun': {'available': True, 'jobs': [
-              {'cell': 'din_table', 'runs': 1, 'runs_per_hour': s1},
-              {'cell': 'din_table', 'runs': 64, 'runs_per_hour': s64}]}}
+              {'cell': 'din_synthetic', 'runs': 1, 'runs_per_hour': s1},
+              {'cell': 'din_synthetic', 'runs': 64, 'runs_per_hour': s64}]}}
 
 
 SETTINGS = {'platform': 'gpu', 'seq_lens': (50, 100, 200), 'batches': (1024, 8192),
@@ -143,3 +144,18 @@ def test_bad_arguments_are_errors():
     ac.main(['--platform=cpu', '--sections=train,bogus'])
   with pytest.raises(SystemExit):
     ac.main(['--platform=cpu', '--time_box=nosuch=5'])
+
+
+def test_a_dying_worker_is_dropped_not_fatal():
+  class Dead:
+    system, seq_len, batch, calls = 'torch', 200, 8192, 0
+
+    def call(self, **cmd):
+      del cmd
+      self.calls += 1
+      raise RuntimeError('worker torch exited (code -9)')
+
+  w, failed, errors = Dead(), set(), []
+  assert ac._safe_call(w, failed, errors, op='train', steps=3) is None  # pylint: disable=protected-access
+  assert ac._safe_call(w, failed, errors, op='serve') is None  # pylint: disable=protected-access
+  assert w.calls == 1 and errors == ['torch L=200 batch=8192 train: worker torch exited (code -9)']

@@ -19,6 +19,7 @@ import pytest
 
 from seqrec_jax.configs import default
 from seqrec_jax.layers import attention as att
+from seqrec_jax.models import builders
 from seqrec_jax.layers.attention_proj import PARTS, ConcatDense
 
 B, L, D = 4, 6, 8
@@ -36,10 +37,10 @@ def _cases():
   """Every registry entry x normaliser x position (x activation for MLP scorers), deduplicated
   on the built module (entries ignore keys they do not use)."""
   seen = {}
-  for name in sorted(att.ATTENTIONS):
+  for name in sorted(builders.ATTENTIONS):
     for norm, pos, act in itertools.product(att.NORMALIZERS, (False, True), ('dice', 'prelu')):
       cfg = _cfg(name, normalizer=norm, use_position=pos, activation=act)
-      unit = att.build_attention(cfg)
+      unit = builders.build_attention(cfg)
       seen.setdefault(repr(unit), (f'{name}-{norm}-pos{int(pos)}-{act}', cfg))
   return [pytest.param(cfg, id=i) for i, cfg in seen.values()]
 
@@ -72,7 +73,7 @@ def _apply(unit, v, q, k, mask, train):
 
 @pytest.mark.parametrize('cfg', CASES)
 def test_contract(cfg):
-  unit = att.build_attention(cfg)
+  unit = builders.build_attention(cfg)
   q, k, mask = _data()
   v = _init(unit, q, k, mask)
   r = np.random.default_rng(3)
@@ -106,7 +107,7 @@ def test_contract(cfg):
 
 @pytest.mark.parametrize('cfg', CASES)
 def test_gradients_reach_every_parameter_and_stay_finite(cfg):
-  unit = att.build_attention(cfg)
+  unit = builders.build_attention(cfg)
   q, k, mask = _data()
   v = _init(unit, q, k, mask)
   w = jax.random.normal(jax.random.key(7), (B, D))
@@ -124,9 +125,9 @@ def test_gradients_reach_every_parameter_and_stay_finite(cfg):
   assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads0))
 
 
-@pytest.mark.parametrize('name', sorted(att.ATTENTIONS))
+@pytest.mark.parametrize('name', sorted(builders.ATTENTIONS))
 def test_jitted_train_step_compiles_once(name):
-  unit = att.build_attention(_cfg(name, use_position=True))
+  unit = builders.build_attention(_cfg(name, use_position=True))
   q, k, mask = _data()
   v = unit.init(jax.random.key(0), q, k, mask, False)
   traces = []
@@ -163,7 +164,7 @@ def _np_norm(s, mask, norm):
 @pytest.mark.parametrize('name', ['dot', 'scaled_dot'])
 def test_dot_attention_matches_numpy(name, norm):
   q, k, mask = _data()
-  out = att.build_attention(_cfg(name, normalizer=norm)).apply({}, q, k, mask, False)
+  out = builders.build_attention(_cfg(name, normalizer=norm)).apply({}, q, k, mask, False)
   s = np.einsum('bd,bld->bl', q, k) / (np.sqrt(D) if name == 'scaled_dot' else 1.0)
   ref = np.einsum('bl,bld->bd', np.nan_to_num(_np_norm(s, mask, norm)), k)
   np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
@@ -171,7 +172,7 @@ def test_dot_attention_matches_numpy(name, norm):
 
 def test_multihead_matches_numpy():
   q, k, mask = _data()
-  unit = att.build_attention(_cfg('multihead', num_heads=2, normalizer='softmax'))
+  unit = builders.build_attention(_cfg('multihead', num_heads=2, normalizer='softmax'))
   v = _init(unit, q, k, mask)
   p = jax.tree.map(np.asarray, v['params'])
   h, e = 2, D // 2
@@ -209,24 +210,25 @@ def test_concat_dense_matches_reference_concat_for_every_subset():
 
 def test_bad_config_errors_name_the_key():
   with pytest.raises(ValueError, match=r'config.model.attention.normalizer'):
-    att.build_attention(_cfg('din', normalizer='softmx'))
+    builders.build_attention(_cfg('din', normalizer='softmx'))
   with pytest.raises(ValueError, match=r'config.model.attention.inputs'):
-    att.build_attention(_cfg('din', inputs=('q', 'kk')))
+    builders.build_attention(_cfg('din', inputs=('q', 'kk')))
   with pytest.raises(ValueError, match=r'config.model.attention.activation'):
-    att.build_attention(_cfg('din', activation='same'))
+    builders.build_attention(_cfg('din', activation='same'))
   with pytest.raises(ValueError, match=r'config.model.attention.name'):
-    att.build_attention(_cfg('dinn'))
+    builders.build_attention(_cfg('dinn'))
   q, k, mask = _data()
   with pytest.raises(ValueError, match=r'num_heads=3'):
-    att.build_attention(_cfg('multihead', num_heads=3)).init(jax.random.key(0), q, k, mask, False)
+    unit = builders.build_attention(_cfg('multihead', num_heads=3))
+    unit.init(jax.random.key(0), q, k, mask, False)
 
 
 def test_docs_example_is_the_registered_code():
   """docs/attention.md's "Add an attention variant" code block is attention_cosine.py verbatim."""
-  src = open(os.path.join(ROOT, 'seqrec_jax/layers/attention_cosine.py')).read()
+  src = open(os.path.join(ROOT, 'seqrec_jax/models/attention_cosine.py')).read()
   example = src.split('# [example:start]\n')[1].split('# [example:end]')[0].strip()
   assert len(example.splitlines()) <= 30
   page = open(os.path.join(ROOT, 'docs', 'attention.md')).read()
   blocks = [b.strip() for b in re.findall(r'```python\n(.*?)```', page, re.S)]
-  assert example in blocks, 'docs/attention.md example differs from layers/attention_cosine.py'
-  assert 'cosine' in att.ATTENTIONS and any('cosine' in c.id for c in CASES)
+  assert example in blocks, 'docs/attention.md example differs from models/attention_cosine.py'
+  assert 'cosine' in builders.ATTENTIONS and any('cosine' in c.id for c in CASES)

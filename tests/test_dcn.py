@@ -1,7 +1,7 @@
-"""dnn / dcn / dcnv2 models and config.model.tower (models/dcn.py, models/towers.py).
+"""dnn / dcn / dcnv2 models and config.model.backbone (models/dcn.py, models/builders.py).
 
 Generic contracts (shapes, padding, gradients, learning on synthetic data) come from
-tests/test_models_registry.py; here: the wiring of cross + deep, the default-off tower switch,
+tests/test_models_registry.py; here: the wiring of cross + deep, the default-off backbone switch,
 an end-to-end run, and (slow) a field-interaction task that needs the cross network.
 """
 from __future__ import annotations
@@ -45,27 +45,27 @@ def test_registered():
   assert {'dnn', 'dcn', 'dcnv2'} <= set(models.MODELS)
 
 
-def test_tower_default_keeps_din_and_base_unchanged():
-  """tower='mlp' (default) builds exactly the Head MLP: no 'tower' params, and dnn with
+def test_backbone_default_keeps_din_and_base_unchanged():
+  """backbone='mlp' (default) builds exactly the Head MLP: no 'backbone' params, and dnn with
   sum pooling is `base` (same parameters -> same outputs)."""
   cfg = _cfg('din')
   spec, batch = _seq_batch(cfg)
   _, v = _init(cfg, spec, batch)
-  assert 'tower' not in v['params'] and 'mlp' in v['params']['head']
+  assert 'backbone' not in v['params'] and 'mlp' in v['params']['head']
   mb, vb = _init(_cfg('base'), spec, batch)
   md, vd = _init(_cfg('dnn'), spec, batch)
   assert _shapes(vb) == _shapes(vd)
   np.testing.assert_array_equal(mb.apply(vb, batch, train=False), md.apply(vd, batch, train=False))
 
 
-def test_din_with_dcnv2_tower():
-  cfg = _cfg('din', tower='dcnv2', cross_type='lowrank', cross_layers=2, cross_rank=0.25)
+def test_din_with_dcnv2_backbone():
+  cfg = _cfg('din', backbone='dcnv2', cross_type='lowrank', cross_layers=2, cross_rank=0.25)
   spec, batch = _seq_batch(cfg)
   m, v = _init(cfg, spec, batch)
   p = v['params']
   assert 'mlp' not in p['head'] and 'dense_0' in p['pooling']        # DIN attention kept
   d = 4 * cfg.model.embed_dim                                          # target + pooled history
-  assert _shapes(p['tower']['cross']['layer_1']['v']) == {'kernel': (d, d // 4)}
+  assert _shapes(p['backbone']['cross']['layer_1']['v']) == {'kernel': (d, d // 4)}
   out, _ = m.apply(v, batch, train=True, mutable=['batch_stats'])
   assert out.shape == (8,) and np.isfinite(out).all()
 
@@ -91,7 +91,7 @@ def test_tabular_input_width_and_attention_pooling_option():
   cfg = _cfg('dcnv2', cross_type='full', cross_layers=1)
   m, v = _init(cfg, spec, batch)
   d = 2 * cfg.model.embed_dim + 3
-  assert v['params']['tower']['cross']['layer_0']['w']['kernel'].shape == (d, d)
+  assert v['params']['backbone']['cross']['layer_0']['w']['kernel'].shape == (d, d)
   assert m.apply(v, batch, train=False).shape == (4, 2)                # one logit per task
   cfg = _cfg('dcn', pooling='attention')
   spec, batch = _seq_batch(cfg)
@@ -99,10 +99,10 @@ def test_tabular_input_width_and_attention_pooling_option():
   assert 'dense_0' in v['params']['pooling']
 
 
-def test_bad_tower_and_cross_type_name_the_key():
+def test_bad_backbone_and_cross_type_name_the_key():
   spec, batch = _seq_batch(_cfg('din'))
-  with pytest.raises(ValueError, match='config.model.tower'):
-    _init(_cfg('din', tower='xdeep'), spec, batch)
+  with pytest.raises(ValueError, match='config.model.backbone'):
+    _init(_cfg('din', backbone='xdeep'), spec, batch)
   with pytest.raises(ValueError, match='config.model.cross_type'):
     _init(_cfg('dcnv2', cross_type='diag'), spec, batch)
 

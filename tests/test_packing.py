@@ -12,7 +12,7 @@ from seqrec_jax import models, parallel, platform_defaults, steps, train
 from seqrec_jax.configs import default
 from seqrec_jax.data import packing
 from seqrec_jax.data.features import DataSpec
-from seqrec_jax.layers import attention as att
+from seqrec_jax.models import builders
 from seqrec_jax.state import TrainState, make_optimizer
 
 B, L = 12, 9
@@ -122,7 +122,7 @@ def test_units_without_packed_support_ignore_the_index():
   np.testing.assert_array_equal(model.apply(v, packing.add_history_index(dense, max_fill=1.0),
                                             train=False),
                                 model.apply(v, dense, train=False))
-  assert not att.build_attention(ml_collections.ConfigDict(
+  assert not builders.build_attention(ml_collections.ConfigDict(
       {'name': 'din', 'inputs': ('q', 'k', 'outer'), 'hidden': (4,), 'activation': 'dice',
        'normalizer': 'none'})).packable
 

@@ -9,7 +9,7 @@ import pytest
 from seqrec_jax import models
 from seqrec_jax.configs import default
 from seqrec_jax.data.features import DataSpec, FeatureSpec
-from seqrec_jax.layers import attention as att
+from seqrec_jax.models import builders
 from seqrec_jax.serving import CandidateScorer, make_request_batch
 
 LEN, N, ITEMS, CATES = 7, 9, 40, 6
@@ -96,7 +96,7 @@ def test_shared_history_matches_per_example_batch_scoring():
 
 
 def test_auto_picks_the_shared_path_for_din_and_is_right_for_every_unit():
-  for name in sorted(att.ATTENTIONS):
+  for name in sorted(builders.ATTENTIONS):
     model, v = _model(attention=name, normalizer='softmax' if name == 'multihead' else 'none')
     scorer = CandidateScorer(model, v)
     req = _request(3)

@@ -46,6 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.hidden = (200, 80)         # main MLP (DIN paper)
   c.model.activation = 'dice'        # dice | prelu | relu | sigmoid
   c.model.dice_eps = 1e-8            # DIN paper eq. 9
+  # float32 | bfloat16: matmuls/activations in bfloat16, params and Adam state float32
+  # (seqrec_jax/precision.py; for GPU/TPU; AUC parity there not measured yet).
+  c.model.compute_dtype = 'float32'
   c.model.dropout = 0.0
   # DIN paper Sec. 4.3.1 / Table 4 regularisers (base, din, dnn, dcn, dcnv2). mba_lambda > 0:
   # mini-batch aware L2 on embedding rows present in the batch, weighted by 1 / n_j (eq. 6);
@@ -61,14 +64,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.attention.hidden = (80, 40)
   c.model.attention.activation = 'same'   # 'same' = model.activation
   c.model.attention.normalizer = 'none'   # none (paper) | softmax | sigmoid
-  # Attention units (layers/attention.py): name = din (MLP scorer over `inputs`) | dot |
-  # scaled_dot | bilinear | multihead | cosine | sum | mean | max. Units ignore unused keys.
+  # Attention units (layers/attention.py, built by models/builders.py): name = din (MLP scorer
+  # over `inputs`) | dot | scaled_dot | bilinear | multihead | cosine | sum | mean | max. Units
+  # ignore unused keys.
   c.model.attention.num_heads = 2         # multihead: heads (must divide 2 * embed_dim)
   c.model.attention.use_position = False  # add recency features (0 = newest real behaviour)
   c.model.attention.max_position = 64     # recency buckets; older behaviours share the last
-  # Feature crossing (models dnn/dcn/dcnv2, and config.model.tower of any Head-based model).
+  # Feature crossing (models dnn/dcn/dcnv2, and config.model.backbone of any Head-based model).
   # dnn/dcn/dcnv2 pool the history with model.pooling, or with model.attention if 'attention'.
-  c.model.tower = 'mlp'              # mlp (Head's MLP) | dcn | dcnv2 (cross net + deep net)
+  c.model.backbone = 'mlp'           # mlp (Head's MLP) | dcn | dcnv2 (cross net + deep net)
   c.model.structure = 'stacked'      # stacked (x0 -> cross -> deep) | parallel (concat)
   c.model.cross_layers = 3
   c.model.cross_type = 'full'        # DCN-V2: full | lowrank (W = U V^T) | mix (DCN-Mix)

@@ -16,66 +16,22 @@ Contract (tested over the whole registry, tests/test_attention.py):
   * an all-padding history yields a zero vector, never NaN;
   * every unit declares `order_free` (True: permuting the history leaves the output
     unchanged, which the tests then check).
-A unit is built from its config block (config.model.attention) by `build_attention(cfg)`;
-register a new one with `@register_attention('name')` on a function `(cfg) -> nn.Module`.
+Units take plain arguments; models/builders.py builds them from config.model.attention
+(`build_attention`) and holds the registry of names (`@register_attention`).
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from seqrec_jax.layers.activations import ACTIVATIONS, make_activation
-from seqrec_jax.layers.attention_proj import PARTS, ConcatDense
+from seqrec_jax.layers.activations import make_activation
+from seqrec_jax.layers.attention_proj import ConcatDense
 
-ATTENTIONS: dict[str, Callable[..., nn.Module]] = {}
 NORMALIZERS = ('none', 'softmax', 'sigmoid')
-_SRC = 'config.model.attention'
-
-
-def register_attention(name: str):
-  def deco(fn):
-    if name in ATTENTIONS:
-      raise ValueError(f'attention {name!r} is already registered')
-    ATTENTIONS[name] = fn
-    return fn
-  return deco
-
-
-def build_attention(cfg) -> nn.Module:
-  """cfg: the `model.attention` config block; cfg.name selects the registry entry."""
-  if cfg.name not in ATTENTIONS:
-    raise ValueError(f'unknown attention {cfg.name!r} ({_SRC}.name); '
-                     f'registered: {sorted(ATTENTIONS)}')
-  norm = cfg.get('normalizer', 'none')
-  if norm not in NORMALIZERS:
-    raise ValueError(f'unknown normalizer {norm!r} ({_SRC}.normalizer); choose from {NORMALIZERS}')
-  act = cfg.get('activation', 'dice')
-  if act not in ACTIVATIONS:
-    raise ValueError(f'unknown activation {act!r} ({_SRC}.activation; models resolve '
-                     f"'same' to config.model.activation); choose from {ACTIVATIONS}")
-  bad = [p for p in cfg.get('inputs', ()) if p not in PARTS]
-  if bad:
-    raise ValueError(f'unknown attention input(s) {bad} ({_SRC}.inputs={tuple(cfg.inputs)}); '
-                     f'choose an ordered subset of {PARTS}')
-  unit = ATTENTIONS[cfg.name](cfg)
-  if not isinstance(getattr(unit, 'order_free', None), bool):
-    raise TypeError(f'attention {cfg.name!r} must declare a bool `order_free` attribute')
-  return unit
-
-
-def attention_from_model_config(model_cfg) -> nn.Module:
-  """The unit of config.model.attention, with activation 'same' -> config.model.activation
-  (so the attention MLP and the main MLP are selectable separately or together) and Dice's
-  eps from config.model.dice_eps."""
-  att = ml_collections.ConfigDict(model_cfg.attention.to_dict())
-  if att.get('activation', 'same') == 'same':
-    att.activation = model_cfg.activation
-  att.dice_eps = model_cfg.dice_eps
-  return build_attention(att)
+_SRC = 'config.model.attention'   # where models/builders.py takes the arguments from (errors)
 
 
 def normalize(scores, mask, normalizer: str):
@@ -330,44 +286,3 @@ class Pooling(nn.Module):
                                 indices_are_sorted=True)
       return jnp.where(mask.any(1, keepdims=True), out, 0.0)
     raise ValueError(f'unknown pooling {self.mode!r}; choose sum, mean or max')
-
-
-def _position(cfg) -> dict:
-  return dict(use_position=bool(cfg.get('use_position', False)),
-              max_position=int(cfg.get('max_position', 64)))
-
-
-@register_attention('din')
-def _din(cfg):
-  return DinAttention(inputs=tuple(cfg.inputs), hidden=tuple(cfg.hidden),
-                      activation=cfg.activation, normalizer=cfg.normalizer,
-                      dice_eps=cfg.get('dice_eps', 1e-8), **_position(cfg))
-
-
-@register_attention('dot')
-def _dot(cfg):
-  return DotAttention(False, cfg.get('normalizer', 'softmax'), **_position(cfg))
-
-
-@register_attention('scaled_dot')
-def _scaled_dot(cfg):
-  return DotAttention(True, cfg.get('normalizer', 'softmax'), **_position(cfg))
-
-
-@register_attention('bilinear')
-def _bilinear(cfg):
-  return BilinearAttention(cfg.get('normalizer', 'softmax'), **_position(cfg))
-
-
-@register_attention('multihead')
-def _multihead(cfg):
-  return MultiHeadTargetAttention(int(cfg.get('num_heads', 2)), cfg.get('normalizer', 'softmax'),
-                                  **_position(cfg))
-
-
-for _mode in ('sum', 'mean', 'max'):
-  register_attention(_mode)(lambda cfg, _m=_mode: Pooling(_m))
-
-# The docs/attention.md "Add an attention variant" example lives in its own module; importing
-# it registers 'cosine' (and the registry tests then cover it).
-from seqrec_jax.layers import attention_cosine  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -1,4 +1,4 @@
-"""MLP tower with swappable activations (Dice needs `train` and an optional padding mask)."""
+"""MLP with swappable activations (Dice needs `train` and an optional padding mask)."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -4,7 +4,8 @@ temperature. Registering it is all it takes; tests/test_attention.py then covers
 import flax.linen as nn
 import jax.numpy as jnp
 
-from seqrec_jax.layers.attention import normalize, register_attention, weighted_sum
+from seqrec_jax.layers.attention import normalize, weighted_sum
+from seqrec_jax.models.builders import register_attention
 
 
 class CosineAttention(nn.Module):

@@ -67,23 +67,48 @@ class SequenceInput(nn.Module):
 
 
 class Head(nn.Module):
-  """MLP tower then one logit per task: [B, F] -> [B] (one task) or [B, T].
+  """MLP (or `backbone`) then one logit per task: [B, F] -> [B] (one task) or [B, T].
 
-  `tower` (e.g. models/towers.build_tower: DCN/DCN-V2 cross + deep) replaces the MLP when set.
+  `backbone` (models/builders.build_backbone: DCN/DCN-V2 cross + deep) replaces the MLP when set.
   """
   num_tasks: int
   hidden: Sequence[int] = (200, 80)
   activation: str = 'prelu'
   dice_eps: float = 1e-8
   dropout: float = 0.0
-  tower: nn.Module | None = None
+  backbone: nn.Module | None = None
 
   @nn.compact
   def __call__(self, x, train: bool):
-    if self.tower is not None:
-      x = self.tower(x, train)
+    if self.backbone is not None:
+      x = self.backbone(x, train)
     else:
       x = MLP(tuple(self.hidden), self.activation, self.dice_eps, self.dropout,
               name='mlp')(x, train)
     out = nn.Dense(self.num_tasks, name='logit')(x)
     return out[:, 0] if self.num_tasks == 1 else out
+
+
+class SequenceRanker(nn.Module):
+  """SequenceInput -> MLP (or backbone) -> logit(s). batch -> [B] or [B, T].
+
+  The models base, din (models/din.py), dnn, dcn, dcnv2 (models/dcn.py).
+  """
+  spec: DataSpec
+  pooling: nn.Module | None
+  embed_dim: int = 16
+  use_user: bool = False
+  hidden: tuple = (200, 80)
+  activation: str = 'prelu'
+  dice_eps: float = 1e-8
+  dropout: float = 0.0
+  backbone: nn.Module | None = None  # None: Head's MLP; else e.g. DCN-V2 (model.backbone)
+  mba_lambda: float = 0.0            # mini-batch aware regularisation (SequenceInput)
+  embed_dropout: float = 0.0         # dropout of looked-up id vectors (layers/embedding.py)
+
+  @nn.compact
+  def __call__(self, batch, train: bool = False):
+    x = SequenceInput(self.spec, self.pooling, self.embed_dim, self.use_user, self.mba_lambda,
+                      self.embed_dropout, name='input')(batch, train)
+    return Head(len(self.spec.tasks), self.hidden, self.activation, self.dice_eps,
+                self.dropout, self.backbone, name='head')(x, train)

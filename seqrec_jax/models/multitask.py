@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
-import ml_collections
-
 from seqrec_jax.data.features import DataSpec
-from seqrec_jax.layers.attention import build_attention
 from seqrec_jax.layers.experts import MMoE, PLE, gate_entropy
 from seqrec_jax.layers.mlp import MLP
 from seqrec_jax.models import register_model
 from seqrec_jax.models.blocks import SequenceInput
+from seqrec_jax.models.builders import attention_unit, pooling_unit
 
 ARCHS = ('single_task', 'shared_bottom', 'omoe', 'mmoe', 'ple')
 INPUTS = ('embed', 'pool', 'din')
@@ -128,13 +126,9 @@ def input_pooling(cfg) -> nn.Module | None:
   if kind == 'embed':
     return None
   if kind == 'pool':
-    return build_attention(ml_collections.ConfigDict({'name': cfg.pooling}))
+    return pooling_unit(cfg.pooling)
   if kind == 'din':
-    att = ml_collections.ConfigDict(cfg.attention.to_dict())
-    if att.get('activation', 'same') == 'same':
-      att.activation = cfg.activation
-    att.dice_eps = cfg.dice_eps
-    return build_attention(att)
+    return attention_unit(cfg)
   raise ValueError(f'unknown input block {kind!r} (config.model.input); choose from {INPUTS}')
 
 

@@ -1,0 +1,291 @@
+"""Regularisation study (DIN paper Sec. 4.3.1, Table 4 and Fig. 4): BaseModel and DIN, each with
+no regularisation, id dropout, an item frequency filter, plain L2 and mini-batch aware (MBA)
+regularisation, on MovieLens latest-small and on synthetic data with a large item vocabulary.
+
+  bash launch.sh din_reg                          # both datasets, 3 seeds (resumable)
+  python -m experiments.din_reg --dataset=synthetic --seeds=5
+  python -m experiments.din_reg --num_steps=200 --outdir=/tmp/din_reg   # smoke run
+
+Protocol: experiments/din_table.py's Adam protocol (Adam 3e-3, cosine, batch 256, d=16, MLP
+200-80, PReLU; attention 80-40 for DIN), model selection on valid GAUC, test reported. The
+regularisers (tests/test_regularisation.py):
+  dropout  model.embed_dropout=0.5: each looked-up id vector zeroed with prob. 0.5 (the paper
+           drops 50% of feature ids per sample)
+  filter   data.item_top_k=k: only the k items in most training samples keep their id, the rest
+           read as OOV 0 (the paper keeps the top 20M goods ids)
+  L2       optim.weight_decay=lambda: (lambda / 2) ||theta||^2 on every parameter, each step
+           (dense: every embedding row moves every step)
+  MBA      model.mba_lambda=lambda: eq. 6, rows of ids present in the batch only, weighted 1/n_j
+The strength of filter, L2 and MBA is chosen on valid GAUC from GRIDS with seed 0 (tuning
+cells); the chosen value is then run with every seed (seed 0's run is the tuning cell itself).
+Outputs (--outdir, default runs/din_reg): <dataset>/table.md (test GAUC / AUC / logloss, mean ±
+std), <dataset>/resolved.md (each regulariser vs the same model without, paired by seed, and a
+bootstrap over test users for GAUC), <dataset>/grid.md (valid GAUC per tuning value),
+<dataset>/fig4.png (train and valid logloss vs step, with and without MBA: the paper's Fig. 4)
+and report.md; a default run copies them to docs/results/din_reg/ (docs/din_reg.md).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import time
+
+from absl import app, flags, logging
+import numpy as np
+
+from experiments import din_table, publish, resolved, sweep
+from seqrec_jax import xla_cpu
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defined only when run as a script (see sweep.define_study_flags)."""
+  flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Datasets (movielens, synthetic).')
+  sweep.define_study_flags(3, 'Seeds per row (the tuning cells use seed 0).', 'runs/din_reg',
+                           'Unused (one preset).', 'the preset: 3 epochs on movielens, 4 on '
+                           'synthetic')
+  flags.DEFINE_bool('report_only', False, 'Rebuild tables and plots from finished cells without '
+                    'training or checking their configs against today\'s defaults.')
+  flags.adopt_module_key_flags(sweep)
+
+
+MODELS = (
+    ('BaseModel', {'model.name': 'base', 'model.pooling': 'sum', 'model.activation': 'prelu'}),
+    ('DIN', {'model.name': 'din', 'model.activation': 'prelu'}),
+)
+REGS = ('none', 'dropout', 'filter', 'L2', 'MBA')
+KEYS = {'dropout': 'model.embed_dropout', 'filter': 'data.item_top_k',
+        'L2': 'optim.weight_decay', 'MBA': 'model.mba_lambda'}
+# Strengths. n_j (training samples holding item j) has median ~105 on movielens (10%-90%:
+# 51-1039) and ~40 on synthetic (5-91), so MBA's per-step pull lambda * w_j / n_j on a present row
+# meets the data gradient (~1e-3 per row at batch 256) around lambda ~ 1. Dense L2 pulls every row
+# every step; under Adam rows absent for long shrink at a rate ~ lr * lambda / sqrt(v).
+GRIDS = {
+    'movielens': {'dropout': (0.5,), 'filter': (2000,), 'L2': (1e-4, 1e-3, 1e-2),
+                  'MBA': (0.1, 1.0, 10.0)},
+    'synthetic': {'dropout': (0.5,), 'filter': (5000,), 'L2': (1e-4, 1e-3, 1e-2),
+                  'MBA': (0.1, 1.0, 10.0)},
+}
+# din_table's generator with a 20x larger item vocabulary (1000 users' worth of rare items).
+SYNTHETIC_VOCAB = {'data.synthetic.num_items': 20000, 'data.synthetic.num_cates': 100}
+METRICS = ('eval/test/gauc', 'eval/test/auc', 'eval/test/logloss', 'eval/valid/gauc',
+           'best_step', 'wall_seconds')
+RESOLVE = ('eval/test/gauc', 'eval/test/auc', 'eval/test/logloss')
+
+
+def base_overrides(dataset: str, num_steps: int = -1) -> dict:
+  o = din_table.size_overrides(dataset, False)
+  if dataset == 'synthetic':
+    o.update(SYNTHETIC_VOCAB)
+  # ~10 evaluations per run and a train-loss point every 25 steps: the curves of Fig. 4.
+  o.update({'train.eval_every': 100 if dataset == 'movielens' else 60, 'train.log_every': 25})
+  if num_steps > 0:
+    o.update({'train.num_steps': num_steps, 'train.eval_every': max(num_steps // 4, 1)})
+  return o
+
+
+def cell(dataset, model, reg, value, seed, num_steps=-1) -> sweep.Cell:
+  ov = {**base_overrides(dataset, num_steps), **dict(MODELS)[model]}
+  if reg != 'none':
+    ov[KEYS[reg]] = value
+  return sweep.Cell({'model': model, 'reg': reg, 'value': value}, ov, seed)
+
+
+# Run order: no regularisation and MBA first (tuning, then every seed), then the other rows, so
+# a study cut short by its time budget has the paper's main comparison (and Fig. 4) complete.
+PHASES = (('none', 'MBA'), ('dropout', 'filter', 'L2'))
+
+
+def tuning_cells(dataset: str, num_steps: int = -1, regs=REGS) -> list[sweep.Cell]:
+  out = []
+  for model, _ in MODELS:
+    if 'none' in regs:
+      out.append(cell(dataset, model, 'none', None, 0, num_steps))
+    for reg in REGS[1:]:
+      if reg in regs:
+        out += [cell(dataset, model, reg, v, 0, num_steps) for v in GRIDS[dataset][reg]]
+  return out
+
+
+def choose(records: list[dict]) -> dict[tuple[str, str], object]:
+  """(model, reg) -> the grid value with the best valid GAUC (ties: the first)."""
+  best: dict[tuple[str, str], tuple[float, object]] = {}
+  for r in records:
+    g = r['group']
+    v = r['summary'].get('eval/valid/gauc', -math.inf)
+    key = (g['model'], g['reg'])
+    if key not in best or v > best[key][0]:
+      best[key] = (v, g['value'])
+  return {k: v for k, (_, v) in best.items()}
+
+
+def final_cells(dataset: str, chosen: dict, seeds: int, num_steps: int = -1,
+                regs=REGS) -> list[sweep.Cell]:
+  return [cell(dataset, model, reg, chosen[(model, reg)], s, num_steps)
+          for model, _ in MODELS for reg in REGS for s in range(seeds)
+          if (model, reg) in chosen and reg in regs]
+
+
+def row_label(rec) -> str:
+  g = rec['group']
+  return f"{g['model']} / {g['reg']}" + ('' if g['value'] is None else f" ({g['value']:g})")
+
+
+def curves(rec: dict, outdir: str) -> dict[str, np.ndarray]:
+  """Train data loss (loss - reg_loss) per log step and valid logloss per eval of one cell."""
+  workdir, run = resolved.cell_workdir(rec, outdir)
+  tr, va = [], []
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    for line in f:
+      x = json.loads(line)
+      if x.get('run') != run or 'summary' in x:
+        continue
+      if 'train/loss' in x:
+        tr.append((x['step'], x['train/loss'] - x.get('train/reg_loss', 0.0)))
+      if 'eval/valid/logloss' in x:
+        va.append((x['step'], x['eval/valid/logloss']))
+  return {'train': np.array(tr), 'valid': np.array(va)}
+
+
+def plot_fig4(records: list[dict], outdir: str, dataset: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(MODELS), figsize=(5.2 * len(MODELS), 3.8))
+  for ax, (model, _) in zip(np.atleast_1d(axes), MODELS):
+    for reg, color in (('none', 'tab:red'), ('MBA', 'tab:blue')):
+      rec = next((r for r in records if r['seed'] == 0 and r['group']['model'] == model
+                  and r['group']['reg'] == reg), None)
+      if rec is None:
+        continue
+      c = curves(rec, outdir)
+      name = 'no reg.' if reg == 'none' else f"MBA λ={rec['group']['value']:g}"
+      if len(c['train']):
+        ax.plot(c['train'][:, 0], c['train'][:, 1], ls='--', color=color, alpha=0.7,
+                label=f'{name}: train (batch)')
+      if len(c['valid']):
+        ax.plot(c['valid'][:, 0], c['valid'][:, 1], color=color, marker='.',
+                label=f'{name}: valid')
+    ax.set_title(f'{dataset}: {model} (seed 0)', fontsize=10)
+    ax.set_xlabel('step')
+    ax.set_ylabel('logloss (data term)')
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, 'fig4.png'), dpi=110)
+  plt.close(fig)
+
+
+def grid_table(records: list[dict], outdir: str, dataset: str) -> str:
+  lines = [f'#### {dataset}: tuning cells (seed 0), valid GAUC per value', '',
+           '| Model | regulariser | value | valid GAUC | test GAUC | best step |',
+           '|---|---|---|---|---|---|']
+  for r in records:
+    g, s = r['group'], r['summary']
+    value = '-' if g['value'] is None else f"{g['value']:g}"
+    lines.append(f"| {g['model']} | {g['reg']} | {value} | {s['eval/valid/gauc']:.4f} | "
+                 f"{s['eval/test/gauc']:.4f} | {s['best_step']} |")
+  text = '\n'.join(lines) + '\n'
+  with open(os.path.join(outdir, 'grid.md'), 'w') as f:
+    f.write(text)
+  return text
+
+
+def report(dataset: str, tuning: list[dict], records: list[dict], outdir: str,
+           seeds: int) -> str:
+  for r in records:
+    r['summary']['wall_seconds'] = r.get('wall_seconds', float('nan'))
+  rows = sweep.aggregate([dict(r, group={'row': row_label(r)}) for r in records], METRICS)
+  for r in rows:               # step and seconds: the mean only
+    r.pop('best_step_std', None)
+    r.pop('wall_seconds_std', None)
+  table = sweep.write_table(
+      rows, [('Model / regulariser (value)', 'row'), ('seeds', 'n_seeds'),
+             ('test GAUC', 'eval/test/gauc'), ('test AUC', 'eval/test/auc'),
+             ('test logloss', 'eval/test/logloss'), ('valid GAUC', 'eval/valid/gauc'),
+             ('best step', 'best_step'), ('s/run', 'wall_seconds')],
+      outdir, title=f'{dataset}: test metrics (mean ± std over {seeds} seeds)')
+  res = ''
+  for model, _ in MODELS:
+    mine = [r for r in records if r['group']['model'] == model]
+    base = next((row_label(r) for r in mine if r['group']['reg'] == 'none'), None)
+    comp = resolved.compare(mine, row_label, base, outdir, RESOLVE)
+    res += resolved.markdown(comp, RESOLVE, f'#### {dataset}: {model}, each regulariser vs none')
+    res += '\n'
+  din_vs_base = resolved.compare(
+      [r for r in records if r['group']['reg'] == 'none'], row_label, 'BaseModel / none',
+      outdir, RESOLVE)
+  res += resolved.markdown(din_vs_base, RESOLVE, f'#### {dataset}: DIN vs BaseModel, no '
+                           'regularisation')
+  with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
+    f.write(res)
+  grid = grid_table(tuning, outdir, dataset)
+  plot_fig4(records, outdir, dataset)
+  return table + '\n' + res + '\n' + grid
+
+
+def load() -> str:
+  return subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+
+
+def result_files(datasets) -> list[str]:
+  return ['report.md'] + [f'{d}/{n}' for d in datasets
+                          for n in ('table.md', 'table.csv', 'resolved.md', 'grid.md',
+                                    'fig4.png')]
+
+
+def _table_order(rec) -> tuple:
+  g = rec['group']
+  return ([m for m, _ in MODELS].index(g['model']), REGS.index(g['reg']), rec['seed'])
+
+
+def finished(cells: list[sweep.Cell], outdir: str) -> list[dict]:
+  """The stored records of the cells that finished (--report_only)."""
+  out = []
+  for c in cells:
+    path = os.path.join(outdir, 'cells', f'{c.id}.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        out.append(json.load(f))
+  return out
+
+
+def main(argv):
+  del argv
+  xla_cpu.apply_defaults()
+  logging.set_verbosity(logging.WARNING)
+  root = FLAGS.outdir or 'runs/din_reg'
+  parts = []
+  for dataset in FLAGS.dataset:
+    outdir = os.path.join(root, dataset)
+    t0, load0 = time.time(), load()
+    spec = f'seqrec_jax/configs/din.py:{dataset}'
+    tuning, records = [], []
+    for regs in PHASES:
+      cells = tuning_cells(dataset, FLAGS.num_steps, regs)
+      tuning += (finished(cells, outdir) if FLAGS.report_only
+                 else sweep.run_study(spec, cells, outdir, FLAGS.seeds)[0])
+      cells = final_cells(dataset, choose(tuning), FLAGS.seeds, FLAGS.num_steps, regs)
+      records += (finished(cells, outdir) if FLAGS.report_only
+                  else sweep.run_study(spec, cells, outdir, FLAGS.seeds)[0])
+    tuning.sort(key=_table_order)
+    records.sort(key=_table_order)
+    text = report(dataset, tuning, records, outdir, FLAGS.seeds)
+    cell_s = sum(r.get('wall_seconds', 0.0) for r in
+                 {r['id']: r for r in tuning + records}.values())
+    text += (f'\n{dataset}: this invocation {(time.time() - t0) / 60:.1f} min wall; the cells '
+             f'(run now or earlier) {cell_s / 60:.1f} min wall in total. Load before: `{load0}`; '
+             f'after: `{load()}` (2 CPU cores shared with other jobs).\n')
+    parts.append(text)
+    print(text)
+  with open(os.path.join(root, 'report.md'), 'w') as f:
+    f.write('\n'.join(parts))
+  if sweep.publishes() and set(FLAGS.dataset) == {'movielens', 'synthetic'}:
+    print('copied to', publish.publish(root, 'din_reg', result_files(FLAGS.dataset)))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

@@ -1,0 +1,66 @@
+"""`python -m seqrec_jax.main --help`: every config key with its value and its meaning.
+
+Meanings are the inline comments beside the keys in configs/default.py and beside the dataset
+modules' DEFAULTS (`key=value,  # meaning`), so the help text cannot drift from the code.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+_DEFAULT_LINE = re.compile(r'^\s*c\.([\w.]+)\s*=\s*.*?#\s*(.+?)\s*$')
+_KEY_LINE = re.compile(r'^\s*c\.([\w.]+)\s*=')
+
+
+def _flatten(d, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if hasattr(v, 'items'):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def meanings() -> dict[str, str]:
+  """Dotted key -> the comment beside it in default.py or a dataset module's DEFAULTS."""
+  from seqrec_jax.configs import default  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data import amazon, census, criteo, mmoe_synthetic, movielens, synthetic  # pylint: disable=g-import-not-at-top
+  out, block = {}, []
+  for line in inspect.getsource(default).splitlines():
+    if line.strip().startswith('#'):
+      block.append(line.strip().lstrip('#').strip())
+      continue
+    m = _DEFAULT_LINE.match(line) or _KEY_LINE.match(line)
+    if m and m.lastindex == 2:
+      out[m.group(1)] = m.group(2)
+    elif m and block:              # the comment block just above the key
+      out[m.group(1)] = ' '.join(block)
+    block = []
+  for name, mod in (('synthetic', synthetic), ('movielens', movielens), ('amazon', amazon),
+                    ('census', census), ('criteo', criteo), ('mmoe_synthetic', mmoe_synthetic)):
+    src = inspect.getsource(mod)
+    for line in src[src.find('DEFAULTS'):].splitlines()[1:]:
+      if line.startswith((')', '}')):
+        break
+      code, _, note = line.partition('#')
+      for key in re.findall(r'(\w+)\s*=', code) + re.findall(r"'(\w+)'\s*:", code):
+        if note.strip():
+          out[f'data.{name}.{key}'] = note.strip()
+  return out
+
+
+def describe(config, source: str) -> str:
+  """One line per key: `key = value    meaning`."""
+  flat = _flatten(config)
+  notes = meanings()
+  width = max(len(f'{k} = {v!r}') for k, v in flat.items())
+  lines = [f'Config keys, with the values of {source}',
+           '(override any with --config.<key>=<value>; None = the platform default, '
+           'seqrec_jax/platform_defaults.py):']
+  for k in sorted(flat):
+    left = f'{k} = {flat[k]!r}'
+    note = notes.get(k, '')
+    lines.append(f'  {left:<{min(width, 58)}}  {note}'.rstrip())
+  return '\n'.join(lines)

@@ -1,0 +1,169 @@
+"""Config -> module: the one place that turns config.model blocks into layers.
+
+Layers (seqrec_jax/layers/) take plain arguments and never read a config; model builders
+(`@register_model` functions) call these:
+
+  * `build_attention(cfg)`: a history unit from an attention config block (config.model.attention
+    or {'name': 'sum' | 'mean' | 'max'}), by name from the ATTENTIONS registry; register a new
+    one with `@register_attention('name')` on a function `(cfg) -> nn.Module` (worked example:
+    models/attention_cosine.py, docs/attention.md "Add an attention variant");
+  * `attention_unit(model_cfg)`: config.model.attention with activation 'same' resolved to
+    config.model.activation and Dice's eps from config.model.dice_eps;
+  * `pooling_unit(name)`, `history_unit(model_cfg)`: a non-attentive pooling by name; the
+    history pooling of config.model.pooling ('attention' = the attention unit);
+  * `build_backbone(model_cfg, kind)`: the network between the input block and the logit layer
+    (config.model.backbone: 'mlp' = the Head's MLP, 'dcn' / 'dcnv2' = cross network + deep
+    network). "Tower" is kept for the per-task networks of the multi-task models;
+  * `sequence_ranker(model_cfg, spec, pooling, backbone)`: the SequenceRanker of base, din,
+    dnn, dcn and dcnv2.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import ml_collections
+
+from seqrec_jax.layers.activations import ACTIVATIONS
+from seqrec_jax.layers.attention import (NORMALIZERS, BilinearAttention, DinAttention,
+                                         DotAttention, MultiHeadTargetAttention, Pooling)
+from seqrec_jax.layers.attention_proj import PARTS
+from seqrec_jax.layers.cross import CROSS_TYPES, CrossDeep, CrossNet, CrossNetV2
+from seqrec_jax.models.blocks import SequenceRanker
+
+ATTENTIONS: dict[str, Callable[..., nn.Module]] = {}
+POOLINGS = ('sum', 'mean', 'max')
+BACKBONES = ('mlp', 'dcn', 'dcnv2')
+_SRC = 'config.model.attention'
+
+
+def register_attention(name: str):
+  def deco(fn):
+    if name in ATTENTIONS:
+      raise ValueError(f'attention {name!r} is already registered')
+    ATTENTIONS[name] = fn
+    return fn
+  return deco
+
+
+def build_attention(cfg) -> nn.Module:
+  """cfg: an attention config block (`model.attention`); cfg.name selects the registry entry."""
+  if cfg.name not in ATTENTIONS:
+    raise ValueError(f'unknown attention {cfg.name!r} ({_SRC}.name); '
+                     f'registered: {sorted(ATTENTIONS)}')
+  norm = cfg.get('normalizer', 'none')
+  if norm not in NORMALIZERS:
+    raise ValueError(f'unknown normalizer {norm!r} ({_SRC}.normalizer); choose from {NORMALIZERS}')
+  act = cfg.get('activation', 'dice')
+  if act not in ACTIVATIONS:
+    raise ValueError(f'unknown activation {act!r} ({_SRC}.activation; models resolve '
+                     f"'same' to config.model.activation); choose from {ACTIVATIONS}")
+  bad = [p for p in cfg.get('inputs', ()) if p not in PARTS]
+  if bad:
+    raise ValueError(f'unknown attention input(s) {bad} ({_SRC}.inputs={tuple(cfg.inputs)}); '
+                     f'choose an ordered subset of {PARTS}')
+  unit = ATTENTIONS[cfg.name](cfg)
+  if not isinstance(getattr(unit, 'order_free', None), bool):
+    raise TypeError(f'attention {cfg.name!r} must declare a bool `order_free` attribute')
+  return unit
+
+
+def attention_unit(model_cfg) -> nn.Module:
+  """The unit of config.model.attention, with activation 'same' -> config.model.activation
+  (so the attention MLP and the main MLP are selectable separately or together) and Dice's
+  eps from config.model.dice_eps."""
+  att = ml_collections.ConfigDict(model_cfg.attention.to_dict())
+  if att.get('activation', 'same') == 'same':
+    att.activation = model_cfg.activation
+  att.dice_eps = model_cfg.dice_eps
+  return build_attention(att)
+
+
+def pooling_unit(name: str) -> nn.Module:
+  """A unit by name alone (config.model.pooling: sum | mean | max, or any registered unit
+  that needs no other keys)."""
+  return build_attention(ml_collections.ConfigDict({'name': name}))
+
+
+def history_unit(model_cfg) -> nn.Module:
+  """The history pooling of config.model.pooling: 'attention' = the attention unit
+  (`attention_unit`), else `pooling_unit(config.model.pooling)`."""
+  if model_cfg.pooling == 'attention':
+    return attention_unit(model_cfg)
+  return pooling_unit(model_cfg.pooling)
+
+
+def build_backbone(model_cfg, kind: str | None = None) -> nn.Module | None:
+  """The network under the logit layer; kind overrides config.model.backbone. None for 'mlp'
+  (models/blocks.Head's own MLP, parameters unchanged). The deep network is config.model.hidden
+  with config.model.activation; structure (stacked | parallel), number of cross layers, rank and
+  experts come from config.model.structure / cross_layers / cross_rank / cross_experts /
+  cross_nonlinearity."""
+  kind = kind or model_cfg.get('backbone', 'mlp')
+  if kind == 'mlp':
+    return None
+  if kind == 'dcn':
+    cross = CrossNet(model_cfg.cross_layers)
+  elif kind == 'dcnv2':
+    if model_cfg.cross_type not in CROSS_TYPES:
+      raise ValueError(f'unknown config.model.cross_type {model_cfg.cross_type!r}; '
+                       f'choose from {CROSS_TYPES}')
+    cross = CrossNetV2(model_cfg.cross_layers, model_cfg.cross_type, model_cfg.cross_rank,
+                       model_cfg.cross_experts, model_cfg.cross_nonlinearity)
+  else:
+    raise ValueError(f'unknown config.model.backbone {kind!r}; choose from {BACKBONES}')
+  return CrossDeep(cross, tuple(model_cfg.hidden), model_cfg.structure, model_cfg.activation,
+                   model_cfg.dice_eps, model_cfg.dropout)
+
+
+def sequence_ranker(model_cfg, spec, pooling: nn.Module | None,
+                    backbone: str | None = None) -> SequenceRanker:
+  """The SequenceRanker (models/blocks.py) of config.model with the given history unit;
+  backbone overrides config.model.backbone."""
+  c = model_cfg
+  return SequenceRanker(spec, pooling, c.embed_dim, c.use_user_embedding, tuple(c.hidden),
+                        c.activation, c.dice_eps, c.dropout, build_backbone(c, backbone),
+                        float(c.get('mba_lambda', 0.0)), float(c.get('embed_dropout', 0.0)))
+
+
+# The built-in units: config block -> layer with plain arguments.
+
+def _position(cfg) -> dict:
+  return dict(use_position=bool(cfg.get('use_position', False)),
+              max_position=int(cfg.get('max_position', 64)))
+
+
+@register_attention('din')
+def _din(cfg):
+  return DinAttention(inputs=tuple(cfg.inputs), hidden=tuple(cfg.hidden),
+                      activation=cfg.activation, normalizer=cfg.normalizer,
+                      dice_eps=cfg.get('dice_eps', 1e-8), **_position(cfg))
+
+
+@register_attention('dot')
+def _dot(cfg):
+  return DotAttention(False, cfg.get('normalizer', 'softmax'), **_position(cfg))
+
+
+@register_attention('scaled_dot')
+def _scaled_dot(cfg):
+  return DotAttention(True, cfg.get('normalizer', 'softmax'), **_position(cfg))
+
+
+@register_attention('bilinear')
+def _bilinear(cfg):
+  return BilinearAttention(cfg.get('normalizer', 'softmax'), **_position(cfg))
+
+
+@register_attention('multihead')
+def _multihead(cfg):
+  return MultiHeadTargetAttention(int(cfg.get('num_heads', 2)), cfg.get('normalizer', 'softmax'),
+                                  **_position(cfg))
+
+
+for _mode in POOLINGS:
+  register_attention(_mode)(lambda cfg, _m=_mode: Pooling(_m))
+
+# The docs/attention.md "Add an attention variant" example lives in its own module; importing
+# it registers 'cosine' (and the registry tests then cover it).
+from seqrec_jax.models import attention_cosine  # noqa: E402,F401  pylint: disable=g-import-not-at-top
