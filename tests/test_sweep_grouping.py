@@ -19,14 +19,6 @@ def vary_keys(monkeypatch):
   dropout), so these tests pin the sweep's behaviour whatever else the engine adds."""
   monkeypatch.setattr(sweep, 'vectorisable_keys',
                       lambda: (LR, 'optim.weight_decay', 'model.dropout'))
-  if 'run_seeds' not in default.get_config().train:     # until the engine's keys land
-    orig = default.get_config
-
-    def with_group_keys():
-      c = orig()
-      c.train.runs, c.train.run_seeds, c.train.vary = 1, (), ''
-      return c
-    monkeypatch.setattr(default, 'get_config', with_group_keys)
 
 
 def _vary(cfg) -> dict:
