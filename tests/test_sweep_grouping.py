@@ -227,3 +227,17 @@ def test_real_engine_grouped_sweep_equals_cell_by_cell(tmp_path, monkeypatch):
     ca, cb = curve(a, str(tmp_path / 'a')), curve(b, str(tmp_path / 'b'))
     assert [s for s, _ in ca] == [s for s, _ in cb] and len(ca) == 4
     assert [l for _, l in cb] == pytest.approx([l for _, l in ca], rel=1e-5)
+
+
+def test_benchmark_cases_are_the_studies_cells():
+  """benchmarks/multirun.py (and the accelerator check) time the studies' own cells."""
+  from benchmarks import multirun as bench  # pylint: disable=g-import-not-at-top
+  want = {'mmoe_synthetic': ('mmoe', 100, 'eval/test/mean/mse'),
+          'din_synthetic': ('din', 5, 'eval/test/auc')}
+  for case in bench.CASES:
+    spec, overrides, runs, metric = bench.case_setup(case)
+    cfg = load_config(spec, dict(overrides, seed=0, **{'train.run_seeds': tuple(range(runs))}))
+    assert (cfg.model.name, runs, metric) == want[case]
+  assert load_config(*bench.case_setup('din_synthetic')[:2]).model.activation == 'dice'
+  with pytest.raises(ValueError, match='unknown case'):
+    bench.case_setup('dcn')
