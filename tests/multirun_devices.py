@@ -1,9 +1,10 @@
-"""Helper for tests/test_multirun_devices.py (a subprocess, so XLA_FLAGS can force N host
-devices before jax is imported): trains one group of 8 tiny DIN (Dice) runs with the given
-`runs` x `data` mesh and prints one JSON line {per run: train losses, valid/test metrics}.
+"""Tiny multi-run group configs shared by tests/test_multirun*.py, and (run as a script, a
+subprocess so XLA_FLAGS can force N host devices before jax starts) the din group of CASES on
+several `runs` x `data` meshes, printing one JSON line {layout: {specs, runs: [per run:
+train losses, valid/test metrics]}}:
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multirun_devices.py \
-      --runs=8 --data=1 --workdir=/tmp/x
+      --layouts=8x1,4x2 --workdir=/tmp/x
 """
 from __future__ import annotations
 
@@ -11,37 +12,83 @@ import argparse
 import json
 import os
 
-import jax
-
-from seqrec_jax import train
-from seqrec_jax.configs import load_config
-from seqrec_jax.metric_writers import read_metrics
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MOE = {'model.experts': 3, 'model.expert_hidden': (8,), 'model.bottom_hidden': (12,),
+       'model.tower_hidden': (4,), 'model.shared_experts': 2, 'model.specific_experts': 1,
+       'model.ple_levels': 2, 'model.activation': 'relu', 'data.mmoe_synthetic.dim': 10,
+       'data.mmoe_synthetic.num_train': 1024, 'data.mmoe_synthetic.num_valid': 256,
+       'data.mmoe_synthetic.num_test': 256, 'data.mmoe_synthetic.num_sin': 3,
+       'data.batch_size': 32, 'data.eval_batch_size': 256, 'train.select_metric': 'mse',
+       'train.progress': False, 'train.log_every': 1}
+
+# (model, group overrides, run index compared with a single run): together they vary every
+# vectorisable key, each with a value unlike the one the group's module is built with.
+CASES = {
+    # 4 seeds x 2 learning rates = 8 runs (also the group of tests/test_multirun_devices.py).
+    'din': ({'train.run_seeds': (3, 4, 5, 6),
+             'train.vary': '{"optim.learning_rate": [1e-3, 3e-3]}', 'train.patience': 1}, 7),
+    # The module is built with dropout 0.3 (the largest); run 0 calls it with 0.1. adam's
+    # weight decay is an L2 step built only when the decay is nonzero: a varied decay builds it
+    # for every run (0 adds 0 * theta); run 0 (decay 0) vs a single run without it.
+    'base': ({'train.run_seeds': (5,),
+              'train.vary': '{"model.dropout": [0.1, 0.3], "optim.weight_decay": [0.0, 0.01]}'},
+             0),
+    'mmoe': ({'train.runs': 2, 'train.vary': '{"train.loss_weights": [[1, 1], [1, 0.25]]}'}, 3),
+    'ple': ({'train.run_seeds': (0, 1, 2)}, 2),
+    # Built with mba_lambda 0.1; run 1 calls it with 0.03.
+    'dcnv2': ({'optim.name': 'adamw',
+               'train.vary': '{"optim.weight_decay": [0.0, 0.05], '
+                             '"model.mba_lambda": [0.03, 0.1]}'}, 1),
+}
+
+
+def group_config(name, steps=20, **over):
+  from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
+  if name in ('mmoe', 'ple'):
+    c = load_config(os.path.join(ROOT, 'seqrec_jax/configs/multitask.py:mmoe_synthetic'),
+                    {**MOE, 'model.name': name})
+  else:
+    c = load_config(os.path.join(ROOT, 'seqrec_jax/configs/test.py') + ':' + name)
+  c.train.num_steps, c.train.eval_every, c.train.checkpoint_every = steps, 5, 10
+  c.data.pack_history = False   # groups use the padded path; packed == padded is tested apart
+  for k, v in over.items():
+    node = c
+    *path, last = k.split('.')
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+def run_results(workdir, summaries):
+  """Per run: its train losses (metrics.jsonl) and final metrics / steps."""
+  from seqrec_jax.metric_writers import read_metrics  # pylint: disable=g-import-not-at-top
+  recs = read_metrics(os.path.join(workdir, 'metrics.jsonl'))
+  return [{'loss': [r['train/loss'] for r in recs if r.get('run') == s['run']
+                    and 'train/loss' in r],
+           **{k: v for k, v in s.items() if k.startswith('eval/') or k in ('best_step', 'steps')}}
+          for s in summaries]
 
 
 def main():
+  import jax  # pylint: disable=g-import-not-at-top
+  from seqrec_jax import train  # pylint: disable=g-import-not-at-top
   ap = argparse.ArgumentParser()
-  ap.add_argument('--runs', type=int, default=1)
-  ap.add_argument('--data', type=int, default=1)
+  ap.add_argument('--layouts', default='8x1,4x2', help='runs x data meshes')
   ap.add_argument('--workdir', required=True)
   args = ap.parse_args()
-  cfg = load_config(os.path.join(ROOT, 'seqrec_jax/configs/test.py'))
-  cfg.data.pack_history = False
-  cfg.train.num_steps, cfg.train.eval_every, cfg.train.checkpoint_every = 10, 5, 5
-  cfg.train.runs = 4
-  cfg.train.vary = '{"optim.learning_rate": [1e-3, 1e-2]}'
-  cfg.parallel.runs, cfg.parallel.data = args.runs, args.data
-  out = train.train_and_evaluate(cfg, args.workdir)
-  recs = read_metrics(os.path.join(args.workdir, 'metrics.jsonl'))
-  prog = train.build_program(cfg)    # where the stacked state lives: the run axis on `runs`
-  specs = {tuple(sh.spec)[:2] for sh in jax.tree.leaves(prog.state_sh)}
-  res = {'devices': jax.device_count(), 'specs': sorted(map(list, specs)), 'runs': []}
-  for s in out['runs']:
-    res['runs'].append({
-        'loss': [r['train/loss'] for r in recs if r.get('run') == s['run'] and 'train/loss' in r],
-        **{k: v for k, v in s.items() if k.startswith('eval/') or k in ('best_step', 'steps')}})
-  print(json.dumps(res))
+  out = {'devices': jax.device_count()}
+  for layout in args.layouts.split(','):
+    runs, data = map(int, layout.split('x'))
+    cfg = group_config('din', **CASES['din'][0])
+    cfg.parallel.runs, cfg.parallel.data = runs, data
+    workdir = os.path.join(args.workdir, layout)
+    summary = train.train_and_evaluate(cfg, workdir)
+    prog = train.build_program(cfg)    # where the stacked state lives: run axis on `runs`?
+    specs = {tuple(sh.spec)[:1] for sh in jax.tree.leaves(prog.state_sh)}
+    out[layout] = {'lead': sorted(str(s[0]) for s in specs),
+                   'runs': run_results(workdir, summary['runs'])}
+  print(json.dumps(out))
 
 
 if __name__ == '__main__':

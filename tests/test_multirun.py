@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import ml_collections
@@ -17,34 +21,11 @@ import numpy as np
 import pytest
 
 from seqrec_jax import multirun, train
-from seqrec_jax.configs import load_config
+
+from multirun_devices import CASES, group_config, run_results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOSS_RTOL, METRIC_ATOL = 1e-5, 1e-4
-MOE = {'model.experts': 3, 'model.expert_hidden': (8,), 'model.bottom_hidden': (12,),
-       'model.tower_hidden': (4,), 'model.shared_experts': 2, 'model.specific_experts': 1,
-       'model.ple_levels': 2, 'model.activation': 'relu', 'data.mmoe_synthetic.dim': 10,
-       'data.mmoe_synthetic.num_train': 1024, 'data.mmoe_synthetic.num_valid': 256,
-       'data.mmoe_synthetic.num_test': 256, 'data.mmoe_synthetic.num_sin': 3,
-       'data.batch_size': 32, 'data.eval_batch_size': 256, 'train.select_metric': 'mse',
-       'train.progress': False, 'train.log_every': 1}
-
-
-def _config(name, steps=20, **over):
-  if name in ('mmoe', 'ple'):
-    c = load_config(os.path.join(ROOT, 'seqrec_jax/configs/multitask.py:mmoe_synthetic'),
-                    {**MOE, 'model.name': name})
-  else:
-    c = load_config(os.path.join(ROOT, 'seqrec_jax/configs/test.py') + ':' + name)
-  c.train.num_steps, c.train.eval_every, c.train.checkpoint_every = steps, 5, 10
-  c.data.pack_history = False   # groups use the padded path; packed == padded is tested apart
-  for k, v in over.items():
-    node = c
-    *path, last = k.split('.')
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
 
 
 def _records(workdir, run=None):
@@ -69,29 +50,9 @@ def _assert_run_equals_single(group_dir, s, single_dir, got, want):
     assert abs(got[k] - want[k]) <= METRIC_ATOL, (k, got[k], want[k])
 
 
-# (model, group overrides, run index to compare): together they vary every vectorisable key.
-CASES = {
-    'din': ({'train.run_seeds': (3, 4), 'train.vary': '{"optim.learning_rate": [1e-3, 3e-3]}',
-             'train.patience': 1}, 3),
-    # The group's module is built with dropout 0.3 (the largest); run 0 calls it with 0.1.
-    # adam's weight decay is an L2 step built only when the decay is nonzero: a varied decay
-    # builds it for every run (0 adds 0 * theta); run 0 (decay 0) vs a single run without.
-    'base': ({'train.run_seeds': (5,),
-              'train.vary': '{"model.dropout": [0.1, 0.3], "optim.weight_decay": [0.0, 0.01]}'},
-             0),
-    'mmoe': ({'train.runs': 2, 'train.vary': '{"train.loss_weights": [[1, 1], [1, 0.25]]}'}, 3),
-    'ple': ({'train.run_seeds': (0, 1, 2)}, 2),
-    'dcnv2': ({'optim.name': 'adamw',
-               'train.vary': '{"optim.weight_decay": [0.0, 0.05], '
-                             '"model.mba_lambda": [0.03, 0.1]}'},
-              1),
-
-}
-
-
 def _group(name, workdir):
   """Trains CASES[name]'s group; checks it compiled its step once; returns (config, summary)."""
-  cfg = _config(name, **CASES[name][0])
+  cfg = group_config(name, **CASES[name][0])
   logs = []
   handler = logging.Handler()
   handler.emit = lambda r: logs.append(r.getMessage())
@@ -136,7 +97,7 @@ def test_run_of_group_equals_single_run(name, tmp_path, request):
 
 def test_per_run_early_stopping_selection_and_records(din_group):
   workdir, _, out = din_group
-  assert out['num_runs'] == 4 and len(out['runs']) == 4
+  assert out['num_runs'] == 8 and len(out['runs']) == 8
   for s, summ in enumerate(out['runs']):
     recs = _records(workdir, s)
     evals = [r for r in recs if 'eval/valid/auc' in r]
@@ -170,7 +131,7 @@ def test_group_resume_matches_uninterrupted(din_group, tmp_path):
 
 
 def test_group_axis_and_config_errors():
-  cfg = _config('din')
+  cfg = group_config('din')
   cfg.train.vary = '{"model.hidden": [[8], [16]]}'
   with pytest.raises(ValueError, match=r"'model.hidden'.*changes shapes.*vectorisable keys"):
     multirun.group_runs(cfg)
@@ -191,3 +152,67 @@ def test_group_axis_and_config_errors():
   one = multirun.run_config(cfg, runs[5])
   assert (one.seed, one.model.dropout, one.optim.learning_rate) == (1, 0.2, 2.0)
   assert not multirun.is_group(one)
+
+
+def _main(workdir, **env):
+  """The din group of CASES via seqrec_jax.main (a subprocess that can be SIGKILLed)."""
+  over = {'seed': 0, 'data.pack_history': False, 'train.num_steps': 20, 'train.eval_every': 5,
+          'train.checkpoint_every': 10, **CASES['din'][0]}
+  flags = [f'--config.{k}={v}' for k, v in over.items()]
+  return subprocess.Popen(
+      [sys.executable, '-m', 'seqrec_jax.main', '--config=seqrec_jax/configs/test.py',
+       f'--workdir={workdir}', *flags], cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': ROOT, **env})
+
+
+@pytest.mark.slow
+def test_group_sigkill_then_rerun_matches_uninterrupted(din_group, tmp_path):
+  _, _, want = din_group
+  proc = _main(tmp_path, SEQREC_TEST_STEP_DELAY='0.3')   # slow steps: the kill lands mid-run
+  ckdir = tmp_path / 'checkpoints'
+  deadline = time.time() + 600
+  while time.time() < deadline:
+    if ckdir.exists() and '10' in os.listdir(ckdir):
+      break
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert '20' not in os.listdir(ckdir), 'the group finished before it could be killed'
+  again = _main(tmp_path)
+  out, err = again.communicate(timeout=600)
+  assert again.returncode == 0, err[-3000:]
+  got = json.loads([l for l in out.splitlines() if l.startswith('{"summary"')][-1])['summary']
+  for a, b in zip(want['runs'], got['runs']):
+    for k in _eval_keys(a) + ['best_step', 'steps']:
+      assert a[k] == b[k], (k, a[k], b[k])
+
+
+@pytest.mark.multidevice
+def test_group_on_8_devices_equals_1_device(din_group, tmp_path):
+  """The run axis sharded over a `runs` mesh axis (and combined with `data`) equals one
+  device: the 8-run din group on 8 forced host devices (runs=8, and runs=4 x data=2; a
+  subprocess, XLA_FLAGS must be set before jax starts) vs the same group here on 1 device."""
+  workdir, _, summary = din_group
+  want = run_results(workdir, summary['runs'])
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
+             XLA_FLAGS='--xla_force_host_platform_device_count=8')
+  out = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'multirun_devices.py'),
+                        '--layouts=8x1,4x2', f'--workdir={tmp_path}'],
+                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                       check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  res = json.loads(out.stdout.strip().splitlines()[-1])
+  assert res['devices'] == 8
+  for layout in ('8x1', '4x2'):
+    assert res[layout]['lead'] == ['runs'], res[layout]['lead']   # run axis sharded on `runs`
+    got = res[layout]['runs']
+    assert len(got) == len(want) == 8
+    for a, b in zip(got, want):
+      # float32 reduction order differs across layouts (Dice statistics and gradients reduce
+      # over the data axis): ~1e-7 relative per step.
+      np.testing.assert_allclose(a['loss'], b['loss'], rtol=1e-5, err_msg=layout)
+      assert (a['best_step'], a['steps']) == (b['best_step'], b['steps']), layout
+      for k in b:
+        if k.startswith('eval/'):
+          assert abs(a[k] - b[k]) <= 1e-4, (layout, k, a[k], b[k])
