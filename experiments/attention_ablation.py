@@ -203,7 +203,7 @@ def main(argv):
   outdir = FLAGS.outdir or os.path.join('runs', 'attention_ablation', FLAGS.dataset)
   cells = make_cells(FLAGS.dataset, FLAGS.seeds, FLAGS.full, FLAGS.num_steps)
   records, wall = sweep.run_study(f'seqrec_jax/configs/din.py:{FLAGS.dataset}', cells, outdir,
-                                  FLAGS.seeds)
+                                  FLAGS.seeds, FLAGS.runs_per_group)
   print(report(records, outdir, FLAGS.dataset))
   print(f'wrote {outdir}/table.md, table.csv, ablation_auc.png in {wall / 60:.1f} min')
   if sweep.publishes():

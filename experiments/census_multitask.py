@@ -18,7 +18,6 @@ docs/results/census_multitask/ (shown by docs/multitask.md).
 """
 from __future__ import annotations
 
-import json
 import os
 
 from absl import app, flags
@@ -65,15 +64,10 @@ def add_gate_stats(records, outdir: str) -> None:
   last training log of the cell; NaN for models without gates."""
   for r in records:
     r['summary']['gate_max_util'] = r['summary']['gate_entropy'] = float('nan')
-    path = os.path.join(outdir, 'work', r['id'], 'metrics.jsonl')
-    if not os.path.exists(path):
-      continue
     last = None
-    with open(path) as f:
-      for line in f:
-        rec = json.loads(line)
-        if 'train/loss' in rec:
-          last = rec
+    for rec in sweep.cell_metrics(r, outdir):
+      if 'train/loss' in rec:
+        last = rec
     for gate in ('income', 'all'):
       if last and f'train/gates/{gate}/entropy' in last:
         r['summary']['gate_max_util'] = last[f'train/gates/{gate}/max_util']
@@ -139,7 +133,7 @@ def main(argv):
   xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   outdir = FLAGS.outdir or os.path.join('runs', 'census_multitask')
   records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps),
-                                  outdir, FLAGS.seeds)
+                                  outdir, FLAGS.seeds, FLAGS.runs_per_group)
   print(report(records, outdir, wall))
   print(f'wrote {outdir}/table.md, table.csv, census_*_auc.png in {wall / 60:.1f} min')
   if sweep.publishes():

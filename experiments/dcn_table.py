@@ -37,6 +37,8 @@ _QUICK = flags.DEFINE_bool('quick', False, 'a quarter of the epochs (smoke run)'
 _FULL = flags.DEFINE_bool('full', False, 'twice the epochs of the default')
 _MODELS = flags.DEFINE_list('rows', [], 'subset of row names (default: all)')
 _SET = flags.DEFINE_multi_string('set', [], 'extra config override key=value for every cell')
+_RUNS_PER_GROUP = sweep.define_runs_per_group_flag()
+flags.adopt_module_key_flags(sweep)     # list --runs_per_group under this script's --help
 _DOCS = flags.DEFINE_bool('docs', True, 'after a default run (no flag but --dataset/--seeds) copy '
                           'tables and plots to docs/results/dcn_table/<dataset>/')
 
@@ -111,7 +113,7 @@ def run_dataset(dataset: str) -> str:
            for seed in range(_SEEDS.value) for label, ov in rows]
   outdir = os.path.join(_OUTDIR.value, dataset)
   t0 = time.time()
-  records = sweep.run_sweep(spec, cells, outdir)
+  records = sweep.run_sweep(spec, cells, outdir, runs_per_group=_RUNS_PER_GROUP.value)
   for r in records:
     r['summary']['wall'] = r.get('wall_seconds', float('nan'))
   sum_wall = sum(r['summary']['wall'] for r in records)

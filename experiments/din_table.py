@@ -50,6 +50,8 @@ def define_flags():
   flags.DEFINE_bool('full', False, 'Synthetic data with 40k users (not the 30-minute budget).')
   flags.DEFINE_multi_string('override', [], 'Extra config override key=value for every cell, '
                             'e.g. data.movielens.path=/data/ml-20m.zip (applied last).')
+  sweep.define_runs_per_group_flag()
+  flags.adopt_module_key_flags(sweep)     # list --runs_per_group under this script's --help
   flags.DEFINE_bool('docs', True, 'After a default run (default datasets, --outdir, all models, '
                     'no --override) copy tables and plots to docs/results/din_table[_full]/ '
                     '(experiments/publish.py; shown by docs/din_table.md).')
@@ -289,7 +291,8 @@ def result_files(datasets) -> list[str]:
 def run_dataset(dataset: str, seeds: int, outdir: str) -> tuple[list[dict], str]:
   cells = make_cells(dataset, seeds, FLAGS.full, FLAGS.models, parse_overrides(FLAGS.override),
                      FLAGS.protocol)
-  records = sweep.run_sweep(f'seqrec_jax/configs/din.py:{dataset}', cells, outdir)
+  records = sweep.run_sweep(f'seqrec_jax/configs/din.py:{dataset}', cells, outdir,
+                            runs_per_group=FLAGS.runs_per_group)
   add_rela_impr(records)
   rows = sweep.aggregate(records, METRICS)
   info = {k.split('/', 1)[1]: v for k, v in records[0]['summary'].items()

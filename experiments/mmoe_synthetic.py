@@ -21,7 +21,6 @@ to docs/results/mmoe_synthetic/ (shown by docs/multitask.md).
 """
 from __future__ import annotations
 
-import json
 import os
 
 from absl import app, flags
@@ -82,15 +81,10 @@ def train_curves(records, outdir: str) -> dict:
   """(correlation, model) -> (steps, mean training loss over seeds) from metrics.jsonl."""
   curves: dict = {}
   for r in records:
-    path = os.path.join(outdir, 'work', r['id'], 'metrics.jsonl')
-    if not os.path.exists(path):
+    pts = {rec['step']: rec['train/loss'] / 2.0       # mean over the two tasks
+           for rec in sweep.cell_metrics(r, outdir) if 'train/loss' in rec}
+    if not pts:
       continue
-    pts = {}
-    with open(path) as f:
-      for line in f:
-        rec = json.loads(line)
-        if 'train/loss' in rec:
-          pts[rec['step']] = rec['train/loss'] / 2.0      # mean over the two tasks
     curves.setdefault((r['group']['correlation'], r['group']['model']), []).append(pts)
   out = {}
   for key, runs in curves.items():
@@ -174,7 +168,7 @@ def main(argv):
   xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   outdir = FLAGS.outdir or os.path.join('runs', 'mmoe_synthetic')
   records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps),
-                                  outdir, FLAGS.seeds)
+                                  outdir, FLAGS.seeds, FLAGS.runs_per_group)
   print(report(records, outdir, FLAGS.seeds, wall))
   print(f'wrote {outdir}/table.md, table.csv, mse_vs_correlation.png, train_loss.png '
         f'in {wall / 60:.1f} min')

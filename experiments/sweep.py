@@ -18,7 +18,7 @@ import os
 import shlex
 import shutil
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from absl import app, flags
 import numpy as np
@@ -61,17 +61,27 @@ def use_compilation_cache(outdir: str, min_compile_secs: float = 0.2) -> None:
   jax.config.update('jax_persistent_cache_min_compile_time_secs', min_compile_secs)
 
 
+def define_runs_per_group_flag(default: int = 64):
+  """--runs_per_group: the cap on S, the runs one compiled multi-run job trains at once."""
+  return flags.DEFINE_integer(
+      'runs_per_group', default, lower_bound=1,
+      help='Cells that differ only in the seed and in vectorisable hyper-parameters (train.vary '
+      'keys) train as one multi-run job of at most this many runs (memory grows with it); 1 = '
+      'every cell alone, as before multi-run training.')
+
+
 def define_study_flags(seeds: int, seeds_help: str, outdir_default: str, full_help: str,
                        steps_help: str) -> None:
-  """The flags every study shares: --seeds, --outdir, --full, --num_steps, --docs. Call it
-  only when the study runs as a script, so tests can import several studies (absl flags are
-  global)."""
+  """The flags every study shares: --seeds, --outdir, --full, --num_steps, --docs,
+  --runs_per_group. Call it only when the study runs as a script, so tests can import several
+  studies (absl flags are global)."""
   flags.DEFINE_integer('seeds', seeds, seeds_help)
   flags.DEFINE_string('outdir', '', f'Output directory (default {outdir_default}).')
   flags.DEFINE_bool('full', False, full_help)
   flags.DEFINE_integer('num_steps', -1, f'> 0: train steps per cell (else {steps_help}).')
   flags.DEFINE_bool('docs', True, 'After a default run (no --outdir, --num_steps or --full) copy '
                     'its tables and plots to docs/results/ (experiments/publish.py).')
+  define_runs_per_group_flag()
 
 
 def publishes() -> bool:
@@ -80,8 +90,8 @@ def publishes() -> bool:
   return f.docs and not f.outdir and f.num_steps <= 0 and not f.full
 
 
-def run_study(config_spec: str, cells: Sequence[Cell], outdir: str,
-              seeds: int) -> tuple[list[dict], float]:
+def run_study(config_spec: str, cells: Sequence[Cell], outdir: str, seeds: int,
+              runs_per_group: int = 1) -> tuple[list[dict], float]:
   """A study's main loop: checks --seeds, persists compilations (cells that differ only in the
   seed compile to identical programs, the seed is a runtime input) and runs the sweep.
   Returns (records, wall seconds)."""
@@ -89,50 +99,243 @@ def run_study(config_spec: str, cells: Sequence[Cell], outdir: str,
     raise app.UsageError(f'--seeds={seeds} must be >= 1 (>= 3 for mean ± std)')
   use_compilation_cache(outdir)
   t0 = time.time()
-  records = run_sweep(config_spec, cells, outdir)
+  records = run_sweep(config_spec, cells, outdir, runs_per_group=runs_per_group)
   return records, time.time() - t0
 
 
+def vectorisable_keys() -> tuple[str, ...]:
+  """Dotted config keys the engine varies per run inside one program (`train.vary`)."""
+  from seqrec_jax import multirun  # pylint: disable=g-import-not-at-top
+  return tuple(multirun.VARY_KEYS)
+
+
+@dataclasses.dataclass
+class Job:
+  """Pending cells that train together: seeds x points (row-major, seeds outer), the order of
+  the engine's runs. points: one {vary key: value} per point ([{}] when nothing varies)."""
+  cells: list[int]                   # indices into the pending cells, in run order
+  seeds: tuple[int, ...]
+  points: list[dict[str, Any]]
+
+  @property
+  def runs(self) -> int:
+    return len(self.seeds) * len(self.points)
+
+
+def _get(d: dict, dotted: str) -> Any:
+  for p in dotted.split('.'):
+    if not isinstance(d, dict) or p not in d:
+      return None
+    d = d[p]
+  return d
+
+
+def _signature(config: dict, vary_keys: Sequence[str]) -> str:
+  """What must be equal for cells to share one job: the config without seed and vary keys."""
+  c = json.loads(json.dumps(config))
+  c.pop('seed', None)
+  for k in vary_keys:
+    *head, last = k.split('.')
+    node = c
+    for p in head:
+      node = node.get(p, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict) and last in node:
+      node[last] = '<vary>'
+  return json.dumps(c, sort_keys=True)
+
+
+def _already_multi_run(config: dict) -> bool:
+  t = config.get('train', {})
+  return t.get('runs', 1) != 1 or bool(t.get('run_seeds')) or bool(t.get('vary'))
+
+
+def plan_jobs(seeds: Sequence[int], configs: Sequence[dict], runs_per_group: int,
+              vary_keys: Sequence[str] = ()) -> list[Job]:
+  """Groups pending cells (their seeds and resolved configs) into multi-run jobs.
+
+  Cells group when their configs are equal but for `seed` and `vary_keys`. Within such a
+  class, points (the varied values) with the same seed list form one seeds x points
+  rectangle (the engine trains cross products); where several keys vary, one job varies only
+  the last of them (sorted), the others fixed, since the engine crosses keys and the points
+  need not form a full grid. A rectangle larger than `runs_per_group` is cut into chunks of
+  whole seed lists (or of seeds, when one point has more seeds than the cap). A cell that
+  already asks for several runs, and a cell whose (seed, point) repeats another's, trains
+  alone. Jobs come in the order of their first cell.
+  """
+  if runs_per_group <= 1 or not configs:
+    return [Job([i], (seeds[i],), [{}]) for i in range(len(configs))]
+  classes: dict[str, list[int]] = {}
+  for i, cfg in enumerate(configs):
+    sig = f'alone:{i}' if _already_multi_run(cfg) else _signature(cfg, vary_keys)
+    classes.setdefault(sig, []).append(i)
+  jobs = []
+  for members in classes.values():
+    varying = sorted(k for k in vary_keys
+                     if len({json.dumps(_get(configs[i], k)) for i in members}) > 1)
+    point_of = {i: tuple(json.dumps(_get(configs[i], k)) for k in varying) for i in members}
+    by_point: dict[tuple, dict[int, int]] = {}    # point -> seed -> cell (first-seen order)
+    for i in members:
+      cells = by_point.setdefault(point_of[i], {})
+      if seeds[i] in cells:                     # same seed and point twice: runs alone
+        jobs.append(Job([i], (seeds[i],), [{}]))
+      else:
+        cells[seeds[i]] = i
+    rects: dict[tuple, list[tuple]] = {}  # (seed list, fixed values) -> points varying last key
+    for point, cells in by_point.items():
+      rects.setdefault((tuple(cells), point[:-1]), []).append(point)
+    for (seed_list, _), points in rects.items():
+      if len(seed_list) >= runs_per_group:
+        chunks = [(seed_list[j:j + runs_per_group], [p]) for p in points
+                  for j in range(0, len(seed_list), runs_per_group)]
+      else:
+        per = runs_per_group // len(seed_list)
+        chunks = [(seed_list, points[j:j + per]) for j in range(0, len(points), per)]
+      for chunk_seeds, chunk_points in chunks:
+        cell_ids = [by_point[p][s] for s in chunk_seeds for p in chunk_points]
+        if len(cell_ids) == 1:
+          jobs.append(Job(cell_ids, tuple(chunk_seeds), [{}]))
+        else:
+          jobs.append(Job(cell_ids, tuple(chunk_seeds), [
+              {k: _get(configs[by_point[p][chunk_seeds[0]]], k) for k in varying[-1:]}
+              for p in chunk_points] if len(chunk_points) > 1 else [{}]))
+  return sorted(jobs, key=lambda j: min(j.cells))
+
+
 def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
-              train_fn: Callable | None = None, log: Callable = print) -> list[dict]:
-  """Runs (or loads) every cell; returns their records in order."""
+              train_fn: Callable | None = None, log: Callable = print,
+              runs_per_group: int = 1) -> list[dict]:
+  """Runs (or loads) every cell; returns their records in order.
+
+  runs_per_group > 1: pending cells that differ only in the seed and in vectorisable keys
+  train as multi-run jobs (`plan_jobs`): one `train_fn` call with `train.run_seeds` and
+  `train.vary` set, in the workdir `work/<group id>` named by a hash of the group's config.
+  Each cell still gets its own `cells/<id>.json` (same format, plus `workdir`, `run` and the
+  group's command), so skipping, staleness and the tables are per cell. Only pending cells
+  are grouped: a group killed mid-training resumes from its workdir's checkpoint when the same
+  cells are pending again; if some of its cells finished meanwhile, the rest form a new group
+  that starts afresh.
+  """
   if train_fn is None:
     from seqrec_jax.train import train_and_evaluate as train_fn  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.join(outdir, 'cells'), exist_ok=True)
-  records = []
+  records: list[dict | None] = [None] * len(cells)
+  pending = []                               # (index, cell, overrides, config, json config)
   for i, cell in enumerate(cells):
     path = os.path.join(outdir, 'cells', f'{cell.id}.json')
     overrides = dict(cell.overrides, seed=cell.seed)
     cfg = load_config(config_spec, overrides)
     want = _jsonable(cfg.to_dict())
-    workdir = os.path.join(outdir, 'work', cell.id)
     if os.path.exists(path):
       with open(path) as f:
         rec = json.load(f)
       if rec.get('config') == want:
-        records.append(rec)
+        records[i] = rec
         log(f'[{i + 1}/{len(cells)}] {cell.id}: done earlier, skipped')
         continue
       # The base config changed since (a shared default, a new key): the cell is stale.
       log(f'[{i + 1}/{len(cells)}] {cell.id}: finished with another config '
           f'({_first_difference(rec.get("config"), want)}); moved to {path}.stale, rerunning')
       os.replace(path, path + '.stale')
-      shutil.rmtree(workdir, ignore_errors=True)
-    _claim_workdir(workdir, want, log)
-    t0 = time.time()
-    summary = train_fn(cfg, workdir)
-    rec = {'id': cell.id, 'group': cell.group, 'seed': cell.seed, 'overrides': overrides,
-           'command': command(config_spec, overrides, workdir), 'config': cfg.to_dict(),
-           'summary': summary, 'wall_seconds': round(time.time() - t0, 1)}
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(rec, f, indent=1, sort_keys=True, default=str)
-    os.replace(tmp, path)     # atomic: a killed write never looks finished
-    records.append(rec)
-    log(f'[{i + 1}/{len(cells)}] {cell.id}: ' + ', '.join(
-        f'{k.split("/")[-1]}={v:.4f}' for k, v in summary.items()
-        if k.startswith('eval/test/') and isinstance(v, float)))
+      if rec.get('run') is None:     # a single run's own workdir (a group's may hold others)
+        shutil.rmtree(rec.get('workdir', os.path.join(outdir, 'work', cell.id)),
+                      ignore_errors=True)
+    pending.append((i, cell, overrides, cfg, want))
+  jobs = plan_jobs([p[1].seed for p in pending], [p[4] for p in pending], runs_per_group,
+                   vectorisable_keys() if runs_per_group > 1 else ())
+  for k, job in enumerate(jobs):
+    members = [pending[j] for j in job.cells]
+    if job.runs == 1:
+      i, cell, overrides, cfg, want = members[0]
+      workdir = os.path.join(outdir, 'work', cell.id)
+      _claim_workdir(workdir, want, log)
+      t0 = time.time()
+      summaries = [train_fn(cfg, workdir)]
+      runs, group_command = [None], None
+    else:
+      i, cell, overrides, _, _ = members[0]
+      group_overrides = dict(overrides, seed=job.seeds[0], **{'train.run_seeds': job.seeds})
+      if job.points[0]:
+        group_overrides['train.vary'] = _vary_value(
+            config_spec, {key: [p[key] for p in job.points] for key in job.points[0]})
+      gcfg = load_config(config_spec, group_overrides)
+      gwant = _jsonable(gcfg.to_dict())
+      gid = (f'{cell.id.rsplit("_s", 1)[0][:50]}_x{job.runs}_'
+             f'{hashlib.sha1(json.dumps(gwant, sort_keys=True).encode()).hexdigest()[:8]}')
+      workdir = os.path.join(outdir, 'work', gid)
+      log(f'[job {k + 1}/{len(jobs)}] {gid}: {job.runs} runs as one program '
+          f'(seeds {list(job.seeds)}' + (f', {group_overrides["train.vary"]}'
+                                          if job.points[0] else '') + ')')
+      _claim_workdir(workdir, gwant, log)
+      t0 = time.time()
+      result = train_fn(gcfg, workdir)
+      summaries = _match_runs(result, job, [m[1] for m in members], workdir)
+      runs, group_command = list(range(job.runs)), command(config_spec, group_overrides, workdir)
+    wall = time.time() - t0
+    for (i, cell, overrides, cfg, _), run, summary in zip(members, runs, summaries):
+      path = os.path.join(outdir, 'cells', f'{cell.id}.json')
+      rec = {'id': cell.id, 'group': cell.group, 'seed': cell.seed, 'overrides': overrides,
+             'command': command(config_spec, overrides, os.path.join(outdir, 'work', cell.id)),
+             'config': cfg.to_dict(), 'summary': summary,
+             'wall_seconds': round(wall / len(members), 1), 'workdir': workdir, 'run': run}
+      if run is not None:            # the command that trained it, and the whole job's time
+        rec.update(group_command=group_command, group_wall_seconds=round(wall, 1))
+      tmp = path + '.tmp'
+      with open(tmp, 'w') as f:
+        json.dump(rec, f, indent=1, sort_keys=True, default=str)
+      os.replace(tmp, path)     # atomic: a killed write never looks finished
+      records[i] = rec
+      log(f'[{i + 1}/{len(cells)}] {cell.id}' + (f' (run {run})' if run is not None else '')
+          + ': ' + ', '.join(f'{k.split("/")[-1]}={v:.4f}' for k, v in summary.items()
+                             if k.startswith('eval/test/') and isinstance(v, float)))
   return records
+
+
+def _match_runs(result: dict, job: Job, cells: Sequence[Cell], workdir: str) -> list[dict]:
+  """The per-run summaries of a group, checked against the runs the job asked for."""
+  runs = result.get('runs') if isinstance(result, dict) else None
+  if not isinstance(runs, list) or len(runs) != job.runs:
+    raise ValueError(f'{workdir}: a group of {job.runs} runs returned '
+                     f'{len(runs) if isinstance(runs, list) else "no"} per-run summaries '
+                     f'(expected {{"runs": [summary_0, ...]}})')
+  out = []
+  for r, (summary, cell) in enumerate(zip(runs, cells)):
+    point = job.points[r % len(job.points)]
+    hp = summary.get('hparams', {})
+    if summary.get('seed') != cell.seed or any(not _close(hp.get(k), v)
+                                               for k, v in point.items()):
+      raise ValueError(f'{workdir}: run {r} has seed {summary.get("seed")} and hparams {hp}; '
+                       f'the job expected seed {cell.seed} and {point} (cell {cell.id})')
+    out.append({k: v for k, v in summary.items() if k not in ('run', 'hparams')})
+  return out
+
+
+def _vary_value(config_spec: str, vary: dict[str, list]) -> Any:
+  """train.vary as the config holds it: a JSON string where the field is a string (so that
+  --config.train.vary='{...}' works on the command line), else the mapping."""
+  return json.dumps(vary) if isinstance(load_config(config_spec).train.vary, str) else vary
+
+
+def _close(a, b) -> bool:
+  """Equal varied values (numbers or tuples of them, as float32 may have rounded them)."""
+  try:
+    return bool(np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-6))
+  except (TypeError, ValueError):
+    return a == b
+
+
+def cell_metrics(rec: dict, outdir: str) -> Iterator[dict]:
+  """The cell's lines of its workdir's metrics.jsonl: those of its run in a group (records
+  carry 'run'), or every line of a single run."""
+  path = os.path.join(rec.get('workdir') or os.path.join(outdir, 'work', rec['id']),
+                      'metrics.jsonl')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    for line in f:
+      if line.strip():
+        m = json.loads(line)
+        if m.get('run') == rec.get('run'):
+          yield m
 
 
 def _jsonable(d):

@@ -13,13 +13,16 @@ from seqrec_jax.data.pipeline import Split, eval_batches
 
 
 def predict(eval_fn: Callable, state, split: Split, batch_size: int, to_device: Callable,
-            process_index: int = 0, process_count: int = 1):
-  """Returns (preds [N, T], labels [N, T], users [N]) for the whole split, in order."""
+            process_index: int = 0, process_count: int = 1, run_axis: bool = False):
+  """Returns (preds [N, T], labels [N, T], users [N]) for the whole split, in order.
+
+  run_axis: eval_fn returns [S, B, T] (a multi-run group); preds are then [S, N, T]."""
   preds, labels, users = [], [], []
   for batch, n_valid in eval_batches(split, batch_size, process_index, process_count):
     p = eval_fn(state, to_device(batch))
     # Outputs are replicated, so every process holds all rows of the global batch.
-    preds.append(np.asarray(jax.device_get(p))[:n_valid])
+    p = np.asarray(jax.device_get(p))
+    preds.append(p[:, :n_valid] if run_axis else p[:n_valid])
   # Labels/users come from the host split directly (all rows, every process).
   n = len(split)
   for start in range(0, n, 65536):
@@ -27,7 +30,8 @@ def predict(eval_fn: Callable, state, split: Split, batch_size: int, to_device: 
     b = split.__getitems__(rows)
     labels.append(np.asarray(labels_2d(b), np.float64))
     users.append(np.asarray(b['user_id']))
-  return np.concatenate(preds), np.concatenate(labels), np.concatenate(users)
+  return (np.concatenate(preds, axis=1 if run_axis else 0), np.concatenate(labels),
+          np.concatenate(users))
 
 
 def split_metrics(preds, labels, users, tasks: Sequence[Task], prefix: str) -> dict[str, float]:

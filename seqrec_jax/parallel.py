@@ -28,16 +28,29 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from seqrec_jax.layers import activations
 
 STRATEGIES = ('jit', 'pmap')
-DATA, MODEL = 'data', 'model'
+DATA, MODEL, RUNS = 'data', 'model', 'runs'
 
 
-def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:
-  """A (data, model) mesh; data=-1 takes every device not used by `model`.
+def make_mesh(data: int = -1, model: int = 1, devices=None, runs: int = 1) -> Mesh:
+  """A (data, model) mesh; data=-1 takes every device not used by `model` (and `runs`).
 
   devices: defaults to all (global) devices. A subset is for single-process benchmarks and
   tests (e.g. 1 of 8 forced host devices as the reference).
+  runs: > 1 adds a leading `runs` axis that shards the run axis of a multi-run group
+  (seqrec_jax/multirun.py); with runs=1 the mesh is the plain (data, model) one.
   """
   devices = list(jax.devices() if devices is None else devices)
+  if runs < 1:
+    raise ValueError(f'config.parallel.runs={runs} must be >= 1')
+  if runs > 1:
+    n_all = len(devices)
+    if n_all % runs:
+      raise ValueError(f'{n_all} devices cannot be split into runs={runs} groups '
+                       '(config.parallel.runs)')
+    sub = make_mesh(data, model, devices[:n_all // runs])
+    auto = jax.sharding.AxisType.Auto
+    return jax.make_mesh((runs,) + tuple(sub.shape.values()), (RUNS,) + sub.axis_names,
+                         axis_types=(auto,) * 3, devices=devices)
   n = len(devices)
   if model < 1 or (data < 1 and data != -1):
     raise ValueError(f'config.parallel.data={data}, config.parallel.model={model}: '
@@ -198,7 +211,11 @@ class Partitioner:
     if self.strategy not in STRATEGIES:
       raise ValueError(f'unknown config.parallel.strategy={self.strategy!r}; '
                        f'choose from {STRATEGIES}')
-    self.mesh = mesh if mesh is not None else make_mesh(cfg.data, cfg.model)
+    self.mesh = (mesh if mesh is not None
+                 else make_mesh(cfg.data, cfg.model, runs=cfg.get('runs', 1)))
+    if self.strategy == 'pmap' and self.mesh.shape.get(RUNS, 1) > 1:
+      raise ValueError('config.parallel.strategy=pmap cannot shard a run axis; '
+                       f'config.parallel.runs={self.mesh.shape[RUNS]} needs strategy=jit')
     if self.strategy == 'pmap' and self.mesh.shape[MODEL] > 1:
       raise ValueError(f'config.parallel.strategy=pmap is data parallel only; '
                        f'config.parallel.model={self.mesh.shape[MODEL]} needs strategy=jit')

@@ -33,8 +33,9 @@ OPTIMIZERS = ('adam', 'adamw', 'adagrad', 'sgd')
 SCHEDULES = ('constant', 'cosine', 'linear', 'exponential')
 
 
-def make_schedule(cfg, num_steps: int):
-  lr = cfg.learning_rate
+def make_schedule(cfg, num_steps: int, learning_rate=None):
+  """learning_rate: overrides cfg.learning_rate (a traced per-run value in a multi-run group)."""
+  lr = cfg.learning_rate if learning_rate is None else learning_rate
   if cfg.schedule == 'constant':
     sched = optax.constant_schedule(lr)
   elif cfg.schedule == 'cosine':
@@ -56,17 +57,23 @@ def make_schedule(cfg, num_steps: int):
   return sched
 
 
-def make_optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
+def make_optimizer(cfg, num_steps: int, learning_rate=None,
+                   weight_decay=None) -> optax.GradientTransformation:
   """cfg: config.optim (name, learning_rate, schedule, warmup_steps, clip_norm, weight_decay).
 
   weight_decay: adamw's decoupled decay; for adam, adagrad and sgd a plain L2 penalty on every
   parameter, (weight_decay / 2) * ||theta||^2 (its gradient weight_decay * theta is added
-  before clipping and the optimiser): the DIN paper's dense "L2" baseline."""
-  sched = make_schedule(cfg, num_steps)
+  before clipping and the optimiser): the DIN paper's dense "L2" baseline.
+
+  learning_rate / weight_decay: override cfg's values with per-run traced scalars in a
+  multi-run group (seqrec_jax/multirun.py); an overridden weight decay always builds the L2
+  step (a zero decay adds 0 * theta), so every run of the group has one state structure."""
+  sched = make_schedule(cfg, num_steps, learning_rate)
+  wd = cfg.weight_decay if weight_decay is None else weight_decay
   if cfg.name == 'adam':
     opt = optax.adam(sched)
   elif cfg.name == 'adamw':
-    opt = optax.adamw(sched, weight_decay=cfg.weight_decay)
+    opt = optax.adamw(sched, weight_decay=wd)
   elif cfg.name == 'adagrad':
     opt = optax.adagrad(sched)
   elif cfg.name == 'sgd':
@@ -76,6 +83,6 @@ def make_optimizer(cfg, num_steps: int) -> optax.GradientTransformation:
                      f'choose from {OPTIMIZERS}')
   if cfg.clip_norm > 0:
     opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
-  if cfg.name != 'adamw' and cfg.weight_decay:
-    opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
+  if cfg.name != 'adamw' and (weight_decay is not None or cfg.weight_decay):
+    opt = optax.chain(optax.add_decayed_weights(wd), opt)
   return opt

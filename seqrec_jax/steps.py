@@ -35,15 +35,19 @@ def task_losses(logits, labels, tasks: Sequence[Task], weight=None):
   return jnp.stack(per)
 
 
-def train_step(state: TrainState, batch, rng, *, tasks: Sequence[Task], sync_grads=None):
+def train_step(state: TrainState, batch, rng, *, tasks: Sequence[Task], sync_grads=None,
+               task_weights=None):
   """One optimiser step. Returns (new_state, metrics). A non-finite loss skips the update
   (the state is returned unchanged) and is reported in metrics['loss'] for the host to stop.
 
   sync_grads: optional grads -> grads applied before the update and the grad norm (pmap:
-  the cross-device mean, parallel.pmap_step)."""
+  the cross-device mean, parallel.pmap_step).
+  task_weights: [T] loss weights replacing the tasks' own (config.train.loss_weights; a traced
+  per-run value in a multi-run group)."""
   # A different dropout key per step, reproducible after resume.
   rng = jax.random.fold_in(rng, state.step)
-  task_w = jnp.array([t.weight for t in tasks], jnp.float32)
+  task_w = jnp.asarray([t.weight for t in tasks] if task_weights is None else task_weights,
+                      jnp.float32)
 
   def loss_fn(params):
     logits, new_vars = state.apply_fn(

@@ -5,20 +5,21 @@ Run with `python -m seqrec_jax.main --config=seqrec_jax/configs/din.py:synthetic
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqrec_jax import evaluate, models, parallel, platform_defaults, precision, steps
+from seqrec_jax import evaluate, models, multirun, parallel, platform_defaults, precision, steps
 from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.configs import validate
 from seqrec_jax.checkpoint import Checkpointer, check_finite_losses, param_fingerprint
@@ -26,6 +27,7 @@ from seqrec_jax.data import load_dataset
 from seqrec_jax.data import packing
 from seqrec_jax.data.pipeline import train_batches
 from seqrec_jax.metric_writers import MetricsWriter
+from seqrec_jax.multirun import VARY_KEYS  # noqa: F401  (re-exported for experiments/sweep.py)
 from seqrec_jax.state import TrainState, make_optimizer
 
 
@@ -64,144 +66,378 @@ def _packer(config, part):
                            max_fill=config.data.pack_max_fill)
 
 
-@workdir_lib.guard   # config validation, workdir lock, config.json compared on resume
-def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
-  """Trains config.model on config.data; returns the summary (also the last metrics line)."""
-  config = platform_defaults.resolve(config)   # keys left at None: this platform's speed values
-  os.makedirs(workdir, exist_ok=True)
+def _loss_weights(config, tasks) -> tuple[float, ...] | None:
+  w = tuple(config.train.get('loss_weights', ()))
+  if w and len(w) != len(tasks):
+    raise ValueError(f'config.train.loss_weights={w} has {len(w)} weights for '
+                     f'{len(tasks)} tasks {[t.name for t in tasks]}')
+  return w or None
+
+
+@dataclasses.dataclass
+class Program:
+  """What the loop needs from one run or from a group of S runs (`build_program`).
+
+  A single run has no run axis; the loop sees it as S=1 through `train`/`predict`, whose
+  results always carry a leading run axis on the host side."""
+  config: Any
+  ds: Any
+  part: parallel.Partitioner
+  total_steps: int
+  runs: list[multirun.Run] | None      # None: a single run
+  abstract: Any                         # state ShapeDtypeStructs in the mesh layout
+  state_sh: Any
+  fingerprint: dict[str, Any]
+  init: Callable[[], Any]               # () -> fresh state
+  train: Callable                       # (state, host batch, active [S] bool) -> state, metrics
+  eval_fn: Callable                     # compiled (state, device batch) -> [(S,) B, T]
+  to_device: Callable                   # host eval batch -> device batch
+  batches: Callable                     # start step -> iterator of host train batches
+  keep_best: Callable                   # (best or None, state, improved [S]) -> best
+
+  @property
+  def num_runs(self) -> int:
+    return 1 if self.runs is None else len(self.runs)
+
+  @property
+  def tasks(self):
+    return self.ds.spec.tasks
+
+  def evaluate(self, state, split: str, save_to: str | None = None) -> list[dict[str, float]]:
+    """Metrics of every run on a whole split, as one list of S dicts. save_to: a workdir
+    for the predictions (train.save_predictions; studies bootstrap over test users)."""
+    preds, labels, users = evaluate.predict(
+        self.eval_fn, state, self.ds.splits[split], self.config.data.eval_batch_size,
+        self.to_device, jax.process_index(), jax.process_count(), run_axis=self.runs is not None)
+    preds = preds[None] if self.runs is None else preds
+    if save_to is not None and jax.process_index() == 0:
+      for s, p in enumerate(preds):
+        evaluate.save_predictions(save_to, split, p, labels, users,
+                                  None if self.runs is None else s)
+    return [evaluate.split_metrics(p, labels, users, self.tasks, f'eval/{split}') for p in preds]
+
+  def meta_item(self, metas: list[dict], step: int) -> dict:
+    """The checkpoint's meta: a single run's dict as before, or every run's under 'runs'."""
+    return metas[0] if self.runs is None else {'runs': metas, 'step': step}
+
+  def run_field(self, s: int) -> dict[str, int]:
+    return {} if self.runs is None else {'run': int(s)}
+
+
+def _init_fn(model, ds, tx, compute_dtype):
+  def init_fn(key):
+    dummy = {k: jnp.asarray(v) for k, v in _dummy_batch(ds, 2).items()}
+    variables = model.init({'params': key, 'dropout': key}, dummy, train=False)
+    apply_fn = precision.cast_apply(model.apply, compute_dtype)
+    return TrainState.create(apply_fn, variables, tx)
+  return init_fn
+
+
+def build_program(config) -> Program:
+  """Data, model, mesh and compiled steps for config (one run, or a group: multirun.py)."""
   ds = load_dataset(config.data)         # validates ids/NaNs before any step
-  model = models.build_model(config.model, ds.spec)
   tasks = ds.spec.tasks
   validate.check_selection(config, tasks)   # select_metric/select_task vs the tasks
   part = parallel.Partitioner(config.parallel)   # mesh, shardings, jit or pmap
   gb = config.data.batch_size
   part.check_batch_size(gb)
   part.check_batch_size(config.data.eval_batch_size, 'config.data.eval_batch_size')
-  n_train = len(ds.splits['train'])
-  total_steps = num_train_steps(config, n_train)
+  total_steps = num_train_steps(config, len(ds.splits['train']))
+  loss_w = _loss_weights(config, tasks)
+  fingerprint = {'model': config.model.name, 'dataset': config.data.name}
+  if multirun.is_group(config):
+    return _group_program(config, ds, part, total_steps, loss_w, fingerprint)
+
+  model = models.build_model(config.model, ds.spec)
   tx = make_optimizer(config.optim, total_steps)
   pidx, pcount = jax.process_index(), jax.process_count()
   pack = _packer(config, part)
-  to_device = part.eval_batch if pack is None else lambda b: part.eval_batch(pack(b))
-
-  rng = jax.random.key(config.seed)
-  init_rng, step_rng = jax.random.split(rng)
-
-  def init_fn(key):
-    dummy = {k: jnp.asarray(v) for k, v in _dummy_batch(ds, 2).items()}
-    variables = model.init({'params': key, 'dropout': key}, dummy, train=False)
-    apply_fn = precision.cast_apply(model.apply, config.model.compute_dtype)
-    return TrainState.create(apply_fn, variables, tx)
-
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  init_fn = _init_fn(model, ds, tx, config.model.compute_dtype)
   abstract = jax.eval_shape(init_fn, init_rng)
   state_sh = part.state_shardings(abstract)  # embedding rows on `model`, rest replicated
   abstract = parallel.with_shardings(abstract, state_sh)  # orbax restores into this layout
-  fingerprint = {'model': config.model.name, 'dataset': config.data.name,
-                 'params': param_fingerprint(abstract.params)}
-  ckpt = Checkpointer(workdir, config.train.keep_checkpoints, fingerprint)
-  restored = ckpt.restore_latest(abstract)
-  if restored is None:
-    state = jax.jit(init_fn, out_shardings=state_sh)(init_rng)
-    meta = {'best': None, 'best_step': -1, 'bad_evals': 0, 'stopped_early': False}
-    start = 0
-  else:
-    state, meta = restored
-    state = jax.device_put(state, state_sh)
-    start = int(state.step)
-    logging.info('Resumed from %s at step %d', workdir, start)
-  n_params = sum(x.size for x in jax.tree.leaves(state.params))
-
+  fingerprint['params'] = param_fingerprint(abstract.params)
   # Donation lets XLA update the state in place; the caller must not reuse the old state.
-  p_train = part.compile_train(functools.partial(steps.train_step, tasks=tasks), state_sh)
-  p_eval = part.compile_eval(functools.partial(steps.eval_step, tasks=tasks), state_sh)
-  writer = MetricsWriter(workdir, start, hparams=config)
+  p_train = part.compile_train(
+      functools.partial(steps.train_step, tasks=tasks, task_weights=loss_w), state_sh)
+  return Program(
+      config, ds, part, total_steps, None, abstract, state_sh, fingerprint,
+      init=lambda: jax.jit(init_fn, out_shardings=state_sh)(init_rng),
+      train=lambda state, batch, active: p_train(state, part.train_batch(batch), step_rng),
+      eval_fn=part.compile_eval(functools.partial(steps.eval_step, tasks=tasks), state_sh),
+      to_device=part.eval_batch if pack is None else lambda b: part.eval_batch(pack(b)),
+      batches=lambda start: train_batches(ds.splits['train'], gb, config.seed, start,
+                                          total_steps, pidx, pcount, transform=pack),
+      keep_best=lambda best, state, improved: state)   # saved at once; not kept in memory
+
+
+def _group_program(config, ds, part, total_steps, loss_w, fingerprint) -> Program:
+  """S runs as one program: [S] state leaves, vmapped steps, per-run seeds and hparams."""
+  if jax.process_count() > 1 or part.strategy != 'jit':
+    raise ValueError('a multi-run group (config.train.runs/run_seeds/vary) needs one process '
+                     f'and config.parallel.strategy=jit (have {jax.process_count()} processes, '
+                     f'strategy={part.strategy!r})')
+  tasks = ds.spec.tasks
+  runs = multirun.group_runs(config, len(tasks))
+  mesh = part.mesh
+  n_axis = mesh.shape.get(parallel.RUNS, 1)
+  if len(runs) % n_axis:
+    raise ValueError(f'{len(runs)} runs in the group cannot be split over '
+                     f'config.parallel.runs={n_axis} devices; use a multiple of {n_axis} runs')
+  if config.data.pack_history:
+    logging.info('multi-run group: packed histories fall back to the padded path '
+                 '(docs/multirun.md)')
+  model = models.build_model(multirun.model_config(config, runs), ds.spec)
+  make_tx = multirun.make_tx_fn(config.optim, total_steps)
+  hp = multirun.hparam_arrays(config, runs)
+  init_fn = _init_fn(model, ds, multirun.run_tx(make_tx, {k: v[0] for k, v in hp.items()}),
+                     config.model.compute_dtype)
+  keys = [jax.random.split(jax.random.key(r.seed)) for r in runs]
+  step_rngs = jnp.stack([k[1] for k in keys])
+  single_sh = part.state_shardings(jax.eval_shape(init_fn, keys[0][0]))
+  state_sh = multirun.stacked_shardings(single_sh, mesh)
+  abstract = parallel.with_shardings(
+      jax.eval_shape(jax.vmap(init_fn), jnp.stack([k[0] for k in keys])), state_sh)
+  fingerprint.update(params=param_fingerprint(abstract.params), runs=len(runs))
+  on_runs = multirun.run_axis_sharding(mesh)
+  if loss_w and 'loss_weights' not in hp:
+    hp['loss_weights'] = np.tile(np.asarray(loss_w, np.float32), (len(runs), 1))
+  hp, step_rngs = jax.device_put((hp, step_rngs), on_runs)
+  batch_sh = multirun.run_axis_sharding(mesh, parallel.DATA)
+  repl = parallel.replicated(mesh)
+  p_train = jax.jit(functools.partial(multirun.group_train_step, tasks=tasks, make_tx=make_tx),
+                    in_shardings=(state_sh, batch_sh, on_runs, on_runs, on_runs),
+                    out_shardings=(state_sh, repl), donate_argnums=(0,))
+  p_eval = jax.jit(functools.partial(multirun.group_eval_step, tasks=tasks),
+                   in_shardings=(state_sh, parallel.data_sharding(mesh)), out_shardings=repl)
+  p_best = jax.jit(multirun.keep_best, out_shardings=state_sh, donate_argnums=(0,))
+  p_copy = jax.jit(lambda s: jax.tree.map(jnp.copy, s), out_shardings=state_sh)
+
+  def train(state, batch, active):
+    return p_train(state, jax.device_put(batch, batch_sh), step_rngs,
+                   hp, jax.device_put(np.asarray(active), on_runs))
+
+  def keep_best(best, state, improved):
+    return p_copy(state) if best is None else p_best(best, state,
+                                                     jax.device_put(improved, on_runs))
+
+  def init():
+    # The single run's init, compiled once and called per run (the same values as a single
+    # run by construction; a vmapped init compiles several times slower on CPU).
+    one = jax.jit(init_fn)
+    return jax.jit(lambda xs: jax.tree.map(lambda *x: jnp.stack(x), *xs),
+                   out_shardings=state_sh)([one(k[0]) for k in keys])
+
+  return Program(
+      config, ds, part, total_steps, runs, abstract, state_sh, fingerprint, init=init,
+      train=train, eval_fn=p_eval, to_device=part.eval_batch,
+      batches=lambda start: multirun.group_batches(
+          ds.splits['train'], config.data.batch_size, [r.seed for r in runs], start,
+          total_steps),
+      keep_best=keep_best)
+
+
+@dataclasses.dataclass
+class Progress:
+  """The loop's state besides the TrainState: per-run bookkeeping and throughput."""
+  step: int
+  metas: list[dict]                     # per run: best, best_step, bad_evals, stopped_early
+  best: Any = None                      # a group's best state per run (device), else None
+  seen: int = 0
+  train_seconds: float = 0.0
+
+  @property
+  def active(self) -> np.ndarray:
+    return np.array([not m.get('stopped_early') for m in self.metas])
+
+
+def init_or_restore(prog: Program, ckpt: Checkpointer, workdir: str):
+  """(state, Progress): the latest checkpoint in workdir, or a fresh state at step 0."""
+  restored = ckpt.restore_latest(prog.abstract)
+  if restored is None:
+    fresh = {'best': None, 'best_step': -1, 'bad_evals': 0, 'stopped_early': False}
+    return prog.init(), Progress(0, [dict(fresh) for _ in range(prog.num_runs)])
+  state, meta = restored
+  state = jax.device_put(state, prog.state_sh)
+  if prog.runs is None:
+    start, metas, best = int(state.step), [meta], None
+  else:
+    start, metas = int(meta['step']), meta['runs']
+    saved = ckpt.restore_best(prog.abstract)
+    best = None if saved is None else jax.device_put(saved[0], prog.state_sh)
+  logging.info('Resumed from %s at step %d', workdir, start)
+  return state, Progress(start, metas, best)
+
+
+def _check_finite(prog: Program, pending, active, ckpt: Checkpointer):
+  """Raises on the first non-finite loss of an active run among the pending steps' metrics;
+  called before every checkpoint, so none holds a state past a non-finite step."""
+  if prog.runs is None:
+    check_finite_losses(pending, ckpt)
+    return
+  for s, mm in jax.device_get(pending):
+    loss = np.reshape(mm['loss'], (-1,))
+    for r in np.flatnonzero(active & ~np.isfinite(loss)):
+      ckpt.wait()
+      last = ckpt.latest.latest_step()
+      raise FloatingPointError(
+          f'non-finite training loss {loss[r]} at step {s} in run {r} (seed '
+          f'{prog.runs[r].seed}, {prog.runs[r].hparams}) of the group; the last good '
+          f'checkpoint is step {last} in {ckpt.latest.directory}. Runs of a group stop '
+          'together: rerun without this point in a fresh --workdir.')
+
+
+def evaluate_and_select(prog: Program, state, prog_state: Progress, sel_key: str,
+                        writer) -> np.ndarray:
+  """Valid metrics of every active run; updates each run's best and early-stopping counters.
+  Returns improved [S] (the runs whose state is now their best)."""
+  cfg = prog.config.train
+  higher_better = cfg.select_metric in ('auc', 'gauc')
+  active = prog_state.active
+  improved = np.zeros(prog.num_runs, bool)
+  for s, res in enumerate(prog.evaluate(state, 'valid')):
+    if not active[s]:
+      continue
+    writer.write({'step': prog_state.step, **prog.run_field(s), **res})
+    meta, val = prog_state.metas[s], res[sel_key]
+    if meta['best'] is None or (val > meta['best'] if higher_better else val < meta['best']):
+      meta.update(best=val, best_step=prog_state.step, bad_evals=0)
+      improved[s] = True
+    else:
+      meta['bad_evals'] += 1
+    meta['stopped_early'] = cfg.patience > 0 and meta['bad_evals'] >= cfg.patience
+    if meta['stopped_early']:
+      logging.info('Early stop%s at step %d (best %s=%.5f at step %d)',
+                   f' of run {s}' if prog.runs is not None else '', prog_state.step, sel_key,
+                   meta['best'], meta['best_step'])
+  return improved
+
+
+def train_loop(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer):
+  """Steps from ps.step to the end (or until every run stopped early); evaluates, selects,
+  logs and checkpoints on the config's cadence. Returns the last state."""
+  config = prog.config
+  gb, S = config.data.batch_size, prog.num_runs
+  tasks = prog.tasks
   select_task = config.train.select_task or tasks[0].name
   sel_prefix = 'eval/valid' if len(tasks) == 1 else f'eval/valid/{select_task}'
   sel_key = f'{sel_prefix}/{config.train.select_metric}'
-  higher_better = config.train.select_metric in ('auc', 'gauc')
-
-  def run_eval(st, split_name, save=False):
-    preds, labels, users = evaluate.predict(
-        p_eval, st, ds.splits[split_name], config.data.eval_batch_size, to_device, pidx, pcount)
-    if save and pidx == 0:      # train.save_predictions: studies' bootstrap over test users
-      evaluate.save_predictions(workdir, split_name, preds, labels, users)
-    return evaluate.split_metrics(preds, labels, users, tasks, f'eval/{split_name}')
-
   # CPU multi-device collectives can time out when many steps are in flight: wait each step.
   sync_each_step = jax.devices()[0].platform == 'cpu' and jax.device_count() > 1
-  bar = _progress(total_steps * gb, start * gb, config.train.progress and pidx == 0)
+  pidx = jax.process_index()
+  bar = _progress(prog.total_steps * gb, ps.step * gb, config.train.progress and pidx == 0)
   # Throughput excludes the first step (compilation) and eval/checkpoint time.
-  t0, seen, paused, last_loss = time.time(), 0, 0.0, float('nan')
+  t0, seen, paused = time.time(), 0, 0.0
   pending = []
-  step = start
-  if not meta.get('stopped_early'):
-    for batch in train_batches(ds.splits['train'], gb, config.seed, start, total_steps,
-                               pidx, pcount, transform=pack):
-      state, m = p_train(state, part.train_batch(batch), step_rng)
-      step += 1
+  start = ps.step
+  active = ps.active
+  if active.any():
+    for batch in prog.batches(start):
+      state, m = prog.train(state, batch, active)
+      ps.step += 1
+      step = ps.step
       if step == start + 1:
-        m['loss'].block_until_ready()
-        t0, seen = time.time(), -gb
+        jax.block_until_ready(m['loss'])
+        t0, seen = time.time(), -gb * S
       pending.append((step, m))
       if _STEP_DELAY:                # fault-injection tests: make a kill land mid-run
         time.sleep(_STEP_DELAY)
       if sync_each_step:
-        m['loss'].block_until_ready()
-      is_eval = step % config.train.eval_every == 0 or step == total_steps
+        jax.block_until_ready(m['loss'])
+      is_eval = step % config.train.eval_every == 0 or step == prog.total_steps
+      is_save = is_eval or step % config.train.checkpoint_every == 0
       is_log = step % config.train.log_every == 0 or is_eval
-      is_ckpt = is_eval or step % config.train.checkpoint_every == 0
-      if is_log or is_ckpt:   # every pending step's loss, before any checkpoint of the state
-        check_finite_losses(pending, ckpt)
+      if is_log or is_save:   # every pending step's loss, before any checkpoint of the state
+        _check_finite(prog, pending, active, ckpt)
       if is_log:
-        last = jax.device_get(pending[-1][1])
-        last_loss = float(last['loss'])
-        seen += gb * len(pending)
+        last = {k: np.reshape(v, (S,)) for k, v in jax.device_get(pending[-1][1]).items()}
+        seen += gb * S * len(pending)
         pending = []
         rate = max(seen, 0) / max(time.time() - t0 - paused, 1e-9)
-        writer.write({'step': step, 'train/loss': last_loss, 'examples_per_sec': rate,
-                      **{f'train/{k}': float(v) for k, v in last.items() if k != 'loss'}})
+        for s in np.flatnonzero(active):
+          writer.write({'step': step, **prog.run_field(s), 'train/loss': float(last['loss'][s]),
+                        'examples_per_sec': rate,
+                        **{f'train/{k}': float(v[s]) for k, v in last.items() if k != 'loss'}})
         if bar is not None:
           bar.update(gb * (step - bar.n // gb))
-          bar.set_postfix(loss=f'{last_loss:.4f}', ex_s=f'{rate:,.0f}')
+          bar.set_postfix(loss=f'{float(np.mean(last["loss"][active])):.4f}',
+                          ex_s=f'{rate:,.0f}')
       t_pause = time.time()
       if is_eval:
-        res = run_eval(state, 'valid')
-        writer.write({'step': step, **res})
-        val = res[sel_key]
-        improved = meta['best'] is None or (val > meta['best'] if higher_better
-                                            else val < meta['best'])
-        if improved:
-          meta.update(best=val, best_step=step, bad_evals=0)
-          ckpt.save(step, state, meta, best=True)
-        else:
-          meta['bad_evals'] += 1
-        patience = config.train.patience
-        meta['stopped_early'] = patience > 0 and meta['bad_evals'] >= patience
-      if is_ckpt:
-        ckpt.save(step, state, meta)
+        improved = evaluate_and_select(prog, state, ps, sel_key, writer)
+        if improved.any():
+          ps.best = prog.keep_best(ps.best, state, improved)
+          ckpt.save(step, ps.best, prog.meta_item(ps.metas, step), best=True)
+      if is_save:
+        ckpt.save(step, state, prog.meta_item(ps.metas, step))
       paused += time.time() - t_pause
-      if meta['stopped_early']:
-        logging.info('Early stop at step %d (best %s=%.5f at step %d)', step, sel_key,
-                     meta['best'], meta['best_step'])
+      active = ps.active
+      if not active.any():
         break
   if bar is not None:
     bar.close()
-  train_time = time.time() - t0 - paused
+  ps.train_seconds, ps.seen = time.time() - t0 - paused, seen
+  return state
+
+
+def final_report(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer,
+                 workdir: str):
+  """Model selection on valid: every run's best-valid state, reported on valid and test.
+  Returns the single run's summary, or a group's {'runs': [summary per run], ...}."""
+  config = prog.config
   ckpt.wait()
-  # Model selection on valid: report the best-valid state on valid and test.
-  best = ckpt.restore_best(abstract)
-  final_state = jax.device_put(best[0], state_sh) if best is not None else state
-  summary = {'model': config.model.name, 'dataset': config.data.name, 'seed': config.seed,
-             'steps': step, 'best_step': meta['best_step'], 'params': int(n_params),
-             'train_seconds': round(train_time, 2),
-             'examples_per_sec': round(seen / max(train_time, 1e-9), 1) if seen > 0 else None}
-  summary.update(run_eval(final_state, 'valid'))
-  summary.update(run_eval(final_state, 'test', config.train.get('save_predictions', False)))
-  for k, v in ds.info.items():
-    if 'oracle' in k:
-      summary[f'oracle/{k}'] = v
-  writer.write({'step': step, 'summary': summary})
+  best = ckpt.restore_best(prog.abstract)
+  final_state = jax.device_put(best[0], prog.state_sh) if best is not None else state
+  S = prog.num_runs
+  n_params = sum(x.size for x in jax.tree.leaves(state.params)) // S
+  steps_of = np.reshape(jax.device_get(state.step), (-1,))
+  per_run_seen = ps.seen // S
+  train_time = ps.train_seconds
+  save = workdir if config.train.get('save_predictions', False) else None
+  valid, test = prog.evaluate(final_state, 'valid'), prog.evaluate(final_state, 'test', save)
+  summaries = []
+  for s in range(S):
+    summary = {'model': config.model.name, 'dataset': config.data.name,
+               'seed': config.seed if prog.runs is None else prog.runs[s].seed,
+               'steps': ps.step if prog.runs is None else int(steps_of[s]),
+               'best_step': ps.metas[s]['best_step'], 'params': int(n_params),
+               'train_seconds': round(train_time, 2),
+               'examples_per_sec': (round(per_run_seen / max(train_time, 1e-9), 1)
+                                    if per_run_seen > 0 else None)}
+    summary.update(valid[s])
+    summary.update(test[s])
+    for k, v in prog.ds.info.items():
+      if 'oracle' in k:
+        summary[f'oracle/{k}'] = v
+    if prog.runs is not None:
+      summary.update(run=s, hparams=prog.runs[s].hparams)
+    writer.write({'step': summary['steps'], **prog.run_field(s), 'summary': summary})
+    summaries.append(summary)
+  if prog.runs is None:
+    out = summaries[0]
+  else:
+    out = {'model': config.model.name, 'dataset': config.data.name, 'num_runs': S,
+           'steps': ps.step, 'train_seconds': round(train_time, 2),
+           'examples_per_sec': round(ps.seen / max(train_time, 1e-9), 1) if ps.seen > 0
+                               else None, 'runs': summaries}
+  if jax.process_index() == 0:
+    print(json.dumps({'summary': out}, sort_keys=True), flush=True)
+  return out
+
+
+@workdir_lib.guard   # config validation, workdir lock, config.json compared on resume
+def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+  """Trains config.model on config.data; returns the summary (also the last metrics line).
+  With config.train.runs/run_seeds/vary it trains a group of runs as one program
+  (seqrec_jax/multirun.py) and returns {'runs': [one summary per run], ...}."""
+  config = platform_defaults.resolve(config)   # keys left at None: this platform's speed values
+  os.makedirs(workdir, exist_ok=True)
+  prog = build_program(config)
+  ckpt = Checkpointer(workdir, config.train.keep_checkpoints, prog.fingerprint)
+  state, ps = init_or_restore(prog, ckpt, workdir)
+  writer = MetricsWriter(workdir, ps.step, hparams=config)
+  state = train_loop(prog, state, ps, ckpt, writer)
+  summary = final_report(prog, state, ps, ckpt, writer, workdir)
   ckpt.close()
-  if pidx == 0:
-    print(json.dumps({'summary': summary}, sort_keys=True), flush=True)
   return summary

@@ -114,6 +114,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.select_metric = 'auc'      # on the valid split; auc | gauc | logloss
   c.train.select_task = ''           # multi-task: which task selects ('' = the first)
   c.train.progress = True
+  # Per-task loss weights in the order of the dataset's (selected) tasks; () = each task's own
+  # weight (1.0). Vectorisable: may vary per run in a group (train.vary).
+  c.train.loss_weights = ()
+  # Many runs as one program (seqrec_jax/multirun.py, docs/multirun.md): the group is
+  # run_seeds (() = seed, seed+1, ..., seed+runs-1) crossed with every point of `vary`, a JSON
+  # object {dotted config key: [values]} of vectorisable scalars (multirun.VARY_KEYS), e.g.
+  # --config.train.vary='{"optim.learning_rate": [1e-4, 1e-3]}' (a string, so the flag works;
+  # several keys are crossed). runs=1, () and '' = one run, exactly as without these keys.
+  c.train.runs = 1
+  c.train.run_seeds = ()
+  c.train.vary = ''
   # True: the best-valid state's test predictions go to <workdir>/predictions_test.npz
   # (evaluate.save_predictions; studies bootstrap GAUC differences over test users from them).
   c.train.save_predictions = False
@@ -124,5 +135,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.parallel.data = -1               # data-parallel size; -1 = device_count / model
   c.parallel.model = 1               # > 1: embedding tables sharded by rows over this axis
   c.parallel.strategy = 'jit'        # jit (sharded jit) | pmap (data parallel, same numerics)
+  c.parallel.runs = 1                # > 1: shard a multi-run group's run axis over this axis
   c.lock()   # no new keys: a misspelt key (c.train.num_stepz = 2) is an error, not a no-op
   return c
