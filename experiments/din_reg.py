@@ -227,6 +227,11 @@ def report(dataset: str, tuning: list[dict], records: list[dict], outdir: str,
     comp = resolved.compare(mine, row_label, base, outdir, RESOLVE)
     res += resolved.markdown(comp, RESOLVE, f'#### {dataset}: {model}, each regulariser vs none')
     res += '\n'
+    mba = next((row_label(r) for r in mine if r['group']['reg'] == 'MBA'), None)
+    comp = [c for c in resolved.compare(mine, row_label, mba, outdir, RESOLVE)
+            if c['row'] != base]
+    res += resolved.markdown(comp, RESOLVE, f'#### {dataset}: {model}, the other regularisers '
+                             'vs MBA') + '\n'
   din_vs_base = resolved.compare(
       [r for r in records if r['group']['reg'] == 'none'], row_label, 'BaseModel / none',
       outdir, RESOLVE)
@@ -235,6 +240,10 @@ def report(dataset: str, tuning: list[dict], records: list[dict], outdir: str,
   with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
     f.write(res)
   grid = grid_table(tuning, outdir, dataset)
+  oracle = records[0]['summary'].get('oracle/test/oracle_gauc') if records else None
+  if oracle:
+    table += (f'\nOracle (true click probability) on this test split: GAUC {oracle:.4f}, AUC '
+              f"{records[0]['summary']['oracle/test/oracle_auc']:.4f}.\n")
   plot_fig4(list({r['id']: r for r in tuning + records}.values()), outdir, dataset)
   return table + '\n' + res + '\n' + grid
 
@@ -288,9 +297,11 @@ def main(argv):
     text = report(dataset, tuning, records, outdir, FLAGS.seeds)
     cell_s = sum(r.get('wall_seconds', 0.0) for r in
                  {r['id']: r for r in tuning + records}.values())
-    text += (f'\n{dataset}: this invocation {(time.time() - t0) / 60:.1f} min wall; the cells '
-             f'(run now or earlier) {cell_s / 60:.1f} min wall in total. Load before: `{load0}`; '
-             f'after: `{load()}` (2 CPU cores shared with other jobs).\n')
+    when = ('tables rebuilt from finished cells (--report_only)' if FLAGS.report_only
+            else f'this invocation {(time.time() - t0) / 60:.1f} min wall')
+    text += (f'\n{dataset}: {when}; the {len({r["id"] for r in tuning + records})} cells took '
+             f'{cell_s / 60:.1f} min wall in total (sum of per-cell times, run now or earlier). '
+             f'Load before: `{load0}`; after: `{load()}` (2 CPU cores shared with other jobs).\n')
     parts.append(text)
     print(text)
   with open(os.path.join(root, 'report.md'), 'w') as f:
