@@ -8,7 +8,8 @@
 #   ablation    attention-unit x activation x normaliser sweep   (experiments/attention_ablation.py)
 #   din_table   the DIN paper's Table 3 comparison               (experiments/din_table.py)
 #   din_reg     DIN paper's regularisers (Table 4, Fig. 4)       (experiments/din_reg.py)
-#   mmoe        MMoE synthetic study + census multi-task table   (experiments/mmoe_*.py, census_*.py)
+#   mmoe        MMoE synthetic study + census multi-task table   (experiments/mmoe_synthetic.py, census_*.py)
+#   mmoe_paper  MMoE paper's synthetic experiment, its protocol   (experiments/mmoe_paper.py)
 #   dcn         DNN vs DCN vs DCNv2 table                        (experiments/dcn_table.py)
 #   multihost   N local processes with jax.distributed on 127.0.0.1 (benchmarks/multihost.sh)
 #   bench       DIN throughput/latency vs PyTorch peers           (benchmarks/din_throughput.py)
@@ -56,6 +57,7 @@ case "$cmd" in
   mmoe)      setup
              .venv/bin/python -m experiments.mmoe_synthetic "$@"
              exec .venv/bin/python -m experiments.census_multitask "$@" ;;
+  mmoe_paper) setup; exec .venv/bin/python -m experiments.mmoe_paper "$@" ;;
   dcn)       setup; exec .venv/bin/python -m experiments.dcn_table "$@" ;;
   multihost) setup; exec bash benchmarks/multihost.sh "$@" ;;
   bench)     setup peers
