@@ -58,6 +58,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.use_user_embedding = False  # splits are by user: unseen users only have OOV ids
   c.model.pooling = 'sum'            # base, wide_deep, pnn, deepfm: sum | mean | max
   c.model.wide_cross_buckets = 1 << 20  # wide_deep: rows of a hashed behaviour x candidate table
+  # Field gating on the shared field embeddings [B, F, d] of every field-based model
+  # (models/builders.build_field_gate): none | senet (FiBiNET's SENET layer, layers/gating.py;
+  # excitation hidden width F // senet_reduction; senet_excitation relu (paper) | sigmoid).
+  c.model.field_gate = 'none'
+  c.model.senet_reduction = 3.0
+  c.model.senet_excitation = 'relu'
   c.model.attention = ml_collections.ConfigDict()
   c.model.attention.name = 'din'
   c.model.attention.inputs = ('q', 'k', 'q-k', 'q*k')

@@ -80,7 +80,8 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
   # Imported here: the registries pull in flax/optax, which a config file does not need.
   from seqrec_jax import models, parallel, state  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data import DATASETS  # pylint: disable=g-import-not-at-top
-  from seqrec_jax.layers import activations  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.layers import activations, gating  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.models import builders  # pylint: disable=g-import-not-at-top
   attentions = _registry('ATTENTIONS', 'seqrec_jax.models.builders', 'seqrec_jax.layers.attention')
   all_metrics = sorted({m for ms in SELECT_METRICS.values() for m in ms})
   return {
@@ -98,6 +99,9 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
       'model.activation': _one_of(activations.ACTIVATIONS),
       'model.dropout': lambda v: None if _is_num(v) and 0 <= v < 1 else 'must be in [0, 1)',
       'model.attention.name': _registered('attention unit', 'model.attention.name', attentions),
+      'model.field_gate': _one_of(builders.FIELD_GATES),
+      'model.senet_reduction': _num_at_least(1),
+      'model.senet_excitation': _one_of(gating.EXCITATIONS),
       'model.attention.normalizer': _one_of(('none', 'softmax', 'sigmoid')),
       'model.attention.activation': _one_of(('same',) + tuple(activations.ACTIVATIONS)),
       'optim.name': _one_of(state.OPTIMIZERS),

@@ -28,6 +28,7 @@ class SequenceInput(nn.Module):
   use_user: bool = False
   mba_lambda: float = 0.0
   id_dropout: float = 0.0
+  field_gate: nn.Module | None = None  # e.g. layers.gating.SENet: [B, F, d] -> ([B, F, d], _)
 
   @nn.compact
   def __call__(self, batch, train: bool):
@@ -35,6 +36,13 @@ class SequenceInput(nn.Module):
                    name='embed')
     if train and self.mba_lambda > 0:
       self.sow('losses', 'mba', emb.mba_penalty(batch, self.mba_lambda))
+    feats = self._fields(emb, batch, train)
+    if self.spec.dense_dim:
+      feats.append(batch['dense'].astype(jnp.float32))
+    return jnp.concatenate(feats, axis=-1)
+
+  def _fields(self, emb, batch, train):
+    """The embedded fields as a list of [B, k*d] (gated by field_gate when set)."""
     feats = []
     if self.spec.num_items:
       target = emb.items(batch['target_item'], batch['target_cate'], train)   # [B, 2d]
@@ -46,9 +54,12 @@ class SequenceInput(nn.Module):
     if self.spec.sparse:
       s = emb.sparse_fields(batch['sparse'], train)
       feats.append(s.reshape(s.shape[0], -1))
-    if self.spec.dense_dim:
-      feats.append(batch['dense'].astype(jnp.float32))
-    return jnp.concatenate(feats, axis=-1)
+    if self.field_gate is None or not feats:
+      return feats
+    b, d = feats[0].shape[0], self.embed_dim
+    fields = jnp.concatenate([f.reshape(b, -1, d) for f in feats], axis=1)   # [B, F, d]
+    fields, _ = self.field_gate(fields)
+    return [fields.reshape(b, -1)]
 
   def _history(self, emb, target, batch, train):
     """Pooled history [B, 2d]; on packed rows when the batch has hist_index (data/packing.py)
@@ -105,10 +116,11 @@ class SequenceRanker(nn.Module):
   backbone: nn.Module | None = None  # None: Head's MLP; else e.g. DCN-V2 (model.backbone)
   mba_lambda: float = 0.0            # mini-batch aware regularisation (SequenceInput)
   embed_dropout: float = 0.0         # dropout of looked-up id vectors (layers/embedding.py)
+  field_gate: nn.Module | None = None  # model.field_gate (SequenceInput)
 
   @nn.compact
   def __call__(self, batch, train: bool = False):
     x = SequenceInput(self.spec, self.pooling, self.embed_dim, self.use_user, self.mba_lambda,
-                      self.embed_dropout, name='input')(batch, train)
+                      self.embed_dropout, self.field_gate, name='input')(batch, train)
     return Head(len(self.spec.tasks), self.hidden, self.activation, self.dice_eps,
                 self.dropout, self.backbone, name='head')(x, train)

@@ -15,7 +15,9 @@ Layers (seqrec_jax/layers/) take plain arguments and never read a config; model 
     (config.model.backbone: 'mlp' = the Head's MLP, 'dcn' / 'dcnv2' = cross network + deep
     network). "Tower" is kept for the per-task networks of the multi-task models;
   * `sequence_ranker(model_cfg, spec, pooling, backbone)`: the SequenceRanker of base, din,
-    dnn, dcn and dcnv2.
+    dnn, dcn and dcnv2;
+  * `build_field_gate(model_cfg)`: config.model.field_gate ('senet': FiBiNET's SENET layer on
+    the shared field embeddings of every field-based model, layers/gating.py).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from seqrec_jax.layers.attention import (NORMALIZERS, BilinearAttention, DinAtte
                                          DotAttention, MultiHeadTargetAttention, Pooling)
 from seqrec_jax.layers.attention_proj import PARTS
 from seqrec_jax.layers.cross import CROSS_TYPES, CrossDeep, CrossNet, CrossNetV2
+from seqrec_jax.layers.gating import EXCITATIONS, SENet
 from seqrec_jax.models.blocks import SequenceRanker
 
 ATTENTIONS: dict[str, Callable[..., nn.Module]] = {}
@@ -123,7 +126,28 @@ def sequence_ranker(model_cfg, spec, pooling: nn.Module | None,
   c = model_cfg
   return SequenceRanker(spec, pooling, c.embed_dim, c.use_user_embedding, tuple(c.hidden),
                         c.activation, c.dice_eps, c.dropout, build_backbone(c, backbone),
-                        float(c.get('mba_lambda', 0.0)), float(c.get('embed_dropout', 0.0)))
+                        float(c.get('mba_lambda', 0.0)), float(c.get('embed_dropout', 0.0)),
+                        build_field_gate(c))
+
+
+FIELD_GATES = ('none', 'senet')
+
+
+def build_field_gate(model_cfg) -> nn.Module | None:
+  """config.model.field_gate: 'none' -> None; 'senet' -> layers.gating.SENet with
+  config.model.senet_reduction and config.model.senet_excitation (relu | sigmoid)."""
+  kind = model_cfg.get('field_gate', 'none')
+  if kind == 'none':
+    return None
+  if kind != 'senet':
+    raise ValueError(f'unknown config.model.field_gate {kind!r}; choose from {FIELD_GATES}')
+  exc = model_cfg.get('senet_excitation', 'relu')
+  if exc not in EXCITATIONS:
+    raise ValueError(f'unknown config.model.senet_excitation {exc!r}; choose from {EXCITATIONS}')
+  r = float(model_cfg.get('senet_reduction', 3.0))
+  if not r >= 1:
+    raise ValueError(f'config.model.senet_reduction must be >= 1, got {r}')
+  return SENet(r, exc)
 
 
 # The built-in units: config block -> layer with plain arguments.

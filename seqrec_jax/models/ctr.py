@@ -50,6 +50,7 @@ from seqrec_jax.layers.attention import Pooling
 from seqrec_jax.layers.embedding import Embedder
 from seqrec_jax.models import register_model
 from seqrec_jax.models.blocks import Head
+from seqrec_jax.models.builders import build_field_gate
 
 
 def _squeeze_task(logits, num_tasks: int):
@@ -63,6 +64,7 @@ class FieldEmbedding(nn.Module):
   embed_dim: int = 16
   use_user: bool = False
   pooling: str = 'sum'
+  field_gate: nn.Module | None = None   # model.field_gate, on fields [B, F, d]
 
   @nn.compact
   def __call__(self, batch, train: bool):
@@ -84,6 +86,8 @@ class FieldEmbedding(nn.Module):
     b = batch['user_id'].shape[0]
     fields = (jnp.concatenate(fields, axis=1) if fields
               else jnp.zeros((b, 0, d), jnp.float32))
+    if self.field_gate is not None and fields.shape[1]:
+      fields, _ = self.field_gate(fields)
     dense = batch['dense'].astype(jnp.float32) if s.dense_dim else None
     return fields, dense
 
@@ -190,10 +194,11 @@ class _Deep(nn.Module):
   dice_eps: float = 1e-8
   dropout: float = 0.0
   pooling: str = 'sum'
+  field_gate: nn.Module | None = None
 
   def fields(self, batch, train):
     return FieldEmbedding(self.spec, self.embed_dim, self.use_user, self.pooling,
-                          name='input')(batch, train)
+                          self.field_gate, name='input')(batch, train)
 
   def head(self, x, train):
     """[B, F] -> [B, T] (always 2-D here; squeezed by the caller)."""
@@ -259,11 +264,14 @@ class DeepFM(_Deep):
 def _deep_kwargs(cfg):
   return dict(embed_dim=cfg.embed_dim, use_user=cfg.use_user_embedding,
               hidden=tuple(cfg.hidden), activation=cfg.activation, dice_eps=cfg.dice_eps,
-              dropout=cfg.dropout, pooling=cfg.pooling)
+              dropout=cfg.dropout, pooling=cfg.pooling, field_gate=build_field_gate(cfg))
 
 
 @register_model('lr')
 def lr(cfg, spec: DataSpec):
+  if build_field_gate(cfg) is not None:
+    raise ValueError(f'config.model.field_gate={cfg.field_gate!r}: model lr has no field '
+                     "embeddings to gate; use 'none'")
   return LR(spec, cfg.use_user_embedding)
 
 

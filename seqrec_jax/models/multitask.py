@@ -26,7 +26,7 @@ from seqrec_jax.layers.experts import PLE, ExpertMLP, MMoE, gate_entropy
 from seqrec_jax.layers.mlp import MLP
 from seqrec_jax.models import register_model
 from seqrec_jax.models.blocks import SequenceInput
-from seqrec_jax.models.builders import attention_unit, pooling_unit
+from seqrec_jax.models.builders import attention_unit, build_field_gate, pooling_unit
 
 ARCHS = ('single_task', 'shared_bottom', 'omoe', 'mmoe', 'ple')
 INPUTS = ('embed', 'pool', 'din')
@@ -65,10 +65,13 @@ class MultiTaskRanker(nn.Module):
   dropout: float = 0.0
   expert_dropout: float = 0.0
   gate_bias: bool = True                # False: the paper's gate softmax(W x) (eq. 8)
+  field_gate: nn.Module | None = None   # model.field_gate (SequenceInput)
 
   def _input(self, batch, train, name):
     pool = self.pooling.clone() if self.pooling is not None else None
-    return SequenceInput(self.spec, pool, self.embed_dim, self.use_user, name=name)(batch, train)
+    gate = self.field_gate.clone() if self.field_gate is not None else None
+    return SequenceInput(self.spec, pool, self.embed_dim, self.use_user, field_gate=gate,
+                         name=name)(batch, train)
 
   def _mlp(self, hidden, name):
     return MLP(tuple(hidden), self.activation, self.dice_eps, self.dropout, name=name)
@@ -140,7 +143,7 @@ def build(arch: str, cfg, spec: DataSpec) -> MultiTaskRanker:
       spec, arch, input_pooling(cfg), cfg.embed_dim, cfg.use_user_embedding, cfg.experts,
       tuple(cfg.expert_hidden), tuple(cfg.bottom_hidden), tuple(cfg.tower_hidden),
       cfg.shared_experts, cfg.specific_experts, cfg.ple_levels, cfg.activation, cfg.dice_eps,
-      cfg.dropout, cfg.expert_dropout, cfg.gate_bias)
+      cfg.dropout, cfg.expert_dropout, cfg.gate_bias, build_field_gate(cfg))
 
 
 for _arch in ARCHS:
