@@ -9,7 +9,8 @@ import pytest
 
 from seqrec_jax import models
 from seqrec_jax.configs import load_config
-from seqrec_jax.layers.gating import SENet
+from seqrec_jax.layers.gating import LHUCGate, SENet
+from seqrec_jax.models.builders import lhuc_layers
 from test_models_registry import make_input
 
 FIELD_MODELS = sorted(set(models.MODELS) - {'lr'})   # every model with field embeddings
@@ -100,3 +101,74 @@ def test_field_gate_config_is_validated():
   cfg = load_config('seqrec_jax/configs/test.py:din', {'model.field_gate': 'senett'})
   with pytest.raises(ConfigError, match='model.field_gate'):
     validate_config(cfg)
+
+
+def test_lhuc_gate_range_and_layers():
+  # 2 * sigmoid is in (0, 2) exactly; float32 rounds |logit| > ~17 to an end point, so the
+  # check uses unsaturated logits (unit-scale inputs, default init) with a wide spread.
+  p = 2.0 * jax.random.normal(jax.random.key(0), (64, 4))
+  layer = LHUCGate(sizes=(8, 5, 3), layers=(0, 2), hidden=16)
+  v = layer.init(jax.random.key(1), p)
+  gates = layer.apply(v, p)
+  assert gates[1] is None and gates[0].shape == (64, 8) and gates[2].shape == (64, 3)
+  for g in (gates[0], gates[2]):
+    assert ((g > 0) & (g < 2)).all() and float(g.max() - g.min()) > 0.5
+  assert lhuc_layers('all', 3) == (0, 1, 2) and lhuc_layers('last', 3) == (2,)
+  assert lhuc_layers('0,-1', 3) == (0, 2) and lhuc_layers('none', 3) == ()
+  with pytest.raises(ValueError, match='config.model.lhuc'):
+    lhuc_layers('3', 3)
+
+
+def _unit_lhuc(params):
+  """Every LHUC gate layer's kernel and bias set to 0: 2 * sigmoid(0) = 1 exactly."""
+  flat = _flat(params)
+  for k in list(flat):
+    if '/lhuc/gate_' in f'/{k}':
+      flat[k] = jnp.zeros_like(flat[k])
+  return flax.traverse_util.unflatten_dict(flat, sep='/')
+
+
+# One model per MLP head: Head (din), the ctr deep tower (deepfm), the task towers (mmoe).
+@pytest.mark.parametrize('name', ['din', 'deepfm', 'mmoe'])
+def test_lhuc_in_mlp_models(name):
+  """Gate 1 gives the plain MLP exactly; gates lie in (0, 2); no gradient reaches the user
+  embeddings (id and user field) through the gates; the gate network's weights do get one."""
+  spec, batch = make_input('rich')
+  kw = {'model.use_user_embedding': True}
+  gated = _build(name, spec, **kw, **{'model.lhuc': 'all', 'model.lhuc_inputs': ('user', 'f0')})
+  plain = _build(name, spec, **kw)
+  v = gated.init({'params': jax.random.key(0), 'dropout': jax.random.key(1)}, batch, train=False)
+  gate_keys = [k for k in _flat(v['params']) if '/lhuc/' in f'/{k}']
+  assert gate_keys, f'{name}: no LHUC parameters'
+  rest = flax.traverse_util.unflatten_dict(
+      {k: x for k, x in _flat(v['params']).items() if '/lhuc/' not in f'/{k}'}, sep='/')
+
+  @jax.jit
+  def run(v, unit, rest):
+    def gate_sum(p):
+      _, st = gated.apply({**v, 'params': p}, batch, train=False, mutable=['intermediates'])
+      gates = jax.tree.leaves(st['intermediates'])
+      return sum(jnp.sum(g) for g in gates), gates
+    (_, gates), grads = jax.value_and_grad(gate_sum, has_aux=True)(v['params'])
+    return (gated.apply(unit, batch, train=False),
+            plain.apply({**v, 'params': rest}, batch, train=False), gates, grads)
+  unit_out, want, gates, grads = run(v, {**v, 'params': _unit_lhuc(v['params'])}, rest)
+  np.testing.assert_array_equal(unit_out, want)
+  assert gates and all(((g > 0) & (g < 2)).all() for g in gates)
+  grads = _flat(grads)
+  emb = [k for k in grads if k.endswith('embed/user/embedding')
+         or k.endswith('embed/sparse_f0/embedding')]
+  assert emb, sorted(grads)
+  for k in emb:
+    assert float(jnp.abs(grads[k]).max()) == 0.0, f'{name}: gradient reaches {k} via the gate'
+  assert all(float(jnp.abs(grads[k]).max()) > 0 for k in gate_keys if 'hidden' in k)
+
+
+def test_lhuc_errors_name_the_key():
+  spec, _ = make_input('rich')
+  with pytest.raises(ValueError, match='use_user_embedding'):
+    _build('din', spec, **{'model.lhuc': 'all'})
+  with pytest.raises(ValueError, match='lhuc_inputs'):
+    _build('din', spec, **{'model.lhuc': 'all', 'model.lhuc_inputs': ('nope',)})
+  with pytest.raises(ValueError, match='backbone'):
+    _build('dcnv2', spec, **{'model.lhuc': 'all', 'model.lhuc_inputs': ('f0',)})

@@ -64,6 +64,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.field_gate = 'none'
   c.model.senet_reduction = 3.0
   c.model.senet_excitation = 'relu'
+  # LHUC / PPNet (layers/gating.py, models/builders.build_lhuc): gates 2 * sigmoid(.) in (0, 2)
+  # from stop-gradient personalisation embeddings multiply hidden layers of the main MLP
+  # (multi-task models: of each task tower). lhuc: none | all | last | indices '0,1';
+  # lhuc_inputs: 'user' (needs use_user_embedding) and/or sparse field names; lhuc_hidden:
+  # width of the gate network's hidden layer.
+  c.model.lhuc = 'none'
+  c.model.lhuc_inputs = ('user',)
+  c.model.lhuc_hidden = 64
   c.model.attention = ml_collections.ConfigDict()
   c.model.attention.name = 'din'
   c.model.attention.inputs = ('q', 'k', 'q-k', 'q*k')

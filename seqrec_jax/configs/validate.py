@@ -102,6 +102,11 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
       'model.field_gate': _one_of(builders.FIELD_GATES),
       'model.senet_reduction': _num_at_least(1),
       'model.senet_excitation': _one_of(gating.EXCITATIONS),
+      'model.lhuc': lambda v: None if isinstance(v, str) and (
+          v in ('none', 'all', 'last') or all(p.strip().lstrip('-').isdigit()
+                                               for p in v.split(','))) else (
+          "must be 'none', 'all', 'last' or comma-separated hidden-layer indices ('0,1')"),
+      'model.lhuc_hidden': _int_at_least(1),
       'model.attention.normalizer': _one_of(('none', 'softmax', 'sigmoid')),
       'model.attention.activation': _one_of(('same',) + tuple(activations.ACTIVATIONS)),
       'optim.name': _one_of(state.OPTIMIZERS),

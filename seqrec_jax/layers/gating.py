@@ -46,16 +46,22 @@ class SENet(nn.Module):
 
 
 class LHUCGate(nn.Module):
-  """Personalisation features p [B, P] -> one gate per layer, [B, H_l] each, in (0, 2).
+  """Personalisation features p [B, P] -> one gate per hidden layer of the main MLP: a list of
+  [B, H_l] in (0, 2) for the layers in `layers`, None for the others (layers.mlp.MLP's gates).
 
   Attributes:
-    sizes: the hidden sizes H_l of the layers to scale.
-    hidden: width of the gate network's shared hidden layer.
+    sizes: the MLP's hidden sizes H_l (all layers).
+    layers: indices of the layers to scale.
+    hidden: width of the gate network's hidden layer (shared by the layers' gates).
   """
   sizes: Sequence[int]
+  layers: Sequence[int]
   hidden: int = 64
 
   @nn.compact
   def __call__(self, p):
     h = nn.relu(nn.Dense(self.hidden, name='hidden')(p))
-    return [2.0 * nn.sigmoid(nn.Dense(s, name=f'gate_{i}')(h)) for i, s in enumerate(self.sizes)]
+    gates = [2.0 * nn.sigmoid(nn.Dense(s, name=f'gate_{i}')(h)) if i in self.layers else None
+             for i, s in enumerate(self.sizes)]
+    self.sow('intermediates', 'gates', tuple(g for g in gates if g is not None))
+    return gates
