@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-SELECT_METRICS = {'binary': ('auc', 'gauc', 'logloss'), 'regression': ('mse',)}
+SELECT_METRICS = {'binary': ('auc', 'gauc', 'logloss'), 'regression': ('mse',),
+                  'watch_time': ('mae',), 'completion_rate': ('mae', 'logloss')}
 IN_MEMORY = ('auto', 'always', 'never', 'true', 'false')
 _SOURCE = '(set in the config file or by --config.<key>=...)'
 
