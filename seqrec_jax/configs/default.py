@@ -72,6 +72,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.lhuc = 'none'
   c.model.lhuc_inputs = ('user',)
   c.model.lhuc_hidden = 64
+  # prerank (models/prerank.py): three-tower pre-ranker; user and item tower MLPs (the last
+  # size is the vector width), cross tower MLP, per-task head MLP.
+  c.model.prerank_tower = (64, 32)
+  c.model.prerank_cross = (16,)
+  c.model.prerank_head = (16,)
   c.model.attention = ml_collections.ConfigDict()
   c.model.attention.name = 'din'
   c.model.attention.inputs = ('q', 'k', 'q-k', 'q*k')
