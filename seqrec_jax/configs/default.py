@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from seqrec_jax.data import mmoe_synthetic
+from seqrec_jax.data import mmoe_synthetic, video
 from seqrec_jax.data import amazon, census, criteo, movielens, synthetic
 
 
@@ -39,6 +39,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.criteo = ml_collections.ConfigDict(dict(criteo.DEFAULTS))
   # MMoE paper's two-task regression data (data/mmoe_synthetic.py).
   c.data.mmoe_synthetic = ml_collections.ConfigDict(dict(mmoe_synthetic.DEFAULTS))
+  # Synthetic short-video feed with oracle labels (data/video.py).
+  c.data.video = ml_collections.ConfigDict(dict(video.DEFAULTS))
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'din'
