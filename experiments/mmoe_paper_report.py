@@ -252,8 +252,8 @@ def write(records, select_records, lrs, p, outdir: str, timing: dict) -> str:
          f', reported runs {timing["report_wall"] / 60:.1f}; finished cells are skipped on a '
          f'rerun) with --runs_per_group={timing["runs_per_group"]} on this 2-core CPU shared '
          f'with other jobs (1-min load average {timing["load_start"]:.1f} at the start, '
-         f'{timing["load_end"]:.1f} at the end). Command: `bash launch.sh mmoe_paper`; every '
-         'cell\'s config and command: `cells/*.json`.']
+         f'{timing["load_end"]:.1f} at the end).{timing.get("note", "")} Command: '
+         '`bash launch.sh mmoe_paper`; every cell\'s config and command: `cells/*.json`.']
   text = '\n'.join(md) + '\n'
   with open(os.path.join(outdir, 'table.md'), 'w') as f:
     f.write(text)
