@@ -8,8 +8,10 @@
 #   ablation    attention-unit x activation x normaliser sweep   (experiments/attention_ablation.py)
 #   din_table   the DIN paper's Table 3 comparison               (experiments/din_table.py)
 #   din_reg     DIN paper's regularisers (Table 4, Fig. 4)       (experiments/din_reg.py)
-#   mmoe        MMoE synthetic study + census multi-task table   (experiments/mmoe_*.py, census_*.py)
+#   mmoe        MMoE synthetic study + census multi-task table   (experiments/mmoe_synthetic.py, census_*.py)
+#   mmoe_paper  MMoE paper's synthetic experiment, its protocol   (experiments/mmoe_paper.py)
 #   dcn         DNN vs DCN vs DCNv2 table                        (experiments/dcn_table.py)
+#   video       short-video study: SENet, LHUC, video heads, fusion, pre-ranker (experiments/video.py)
 #   multihost   N local processes with jax.distributed on 127.0.0.1 (benchmarks/multihost.sh)
 #   bench       DIN throughput/latency vs PyTorch peers           (benchmarks/din_throughput.py)
 #   lock        regenerate requirements.lock from pyproject.toml  (docs/development.md)
@@ -56,7 +58,9 @@ case "$cmd" in
   mmoe)      setup
              .venv/bin/python -m experiments.mmoe_synthetic "$@"
              exec .venv/bin/python -m experiments.census_multitask "$@" ;;
+  mmoe_paper) setup; exec .venv/bin/python -m experiments.mmoe_paper "$@" ;;
   dcn)       setup; exec .venv/bin/python -m experiments.dcn_table "$@" ;;
+  video)     setup; exec .venv/bin/python -m experiments.video "$@" ;;
   multihost) setup; exec bash benchmarks/multihost.sh "$@" ;;
   bench)     setup peers
              # DeepCTR (TF/Keras) peer in its own venv: TF must not enter .venv (tfds changes

@@ -108,6 +108,8 @@ def main(argv=None):
                   help='config override for both sides, e.g. --set=data.pack_history=False')
   ap.add_argument('--workdir', default='', help='checkpoints and metrics (default: a temp dir)')
   args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+  from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  xla_cpu.apply_defaults()  # CPU runtime defaults, as seqrec_jax.main (before any JAX work)
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)      # orbax logs every checkpoint write at INFO
   extra = {}

@@ -150,29 +150,42 @@ def curves(rec: dict, outdir: str) -> dict[str, np.ndarray]:
   return {'train': np.array(tr), 'valid': np.array(va)}
 
 
+def _smooth(y: np.ndarray, alpha: float = 0.3) -> np.ndarray:
+  out, acc = np.empty_like(y), y[0]
+  for i, v in enumerate(y):
+    acc = alpha * v + (1 - alpha) * acc
+    out[i] = acc
+  return out
+
+
 def plot_fig4(records: list[dict], outdir: str, dataset: str) -> None:
+  """Per model: train (per-batch data loss, smoothed) and valid logloss vs step for seed 0
+  without regularisation and with each MBA strength of the grid (the tuning runs)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, len(MODELS), figsize=(5.2 * len(MODELS), 3.8))
+  fig, axes = plt.subplots(1, len(MODELS), figsize=(5.6 * len(MODELS), 4.0))
   for ax, (model, _) in zip(np.atleast_1d(axes), MODELS):
-    for reg, color in (('none', 'tab:red'), ('MBA', 'tab:blue')):
-      rec = next((r for r in records if r['seed'] == 0 and r['group']['model'] == model
-                  and r['group']['reg'] == reg), None)
-      if rec is None:
+    runs = {(r['group']['reg'], r['group']['value']): r for r in records
+            if r['seed'] == 0 and r['group']['model'] == model
+            and r['group']['reg'] in ('none', 'MBA')}
+    mba = sorted(v for reg, v in runs if reg == 'MBA')
+    blues = plt.cm.Blues(np.linspace(0.45, 0.95, max(len(mba), 1)))
+    styles = [(('none', None), 'no reg.', 'tab:red')] + [
+        (('MBA', v), f'MBA λ={v:g}', blues[i]) for i, v in enumerate(mba)]
+    for key, name, color in styles:
+      if key not in runs:
         continue
-      c = curves(rec, outdir)
-      name = 'no reg.' if reg == 'none' else f"MBA λ={rec['group']['value']:g}"
+      c = curves(runs[key], outdir)
       if len(c['train']):
-        ax.plot(c['train'][:, 0], c['train'][:, 1], ls='--', color=color, alpha=0.7,
-                label=f'{name}: train (batch)')
+        ax.plot(c['train'][:, 0], _smooth(c['train'][:, 1]), ls='--', color=color, alpha=0.8)
       if len(c['valid']):
-        ax.plot(c['valid'][:, 0], c['valid'][:, 1], color=color, marker='.',
-                label=f'{name}: valid')
+        ax.plot(c['valid'][:, 0], c['valid'][:, 1], color=color, marker='.', label=name)
     ax.set_title(f'{dataset}: {model} (seed 0)', fontsize=10)
     ax.set_xlabel('step')
     ax.set_ylabel('logloss (data term)')
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title='solid: valid; dashed: train (batch, EMA 0.3)',
+              title_fontsize=7)
   fig.tight_layout()
   fig.savefig(os.path.join(outdir, 'fig4.png'), dpi=110)
   plt.close(fig)
@@ -214,6 +227,11 @@ def report(dataset: str, tuning: list[dict], records: list[dict], outdir: str,
     comp = resolved.compare(mine, row_label, base, outdir, RESOLVE)
     res += resolved.markdown(comp, RESOLVE, f'#### {dataset}: {model}, each regulariser vs none')
     res += '\n'
+    mba = next((row_label(r) for r in mine if r['group']['reg'] == 'MBA'), None)
+    comp = [c for c in resolved.compare(mine, row_label, mba, outdir, RESOLVE)
+            if c['row'] != base]
+    res += resolved.markdown(comp, RESOLVE, f'#### {dataset}: {model}, the other regularisers '
+                             'vs MBA') + '\n'
   din_vs_base = resolved.compare(
       [r for r in records if r['group']['reg'] == 'none'], row_label, 'BaseModel / none',
       outdir, RESOLVE)
@@ -222,7 +240,11 @@ def report(dataset: str, tuning: list[dict], records: list[dict], outdir: str,
   with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
     f.write(res)
   grid = grid_table(tuning, outdir, dataset)
-  plot_fig4(records, outdir, dataset)
+  oracle = records[0]['summary'].get('oracle/test/oracle_gauc') if records else None
+  if oracle:
+    table += (f'\nOracle (true click probability) on this test split: GAUC {oracle:.4f}, AUC '
+              f"{records[0]['summary']['oracle/test/oracle_auc']:.4f}.\n")
+  plot_fig4(list({r['id']: r for r in tuning + records}.values()), outdir, dataset)
   return table + '\n' + res + '\n' + grid
 
 
@@ -275,9 +297,11 @@ def main(argv):
     text = report(dataset, tuning, records, outdir, FLAGS.seeds)
     cell_s = sum(r.get('wall_seconds', 0.0) for r in
                  {r['id']: r for r in tuning + records}.values())
-    text += (f'\n{dataset}: this invocation {(time.time() - t0) / 60:.1f} min wall; the cells '
-             f'(run now or earlier) {cell_s / 60:.1f} min wall in total. Load before: `{load0}`; '
-             f'after: `{load()}` (2 CPU cores shared with other jobs).\n')
+    when = ('tables rebuilt from finished cells (--report_only)' if FLAGS.report_only
+            else f'this invocation {(time.time() - t0) / 60:.1f} min wall')
+    text += (f'\n{dataset}: {when}; the {len({r["id"] for r in tuning + records})} cells took '
+             f'{cell_s / 60:.1f} min wall in total (sum of per-cell times, run now or earlier). '
+             f'Load before: `{load0}`; after: `{load()}` (2 CPU cores shared with other jobs).\n')
     parts.append(text)
     print(text)
   with open(os.path.join(root, 'report.md'), 'w') as f:

@@ -44,6 +44,11 @@ def split_metrics(preds, labels, users, tasks: Sequence[Task], prefix: str) -> d
     if t.kind == 'binary':
       for k, v in M.binary_metrics(labels[:, j], preds[:, j], users).items():
         out[f'{name}/{k}'] = v
+    elif t.kind in ('watch_time', 'completion_rate'):
+      for k, v in M.continuous_metrics(labels[:, j], preds[:, j]).items():
+        out[f'{name}/{k}'] = v
+      if t.kind == 'completion_rate':
+        out[f'{name}/logloss'] = M.logloss(labels[:, j], preds[:, j])
     else:
       out[f'{name}/mse'] = M.mse(labels[:, j], preds[:, j])
   if len(tasks) > 1:

@@ -95,6 +95,48 @@ def binary_metrics(labels, probs, users=None) -> dict[str, float]:
   return out
 
 
+def mae(labels, preds) -> float:
+  y = np.asarray(labels, dtype=np.float64).ravel()
+  return float(np.abs(np.asarray(preds, dtype=np.float64).ravel() - y).mean())
+
+
+def spearman(labels, preds) -> float:
+  """Spearman rank correlation (average ranks for ties); NaN if either side is constant."""
+  y = np.asarray(labels, dtype=np.float64).ravel()
+  p = np.asarray(preds, dtype=np.float64).ravel()
+  if len(y) < 2 or np.all(y == y[0]) or np.all(p == p[0]):
+    return float('nan')
+  return float(stats.spearmanr(y, p).statistic)
+
+
+def _tied_pairs(x: np.ndarray) -> float:
+  _, counts = np.unique(x, return_counts=True)
+  return float((counts * (counts - 1) / 2).sum())
+
+
+def order_auc(labels, preds) -> float:
+  """AUC-style ordering of a continuous target (Harrell's C): over all pairs with different
+  labels, the fraction whose predictions are ordered as the labels (prediction ties count 1/2).
+  Equals `auc` for 0/1 labels. O(n log n): C = (1 + (P - Q) / (n0 - n_y)) / 2, with P - Q
+  (concordant minus discordant pairs) from scipy's Kendall tau-b. NaN if all labels are equal."""
+  y = np.asarray(labels, dtype=np.float64).ravel()
+  p = np.asarray(preds, dtype=np.float64).ravel()
+  n0 = len(y) * (len(y) - 1) / 2
+  ty, tp = _tied_pairs(y), _tied_pairs(p)
+  if n0 - ty == 0:
+    return float('nan')
+  if n0 - tp == 0:
+    return 0.5                                       # constant predictions: every pair tied
+  tau_b = stats.kendalltau(y, p).statistic           # (P - Q) / sqrt((n0 - ty) (n0 - tp))
+  return float(0.5 * (1.0 + tau_b * np.sqrt((n0 - ty) * (n0 - tp)) / (n0 - ty)))
+
+
+def continuous_metrics(labels, preds) -> dict[str, float]:
+  """Watch time / completion rate: MAE, Spearman, order AUC of predicted vs true values."""
+  return {'mae': mae(labels, preds), 'spearman': spearman(labels, preds),
+          'order_auc': order_auc(labels, preds)}
+
+
 # ---- Confidence intervals: which differences between study rows are resolved. ----
 
 def mean_ci(x, level: float = 0.95) -> tuple[float, float, float]:

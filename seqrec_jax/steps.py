@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from seqrec_jax.data.features import Task
+from seqrec_jax.data.features import Task, watch_time_target
 from seqrec_jax.state import TrainState
 
 
@@ -19,11 +19,14 @@ def labels_of(batch):
 
 
 def task_losses(logits, labels, tasks: Sequence[Task], weight=None):
-  """logits, labels [B, T] -> per-task mean loss [T] (BCE for binary, MSE for regression)."""
+  """logits, labels [B, T] -> per-task mean loss [T]: BCE for binary and completion_rate (soft
+  label), BCE against t / (1 + t) for watch_time, MSE for regression (data/features.py)."""
   per = []
   for j, t in enumerate(tasks):
-    if t.kind == 'binary':
+    if t.kind in ('binary', 'completion_rate'):
       l = optax.sigmoid_binary_cross_entropy(logits[:, j], labels[:, j])
+    elif t.kind == 'watch_time':
+      l = optax.sigmoid_binary_cross_entropy(logits[:, j], watch_time_target(labels[:, j]))
     elif t.kind == 'regression':
       l = jnp.square(logits[:, j] - labels[:, j])
     else:
@@ -107,8 +110,11 @@ def diagnostics_metrics(diagnostics) -> dict[str, jax.Array]:
 
 
 def eval_step(state: TrainState, batch, *, tasks: Sequence[Task]):
-  """Predictions [B, T]: probabilities for binary tasks, raw values for regression."""
+  """Predictions [B, T]: probabilities for binary / completion_rate tasks, exp(logit) (the
+  watch time) for watch_time, raw values for regression."""
   logits = state.apply_fn(state.variables, batch, train=False)
   logits = logits.reshape(logits.shape[0], -1)
-  kinds = jnp.array([t.kind == 'binary' for t in tasks])
-  return jnp.where(kinds[None, :], jax.nn.sigmoid(logits), logits)
+  kinds = jnp.array([t.kind in ('binary', 'completion_rate') for t in tasks])
+  watch = jnp.array([t.kind == 'watch_time' for t in tasks])
+  out = jnp.where(kinds[None, :], jax.nn.sigmoid(logits), logits)
+  return jnp.where(watch[None, :], jnp.exp(jnp.where(watch[None, :], logits, 0.0)), out)

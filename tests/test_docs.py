@@ -1,6 +1,7 @@
 """The front page and docs/ stay usable: the two commands up front, every relative link and
-anchor resolves, every `bash launch.sh <cmd>` exists, CI runs the test command, and the result
-tables the pages include equal the files the studies wrote."""
+anchor resolves, every page is reachable from the README, every `bash launch.sh <cmd>` exists,
+CI runs the test command, and the result tables the pages include equal the files the studies
+wrote."""
 import glob
 import os
 import re
@@ -63,6 +64,22 @@ def test_relative_links_and_anchors_resolve(page):
         if anchor not in _anchors(f.read()):
           bad.append(f'{target}: no heading with anchor #{anchor}')
   assert not bad, f'{page}: ' + '; '.join(bad)
+
+
+def test_every_page_is_reachable_from_the_readme():
+  seen, todo = set(), ['README.md']
+  while todo:
+    page = todo.pop()
+    if page in seen:
+      continue
+    seen.add(page)
+    base = os.path.dirname(os.path.join(ROOT, page))
+    for target in _links(_read(page)):
+      path = os.path.relpath(os.path.normpath(os.path.join(base, target.partition('#')[0])), ROOT)
+      if path.endswith('.md') and os.path.exists(os.path.join(ROOT, path)):
+        todo.append(path)
+  orphans = [p for p in PAGES if p not in seen]
+  assert not orphans, f'no link leads from README.md to {orphans}'
 
 
 def test_launch_sh_knows_every_documented_command():

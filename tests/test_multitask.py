@@ -170,7 +170,7 @@ def test_gradients_reach_every_expert(arch):
 
 def test_ple_with_one_level_equals_cgc():
   x = jax.random.normal(jax.random.key(0), (16, 7))
-  kw = dict(num_tasks=2, shared=2, specific=1, hidden=(5,), activation='relu')
+  kw = dict(num_tasks=2, shared=2, specific=1, expert=E.ExpertMLP((5,), 'relu'))
   ple = E.PLE(levels=1, **kw)
   v = ple.init({'params': jax.random.key(1)}, x, train=False)
   assert set(v['params']) == {'level_0'} and 'gate_shared' not in v['params']['level_0']

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from seqrec_jax.data import mmoe_synthetic
+from seqrec_jax.data import mmoe_synthetic, video
 from seqrec_jax.data import amazon, census, criteo, movielens, synthetic
 
 
@@ -39,6 +39,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.criteo = ml_collections.ConfigDict(dict(criteo.DEFAULTS))
   # MMoE paper's two-task regression data (data/mmoe_synthetic.py).
   c.data.mmoe_synthetic = ml_collections.ConfigDict(dict(mmoe_synthetic.DEFAULTS))
+  # Synthetic short-video feed with oracle labels (data/video.py).
+  c.data.video = ml_collections.ConfigDict(dict(video.DEFAULTS))
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'din'
@@ -58,6 +60,25 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.use_user_embedding = False  # splits are by user: unseen users only have OOV ids
   c.model.pooling = 'sum'            # base, wide_deep, pnn, deepfm: sum | mean | max
   c.model.wide_cross_buckets = 1 << 20  # wide_deep: rows of a hashed behaviour x candidate table
+  # Field gating on the shared field embeddings [B, F, d] of every field-based model
+  # (models/builders.build_field_gate): none | senet (FiBiNET's SENET layer, layers/gating.py;
+  # excitation hidden width F // senet_reduction; senet_excitation relu (paper) | sigmoid).
+  c.model.field_gate = 'none'
+  c.model.senet_reduction = 3.0
+  c.model.senet_excitation = 'relu'
+  # LHUC / PPNet (layers/gating.py, models/builders.build_lhuc): gates 2 * sigmoid(.) in (0, 2)
+  # from stop-gradient personalisation embeddings multiply hidden layers of the main MLP
+  # (multi-task models: of each task tower). lhuc: none | all | last | indices '0,1';
+  # lhuc_inputs: 'user' (needs use_user_embedding) and/or sparse field names; lhuc_hidden:
+  # width of the gate network's hidden layer.
+  c.model.lhuc = 'none'
+  c.model.lhuc_inputs = ('user',)
+  c.model.lhuc_hidden = 64
+  # prerank (models/prerank.py): three-tower pre-ranker; user and item tower MLPs (the last
+  # size is the vector width), cross tower MLP, per-task head MLP.
+  c.model.prerank_tower = (64, 32)
+  c.model.prerank_cross = (16,)
+  c.model.prerank_head = (16,)
   c.model.attention = ml_collections.ConfigDict()
   c.model.attention.name = 'din'
   c.model.attention.inputs = ('q', 'k', 'q-k', 'q*k')

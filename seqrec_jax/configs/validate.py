@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-SELECT_METRICS = {'binary': ('auc', 'gauc', 'logloss'), 'regression': ('mse',)}
+SELECT_METRICS = {'binary': ('auc', 'gauc', 'logloss'), 'regression': ('mse',),
+                  'watch_time': ('mae',), 'completion_rate': ('mae', 'logloss')}
 IN_MEMORY = ('auto', 'always', 'never', 'true', 'false')
 _SOURCE = '(set in the config file or by --config.<key>=...)'
 
@@ -80,7 +81,8 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
   # Imported here: the registries pull in flax/optax, which a config file does not need.
   from seqrec_jax import models, parallel, state  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data import DATASETS  # pylint: disable=g-import-not-at-top
-  from seqrec_jax.layers import activations  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.layers import activations, gating  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.models import builders  # pylint: disable=g-import-not-at-top
   attentions = _registry('ATTENTIONS', 'seqrec_jax.models.builders', 'seqrec_jax.layers.attention')
   all_metrics = sorted({m for ms in SELECT_METRICS.values() for m in ms})
   return {
@@ -98,6 +100,14 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
       'model.activation': _one_of(activations.ACTIVATIONS),
       'model.dropout': lambda v: None if _is_num(v) and 0 <= v < 1 else 'must be in [0, 1)',
       'model.attention.name': _registered('attention unit', 'model.attention.name', attentions),
+      'model.field_gate': _one_of(builders.FIELD_GATES),
+      'model.senet_reduction': _num_at_least(1),
+      'model.senet_excitation': _one_of(gating.EXCITATIONS),
+      'model.lhuc': lambda v: None if isinstance(v, str) and (
+          v in ('none', 'all', 'last') or all(p.strip().lstrip('-').isdigit()
+                                               for p in v.split(','))) else (
+          "must be 'none', 'all', 'last' or comma-separated hidden-layer indices ('0,1')"),
+      'model.lhuc_hidden': _int_at_least(1),
       'model.attention.normalizer': _one_of(('none', 'softmax', 'sigmoid')),
       'model.attention.activation': _one_of(('same',) + tuple(activations.ACTIVATIONS)),
       'optim.name': _one_of(state.OPTIMIZERS),

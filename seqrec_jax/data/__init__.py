@@ -79,6 +79,12 @@ def _mmoe_synthetic(data_cfg):
   return mmoe_synthetic.load(data_cfg.mmoe_synthetic)
 
 
+@register_dataset('video')
+def _video(data_cfg):
+  from seqrec_jax.data import video  # pylint: disable=g-import-not-at-top
+  return video.load(data_cfg.video)
+
+
 def _tfds_dataset(name: str, data_cfg) -> Dataset:
   """A real dataset prepared by its TFDS builder (data/builders.py) from config.data.<name>."""
   from seqrec_jax.data import builders, tfds_source  # pylint: disable=g-import-not-at-top

@@ -29,9 +29,27 @@ class FeatureSpec:
   vocab_size: int
 
 
+# Task kinds: the loss (steps.task_losses), the served prediction (steps.eval_step) and the
+# metrics (evaluate.split_metrics) of each.
+#   binary           label in {0, 1}; BCE on sigmoid(z); served sigmoid(z); AUC, GAUC, logloss
+#   regression       real label; MSE; served z; MSE
+#   watch_time       label t >= 0 (e.g. seconds); BCE on sigmoid(z) with the soft label
+#                    y = t / (1 + t) (watch_time_target); served exp(z), the watch-time estimate
+#                    (sigmoid(z) = t / (1 + t) <=> z = log t); MAE, Spearman, order AUC
+#   completion_rate  label played / duration in [0, 1]; BCE on sigmoid(z) with that soft label;
+#                    served sigmoid(z); MAE, Spearman, order AUC, logloss
+# (the binary "completed" label, played / duration >= 0.8, is a 'binary' task.)
+TASK_KINDS = ('binary', 'regression', 'watch_time', 'completion_rate')
+
+
+def watch_time_target(t):
+  """The watch-time head's training label y = t / (1 + t) in [0, 1) (numpy or jax)."""
+  return t / (1.0 + t)
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """One prediction target. kind: 'binary' (logloss, AUC) or 'regression' (MSE)."""
+  """One prediction target; kind is one of TASK_KINDS (see above)."""
   name: str
   kind: str = 'binary'
   weight: float = 1.0
@@ -149,12 +167,21 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], spec: DataSpec, source: st
     raise DataError(f'{source}: labels have {labels.shape[1]} columns, tasks are '
                     f'{[t.name for t in spec.tasks]}')
   for j, task in enumerate(spec.tasks):
+    y = labels[:, j]
+    bad, allowed = None, ''
     if task.kind == 'binary':
-      bad = (labels[:, j] != 0) & (labels[:, j] != 1)
-      if bad.any():
-        r = int(np.argmax(bad))
-        raise DataError(f'{source}: binary task {task.name!r} has label {labels[r, j]} at row {r}'
-                        ' (must be 0 or 1)')
+      bad, allowed = (y != 0) & (y != 1), 'must be 0 or 1'
+    elif task.kind == 'watch_time':
+      bad, allowed = y < 0, 'a watch time must be >= 0'
+    elif task.kind == 'completion_rate':
+      bad, allowed = (y < 0) | (y > 1), 'a completion rate must be in [0, 1]'
+    elif task.kind not in TASK_KINDS:
+      raise DataError(f'{source}: task {task.name!r} has unknown kind {task.kind!r}; '
+                      f'choose from {TASK_KINDS}')
+    if bad is not None and bad.any():
+      r = int(np.argmax(bad))
+      raise DataError(f'{source}: {task.kind} task {task.name!r} has label {y[r]} at row {r}'
+                      f' ({allowed})')
 
 
 def labels_2d(batch: Mapping[str, np.ndarray]):

@@ -17,7 +17,7 @@ softmax(W x), whose gate is uniform at x = 0.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -36,17 +36,22 @@ def mix(gate, experts):
   return jnp.einsum('be,beh->bh', gate, experts)
 
 
+class ExpertMLP(NamedTuple):
+  """One expert network: an MLP of `hidden` units with `activation` (and Dice's eps), dropout."""
+  hidden: Sequence[int]
+  activation: str = 'relu'
+  dice_eps: float = 1e-8
+  dropout: float = 0.0
+
+
 class ExpertBank(nn.Module):
-  """`num` independent MLP experts on one input: [B, F] -> [B, num, hidden[-1]].
+  """`num` independent `expert` MLPs on one input: [B, F] -> [B, num, expert.hidden[-1]].
 
   The experts are one vmapped MLP: every parameter (and Dice statistic) has a leading expert
   axis [num, ...], so E experts cost one batched matmul per layer instead of E small ones.
   """
   num: int
-  hidden: Sequence[int]
-  activation: str = 'relu'
-  dice_eps: float = 1e-8
-  dropout: float = 0.0
+  expert: ExpertMLP
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -54,8 +59,8 @@ class ExpertBank(nn.Module):
         MLP, in_axes=(None, None), out_axes=1, axis_size=self.num,
         variable_axes={'params': 0, 'batch_stats': 0},
         split_rngs={'params': True, 'dropout': True})
-    return experts(tuple(self.hidden), self.activation, self.dice_eps, self.dropout,
-                   name='mlp')(x, train)
+    e = self.expert
+    return experts(tuple(e.hidden), e.activation, e.dice_eps, e.dropout, name='mlp')(x, train)
 
 
 class Gate(nn.Module):
@@ -89,17 +94,13 @@ class MMoE(nn.Module):
   """
   num_experts: int
   num_gates: int
-  hidden: Sequence[int]
-  activation: str = 'relu'
-  dice_eps: float = 1e-8
-  dropout: float = 0.0
+  expert: ExpertMLP
   expert_dropout: float = 0.0
   gate_bias: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool):
-    e = ExpertBank(self.num_experts, self.hidden, self.activation, self.dice_eps, self.dropout,
-                   name='experts')(x, train)                           # [B, E, H]
+    e = ExpertBank(self.num_experts, self.expert, name='experts')(x, train)   # [B, E, H]
     outs, gates = [], []
     for k in range(self.num_gates):
       used, g = Gate(self.num_experts, self.expert_dropout, self.gate_bias,
@@ -124,10 +125,7 @@ class CGC(nn.Module):
   num_tasks: int
   shared: int
   specific: int
-  hidden: Sequence[int]
-  activation: str = 'relu'
-  dice_eps: float = 1e-8
-  dropout: float = 0.0
+  expert: ExpertMLP
   expert_dropout: float = 0.0
   shared_output: bool = False
   gate_bias: bool = True
@@ -139,8 +137,7 @@ class CGC(nn.Module):
     if self.shared + self.specific < 1:
       raise ValueError('CGC needs at least one expert (model.shared_experts + '
                        'model.specific_experts >= 1)')
-    bank = lambda n, name: ExpertBank(n, self.hidden, self.activation, self.dice_eps,
-                                      self.dropout, name=name)
+    bank = lambda n, name: ExpertBank(n, self.expert, name=name)
     shared_e = bank(self.shared, 'shared_experts')(shared_input, train) if self.shared else None
     specific_e = [bank(self.specific, f'task_{k}_experts')(task_inputs[k], train)
                   if self.specific else None for k in range(self.num_tasks)]
@@ -168,10 +165,7 @@ class PLE(nn.Module):
   levels: int
   shared: int
   specific: int
-  hidden: Sequence[int]
-  activation: str = 'relu'
-  dice_eps: float = 1e-8
-  dropout: float = 0.0
+  expert: ExpertMLP
   expert_dropout: float = 0.0
   gate_bias: bool = True
 
@@ -183,8 +177,8 @@ class PLE(nn.Module):
     for l in range(self.levels):
       last = l == self.levels - 1
       task_in, shared_in, gates = CGC(
-          self.num_tasks, self.shared, self.specific, self.hidden, self.activation,
-          self.dice_eps, self.dropout, self.expert_dropout, shared_output=not last,
-          gate_bias=self.gate_bias, name=f'level_{l}')(task_in, shared_in, train)
+          self.num_tasks, self.shared, self.specific, self.expert, self.expert_dropout,
+          shared_output=not last, gate_bias=self.gate_bias, name=f'level_{l}')(
+              task_in, shared_in, train)
       all_gates.append(gates)
     return task_in, all_gates

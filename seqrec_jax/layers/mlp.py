@@ -23,11 +23,15 @@ class MLP(nn.Module):
   dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, x, train: bool, mask=None):
-    """x: [..., in]; mask: x.shape[:-1] or None. Returns [..., hidden[-1]]."""
+  def __call__(self, x, train: bool, mask=None, gates=None):
+    """x: [..., in]; mask: x.shape[:-1] or None; gates: None or one entry per hidden layer,
+    [..., hidden[i]] multiplying layer i's activation (LHUC, layers/gating.py) or None.
+    Returns [..., hidden[-1]]."""
     for i, h in enumerate(self.hidden):
       x = nn.Dense(h, name=f'dense_{i}')(x)
       x = make_activation(self.activation, self.dice_eps)(x, train=train, mask=mask)
+      if gates is not None and gates[i] is not None:
+        x = x * gates[i].astype(x.dtype)
       if self.dropout > 0:
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
     return x

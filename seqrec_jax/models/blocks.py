@@ -28,6 +28,8 @@ class SequenceInput(nn.Module):
   use_user: bool = False
   mba_lambda: float = 0.0
   id_dropout: float = 0.0
+  field_gate: nn.Module | None = None  # e.g. layers.gating.SENet: [B, F, d] -> ([B, F, d], _)
+  personal: tuple = ()               # LHUC inputs: then returns (x, personal_features(...))
 
   @nn.compact
   def __call__(self, batch, train: bool):
@@ -35,6 +37,14 @@ class SequenceInput(nn.Module):
                    name='embed')
     if train and self.mba_lambda > 0:
       self.sow('losses', 'mba', emb.mba_penalty(batch, self.mba_lambda))
+    feats = self._fields(emb, batch, train)
+    if self.spec.dense_dim:
+      feats.append(batch['dense'].astype(jnp.float32))
+    x = jnp.concatenate(feats, axis=-1)
+    return (x, personal_features(emb, batch, self.personal)) if self.personal else x
+
+  def _fields(self, emb, batch, train):
+    """The embedded fields as a list of [B, k*d] (gated by field_gate when set)."""
     feats = []
     if self.spec.num_items:
       target = emb.items(batch['target_item'], batch['target_cate'], train)   # [B, 2d]
@@ -46,9 +56,12 @@ class SequenceInput(nn.Module):
     if self.spec.sparse:
       s = emb.sparse_fields(batch['sparse'], train)
       feats.append(s.reshape(s.shape[0], -1))
-    if self.spec.dense_dim:
-      feats.append(batch['dense'].astype(jnp.float32))
-    return jnp.concatenate(feats, axis=-1)
+    if self.field_gate is None or not feats:
+      return feats
+    b, d = feats[0].shape[0], self.embed_dim
+    fields = jnp.concatenate([f.reshape(b, -1, d) for f in feats], axis=1)   # [B, F, d]
+    fields, _ = self.field_gate(fields)
+    return [fields.reshape(b, -1)]
 
   def _history(self, emb, target, batch, train):
     """Pooled history [B, 2d]; on packed rows when the batch has hist_index (data/packing.py)
@@ -66,10 +79,25 @@ class SequenceInput(nn.Module):
     return self.pooling(target, emb.items(items, cates, train), mask, train)
 
 
+def personal_features(emb: Embedder, batch, names) -> jax.Array:
+  """LHUC / PPNet gate input [B, P]: the shared embeddings of `names` ('user' = the user id,
+  else a sparse field's name), concatenated, with stop-gradient (PPNet: the gate network does
+  not train the shared embeddings)."""
+  parts = []
+  sparse = [f.name for f in emb.spec.sparse]
+  for name in names:
+    if name == 'user':
+      parts.append(emb.users(batch['user_id']))
+    else:
+      parts.append(emb.sparse_fields(batch['sparse'])[:, sparse.index(name)])
+  return jax.lax.stop_gradient(jnp.concatenate(parts, axis=-1))
+
+
 class Head(nn.Module):
   """MLP (or `backbone`) then one logit per task: [B, F] -> [B] (one task) or [B, T].
 
   `backbone` (models/builders.build_backbone: DCN/DCN-V2 cross + deep) replaces the MLP when set.
+  `lhuc` (layers.gating.LHUCGate) scales the MLP's hidden layers by gates of `personal` [B, P].
   """
   num_tasks: int
   hidden: Sequence[int] = (200, 80)
@@ -77,14 +105,16 @@ class Head(nn.Module):
   dice_eps: float = 1e-8
   dropout: float = 0.0
   backbone: nn.Module | None = None
+  lhuc: nn.Module | None = None
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, personal=None):
     if self.backbone is not None:
       x = self.backbone(x, train)
     else:
+      gates = self.lhuc(personal) if self.lhuc is not None else None
       x = MLP(tuple(self.hidden), self.activation, self.dice_eps, self.dropout,
-              name='mlp')(x, train)
+              name='mlp')(x, train, gates=gates)
     out = nn.Dense(self.num_tasks, name='logit')(x)
     return out[:, 0] if self.num_tasks == 1 else out
 
@@ -105,10 +135,15 @@ class SequenceRanker(nn.Module):
   backbone: nn.Module | None = None  # None: Head's MLP; else e.g. DCN-V2 (model.backbone)
   mba_lambda: float = 0.0            # mini-batch aware regularisation (SequenceInput)
   embed_dropout: float = 0.0         # dropout of looked-up id vectors (layers/embedding.py)
+  field_gate: nn.Module | None = None  # model.field_gate (SequenceInput)
+  lhuc: nn.Module | None = None        # model.lhuc (Head), gated by SequenceInput's `personal`
+  personal: tuple = ()
 
   @nn.compact
   def __call__(self, batch, train: bool = False):
     x = SequenceInput(self.spec, self.pooling, self.embed_dim, self.use_user, self.mba_lambda,
-                      self.embed_dropout, name='input')(batch, train)
+                      self.embed_dropout, self.field_gate, self.personal,
+                      name='input')(batch, train)
+    x, p = x if self.personal else (x, None)
     return Head(len(self.spec.tasks), self.hidden, self.activation, self.dice_eps,
-                self.dropout, self.backbone, name='head')(x, train)
+                self.dropout, self.backbone, self.lhuc, name='head')(x, train, p)

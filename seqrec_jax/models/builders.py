@@ -15,7 +15,11 @@ Layers (seqrec_jax/layers/) take plain arguments and never read a config; model 
     (config.model.backbone: 'mlp' = the Head's MLP, 'dcn' / 'dcnv2' = cross network + deep
     network). "Tower" is kept for the per-task networks of the multi-task models;
   * `sequence_ranker(model_cfg, spec, pooling, backbone)`: the SequenceRanker of base, din,
-    dnn, dcn and dcnv2.
+    dnn, dcn and dcnv2;
+  * `build_field_gate(model_cfg)`: config.model.field_gate ('senet': FiBiNET's SENET layer on
+    the shared field embeddings of every field-based model, layers/gating.py);
+  * `build_lhuc(model_cfg, spec, sizes)`: config.model.lhuc (LHUC / PPNet gates on the hidden
+    layers of the main MLP or of each task tower, from stop-gradient personalisation features).
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from seqrec_jax.layers.attention import (NORMALIZERS, BilinearAttention, DinAtte
                                          DotAttention, MultiHeadTargetAttention, Pooling)
 from seqrec_jax.layers.attention_proj import PARTS
 from seqrec_jax.layers.cross import CROSS_TYPES, CrossDeep, CrossNet, CrossNetV2
+from seqrec_jax.layers.gating import EXCITATIONS, LHUCGate, SENet
 from seqrec_jax.models.blocks import SequenceRanker
 
 ATTENTIONS: dict[str, Callable[..., nn.Module]] = {}
@@ -121,9 +126,74 @@ def sequence_ranker(model_cfg, spec, pooling: nn.Module | None,
   """The SequenceRanker (models/blocks.py) of config.model with the given history unit;
   backbone overrides config.model.backbone."""
   c = model_cfg
+  lhuc, personal = build_lhuc(c, spec, tuple(c.hidden))
+  kind = backbone or c.get('backbone', 'mlp')
+  if lhuc is not None and kind != 'mlp':
+    raise ValueError(f'config.model.lhuc={c.lhuc!r} scales the MLP head; backbone {kind!r} '
+                     "(config.model.backbone or the model) has none: set model.lhuc='none'")
   return SequenceRanker(spec, pooling, c.embed_dim, c.use_user_embedding, tuple(c.hidden),
                         c.activation, c.dice_eps, c.dropout, build_backbone(c, backbone),
-                        float(c.get('mba_lambda', 0.0)), float(c.get('embed_dropout', 0.0)))
+                        float(c.get('mba_lambda', 0.0)), float(c.get('embed_dropout', 0.0)),
+                        build_field_gate(c), lhuc, personal)
+
+
+FIELD_GATES = ('none', 'senet')
+
+
+def build_field_gate(model_cfg) -> nn.Module | None:
+  """config.model.field_gate: 'none' -> None; 'senet' -> layers.gating.SENet with
+  config.model.senet_reduction and config.model.senet_excitation (relu | sigmoid)."""
+  kind = model_cfg.get('field_gate', 'none')
+  if kind == 'none':
+    return None
+  if kind != 'senet':
+    raise ValueError(f'unknown config.model.field_gate {kind!r}; choose from {FIELD_GATES}')
+  exc = model_cfg.get('senet_excitation', 'relu')
+  if exc not in EXCITATIONS:
+    raise ValueError(f'unknown config.model.senet_excitation {exc!r}; choose from {EXCITATIONS}')
+  r = float(model_cfg.get('senet_reduction', 3.0))
+  if not r >= 1:
+    raise ValueError(f'config.model.senet_reduction must be >= 1, got {r}')
+  return SENet(r, exc)
+
+
+def lhuc_layers(value: str, num_layers: int) -> tuple[int, ...]:
+  """config.model.lhuc -> the hidden-layer indices to scale: 'none' -> (), 'all', 'last', or
+  comma-separated indices ('0,1'; negative counts from the end)."""
+  value = str(value).strip()
+  if value == 'none':
+    return ()
+  if value == 'all':
+    return tuple(range(num_layers))
+  if value == 'last':
+    return (num_layers - 1,) if num_layers else ()
+  try:
+    raw = [int(v) for v in value.split(',')]
+  except ValueError:
+    raw = None
+  if raw is None or any(not -num_layers <= i < num_layers for i in raw):
+    raise ValueError(f"config.model.lhuc={value!r}: choose 'none', 'all', 'last' or hidden-layer "
+                     f'indices in [0, {num_layers}) separated by commas')
+  return tuple(sorted({i % num_layers for i in raw}))
+
+
+def build_lhuc(model_cfg, spec, sizes: tuple) -> tuple[nn.Module | None, tuple]:
+  """(layers.gating.LHUCGate | None, personalisation field names) of config.model.lhuc for an
+  MLP with hidden `sizes`. The gate reads config.model.lhuc_inputs: 'user' (the user id; needs
+  config.model.use_user_embedding) and/or sparse field names of the dataset."""
+  layers = lhuc_layers(model_cfg.get('lhuc', 'none'), len(sizes))
+  if not layers:
+    return None, ()
+  names = tuple(model_cfg.get('lhuc_inputs', ('user',)))
+  sparse = [f.name for f in spec.sparse]
+  bad = [n for n in names if n != 'user' and n not in sparse]
+  if bad or not names:
+    raise ValueError(f'config.model.lhuc_inputs={names}: unknown {bad or "(empty)"}; choose '
+                     f"'user' and/or sparse fields of the dataset {sparse}")
+  if 'user' in names and not model_cfg.use_user_embedding:
+    raise ValueError("config.model.lhuc_inputs has 'user' but config.model.use_user_embedding "
+                     'is False (no user table to read); enable it or list user fields only')
+  return LHUCGate(tuple(sizes), layers, int(model_cfg.get('lhuc_hidden', 64))), names
 
 
 # The built-in units: config block -> layer with plain arguments.

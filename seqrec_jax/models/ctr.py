@@ -49,7 +49,8 @@ from seqrec_jax.data.features import DataSpec
 from seqrec_jax.layers.attention import Pooling
 from seqrec_jax.layers.embedding import Embedder
 from seqrec_jax.models import register_model
-from seqrec_jax.models.blocks import Head
+from seqrec_jax.models.blocks import Head, personal_features
+from seqrec_jax.models.builders import build_field_gate, build_lhuc
 
 
 def _squeeze_task(logits, num_tasks: int):
@@ -63,6 +64,8 @@ class FieldEmbedding(nn.Module):
   embed_dim: int = 16
   use_user: bool = False
   pooling: str = 'sum'
+  field_gate: nn.Module | None = None   # model.field_gate, on fields [B, F, d]
+  personal: tuple = ()                  # LHUC inputs: then also returns personal [B, P]
 
   @nn.compact
   def __call__(self, batch, train: bool):
@@ -84,7 +87,11 @@ class FieldEmbedding(nn.Module):
     b = batch['user_id'].shape[0]
     fields = (jnp.concatenate(fields, axis=1) if fields
               else jnp.zeros((b, 0, d), jnp.float32))
+    if self.field_gate is not None and fields.shape[1]:
+      fields, _ = self.field_gate(fields)
     dense = batch['dense'].astype(jnp.float32) if s.dense_dim else None
+    if self.personal:
+      return fields, dense, personal_features(emb, batch, self.personal)
     return fields, dense
 
 
@@ -190,15 +197,20 @@ class _Deep(nn.Module):
   dice_eps: float = 1e-8
   dropout: float = 0.0
   pooling: str = 'sum'
+  field_gate: nn.Module | None = None
+  lhuc: nn.Module | None = None         # model.lhuc on the deep tower's MLP
+  personal: tuple = ()
 
   def fields(self, batch, train):
-    return FieldEmbedding(self.spec, self.embed_dim, self.use_user, self.pooling,
-                          name='input')(batch, train)
+    """(fields [B, F, d], dense [B, D] | None, LHUC input [B, P] | None)."""
+    out = FieldEmbedding(self.spec, self.embed_dim, self.use_user, self.pooling,
+                         self.field_gate, self.personal, name='input')(batch, train)
+    return out if self.personal else (*out, None)
 
-  def head(self, x, train):
+  def head(self, x, train, personal=None):
     """[B, F] -> [B, T] (always 2-D here; squeezed by the caller)."""
     out = Head(len(self.spec.tasks), self.hidden, self.activation, self.dice_eps,
-               self.dropout, name='deep')(x, train)
+               self.dropout, lhuc=self.lhuc, name='deep')(x, train, personal)
     return out.reshape(out.shape[0], -1)
 
 
@@ -208,7 +220,8 @@ class WideDeep(_Deep):
   @nn.compact
   def __call__(self, batch, train: bool = False):
     s, t = self.spec, len(self.spec.tasks)
-    deep = self.head(deep_input(*self.fields(batch, train)), train)       # [B, T]
+    fields, dense, personal = self.fields(batch, train)
+    deep = self.head(deep_input(fields, dense), train, personal)          # [B, T]
     wide = LinearFeatures(s, t, self.use_user, name='wide')(batch)        # [B, T]
     if s.num_items and s.max_len:
       mask = batch['hist_mask']
@@ -239,9 +252,9 @@ class PNN(_Deep):
 
   @nn.compact
   def __call__(self, batch, train: bool = False):
-    fields, dense = self.fields(batch, train)
+    fields, dense, personal = self.fields(batch, train)
     x = jnp.concatenate([deep_input(fields, dense), inner_products(fields)], axis=-1)
-    return _squeeze_task(self.head(x, train), len(self.spec.tasks))
+    return _squeeze_task(self.head(x, train, personal), len(self.spec.tasks))
 
 
 class DeepFM(_Deep):
@@ -249,34 +262,41 @@ class DeepFM(_Deep):
   @nn.compact
   def __call__(self, batch, train: bool = False):
     t = len(self.spec.tasks)
-    fields, dense = self.fields(batch, train)
+    fields, dense, personal = self.fields(batch, train)
     first = LinearFeatures(self.spec, t, self.use_user, name='linear')(batch)  # [B, T]
     second = fm_second_order(fields)[:, None]                                  # [B, 1]
-    deep = self.head(deep_input(fields, dense), train)                         # [B, T]
+    deep = self.head(deep_input(fields, dense), train, personal)               # [B, T]
     return _squeeze_task(first + second + deep, t)
 
 
-def _deep_kwargs(cfg):
+def _deep_kwargs(cfg, spec):
+  lhuc, personal = build_lhuc(cfg, spec, tuple(cfg.hidden))
   return dict(embed_dim=cfg.embed_dim, use_user=cfg.use_user_embedding,
               hidden=tuple(cfg.hidden), activation=cfg.activation, dice_eps=cfg.dice_eps,
-              dropout=cfg.dropout, pooling=cfg.pooling)
+              dropout=cfg.dropout, pooling=cfg.pooling, field_gate=build_field_gate(cfg),
+              lhuc=lhuc, personal=personal)
 
 
 @register_model('lr')
 def lr(cfg, spec: DataSpec):
+  if build_field_gate(cfg) is not None:
+    raise ValueError(f'config.model.field_gate={cfg.field_gate!r}: model lr has no field '
+                     "embeddings to gate; use 'none'")
+  if build_lhuc(cfg, spec, tuple(cfg.hidden))[0] is not None:
+    raise ValueError(f"config.model.lhuc={cfg.lhuc!r}: model lr has no MLP; use 'none'")
   return LR(spec, cfg.use_user_embedding)
 
 
 @register_model('wide_deep')
 def wide_deep(cfg, spec: DataSpec):
-  return WideDeep(spec, cross_buckets=int(cfg.wide_cross_buckets), **_deep_kwargs(cfg))
+  return WideDeep(spec, cross_buckets=int(cfg.wide_cross_buckets), **_deep_kwargs(cfg, spec))
 
 
 @register_model('pnn')
 def pnn(cfg, spec: DataSpec):
-  return PNN(spec, **_deep_kwargs(cfg))
+  return PNN(spec, **_deep_kwargs(cfg, spec))
 
 
 @register_model('deepfm')
 def deepfm(cfg, spec: DataSpec):
-  return DeepFM(spec, **_deep_kwargs(cfg))
+  return DeepFM(spec, **_deep_kwargs(cfg, spec))

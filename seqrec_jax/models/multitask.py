@@ -22,27 +22,31 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 from seqrec_jax.data.features import DataSpec
-from seqrec_jax.layers.experts import MMoE, PLE, gate_entropy
+from seqrec_jax.layers.experts import PLE, ExpertMLP, MMoE, gate_entropy
 from seqrec_jax.layers.mlp import MLP
 from seqrec_jax.models import register_model
 from seqrec_jax.models.blocks import SequenceInput
-from seqrec_jax.models.builders import attention_unit, pooling_unit
+from seqrec_jax.models.builders import (attention_unit, build_field_gate, build_lhuc,
+                                        pooling_unit)
 
 ARCHS = ('single_task', 'shared_bottom', 'omoe', 'mmoe', 'ple')
 INPUTS = ('embed', 'pool', 'din')
 
 
 class Tower(nn.Module):
-  """Task tower: MLP then one logit. [B, H] -> [B]."""
+  """Task tower: MLP then one logit. [B, H] -> [B]. `lhuc` (layers.gating.LHUCGate) scales the
+  MLP's hidden layers by gates of `personal` [B, P] (PPNet: a gate per task tower)."""
   hidden: tuple = (32,)
   activation: str = 'relu'
   dice_eps: float = 1e-8
   dropout: float = 0.0
+  lhuc: nn.Module | None = None
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, personal=None):
+    gates = self.lhuc(personal) if self.lhuc is not None else None
     x = MLP(tuple(self.hidden), self.activation, self.dice_eps, self.dropout, name='mlp')(
-        x, train)
+        x, train, gates=gates)
     return nn.Dense(1, name='logit')(x)[:, 0]
 
 
@@ -65,10 +69,17 @@ class MultiTaskRanker(nn.Module):
   dropout: float = 0.0
   expert_dropout: float = 0.0
   gate_bias: bool = True                # False: the paper's gate softmax(W x) (eq. 8)
+  field_gate: nn.Module | None = None   # model.field_gate (SequenceInput)
+  lhuc: nn.Module | None = None         # model.lhuc: one LHUCGate per task tower
+  personal: tuple = ()                  # its inputs (SequenceInput.personal)
 
   def _input(self, batch, train, name):
+    """(input [B, F], LHUC input [B, P] or None)."""
     pool = self.pooling.clone() if self.pooling is not None else None
-    return SequenceInput(self.spec, pool, self.embed_dim, self.use_user, name=name)(batch, train)
+    gate = self.field_gate.clone() if self.field_gate is not None else None
+    out = SequenceInput(self.spec, pool, self.embed_dim, self.use_user, field_gate=gate,
+                        personal=self.personal, name=name)(batch, train)
+    return out if self.personal else (out, None)
 
   def _mlp(self, hidden, name):
     return MLP(tuple(hidden), self.activation, self.dice_eps, self.dropout, name=name)
@@ -87,14 +98,15 @@ class MultiTaskRanker(nn.Module):
     names = [t.name for t in self.spec.tasks]
     num_tasks = len(names)
     bottom = tuple(self.bottom_hidden) or tuple(self.expert_hidden)
-    moe = dict(hidden=tuple(self.expert_hidden), activation=self.activation,
-               dice_eps=self.dice_eps, dropout=self.dropout, expert_dropout=self.expert_dropout,
-               gate_bias=self.gate_bias)
+    expert = ExpertMLP(tuple(self.expert_hidden), self.activation, self.dice_eps, self.dropout)
+    moe = dict(expert=expert, expert_dropout=self.expert_dropout, gate_bias=self.gate_bias)
     if self.arch == 'single_task':
-      reps = [self._mlp(bottom, f'bottom_{k}')(self._input(batch, train, f'input_{k}'), train)
-              for k in range(num_tasks)]
+      inputs = [self._input(batch, train, f'input_{k}') for k in range(num_tasks)]
+      reps = [self._mlp(bottom, f'bottom_{k}')(x, train) for k, (x, _) in enumerate(inputs)]
+      personal = [p for _, p in inputs]
     else:
-      x = self._input(batch, train, 'input')                            # [B, F]
+      x, p = self._input(batch, train, 'input')                         # [B, F]
+      personal = [p] * num_tasks
       if self.arch == 'shared_bottom':
         reps = [self._mlp(bottom, 'bottom')(x, train)] * num_tasks
       elif self.arch == 'omoe':
@@ -115,8 +127,10 @@ class MultiTaskRanker(nn.Module):
             self._report(name if last else f'l{l}/{name}', g, train)
       else:
         raise ValueError(f'unknown multi-task architecture {self.arch!r}; choose from {ARCHS}')
+    lhuc = lambda: self.lhuc.clone() if self.lhuc is not None else None  # noqa: E731
     logits = [Tower(tuple(self.tower_hidden), self.activation, self.dice_eps, self.dropout,
-                    name=f'tower_{k}')(reps[k], train) for k in range(num_tasks)]
+                    lhuc(), name=f'tower_{k}')(reps[k], train, personal[k])
+              for k in range(num_tasks)]
     return logits[0] if num_tasks == 1 else jnp.stack(logits, axis=-1)
 
 
@@ -141,7 +155,8 @@ def build(arch: str, cfg, spec: DataSpec) -> MultiTaskRanker:
       spec, arch, input_pooling(cfg), cfg.embed_dim, cfg.use_user_embedding, cfg.experts,
       tuple(cfg.expert_hidden), tuple(cfg.bottom_hidden), tuple(cfg.tower_hidden),
       cfg.shared_experts, cfg.specific_experts, cfg.ple_levels, cfg.activation, cfg.dice_eps,
-      cfg.dropout, cfg.expert_dropout, cfg.gate_bias)
+      cfg.dropout, cfg.expert_dropout, cfg.gate_bias, build_field_gate(cfg),
+      *build_lhuc(cfg, spec, tuple(cfg.tower_hidden)))
 
 
 for _arch in ARCHS:

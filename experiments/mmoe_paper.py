@@ -1,0 +1,211 @@
+"""The MMoE paper's synthetic experiment with the paper's protocol (Ma et al., KDD'18, Sec.
+3.2-3.3 and 5.1; Figures 3-5): does every model get worse as the two tasks' correlation falls,
+and do the mixtures of experts (OMoE, MMoE) suffer less than a shared bottom?
+
+  bash launch.sh mmoe_paper                            # default: 100 runs per (model, corr.)
+  python -m experiments.mmoe_paper --data_seeds=1      # timing preset: 10 runs per cell
+  python -m experiments.mmoe_paper --full              # 200 runs per cell, as the paper
+
+Protocol
+  Data: data/mmoe_synthetic.py (Sec. 3.2; c, m, alpha_i, beta_i, noise pinned and documented
+    there): d = 100, 200k train / 50k valid / 50k test rows per data seed, correlations 0.5,
+    0.8, 0.9, 1.0.
+  Models: shared_bottom_16 (Fig. 3: one 16-unit bottom layer), shared_bottom (Fig. 4: 113
+    units, the paper's parameter match of the experts), omoe and mmoe (8 one-layer experts of 16
+    units); towers of 8 units per task; ReLU; gates softmax(W x) without bias (eq. 8,
+    model.gate_bias=False).
+  Training: Adam, constant learning rate, batch 128, 1562 steps = one pass over the 200k rows,
+    so every step sees rows no earlier step saw (fresh samples each step). The final state is
+    evaluated (no early stopping). Loss: sum of the two tasks' MSE; tables and curves show the
+    mean over the two tasks.
+  Learning rate: chosen per (model, correlation) from {1e-4, 1e-3, 1e-2} by the mean valid MSE
+    of a selection phase (1 data seed x 5 init seeds per rate, seeds disjoint from the
+    reported runs); the reported runs then use it.
+  Runs: data seeds x init seeds (default 10 x 10 = 100 per cell). A data seed is one dataset
+    (u1, u2, x, noise), shared by the runs of one multi-run group; the same (data seed, init
+    seed) gives the same dataset and seed in every cell, so runs are paired across models and
+    correlations. Runs that share a dataset are not independent, so 95% CIs are t-intervals
+    over the data seeds' means (each the mean of its init seeds) and differences are paired by
+    data seed.
+Outputs (--outdir, default runs/mmoe_paper): table.md/.csv (one row per model and correlation,
+the paper's three findings under it), select.md/.csv, fig3_shared_bottom.png,
+fig4_loss_curves.png, fig5_final_loss.png; a default run copies them to docs/results/mmoe_paper/
+(shown by docs/mmoe_paper.md). Resumable: finished cells are skipped.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import time
+
+from absl import app, flags
+import numpy as np
+
+from experiments import mmoe_paper_report as report
+from experiments import publish, sweep
+from seqrec_jax import xla_cpu
+
+FLAGS = flags.FLAGS
+CONFIG = 'seqrec_jax/configs/multitask.py:mmoe_synthetic'
+STUDY = 'mmoe_paper'
+# Model name -> overrides. Parameter match (Sec. 5.1): 8 x 16 experts on d = 100 inputs and two
+# towers of 8 hold 100*16*8 + 16*8*2 = 13056 weights; 13056 / (100 + 8*2) ~ 113 bottom units.
+MODELS = {
+    'shared_bottom_16': {'model.name': 'shared_bottom', 'model.bottom_hidden': (16,)},
+    'shared_bottom': {'model.name': 'shared_bottom', 'model.bottom_hidden': (113,)},
+    'omoe': {'model.name': 'omoe'},
+    'mmoe': {'model.name': 'mmoe'},
+}
+SELECT_DATA_SEED0 = 1000           # selection datasets: 1000, 1001, ...; reported: 0, 1, ...
+RESULT_FILES = ('table.md', 'table.csv', 'select.md', 'select.csv', 'fig3_shared_bottom.png',
+                'fig4_loss_curves.png', 'fig5_final_loss.png')
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  correlations: tuple = (0.5, 0.8, 0.9, 1.0)
+  models: tuple = tuple(MODELS)
+  lrs: tuple = (1e-4, 1e-3, 1e-2)
+  data_seeds: int = 10
+  seeds: int = 10                  # init seeds per data seed
+  select_data_seeds: int = 1
+  select_seeds: int = 5
+  num_train: int = 200_000
+  num_valid: int = 50_000
+  num_test: int = 50_000
+  batch_size: int = 128
+  num_steps: int = -1              # -1: one pass over the train rows
+  log_points: int = 60             # training-loss records per run (the curves)
+
+  @property
+  def steps(self) -> int:
+    return self.num_steps if self.num_steps > 0 else self.num_train // self.batch_size
+
+
+def define_flags():
+  """Defined only when run as a script (see sweep.define_study_flags)."""
+  sweep.define_study_flags(10, 'Init seeds per data seed (runs per cell: --data_seeds x this).',
+                           'runs/mmoe_paper', "The paper's 200 runs per cell (20 data seeds).",
+                           'one pass over the 200k train rows at batch 128: 1562')
+  flags.DEFINE_integer('data_seeds', 10, 'Datasets per (model, correlation) for the reported '
+                       'runs (each a multi-run group of --seeds runs).')
+  flags.DEFINE_integer('select_data_seeds', 1, 'Datasets of the learning-rate selection phase.')
+  flags.DEFINE_integer('select_seeds', 5, 'Init seeds per selection dataset and learning rate.')
+  flags.adopt_module_key_flags(sweep)     # list them under this script's --help
+
+
+def run_seed(data_seed: int, i: int) -> int:
+  """The seed (init, data order) of init seed i on a data seed: distinct for every run and the
+  same in every cell, so runs pair across models and correlations."""
+  return 1000 * data_seed + i
+
+
+def base_overrides(p: Protocol) -> dict:
+  steps = p.steps
+  return {
+      'model.experts': 8, 'model.expert_hidden': (16,), 'model.tower_hidden': (8,),
+      'model.activation': 'relu', 'model.gate_bias': False,
+      'data.mmoe_synthetic.num_train': p.num_train, 'data.mmoe_synthetic.num_valid': p.num_valid,
+      'data.mmoe_synthetic.num_test': p.num_test, 'data.batch_size': p.batch_size,
+      'data.eval_batch_size': min(10_000, p.num_valid, p.num_test),
+      'optim.name': 'adam', 'optim.schedule': 'constant', 'train.num_steps': steps,
+      'train.eval_every': steps, 'train.log_every': max(steps // p.log_points, 1),
+      'train.checkpoint_every': 10**9, 'train.patience': -1, 'train.select_metric': 'mse',
+      'train.select_task': 'mean', 'train.progress': False}
+
+
+def _cell(p, phase, model, corr, data_seed, i, lr, extra_group=()):
+  group = {'phase': phase, 'model': model, 'correlation': corr, **dict(extra_group)}
+  return sweep.Cell(group=group, seed=run_seed(data_seed, i), overrides={
+      **base_overrides(p), **MODELS[model], 'data.mmoe_synthetic.correlation': corr,
+      'data.mmoe_synthetic.seed': data_seed, 'optim.learning_rate': lr})
+
+
+def select_cells(p: Protocol) -> list[sweep.Cell]:
+  """Learning-rate selection: every rate on select_data_seeds x select_seeds runs. Models are
+  the inner loop so consecutive jobs reuse one generated dataset (data/__init__.py caches)."""
+  return [_cell(p, 'select', m, c, SELECT_DATA_SEED0 + d, i, lr, {'lr': lr})
+          for c in p.correlations for d in range(p.select_data_seeds) for m in p.models
+          for i in range(p.select_seeds) for lr in p.lrs]
+
+
+def chosen_lrs(select_records) -> dict[tuple, float]:
+  """(model, correlation) -> the rate with the lowest mean valid MSE (non-finite runs count as
+  infinitely bad)."""
+  scores: dict[tuple, dict[float, list]] = {}
+  for r in select_records:
+    g = r['group']
+    v = r['summary'].get('eval/valid/mean/mse', float('nan'))
+    scores.setdefault((g['model'], g['correlation']), {}).setdefault(g['lr'], []).append(
+        v if np.isfinite(v) else np.inf)
+  return {k: min(d, key=lambda lr: np.mean(d[lr])) for k, d in scores.items()}
+
+
+def report_cells(p: Protocol, lrs: dict[tuple, float]) -> list[sweep.Cell]:
+  return [_cell(p, 'report', m, c, d, i, lrs[(m, c)])
+          for c in p.correlations for d in range(p.data_seeds) for m in p.models
+          for i in range(p.seeds)]
+
+
+def write_select(select_records, lrs, outdir: str) -> None:
+  rows = {}
+  for r in select_records:
+    g = r['group']
+    rows.setdefault((g['model'], g['correlation'], g['lr']), []).append(
+        r['summary'].get('eval/valid/mean/mse', float('nan')))
+  header = ['model', 'correlation', 'lr', 'runs', 'valid MSE mean', 'valid MSE std', 'chosen']
+  lines = []
+  for (m, c, lr), v in rows.items():
+    v = np.asarray(v, np.float64)
+    lines.append([m, c, lr, len(v), float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1
+                  else 0.0, lrs[(m, c)] == lr])
+  with open(os.path.join(outdir, 'select.csv'), 'w', newline='') as f:
+    csv.writer(f).writerows([header] + lines)
+  md = ['### Learning-rate selection (valid MSE, mean of the two tasks)', '',
+        '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  md += [f'| {m} | {c} | {lr:g} | {n} | {mu:.4f} | {sd:.4f} | {"**yes**" if ch else ""} |'
+         for m, c, lr, n, mu, sd, ch in lines]
+  with open(os.path.join(outdir, 'select.md'), 'w') as f:
+    f.write('\n'.join(md) + '\n')
+
+
+def run(outdir: str, p: Protocol, runs_per_group: int) -> tuple[str, float]:
+  """Both phases, the table, the findings and the figures. Returns (table.md text, wall s)."""
+  load0, t0 = os.getloadavg(), time.time()
+  sel, wall_sel = sweep.run_study(CONFIG, select_cells(p), outdir, p.seeds,
+                                  runs_per_group=runs_per_group)
+  lrs = chosen_lrs(sel)
+  rep, wall_rep = sweep.run_study(CONFIG, report_cells(p, lrs), outdir, p.seeds,
+                                  runs_per_group=runs_per_group)
+  wall = time.time() - t0
+  os.makedirs(outdir, exist_ok=True)
+  write_select(sel, lrs, outdir)
+  timing = {'wall': wall, 'select_wall': wall_sel, 'report_wall': wall_rep,
+            'load_start': load0[0], 'load_end': os.getloadavg()[0],
+            'runs_per_group': runs_per_group}
+  text = report.write(rep, sel, lrs, p, outdir, timing)
+  return text, wall
+
+
+def main(argv):
+  del argv
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
+  outdir = FLAGS.outdir or os.path.join('runs', STUDY)
+  p = Protocol(data_seeds=20 if FLAGS.full else FLAGS.data_seeds, seeds=FLAGS.seeds,
+               select_data_seeds=FLAGS.select_data_seeds, select_seeds=FLAGS.select_seeds,
+               num_steps=FLAGS.num_steps)
+  if min(p.data_seeds, p.seeds, p.select_data_seeds, p.select_seeds) < 1:
+    raise app.UsageError('--data_seeds, --seeds, --select_data_seeds and --select_seeds must '
+                         f'be >= 1 (got {p.data_seeds}, {p.seeds}, {p.select_data_seeds}, '
+                         f'{p.select_seeds})')
+  text, wall = run(outdir, p, FLAGS.runs_per_group)
+  print(text)
+  print(f'wrote {outdir}/' + ', '.join(RESULT_FILES) + f' in {wall / 60:.1f} min')
+  if sweep.publishes() and p == Protocol():
+    print('copied to', publish.publish(outdir, STUDY, RESULT_FILES))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

@@ -1,0 +1,317 @@
+"""Short-video ranking study on data with a known answer (data/video.py's oracle).
+
+  bash launch.sh video                     # 5 seeds; writes runs/video, copies to docs/results
+  python -m experiments.video --seeds=2 --num_steps=50 --outdir=/tmp/video   # smoke run
+
+Cells (experiments/sweep.py; cells differing only in the seed train as one multi-run group):
+MMoE and PLE with click, like, watch-time (watch_time kind) and completion-rate heads, each
+with and without SENet field gating (model.field_gate) and LHUC gates on the towers from the
+user id (model.lhuc), and the three-tower pre-ranker `prerank` on the same tasks. The data
+(one dataset, data seed 0) is fixed; seeds are initialisations and batch orders, so every
+comparison is paired by seed (metrics.paired_diff_ci).
+
+Reported (test split):
+  models   click / like AUC, watch-time order AUC, Spearman and MAE, completion MAE, and the
+           Spearman of the predicted watch time with the oracle's expected watch time; the
+           oracle's own row (its expected labels as scores) is the ceiling.
+  fusion   per request (20 candidates) the top-5 of each fusion of the baseline MMoE's
+           predictions, scored by the oracle utility U = E[click] + 3 E[like] + E[watch] / 30 s
+           of the picked items, as a fraction of the best possible top-5's utility.
+  prerank  recall of the MMoE ranker's top-5 (weighted-sum fusion) by the pre-ranker's top-5,
+           and its oracle utility; latency: benchmarks/prerank_latency.py.
+"""
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+import numpy as np
+
+from experiments import publish, resolved, sweep
+from seqrec_jax import evaluate, ranking, xla_cpu
+from seqrec_jax import metrics as M
+from seqrec_jax.configs import default
+from seqrec_jax.data import video
+
+FLAGS = flags.FLAGS
+CONFIG = 'seqrec_jax/configs/multitask.py:video,mmoe'
+TASKS = ('click', 'like', 'watch', 'completion')
+K = 5
+UTILITY_W = (1.0, 3.0, 1.0 / 30.0)     # click, like, watch seconds
+FILES = ('table.md', 'table.csv', 'fusion.md', 'fusion.csv', 'prerank.md', 'prerank.csv',
+         'models.png', 'fusion.png')
+
+
+def define_flags():
+  sweep.define_study_flags(5, 'Seeds (initialisations) per cell.', 'runs/video',
+                           'Unused (the default run is the whole study).', '2 epochs')
+  flags.adopt_module_key_flags(sweep)
+
+
+def base_overrides(num_steps: int = -1) -> dict:
+  o = {'data.name': 'video', 'data.tasks': TASKS, 'model.input': 'pool',
+       'model.pooling': 'mean', 'model.use_user_embedding': True, 'model.embed_dim': 8,
+       'model.experts': 4, 'model.expert_hidden': (32,), 'model.tower_hidden': (16,),
+       'model.shared_experts': 2, 'model.specific_experts': 1, 'model.lhuc_inputs': ('user',),
+       'data.batch_size': 512, 'data.eval_batch_size': 4096, 'optim.learning_rate': 3e-3,
+       'train.num_epochs': 2.0, 'train.eval_every': 218, 'train.checkpoint_every': 10**9,
+       'train.log_every': 50, 'train.select_task': 'click', 'train.select_metric': 'auc',
+       'train.save_predictions': True, 'train.progress': False}
+  if num_steps > 0:
+    o.update({'train.num_steps': num_steps, 'train.eval_every': max(num_steps // 2, 1),
+              'train.log_every': max(num_steps // 5, 1)})
+  return o
+
+
+def make_cells(seeds: int, num_steps: int = -1) -> list[sweep.Cell]:
+  base, cells = base_overrides(num_steps), []
+  for s in range(seeds):
+    for arch in ('mmoe', 'ple'):
+      for gate in ('none', 'senet'):
+        for lhuc in ('none', 'all'):
+          cells.append(sweep.Cell(
+              {'model': arch, 'senet': gate == 'senet', 'lhuc': lhuc == 'all'},
+              {**base, 'model.name': arch, 'model.field_gate': gate, 'model.lhuc': lhuc}, s))
+    cells.append(sweep.Cell({'model': 'prerank', 'senet': False, 'lhuc': False},
+                            {**base, 'model.name': 'prerank'}, s))
+  return cells
+
+
+def _label(g: dict) -> str:
+  return g['model'] + (' +SENet' if g['senet'] else '') + (' +LHUC' if g['lhuc'] else '')
+
+
+def _oracle():
+  cfg = default.get_config().data.video
+  return video.oracles(cfg)['test']
+
+
+def model_metrics(preds, labels, orc) -> dict:
+  return {'click AUC': M.auc(labels[:, 0], preds[:, 0]),
+          'like AUC': M.auc(labels[:, 1], preds[:, 1]),
+          'watch order AUC': M.order_auc(labels[:, 2], preds[:, 2]),
+          'watch Spearman': M.spearman(labels[:, 2], preds[:, 2]),
+          'watch MAE (s)': M.mae(labels[:, 2], preds[:, 2]),
+          'completion MAE': M.mae(labels[:, 3], preds[:, 3]),
+          'watch Spearman vs oracle': M.spearman(orc['watch'], preds[:, 2])}
+
+
+def _fusions(p, orc) -> dict[str, np.ndarray]:
+  w = UTILITY_W
+  watch_adj = ranking.duration_adjust(p[:, 2], orc['duration']) * np.log1p(30.0)
+  return {
+      'weighted sum': ranking.fuse_weighted_sum(p[:, :3], w),
+      'product': ranking.fuse_product(p[:, 0], p[:, 1:3], w[1:]),
+      'rank (alpha=1, beta=0)': ranking.fuse_rank(p[:, :3], (1.0, 1.0, 1.0),
+                                                  groups=orc['request']),
+      'rank (alpha=0.5, beta=1)': ranking.fuse_rank(p[:, :3], (1.0, 1.0, 1.0), 0.5, 1.0,
+                                                    groups=orc['request']),
+      'duration-adjusted sum': ranking.fuse_weighted_sum(
+          np.stack([p[:, 0], p[:, 1], watch_adj], 1), w),
+      'click only': p[:, 0],
+  }
+
+
+def utility(orc) -> np.ndarray:
+  return UTILITY_W[0] * orc['click'] + UTILITY_W[1] * orc['like'] + UTILITY_W[2] * orc['watch']
+
+
+def topk_utility(score, orc, k: int = K) -> float:
+  """Mean over requests of U(top-k by score) / U(best top-k)."""
+  u, req = utility(orc), orc['request']
+  order = np.lexsort((-score, req))
+  u_s, r_s = u[order], req[order]
+  best = np.lexsort((-u, req))
+  u_b = u[best]
+  start = np.flatnonzero(np.concatenate([[True], r_s[1:] != r_s[:-1]]))
+  pos = np.arange(len(u)) - np.repeat(start, np.diff(np.append(start, len(u))))
+  top = pos < k
+  got = np.add.reduceat(np.where(top, u_s, 0.0), start)
+  ideal = np.add.reduceat(np.where(top, u_b, 0.0), start)
+  return float(np.mean(got / ideal))
+
+
+def topk_recall(score_a, score_b, req, k: int = K) -> float:
+  """Mean over requests of |top-k(a) & top-k(b)| / k."""
+  out = []
+  for r in np.unique(req):
+    rows = np.flatnonzero(req == r)
+    a = set(rows[np.argsort(-score_a[rows], kind='stable')[:k]])
+    b = set(rows[np.argsort(-score_b[rows], kind='stable')[:k]])
+    out.append(len(a & b) / k)
+  return float(np.mean(out))
+
+
+def _ci(vals) -> str:
+  m, lo, hi = M.mean_ci(vals)
+  return f'{m:.4f} [{lo:.4f}, {hi:.4f}]'
+
+
+def _diff(d) -> str:
+  return f'{d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}]' + (' *' if d['resolved'] else '')
+
+
+def report(records, outdir: str, wall: float) -> str:
+  orc = _oracle()
+  per: dict[str, dict[int, dict]] = {}      # label -> seed -> metrics
+  preds_of: dict[str, dict[int, np.ndarray]] = {}
+  for r in records:
+    wd, run = resolved.cell_workdir(r, outdir)
+    got = evaluate.load_predictions(wd, 'test', run)
+    if got is None:
+      continue
+    preds, labels, _ = got
+    lab = _label(r['group'])
+    per.setdefault(lab, {})[r['seed']] = model_metrics(preds, labels, orc)
+    preds_of.setdefault(lab, {})[r['seed']] = preds
+  ds = video.load(default.get_config().data.video)
+  y = ds.splits['test'].all()['labels']
+  o = np.stack([orc['click'], orc['like'], orc['watch'], orc['completion']], 1)
+  oracle_row = model_metrics(o, y[:, :4], orc)
+  keys = list(oracle_row)
+  lines = ['### Short-video study: models against the oracle (test; mean [95% CI] over seeds)',
+           '', '| model | seeds | ' + ' | '.join(keys) + ' |', '|' + '---|' * (len(keys) + 2)]
+  csv = ['model,seeds,' + ','.join(keys)]
+  for lab, by_seed in per.items():
+    vals = [_ci([by_seed[s][k] for s in by_seed]) for k in keys]
+    lines.append(f'| {lab} | {len(by_seed)} | ' + ' | '.join(vals) + ' |')
+    csv.append(f'{lab},{len(by_seed)},' + ','.join(
+        f'{np.mean([by_seed[s][k] for s in by_seed]):.6f}' for k in keys))
+  lines.append('| oracle (expected labels) | - | ' + ' | '.join(
+      f'{oracle_row[k]:.4f}' for k in keys) + ' |')
+  csv.append('oracle,0,' + ','.join(f'{oracle_row[k]:.6f}' for k in keys))
+  lines += ['', 'Paired differences against the same architecture without SENet / LHUC '
+            '(mean [95% CI] over seeds; * = resolved):', '',
+            '| model | click AUC diff | watch order AUC diff | watch Spearman vs oracle diff |',
+            '|---|---|---|---|']
+  for lab, by_seed in per.items():
+    base = lab.split(' ')[0]
+    if lab == base or base not in per:
+      continue
+    cols = []
+    for k in ('click AUC', 'watch order AUC', 'watch Spearman vs oracle'):
+      cols.append(_diff(M.paired_diff_ci({s: v[k] for s, v in by_seed.items()},
+                                         {s: v[k] for s, v in per[base].items()})))
+    lines.append(f'| {lab} vs {base} | ' + ' | '.join(cols) + ' |')
+  cell_wall = sum(r.get('wall_seconds', 0.0) for r in records)
+  lines += ['', f'Cells: {len(records)}; steps per cell: {records[0]["summary"]["steps"]}; '
+            f'summed cell wall time {cell_wall / 60:.1f} min; this invocation '
+            f'{wall / 60:.1f} min. Config and command of every cell: `{outdir}/cells/*.json`.']
+  os.makedirs(outdir, exist_ok=True)
+  with open(os.path.join(outdir, 'table.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  with open(os.path.join(outdir, 'table.csv'), 'w') as f:
+    f.write('\n'.join(csv) + '\n')
+  text = '\n'.join(lines)
+  text += '\n\n' + fusion_report(preds_of, orc, outdir)
+  text += '\n\n' + prerank_report(preds_of, orc, outdir)
+  plot(per, oracle_row, outdir)
+  return text
+
+
+def fusion_report(preds_of, orc, outdir: str) -> str:
+  base = preds_of.get('mmoe', {})
+  res: dict[str, dict[int, float]] = {}
+  for s, p in base.items():
+    for name, score in _fusions(p, orc).items():
+      res.setdefault(name, {})[s] = topk_utility(score, orc)
+  rng = np.random.default_rng(0)
+  rand = topk_utility(rng.random(len(orc['request'])), orc)
+  lines = [f'### Fusion of the MMoE baseline\'s predictions: oracle utility of the top-{K} '
+           f'of {default.get_config().data.video.candidates} candidates (fraction of the best '
+           'top-k; mean [95% CI] over seeds)', '',
+           '| fusion | utility | diff vs weighted sum (paired) |', '|---|---|---|']
+  csv = ['fusion,utility_mean']
+  ws = res.get('weighted sum', {})
+  for name, by_seed in res.items():
+    d = '-' if name == 'weighted sum' else _diff(M.paired_diff_ci(by_seed, ws))
+    lines.append(f'| {name} | {_ci(list(by_seed.values()))} | {d} |')
+    csv.append(f'{name},{np.mean(list(by_seed.values())):.6f}')
+  lines.append(f'| random order | {rand:.4f} | - |')
+  lines.append('| oracle utility | 1.0000 | - |')
+  csv.append(f'random,{rand:.6f}')
+  with open(os.path.join(outdir, 'fusion.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  with open(os.path.join(outdir, 'fusion.csv'), 'w') as f:
+    f.write('\n'.join(csv) + '\n')
+  _bar(res, rand, outdir)
+  return '\n'.join(lines)
+
+
+def prerank_report(preds_of, orc, outdir: str) -> str:
+  rank, pre = preds_of.get('mmoe', {}), preds_of.get('prerank', {})
+  rec, util = {}, {}
+  for s in sorted(set(rank) & set(pre)):
+    a = ranking.fuse_weighted_sum(rank[s][:, :3], UTILITY_W)
+    b = ranking.fuse_weighted_sum(pre[s][:, :3], UTILITY_W)
+    rec[s], util[s] = topk_recall(b, a, orc['request']), topk_utility(b, orc)
+  lines = [f'### Pre-ranker: recall of the MMoE ranker\'s top-{K} and oracle utility', '',
+           '| quantity | mean [95% CI] over seeds |', '|---|---|']
+  if rec:
+    lines += [f'| recall@{K} of the ranker\'s top-{K} | {_ci(list(rec.values()))} |',
+              f'| oracle utility of its top-{K} | {_ci(list(util.values()))} |']
+  with open(os.path.join(outdir, 'prerank.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  with open(os.path.join(outdir, 'prerank.csv'), 'w') as f:
+    f.write('seed,recall,utility\n' + ''.join(f'{s},{rec[s]:.6f},{util[s]:.6f}\n' for s in rec))
+  return '\n'.join(lines)
+
+
+def _plt():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def plot(per, oracle_row, outdir: str) -> None:
+  plt = _plt()
+  keys = ('click AUC', 'watch order AUC', 'watch Spearman vs oracle')
+  fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6))
+  labs = list(per)
+  for ax, k in zip(axes, keys):
+    ms = [M.mean_ci([per[lab][s][k] for s in per[lab]]) for lab in labs]
+    ax.barh(range(len(labs)), [m[0] for m in ms],
+            xerr=[[m[0] - m[1] for m in ms], [m[2] - m[0] for m in ms]], capsize=2)
+    ax.axvline(oracle_row[k], color='k', ls='--', lw=1, label='oracle')
+    ax.set_yticks(range(len(labs)), labs if ax is axes[0] else [''] * len(labs), fontsize=8)
+    lo = min(m[1] for m in ms if np.isfinite(m[1])) if ms else 0.5
+    ax.set_xlim(lo - 0.02, max(oracle_row[k], max(m[2] for m in ms)) + 0.01)
+    ax.set_title(k, fontsize=9)
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, 'models.png'), dpi=110)
+  plt.close(fig)
+
+
+def _bar(res, rand, outdir: str) -> None:
+  plt = _plt()
+  names = list(res)
+  ms = [M.mean_ci(list(res[n].values())) for n in names]
+  fig, ax = plt.subplots(figsize=(6, 3.2))
+  ax.barh(range(len(names)), [m[0] for m in ms],
+          xerr=[[m[0] - m[1] for m in ms], [m[2] - m[0] for m in ms]], capsize=2)
+  ax.axvline(rand, color='gray', ls=':', label='random order')
+  ax.set_yticks(range(len(names)), names, fontsize=8)
+  ax.set_xlabel(f'oracle utility of the top-{K} (fraction of the best)')
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, 'fusion.png'), dpi=110)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  xla_cpu.apply_defaults()
+  outdir = FLAGS.outdir or os.path.join('runs', 'video')
+  records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.num_steps), outdir,
+                                  FLAGS.seeds, FLAGS.runs_per_group)
+  print(report(records, outdir, wall))
+  print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min')
+  if sweep.publishes():
+    print('copied to', publish.publish(outdir, 'video', FILES))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

@@ -1,0 +1,150 @@
+"""experiments/mmoe_paper.py: the protocol's cells (pairing, seeds, lr selection), the findings'
+verdicts on constructed results, and a tiny end-to-end run of the whole study (both phases
+through the multi-run engine, table, CSV, figures, resume)."""
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import mmoe_paper as mp
+from experiments import mmoe_paper_report as rep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = mp.Protocol(correlations=(0.5, 1.0), data_seeds=2, seeds=2, select_data_seeds=1,
+                   select_seeds=1, num_train=512, num_valid=256, num_test=256, batch_size=64,
+                   num_steps=6, log_points=3)
+
+
+def test_default_protocol_is_the_papers():
+  p = mp.Protocol()
+  assert p.correlations == (0.5, 0.8, 0.9, 1.0) and p.lrs == (1e-4, 1e-3, 1e-2)
+  assert p.data_seeds * p.seeds >= 100 and p.num_train >= 200_000
+  assert min(p.num_valid, p.num_test) >= 50_000
+  assert p.steps * p.batch_size <= p.num_train          # one pass: fresh rows every step
+  base = mp.base_overrides(p)
+  assert base['model.gate_bias'] is False and base['optim.name'] == 'adam'
+  assert mp.MODELS['shared_bottom']['model.bottom_hidden'] == (113,)
+  assert mp.MODELS['shared_bottom_16']['model.bottom_hidden'] == (16,)
+  assert base['model.experts'] == 8 and base['model.expert_hidden'] == (16,)
+  assert base['model.tower_hidden'] == (8,)
+
+
+def test_cells_pair_runs_and_keep_selection_apart():
+  sel = mp.select_cells(TINY)
+  assert len(sel) == 4 * 2 * 1 * 1 * 3
+  lrs = {(m, c): 1e-3 for m in TINY.models for c in TINY.correlations}
+  cells = mp.report_cells(TINY, lrs)
+  assert len(cells) == 4 * 2 * 2 * 2
+  runs = {}
+  for c in cells:
+    key = (c.group['model'], c.group['correlation'])
+    runs.setdefault(key, set()).add((c.overrides['data.mmoe_synthetic.seed'], c.seed))
+  assert len({frozenset(v) for v in runs.values()}) == 1     # same runs in every cell
+  assert all(len(v) == 4 for v in runs.values())
+  assert not {c.seed for c in sel} & {c.seed for c in cells}
+  assert not ({c.overrides['data.mmoe_synthetic.seed'] for c in sel}
+              & {c.overrides['data.mmoe_synthetic.seed'] for c in cells})
+  assert len({c.id for c in sel + cells}) == len(sel) + len(cells)
+
+
+def _rec(phase, model, corr, data_seed, seed, mse, lr=1e-3):
+  group = {'phase': phase, 'model': model, 'correlation': corr}
+  if phase == 'select':
+    group['lr'] = lr
+  return {'id': f'{model}{corr}{data_seed}{seed}{lr}', 'group': group, 'seed': seed,
+          'overrides': {'data.mmoe_synthetic.seed': data_seed},
+          'summary': {'eval/test/mean/mse': mse, 'eval/valid/mean/mse': mse, 'params': 10}}
+
+
+def test_chosen_lr_is_the_lowest_mean_valid_mse():
+  recs = [_rec('select', 'mmoe', 0.5, 1000, s, v, lr) for s, (lr, v) in enumerate(
+      [(1e-4, 1.0), (1e-4, 1.1), (1e-3, 0.2), (1e-3, 0.9), (1e-2, 0.4), (1e-2, float('nan'))])]
+  assert mp.chosen_lrs(recs) == {('mmoe', 0.5): 1e-3}      # NaN run: that rate is out
+
+
+def _results(effect):
+  """Constructed final MSEs: model base + slope * (1 - correlation) + noise per run."""
+  rng = np.random.default_rng(0)
+  recs = []
+  for m, (base, slope) in effect.items():
+    for c in (0.5, 0.8, 0.9, 1.0):
+      for d in range(8):
+        for s in range(5):
+          recs.append(_rec('report', m, c, d, mp.run_seed(d, s),
+                           base + slope * (1 - c) + 0.002 * rng.normal()))
+  return recs
+
+
+def _verdicts(recs):
+  return [re.search(r': (holds|does not hold|unsettled)\*\*', f).group(1)
+          for f in rep.findings(recs)]
+
+
+def test_findings_verdicts():
+  paper = {'shared_bottom_16': (0.2, 0.4), 'shared_bottom': (0.1, 0.3), 'omoe': (0.08, 0.2),
+           'mmoe': (0.05, 0.05)}
+  assert _verdicts(_results(paper)) == ['holds', 'holds', 'holds']
+  # MMoE loses most as the correlation falls; OMoE is worse than Shared-Bottom everywhere.
+  steep = dict(paper, mmoe=(0.05, 0.5), omoe=(0.3, 0.2))
+  assert _verdicts(_results(steep)) == ['holds', 'does not hold', 'does not hold']
+  inverted = dict(paper, omoe=(0.08, -0.1))                # OMoE better at low correlation
+  assert _verdicts(_results(inverted))[0] == 'does not hold'
+  same = {m: (0.1, 0.0) for m in paper}                     # nothing differs: all unsettled
+  assert _verdicts(_results(same)) == ['unsettled'] * 3
+  rows = rep.rows(_results(paper), {(m, c): 1e-3 for m in paper for c in (0.5, 0.8, 0.9, 1.0)})
+  for r in rows:
+    assert r['runs'] == 40 and r['data_seeds'] == 8 and r['ci_lo'] < r['mean'] < r['ci_hi']
+
+
+def test_study_help_and_imports_with_the_other_studies():
+  for name in ('attention_ablation', 'din_table', 'mmoe_synthetic', 'census_multitask',
+               'dcn_table', 'mmoe_paper'):
+    importlib.import_module(f'experiments.{name}')
+  out = subprocess.run([sys.executable, '-m', 'experiments.mmoe_paper', '--help'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+  for flag in ('--data_seeds', '--select_seeds', '--seeds', '--runs_per_group', '--[no]docs'):
+    assert flag in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end(tmp_path, monkeypatch):
+  out = str(tmp_path / 'mmoe_paper')
+  text, _ = mp.run(out, TINY, runs_per_group=64)
+  for name in mp.RESULT_FILES:
+    assert os.path.getsize(os.path.join(out, name)) > 0, name
+  with open(os.path.join(out, 'table.csv')) as f:
+    table = list(csv.DictReader(f))
+  assert len(table) == 4 * 2
+  for r in table:
+    assert int(r['runs']) == 4 and int(r['data_seeds']) == 2
+    assert float(r['lr']) in TINY.lrs and int(r['nonfinite_runs']) == 0
+    assert float(r['ci95_lo']) <= float(r['test_mse_mean']) <= float(r['ci95_hi'])
+  with open(os.path.join(out, 'select.csv')) as f:
+    sel = list(csv.DictReader(f))
+  assert len(sel) == 4 * 2 * 3 and sum(r['chosen'] == 'True' for r in sel) == 4 * 2
+  for r in sel:
+    if r['chosen'] == 'True':
+      mates = [float(x['valid MSE mean']) for x in sel
+               if (x['model'], x['correlation']) == (r['model'], r['correlation'])]
+      assert float(r['valid MSE mean']) == min(mates)
+  assert len(re.findall(r'\*\*.*: (holds|does not hold|unsettled)\*\*', text)) == 3
+  # Training curves come from the groups' metrics.jsonl (one curve per cell).
+  import json
+  recs = [json.load(open(os.path.join(out, 'cells', f)))
+          for f in os.listdir(os.path.join(out, 'cells')) if f.endswith('.json')]
+  report = [r for r in recs if r['group']['phase'] == 'report']
+  curves = rep.curves(report, out)
+  assert len(curves) == 4 * 2 and all(len(c[0]) >= 2 for c in curves.values())
+  # Resumable: a rerun trains nothing and writes the same table rows.
+  import seqrec_jax.train
+  monkeypatch.setattr(seqrec_jax.train, 'train_and_evaluate',
+                      lambda *a, **k: pytest.fail('a finished cell was retrained'))
+  again, _ = mp.run(out, TINY, runs_per_group=64)
+  assert again.split('\n\n')[1] == text.split('\n\n')[1]

@@ -1,0 +1,28 @@
+"""experiments/video.py: cells, and the top-k utility / recall it reports (hand cases)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments import video
+
+
+def test_cells_pair_by_seed():
+  cells = video.make_cells(5)
+  assert len(cells) == 5 * 9 and {c.seed for c in cells} == set(range(5))
+  groups = {tuple(sorted(c.group.items())) for c in cells}
+  assert len(groups) == 9
+  for c in cells:
+    assert c.overrides['train.save_predictions'] and 'seed' not in c.overrides
+
+
+def test_topk_utility_and_recall_hand_cases():
+  # two requests of 3 candidates; utility = click + 3 like + watch / 30.
+  orc = {'click': np.array([1.0, 0, 0, 0, 0, 0]), 'like': np.zeros(6),
+         'watch': np.array([0, 30.0, 60.0, 0, 0, 30.0]), 'request': np.array([0, 0, 0, 1, 1, 1])}
+  # U = [1, 1, 2 | 0, 0, 1]; best top-2: 3 and 1. score picks [0, 1] and [3, 5]: 2/3 and 1/1.
+  score = np.array([3.0, 2.0, 1.0, 3.0, 1.0, 2.0])
+  assert video.topk_utility(score, orc, k=2) == pytest.approx((2 / 3 + 1.0) / 2)
+  # top-2 of score vs of U: request 0 {0, 1} vs {2, 0 or 1}; request 1 {3, 5} vs {5, 3 or 4}.
+  other = np.array([1.0, 0.0, 2.0, 1.0, 0.0, 2.0])
+  assert video.topk_recall(score, other, orc['request'], k=2) == pytest.approx(0.75)
