@@ -5,6 +5,10 @@ train losses, valid/test metrics]}}:
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multirun_devices.py \
       --layouts=8x1,4x2 --workdir=/tmp/x
+
+With --tolerance it instead prints, per CASES entry, the largest deviation of the compared run
+from its single run (first 20 losses, relative; final valid/test metrics, absolute), the
+figures of docs/multirun.md:  PYTHONPATH=. python tests/multirun_devices.py --tolerance
 """
 from __future__ import annotations
 
@@ -70,13 +74,34 @@ def run_results(workdir, summaries):
           for s in summaries]
 
 
+def tolerance():
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from seqrec_jax import multirun, train  # pylint: disable=g-import-not-at-top
+  for name, (over, s) in CASES.items():
+    cfg = group_config(name, **over)
+    with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as d1:
+      got = run_results(d, train.train_and_evaluate(cfg, d)['runs'])[s]
+      run = multirun.group_runs(cfg, 2 if name in ('mmoe', 'ple') else 1)[s]
+      one = train.train_and_evaluate(multirun.run_config(cfg, run), d1)
+      want = run_results(d1, [dict(one, run=None)])[0]
+    a, b = np.asarray(got['loss'][:20]), np.asarray(want['loss'][:20])
+    print(json.dumps({'case': name, 'run': s, 'seed': run.seed, 'hparams': run.hparams,
+                      'max_rel_loss_diff': float(np.max(np.abs(a - b) / np.abs(b))),
+                      'max_abs_metric_diff': max(abs(got[k] - want[k]) for k in want
+                                                 if k.startswith('eval/'))}), flush=True)
+
+
 def main():
-  import jax  # pylint: disable=g-import-not-at-top
-  from seqrec_jax import train  # pylint: disable=g-import-not-at-top
   ap = argparse.ArgumentParser()
   ap.add_argument('--layouts', default='8x1,4x2', help='runs x data meshes')
-  ap.add_argument('--workdir', required=True)
+  ap.add_argument('--workdir', default='')
+  ap.add_argument('--tolerance', action='store_true')
   args = ap.parse_args()
+  if args.tolerance:
+    return tolerance()
+  import jax  # pylint: disable=g-import-not-at-top
+  from seqrec_jax import train  # pylint: disable=g-import-not-at-top
   out = {'devices': jax.device_count()}
   for layout in args.layouts.split(','):
     runs, data = map(int, layout.split('x'))
