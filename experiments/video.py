@@ -6,7 +6,8 @@
 Cells (experiments/sweep.py; cells differing only in the seed train as one multi-run group):
 MMoE and PLE with click, like, watch-time (watch_time kind) and completion-rate heads, each
 with and without SENet field gating (model.field_gate) and LHUC gates on the towers from the
-user id (model.lhuc), and the three-tower pre-ranker `prerank` on the same tasks. The data
+user id (model.lhuc), MMoE with SENet's sigmoid excitation, and the three-tower pre-ranker
+`prerank` on the same tasks. The data
 (one dataset, data seed 0) is fixed; seeds are initialisations and batch orders, so every
 comparison is paired by seed (metrics.paired_diff_ci).
 
@@ -72,13 +73,18 @@ def make_cells(seeds: int, num_steps: int = -1) -> list[sweep.Cell]:
           cells.append(sweep.Cell(
               {'model': arch, 'senet': gate == 'senet', 'lhuc': lhuc == 'all'},
               {**base, 'model.name': arch, 'model.field_gate': gate, 'model.lhuc': lhuc}, s))
+    # SENet with a sigmoid excitation (gates in (0, 1), never exactly 0), MMoE only.
+    cells.append(sweep.Cell({'model': 'mmoe', 'senet': 'sigmoid', 'lhuc': False},
+                            {**base, 'model.name': 'mmoe', 'model.field_gate': 'senet',
+                             'model.senet_excitation': 'sigmoid', 'model.lhuc': 'none'}, s))
     cells.append(sweep.Cell({'model': 'prerank', 'senet': False, 'lhuc': False},
                             {**base, 'model.name': 'prerank'}, s))
   return cells
 
 
 def _label(g: dict) -> str:
-  return g['model'] + (' +SENet' if g['senet'] else '') + (' +LHUC' if g['lhuc'] else '')
+  senet = {True: ' +SENet', 'sigmoid': ' +SENet(sigmoid)'}.get(g['senet'], '')
+  return g['model'] + senet + (' +LHUC' if g['lhuc'] else '')
 
 
 def _oracle():

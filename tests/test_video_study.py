@@ -9,9 +9,9 @@ from experiments import video
 
 def test_cells_pair_by_seed():
   cells = video.make_cells(5)
-  assert len(cells) == 5 * 9 and {c.seed for c in cells} == set(range(5))
+  assert len(cells) == 5 * 10 and {c.seed for c in cells} == set(range(5))
   groups = {tuple(sorted(c.group.items())) for c in cells}
-  assert len(groups) == 9
+  assert len(groups) == 10
   for c in cells:
     assert c.overrides['train.save_predictions'] and 'seed' not in c.overrides
 

@@ -64,21 +64,21 @@ def get_config() -> ml_collections.ConfigDict:
   # (models/builders.build_field_gate): none | senet (FiBiNET's SENET layer, layers/gating.py;
   # excitation hidden width F // senet_reduction; senet_excitation relu (paper) | sigmoid).
   c.model.field_gate = 'none'
-  c.model.senet_reduction = 3.0
-  c.model.senet_excitation = 'relu'
+  c.model.senet_reduction = 3.0      # SENet reduction ratio r (hidden width F // r)
+  c.model.senet_excitation = 'relu'  # relu (FiBiNET) | sigmoid (gates in (0, 1))
   # LHUC / PPNet (layers/gating.py, models/builders.build_lhuc): gates 2 * sigmoid(.) in (0, 2)
   # from stop-gradient personalisation embeddings multiply hidden layers of the main MLP
   # (multi-task models: of each task tower). lhuc: none | all | last | indices '0,1';
   # lhuc_inputs: 'user' (needs use_user_embedding) and/or sparse field names; lhuc_hidden:
   # width of the gate network's hidden layer.
   c.model.lhuc = 'none'
-  c.model.lhuc_inputs = ('user',)
-  c.model.lhuc_hidden = 64
+  c.model.lhuc_inputs = ('user',)    # 'user' and/or sparse field names (stop-gradient)
+  c.model.lhuc_hidden = 64           # width of the LHUC gate network's hidden layer
   # prerank (models/prerank.py): three-tower pre-ranker; user and item tower MLPs (the last
   # size is the vector width), cross tower MLP, per-task head MLP.
   c.model.prerank_tower = (64, 32)
-  c.model.prerank_cross = (16,)
-  c.model.prerank_head = (16,)
+  c.model.prerank_cross = (16,)      # prerank cross tower MLP (per candidate)
+  c.model.prerank_head = (16,)       # prerank per-task head MLP
   c.model.attention = ml_collections.ConfigDict()
   c.model.attention.name = 'din'
   c.model.attention.inputs = ('q', 'k', 'q-k', 'q*k')
