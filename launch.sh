@@ -49,7 +49,7 @@ case "$cmd" in
   demo)      setup; exec .venv/bin/python -m experiments.demo "$@" ;;
   test)      setup
              .venv/bin/ruff check .   # lint first (config: [tool.ruff] in pyproject.toml)
-             exec .venv/bin/python -m pytest -q tests "$@" ;;
+             exec .venv/bin/python -m pytest -q -n auto --dist loadfile tests "$@" ;;  # xdist: one worker per core, a file per worker
   train)     setup; exec .venv/bin/python -m seqrec_jax.main "$@" ;;
   data)      setup; exec .venv/bin/python -m seqrec_jax.data "$@" ;;
   ablation)  setup; exec .venv/bin/python -m experiments.attention_ablation "$@" ;;
