@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 
-from seqrec_jax import platform_defaults, train
+from seqrec_jax import platform_defaults, train, xla_cpu
 from seqrec_jax.configs import load_config
 
 SPEC = 'seqrec_jax/configs/din.py:synthetic'
@@ -38,6 +38,7 @@ def main():
   ap.add_argument('--warm', type=int, default=40)
   ap.add_argument('--steps', type=int, default=60)
   args = ap.parse_args()
+  xla_cpu.apply_defaults()  # CPU runtime defaults, as seqrec_jax.main (before any JAX work)
   out = {}
   for name, pack, runs in (('single_packed', True, 1), ('single_padded', False, 1),
                            (f'group{args.runs}_padded', False, args.runs)):

@@ -218,7 +218,7 @@ def test_random_valid_requests_score_like_the_plain_model(served, seed):
 # ---------------------------------------------------------------- config faults
 
 CONFIG_FAULTS = [  # (key, value, words the error must contain)
-    ('train.select_metric', 'aucc', "must be one of ['auc', 'gauc', 'logloss', 'mse']"),
+    ('train.select_metric', 'aucc', "must be one of ['auc', 'gauc', 'logloss', 'mae', 'mse']"),
     ('train.eval_every', 0, 'integer >= 1'),
     ('train.log_every', -5, 'integer >= 1'),
     ('train.checkpoint_every', 0, 'integer >= 1'),

@@ -209,7 +209,7 @@ def test_config_errors_come_before_any_work_and_name_every_key(fast_config, tmp_
     train.train_and_evaluate(fast_config, str(wd))
   for key, value in bad.items():
     assert f'config.{key}={value!r}' in str(err.value)
-  assert "one of ['auc', 'gauc', 'logloss', 'mse']" in str(err.value)
+  assert "one of ['auc', 'gauc', 'logloss', 'mae', 'mse']" in str(err.value)
   assert not wd.exists()
 
 
