@@ -7,20 +7,11 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any
+
+from seqrec_jax.configs import validate
 
 _DEFAULT_LINE = re.compile(r'^\s*c\.([\w.]+)\s*=\s*.*?#\s*(.+?)\s*$')
 _KEY_LINE = re.compile(r'^\s*c\.([\w.]+)\s*=')
-
-
-def _flatten(d, prefix: str = '') -> dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if hasattr(v, 'items'):
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
 
 
 def meanings() -> dict[str, str]:
@@ -53,7 +44,7 @@ def meanings() -> dict[str, str]:
 
 def describe(config, source: str) -> str:
   """One line per key: `key = value    meaning`."""
-  flat = _flatten(config)
+  flat = validate.flatten(config)
   notes = meanings()
   width = max(len(f'{k} = {v!r}') for k, v in flat.items())
   lines = [f'Config keys, with the values of {source}',

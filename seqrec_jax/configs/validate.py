@@ -54,11 +54,12 @@ def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]
   return lambda v: None if v is None else check(v)
 
 
-def _flatten(d, prefix: str = '') -> dict[str, Any]:
+def flatten(d, prefix: str = '') -> dict[str, Any]:
+  """{'a.b': leaf} for a nested ConfigDict / dict."""
   out = {}
   for k, v in d.items():
     if hasattr(v, 'items'):
-      out.update(_flatten(v, f'{prefix}{k}.'))
+      out.update(flatten(v, f'{prefix}{k}.'))
     else:
       out[f'{prefix}{k}'] = v
   return out
@@ -134,8 +135,8 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
 def validate_config(config) -> None:
   """Raises ConfigError naming every invalid or unknown key of a training config."""
   from seqrec_jax.configs import default  # pylint: disable=g-import-not-at-top
-  flat = _flatten(config)
-  known = _flatten(default.get_config())
+  flat = flatten(config)
+  known = flatten(default.get_config())
   problems = [f'config.{k}={flat[k]!r}: unknown key (not in seqrec_jax/configs/default.py; '
               'a misspelling?)' for k in sorted(set(flat) - set(known))]
   for key, check in _checks().items():
