@@ -1,0 +1,427 @@
+"""The funnel study (issue 21): retrieval channels -> merge -> pre-rank -> DIN -> top-10.
+
+  bash launch.sh funnel                         # 3 seeds, both datasets; runs/funnel -> docs
+  python -m experiments.funnel --seeds=2 --num_steps=40 --eval_users=200 --outdir=/tmp/f  # smoke
+
+Per dataset (synthetic planted-interest data with its oracle, MovieLens latest-small offline):
+  1. logs, leave-last-out by time (seqrec_jax/retrieval/data.py); `--eval_users` test users
+     (a fixed random subset) are the requests.
+  2. channels (those that have landed: popularity, ItemCF, Swing, UserCF, two-tower) retrieve
+     `--k_retrieve` each; items the user already consumed (the whole log before the target)
+     are removed; merged with per-channel quotas to `--candidates` (seqrec_jax/retrieval/
+     funnel.py). Recall / NDCG / HR at K of each channel and of the merge.
+  3. the three-tower pre-ranker (models/prerank.py) and DIN train through
+     train.train_and_evaluate as one multi-run group of `--seeds` runs each on CTR data from
+     the train part (next interaction vs uniform negatives); their test split is the candidate
+     rows, so the saved test predictions are the candidates' scores.
+  4. final top-10 of: retrieval order, pre-rank only, rank only, the funnel (pre-rank to
+     `--n_prerank`, DIN orders those), popularity, and on synthetic data the oracle's top-10.
+  5. latency of one request per stage (p50 / p99 ms).
+Every stage's result is cached under <outdir>/<dataset>_<key>/ (key = hash of the settings and
+of the data), so a rerun or a killed run resumes where it stopped. Seeds are model
+initialisations and batch orders (the data, the split and the deterministic channels are
+fixed), so differences are paired by seed (metrics.paired_diff_ci); a second interval pairs
+by test user (per-user differences averaged over seeds), the test-set sampling noise.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+from absl import app, flags
+import numpy as np
+
+from experiments import publish
+from seqrec_jax import metrics as M
+from seqrec_jax import xla_cpu
+from seqrec_jax.retrieval import data as D
+from seqrec_jax.retrieval import funnel as F
+from seqrec_jax.retrieval.popularity import Popularity
+
+FLAGS = flags.FLAGS
+KS = (50, 100, 500)
+FINAL_K = 10
+FILES = ('retrieval.md', 'retrieval.csv', 'final.md', 'final.csv', 'latency.md', 'latency.csv',
+         'funnel.png')
+# Merge quota shares of the channels present (renormalised over those that landed).
+QUOTA_WEIGHTS = {'two_tower': 0.3, 'itemcf': 0.2, 'swing': 0.2, 'usercf': 0.2,
+                 'popularity': 0.1}
+
+
+def define_flags():
+  flags.DEFINE_integer('seeds', 3, 'Training seeds of the pre-ranker, DIN and the two-tower.')
+  flags.DEFINE_string('outdir', '', 'Output directory (default runs/funnel).')
+  flags.DEFINE_integer('num_steps', -1, '> 0: train steps per model (else --epochs).')
+  flags.DEFINE_float('epochs', 2.0, 'Epochs of the pre-ranker and DIN.')
+  flags.DEFINE_list('datasets', ['synthetic', 'movielens'], 'synthetic and/or movielens.')
+  flags.DEFINE_integer('eval_users', 1000, 'Test users (requests) per dataset.')
+  flags.DEFINE_integer('max_len', 30, 'History length L of every model.')
+  flags.DEFINE_integer('k_retrieve', 500, 'Items each channel returns.')
+  flags.DEFINE_integer('candidates', 500, 'Merged candidates handed to the pre-ranker.')
+  flags.DEFINE_integer('n_prerank', 100, 'Candidates the pre-ranker passes to DIN.')
+  flags.DEFINE_integer('neg_per_pos', 2, 'Uniform negatives per positive in the CTR data.')
+  flags.DEFINE_bool('docs', True, 'After a default run (no --outdir / --num_steps) copy the '
+                    'tables and the plot to docs/results/funnel/.')
+
+
+def _key(obj) -> str:
+  return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _cached(path: str, fn):
+  """npz cache: loads path if it exists, else saves fn()'s dict of arrays there."""
+  if os.path.exists(path):
+    with np.load(path, allow_pickle=False) as f:
+      return {k: f[k] for k in f.files}
+  out = fn()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  np.savez(path + '.tmp.npz', **out)
+  os.replace(path + '.tmp.npz', path)
+  return out
+
+
+# ----------------------------------------------------------------------------- channels
+
+def build_channels(split: D.Split, ex: dict, seeds, wd: str, log) -> tuple[dict, dict]:
+  """{name: channel or {seed: channel}} of every channel that has landed, and notes."""
+  lg, tr = split.logs, split.train
+  user, item = lg.user[tr], lg.item[tr]
+  chans: dict = {'popularity': Popularity(ex['item_count'])}
+  notes = {}
+  for name, mod, cls in (('itemcf', 'itemcf', 'ItemCF'), ('swing', 'swing', 'Swing'),
+                         ('usercf', 'usercf', 'UserCF')):
+    try:
+      m = __import__(f'seqrec_jax.retrieval.{mod}', fromlist=[cls])
+      t = time.time()
+      chans[name] = getattr(m, cls).fit(user, item, lg.num_users, lg.num_items)
+      notes[name] = f'fit {time.time() - t:.1f} s'
+    except (ImportError, AttributeError) as e:
+      notes[name] = f'not available ({type(e).__name__}: {e})'
+    log(f'  channel {name}: {notes[name]}')
+  tt = two_tower_channels(ex, seeds, os.path.join(wd, 'two_tower'), log)
+  if isinstance(tt, str):
+    notes['two_tower'] = tt
+  else:
+    chans['two_tower'], notes['two_tower'] = tt
+  log(f'  channel two_tower: {notes["two_tower"]}')
+  return chans, notes
+
+
+def two_tower_channels(ex: dict, seeds, wd: str, log):
+  """{seed: TwoTowerChannel} trained by R1's retrieval/train_two_tower.py, or a note why not."""
+  try:
+    from seqrec_jax.retrieval import train_two_tower as T  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    return f'not available (ImportError: {e})'
+  t = time.time()
+  try:
+    chans = T.funnel_channels(ex, list(seeds), wd)
+  except AttributeError as e:
+    return f'not available (AttributeError: {e})'
+  log(f'  two_tower trained {len(chans)} seeds in {time.time() - t:.0f} s')
+  return chans, f'{len(chans)} seeds, {time.time() - t:.0f} s'
+
+
+def _seen_filter(split: D.Split, users: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+  """Removes items each user consumed before the test target (whole log), keeps the first k."""
+  lg = split.logs
+  before = split.part != D.TEST
+  seen = np.unique(lg.user[before].astype(np.int64) * lg.num_items + lg.item[before])
+  key = users[:, None].astype(np.int64) * lg.num_items + ids
+  keep = (ids > 0) & ~np.isin(key, seen)
+  pos = np.argsort(~keep, axis=1, kind='stable')[:, :k]
+  return np.where(np.take_along_axis(keep, pos, 1), np.take_along_axis(ids, pos, 1), 0)
+
+
+def channel_lists(split, q, chans, seeds, wd, log) -> dict[str, dict[int, np.ndarray]]:
+  """{channel: {seed: ids [E, k_retrieve]}} (deterministic channels: the same list per seed),
+  cached per channel."""
+  k, out = FLAGS.k_retrieve, {}
+  margin = 200
+  for name, ch in chans.items():
+    per = ch if isinstance(ch, dict) else {s: ch for s in seeds}
+    res = {}
+    for s in seeds:
+      if not isinstance(ch, dict) and res:
+        res[s] = next(iter(res.values()))
+        continue
+      path = os.path.join(wd, 'channels', f'{name}_s{s}_k{k}.npz')
+      def run(c=per[s], name=name):
+        t = time.time()
+        ids, _ = c.retrieve(q['hist_item'], k + margin, user_id=q['user_id'])
+        return {'ids': _seen_filter(split, q['user_id'], np.asarray(ids), k),
+                'seconds': np.float64(time.time() - t)}
+      res[s] = _cached(path, run)['ids']
+    out[name] = res
+    log(f'  retrieved {name}: {res[seeds[0]].shape}')
+  return out
+
+
+# ----------------------------------------------------------------------------- ranking models
+
+def train_rankers(split, q, cand_by_seed, seeds, wd, dataset, log) -> dict:
+  """{'prerank': {seed: scores [E, N]}, 'din': ...} from train_and_evaluate's multi-run group."""
+  from seqrec_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  blocks = [cand_by_seed[s] for s in seeds]
+  same = all(np.array_equal(b, blocks[0]) for b in blocks)
+  cand = blocks[0] if same else np.concatenate(blocks)
+  qq = q if same else {k: np.concatenate([v] * len(seeds)) for k, v in q.items()}
+  E, N = blocks[0].shape
+  test_rows = D.candidate_rows(split, qq, cand)
+  ds = D.ctr_dataset(split, FLAGS.max_len, test_rows, FLAGS.neg_per_pos, seed=0,
+                     name=f'funnel_{dataset}')
+  name = D.register(f'funnel_{dataset}_{_key([wd, cand.shape, int(cand.sum())])}', ds)
+  n_train = len(ds.splits['train'])
+  out = {}
+  for model in ('prerank', 'din'):
+    mwd = os.path.join(wd, model)
+    o = {'data.name': name, 'model.name': model, 'data.batch_size': 512,
+         'data.eval_batch_size': 8192, 'optim.learning_rate': 2e-3,
+         'train.num_epochs': FLAGS.epochs, 'train.runs': len(seeds),
+         'train.run_seeds': tuple(seeds), 'train.save_predictions': True,
+         'train.progress': False, 'train.log_every': 100, 'train.checkpoint_every': 10**9}
+    steps = FLAGS.num_steps if FLAGS.num_steps > 0 else int(FLAGS.epochs * n_train / 512)
+    if FLAGS.num_steps > 0:
+      o['train.num_steps'] = FLAGS.num_steps
+    o['train.eval_every'] = max(steps // 3, 1)
+    done = os.path.join(mwd, 'funnel_done.json')
+    if not os.path.exists(done):
+      t = time.time()
+      summary = train_and_evaluate(load_config('default.py', o), mwd)
+      with open(done, 'w') as f:
+        json.dump({'seconds': time.time() - t, 'overrides': o,
+                   'valid_auc': [r.get('eval/valid/auc') for r in summary['runs']]}, f,
+                  default=str)
+      log(f'  {model}: trained {len(seeds)} runs in {time.time() - t:.0f} s')
+    scores = {}
+    for r, s in enumerate(seeds):
+      preds = evaluate.load_predictions(mwd, 'test', r)[0][:, 0]
+      block = preds.reshape(-1, E, N)
+      scores[s] = block[0 if same else r]
+    out[model] = scores
+  return out
+
+
+# ----------------------------------------------------------------------------- latency
+
+def latency(split, q, chans, wd) -> dict[str, dict[str, float]]:
+  """p50 / p99 ms of one request through each stage (models with initialised weights: the
+  cost does not depend on their values)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from seqrec_jax import models  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.configs import default  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data.features import DataSpec  # pylint: disable=g-import-not-at-top
+  one = {k: v[:1] for k, v in q.items()}
+  out = {}
+  for name, ch in chans.items():
+    c = next(iter(ch.values())) if isinstance(ch, dict) else ch
+    out[f'retrieve: {name} (k={FLAGS.k_retrieve})'] = F.request_latency(
+        lambda c=c: c.retrieve(one['hist_item'], FLAGS.k_retrieve, user_id=one['user_id']),
+        reps=30)
+  lg = split.logs
+  spec = DataSpec(lg.num_users, lg.num_items, lg.num_cates, FLAGS.max_len)
+  cand = np.arange(1, FLAGS.candidates + 1)[None, :] % (lg.num_items - 1) + 1
+  for model, n in (('prerank', FLAGS.candidates), ('din', FLAGS.n_prerank)):
+    cfg = default.get_config().model
+    cfg.name = model
+    m = models.build_model(cfg, spec)
+    rows = D.candidate_rows(split, one, cand[:, :n])
+    rows.pop('label')
+    variables = m.init(jax.random.key(0), rows, train=False)
+    f = jax.jit(lambda v, b, m=m: m.apply(v, b, train=False))
+    out[f'{model}: score {n} candidates'] = F.request_latency(lambda f=f, v=variables, b=rows:
+                                                              f(v, b), reps=50)
+  return out
+
+
+# ----------------------------------------------------------------------------- one dataset
+
+def run_dataset(dataset: str, seeds, outdir: str, log) -> dict:
+  t0 = time.time()
+  logs = D.synthetic_logs() if dataset == 'synthetic' else D.movielens_logs()
+  split = D.leave_last_out(logs)
+  rng = np.random.default_rng(0)
+  users = np.sort(rng.choice(split.eval_users, min(FLAGS.eval_users, len(split.eval_users)),
+                             replace=False))
+  settings = {k: getattr(FLAGS, k) for k in ('epochs', 'num_steps', 'eval_users', 'max_len',
+                                             'k_retrieve', 'candidates', 'n_prerank',
+                                             'neg_per_pos')}
+  wd = os.path.join(outdir, f'{dataset}_{_key([settings, logs.fingerprint()])}')
+  os.makedirs(wd, exist_ok=True)
+  log(f'[{dataset}] {logs.info}; {len(users)} test users; workdir {wd}')
+  q = D.queries(split, 'test', FLAGS.max_len, users)
+  ex = D.retrieval_examples(split, FLAGS.max_len)
+  chans, notes = build_channels(split, ex, seeds, wd, log)
+  lists = channel_lists(split, q, chans, seeds, wd, log)
+  names = list(lists)
+  quotas = F.quotas_for(names, FLAGS.candidates, QUOTA_WEIGHTS)
+  cand = {s: F.merge({n: (lists[n][s], -np.arange(FLAGS.k_retrieve, dtype=np.float32)[None]
+                          .repeat(len(users), 0)) for n in names}, quotas, FLAGS.candidates)
+          for s in seeds}
+  scores = train_rankers(split, q, cand, seeds, wd, dataset, log)
+  target = q['target']
+  # Per-user metric arrays: rows[(group, name)][seed] = {metric: [E]}
+  retr = {n: {s: F.list_metrics(lists[n][s], target, KS) for s in seeds} for n in names}
+  retr['merged'] = {s: F.list_metrics(cand[s], target, KS) for s in seeds}
+  final = {}
+  for s in seeds:
+    for n, ids in F.stage_lists(cand[s], scores['prerank'][s], scores['din'][s],
+                                FLAGS.n_prerank, FINAL_K).items():
+      final.setdefault(n, {})[s] = F.list_metrics(ids, target, (FINAL_K,))
+    final.setdefault('popularity (top-10)', {})[s] = F.list_metrics(
+        lists['popularity'][s][:, :FINAL_K], target, (FINAL_K,))
+  if logs.oracle is not None:
+    final.update(oracle_rows(split, q, users, seeds))
+  lat = latency(split, q, chans, wd)
+  return {'dataset': dataset, 'retrieval': retr, 'final': final, 'latency': lat,
+          'notes': notes, 'quotas': quotas, 'users': len(users),
+          'seconds': time.time() - t0, 'info': logs.info,
+          'cold_targets': float(np.mean(split.item_count()[target] == 0))}
+
+
+def oracle_rows(split, q, users, seeds) -> dict:
+  """Top-10 of the generator's truth over the unseen catalogue: the next-behaviour oracle
+  (interests and weights) and synthetic.py's click-model oracle p(click | item, history)."""
+  orc, lg = split.logs.oracle, split.logs
+  before = split.part != D.TEST
+  seen = np.zeros((len(users), lg.num_items), bool)
+  idx = np.searchsorted(users, lg.user[before])
+  ok = (idx < len(users)) & (users[np.minimum(idx, len(users) - 1)] == lg.user[before])
+  seen[idx[ok], lg.item[before][ok]] = True
+  out = {}
+  for name, p in (('oracle: next-behaviour distribution', orc.next_item_prob(users)),
+                  ('oracle: click model of synthetic.py', orc.click_prob(q['hist_item']))):
+    p = np.where(seen, -np.inf, p)
+    p[:, 0] = -np.inf
+    ids = np.argsort(-p, axis=1, kind='stable')[:, :FINAL_K]
+    m = F.list_metrics(ids, q['target'], (FINAL_K,))
+    out[name] = {s: m for s in seeds}
+  return out
+
+
+# ----------------------------------------------------------------------------- report
+
+def _ci(vals) -> str:
+  m, lo, hi = M.mean_ci(vals)
+  if not np.isfinite(lo) or hi - lo < 1e-12:
+    return f'{m:.4f}'
+  return f'{m:.4f} [{lo:.4f}, {hi:.4f}]'
+
+
+def _diffs(a: dict, b: dict, metric: str) -> str:
+  """Paired by seed and paired by user (per-user differences averaged over seeds)."""
+  seeds = sorted(set(a) & set(b))
+  d = M.paired_diff_ci({s: a[s][metric].mean() for s in seeds},
+                       {s: b[s][metric].mean() for s in seeds})
+  per_user = np.mean([a[s][metric] - b[s][metric] for s in seeds], 0)
+  mu = M.mean_ci(per_user)
+  seed_s = (f'{d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}]' + (' *' if d['resolved']
+                                                                     else '')
+            if np.isfinite(d['lo']) else f'{d["mean"]:+.4f} (no seed spread)')
+  user_res = mu[1] > 0 or mu[2] < 0
+  return seed_s + f' | [{mu[1]:+.4f}, {mu[2]:+.4f}]' + (' *' if user_res else '')
+
+
+def report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> str:
+  rl = ['### Retrieval: recall / NDCG at K of the held-out next item (mean [95% CI] over '
+        'seeds; deterministic channels have one value)', '',
+        '| dataset | channel | ' + ' | '.join(f'recall@{k} | NDCG@{k}' for k in KS) + ' |',
+        '|' + '---|' * (2 + 2 * len(KS))]
+  rc = ['dataset,channel,' + ','.join(f'recall@{k},ndcg@{k}' for k in KS)]
+  fl = [f'### Final top-{FINAL_K}: HR@{FINAL_K} / NDCG@{FINAL_K} of each use of the stages '
+        '(mean [95% CI] over seeds); differences against popularity', '',
+        f'| dataset | list | HR@{FINAL_K} | NDCG@{FINAL_K} | HR diff vs popularity: by seed '
+        '| by user | NDCG diff vs funnel: by seed | by user |', '|---|---|---|---|---|---|---|---|']
+  fc = [f'dataset,list,hr@{FINAL_K},ndcg@{FINAL_K}']
+  ll = ['### Latency of one request per stage (ms; p50 / p99 over repeated calls)', '',
+        '| dataset | stage | p50 ms | p99 ms |', '|---|---|---|---|']
+  lc = ['dataset,stage,p50_ms,p99_ms']
+  h, n = f'hr@{FINAL_K}', f'ndcg@{FINAL_K}'
+  for res in results:
+    ds = res['dataset']
+    for name, by_seed in res['retrieval'].items():
+      vals = []
+      for k in KS:
+        for met in (f'recall@{k}', f'ndcg@{k}'):
+          vals.append([by_seed[s][met].mean() for s in by_seed])
+      rl.append(f'| {ds} | {name} | ' + ' | '.join(_ci(v) for v in vals) + ' |')
+      rc.append(f'{ds},{name},' + ','.join(f'{np.mean(v):.6f}' for v in vals))
+    fin = res['final']
+    pop, fun = fin['popularity (top-10)'], fin.get('funnel')
+    for name, by_seed in fin.items():
+      hr = [by_seed[s][h].mean() for s in by_seed]
+      nd = [by_seed[s][n].mean() for s in by_seed]
+      d1 = '- | -' if name.startswith('popularity') else _diffs(by_seed, pop, h)
+      d2 = '- | -' if fun is None or name == 'funnel' else _diffs(by_seed, fun, n)
+      fl.append(f'| {ds} | {name} | {_ci(hr)} | {_ci(nd)} | {d1} | {d2} |')
+      fc.append(f'{ds},{name},{np.mean(hr):.6f},{np.mean(nd):.6f}')
+    for stage, v in res['latency'].items():
+      ll.append(f'| {ds} | {stage} | {v["p50_ms"]:.2f} | {v["p99_ms"]:.2f} |')
+      lc.append(f'{ds},{stage},{v["p50_ms"]:.4f},{v["p99_ms"]:.4f}')
+  foot = [f'Seeds {list(seeds)}; test users per dataset: '
+          + ', '.join(f'{r["dataset"]} {r["users"]} (cold targets {r["cold_targets"]:.1%})'
+                      for r in results)
+          + '; channels: ' + '; '.join(f'{r["dataset"]}: ' + ', '.join(
+              f'{k} {v}' for k, v in r['notes'].items()) for r in results)
+          + '; quotas: ' + '; '.join(f'{r["dataset"]} {r["quotas"]}' for r in results) + '.',
+          '', f'`bash launch.sh funnel`: {wall / 60:.1f} min wall at load average {load} '
+          '(2 CPU cores, shared). * = the 95% interval excludes 0 (resolved).']
+  for lines, csv, stem in ((rl, rc, 'retrieval'), (fl, fc, 'final'), (ll, lc, 'latency')):
+    with open(os.path.join(outdir, f'{stem}.md'), 'w') as f:
+      f.write('\n'.join(lines + ([''] + foot if stem == 'final' else [])) + '\n')
+    with open(os.path.join(outdir, f'{stem}.csv'), 'w') as f:
+      f.write('\n'.join(csv) + '\n')
+  plot(results, outdir)
+  return '\n'.join(rl + [''] + fl + [''] + foot + [''] + ll)
+
+
+def plot(results, outdir: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.6), squeeze=False)
+  h = f'hr@{FINAL_K}'
+  for ax, res in zip(axes[0], results):
+    names = list(res['final'])
+    ms = [M.mean_ci([res['final'][nm][s][h].mean() for s in res['final'][nm]]) for nm in names]
+    err = [[m[0] - m[1] if np.isfinite(m[1]) else 0 for m in ms],
+           [m[2] - m[0] if np.isfinite(m[2]) else 0 for m in ms]]
+    ax.barh(range(len(names)), [m[0] for m in ms], xerr=err, capsize=2)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel(f'HR@{FINAL_K} of the held-out next item')
+    ax.set_title(res['dataset'], fontsize=9)
+  fig.tight_layout()
+  fig.savefig(os.path.join(outdir, 'funnel.png'), dpi=110)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  xla_cpu.apply_defaults()
+  t0 = time.time()
+  outdir = FLAGS.outdir or os.path.join('runs', 'funnel')
+  os.makedirs(outdir, exist_ok=True)
+  seeds = list(range(FLAGS.seeds))
+  if len(seeds) < 1:
+    raise app.UsageError(f'--seeds={FLAGS.seeds} must be >= 1 (>= 3 for intervals)')
+
+  def log(msg):
+    print(f'[{time.time() - t0:6.0f} s] {msg}', flush=True)
+  results = [run_dataset(ds, seeds, outdir, log) for ds in FLAGS.datasets]
+  load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+  load = load.split('load average:')[-1].strip()
+  wall = time.time() - t0
+  print(report(results, outdir, wall, load, seeds))
+  print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min (load {load})')
+  if FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0:
+    print('copied to', publish.publish(outdir, 'funnel', FILES))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
