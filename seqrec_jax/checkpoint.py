@@ -201,3 +201,48 @@ class Checkpointer:
   def close(self):
     self.latest.close()
     self.best.close()
+
+
+def _steps_in(d: str) -> list[int]:
+  return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
+
+
+def find_source(path: str, key: str = 'config.train.init_from') -> tuple[str, int]:
+  """(manager directory, step) of the checkpoint `path` names: a workdir (its best/, else the
+  newest step in checkpoints/), a best/ or checkpoints/ directory (its newest step), or one
+  step's directory. CheckpointMismatchError naming `key` and the path if there is none."""
+  p = os.path.abspath(path)
+  for sub in ('best', 'checkpoints'):
+    steps = _steps_in(os.path.join(p, sub))
+    if steps:
+      return os.path.join(p, sub), steps[-1]
+  if _steps_in(p):
+    return p, _steps_in(p)[-1]
+  if os.path.basename(p).isdigit() and os.path.isdir(os.path.join(p, 'state')):
+    return os.path.dirname(p), int(os.path.basename(p))
+  raise CheckpointMismatchError(
+      f'{key}={path!r}: no checkpoint there (expected a workdir with best/ or checkpoints/, '
+      'one of those directories, or a checkpoint step directory holding state/)')
+
+
+def read_source(path: str, key: str = 'config.train.init_from') -> tuple[dict, dict, str]:
+  """(state as saved: {'params', 'batch_stats', ...} of host arrays, its meta, 'dir/step') of
+  the checkpoint `path` names (find_source). Restored without a target, so the source's
+  optimiser state may have any structure (e.g. another config.train.trainable)."""
+  directory, step = find_source(path, key)
+  where = f'{directory}/{step}'
+  mgr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False))
+  try:
+    out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                    meta=ocp.args.JsonRestore()))
+  except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
+    raise CheckpointCorruptError(f'{key}={path!r}: {where} does not restore '
+                                 f'({_reason(e)})') from None
+  finally:
+    mgr.close()
+  state, meta = out['state'], out['meta']
+  if not isinstance(state, dict) or 'params' not in state:
+    raise CheckpointMismatchError(f'{key}={path!r}: {where} holds no params (keys '
+                                  f'{sorted(state) if isinstance(state, dict) else type(state)})')
+  return jax.device_get(state), meta if isinstance(meta, dict) else {}, where
+

@@ -30,6 +30,8 @@ class TrainState(struct.PyTreeNode):
 
 
 OPTIMIZERS = ('adam', 'adamw', 'adagrad', 'sgd')
+# config.train.trainable: which parameters the optimiser updates.
+TRAINABLE = ('all', 'embeddings')
 SCHEDULES = ('constant', 'cosine', 'linear', 'exponential')
 
 
@@ -57,8 +59,15 @@ def make_schedule(cfg, num_steps: int, learning_rate=None):
   return sched
 
 
-def make_optimizer(cfg, num_steps: int, learning_rate=None,
-                   weight_decay=None) -> optax.GradientTransformation:
+def param_labels(params):
+  """'embedding' for nn.Embed tables (parallel.is_embedding_table), 'dense' for the rest."""
+  from seqrec_jax.parallel import is_embedding_table  # pylint: disable=g-import-not-at-top
+  return jax.tree_util.tree_map_with_path(
+      lambda p, x: 'embedding' if is_embedding_table(p, x) else 'dense', params)
+
+
+def make_optimizer(cfg, num_steps: int, learning_rate=None, weight_decay=None,
+                   trainable: str = 'all') -> optax.GradientTransformation:
   """cfg: config.optim (name, learning_rate, schedule, warmup_steps, clip_norm, weight_decay).
 
   weight_decay: adamw's decoupled decay; for adam, adagrad and sgd a plain L2 penalty on every
@@ -67,7 +76,12 @@ def make_optimizer(cfg, num_steps: int, learning_rate=None,
 
   learning_rate / weight_decay: override cfg's values with per-run traced scalars in a
   multi-run group (seqrec_jax/multirun.py); an overridden weight decay always builds the L2
-  step (a zero decay adds 0 * theta), so every run of the group has one state structure."""
+  step (a zero decay adds 0 * theta), so every run of the group has one state structure.
+
+  trainable (config.train.trainable): 'all', or 'embeddings': the whole chain above (decay,
+  clipping by the embeddings' global norm, the optimiser) sees the embedding tables only
+  (optax.multi_transform on `param_labels`); every other parameter gets optax.set_to_zero,
+  so it stays bit-identical and holds no optimiser state."""
   sched = make_schedule(cfg, num_steps, learning_rate)
   wd = cfg.weight_decay if weight_decay is None else weight_decay
   if cfg.name == 'adam':
@@ -85,4 +99,8 @@ def make_optimizer(cfg, num_steps: int, learning_rate=None,
     opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
   if cfg.name != 'adamw' and (weight_decay is not None or cfg.weight_decay):
     opt = optax.chain(optax.add_decayed_weights(wd), opt)
+  if trainable == 'embeddings':
+    opt = optax.multi_transform({'embedding': opt, 'dense': optax.set_to_zero()}, param_labels)
+  elif trainable != 'all':
+    raise ValueError(f'unknown config.train.trainable={trainable!r}; choose from {TRAINABLE}')
   return opt

@@ -22,7 +22,8 @@ import numpy as np
 from seqrec_jax import evaluate, models, multirun, parallel, platform_defaults, precision, steps
 from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.configs import validate
-from seqrec_jax.checkpoint import Checkpointer, check_finite_losses, param_fingerprint
+from seqrec_jax.checkpoint import (Checkpointer, CheckpointMismatchError, check_finite_losses,
+                                   param_fingerprint, read_source)
 from seqrec_jax.data import load_dataset
 from seqrec_jax.data import packing
 from seqrec_jax.data.pipeline import train_batches
@@ -124,6 +125,19 @@ class Program:
     return {} if self.runs is None else {'run': int(s)}
 
 
+def _keep_stats(config, train_step):
+  """config.train.trainable=embeddings: the step with the Dice/BatchNorm moving statistics
+  kept as they were (they belong to the frozen dense model; the batch's own statistics are
+  still used inside the step)."""
+  if config.train.trainable != 'embeddings':
+    return train_step
+
+  def step(state, *args, **kwargs):
+    new, metrics = train_step(state, *args, **kwargs)
+    return new.replace(batch_stats=state.batch_stats), metrics
+  return step
+
+
 def _init_fn(model, ds, tx, compute_dtype):
   def init_fn(key):
     dummy = {k: jnp.asarray(v) for k, v in _dummy_batch(ds, 2).items()}
@@ -149,7 +163,7 @@ def build_program(config) -> Program:
     return _group_program(config, ds, part, total_steps, loss_w, fingerprint)
 
   model = models.build_model(config.model, ds.spec)
-  tx = make_optimizer(config.optim, total_steps)
+  tx = make_optimizer(config.optim, total_steps, trainable=config.train.trainable)
   pidx, pcount = jax.process_index(), jax.process_count()
   pack = _packer(config, part)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
@@ -159,8 +173,8 @@ def build_program(config) -> Program:
   abstract = parallel.with_shardings(abstract, state_sh)  # orbax restores into this layout
   fingerprint['params'] = param_fingerprint(abstract.params)
   # Donation lets XLA update the state in place; the caller must not reuse the old state.
-  p_train = part.compile_train(
-      functools.partial(steps.train_step, tasks=tasks, task_weights=loss_w), state_sh)
+  p_train = part.compile_train(_keep_stats(
+      config, functools.partial(steps.train_step, tasks=tasks, task_weights=loss_w)), state_sh)
   return Program(
       config, ds, part, total_steps, None, abstract, state_sh, fingerprint,
       init=lambda: jax.jit(init_fn, out_shardings=state_sh)(init_rng),
@@ -189,7 +203,8 @@ def _group_program(config, ds, part, total_steps, loss_w, fingerprint) -> Progra
     logging.info('multi-run group: packed histories fall back to the padded path '
                  '(docs/multirun.md)')
   model = models.build_model(multirun.model_config(config, runs), ds.spec)
-  make_tx = multirun.make_tx_fn(config.optim, total_steps)
+  make_tx = functools.partial(make_optimizer, config.optim, total_steps,
+                              trainable=config.train.trainable)
   hp = multirun.hparam_arrays(config, runs)
   init_fn = _init_fn(model, ds, multirun.run_tx(make_tx, {k: v[0] for k, v in hp.items()}),
                      config.model.compute_dtype)
@@ -206,7 +221,8 @@ def _group_program(config, ds, part, total_steps, loss_w, fingerprint) -> Progra
   hp, step_rngs = jax.device_put((hp, step_rngs), on_runs)
   batch_sh = multirun.run_axis_sharding(mesh, parallel.DATA)
   repl = parallel.replicated(mesh)
-  p_train = jax.jit(functools.partial(multirun.group_train_step, tasks=tasks, make_tx=make_tx),
+  p_train = jax.jit(_keep_stats(config, functools.partial(
+      multirun.group_train_step, tasks=tasks, make_tx=make_tx)),
                     in_shardings=(state_sh, batch_sh, on_runs, on_runs, on_runs),
                     out_shardings=(state_sh, repl), donate_argnums=(0,))
   p_eval = jax.jit(functools.partial(multirun.group_eval_step, tasks=tasks),
@@ -252,12 +268,69 @@ class Progress:
     return np.array([not m.get('stopped_early') for m in self.metas])
 
 
+def _flat(tree) -> dict[str, Any]:
+  return {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def warm_start(prog: Program, state):
+  """The fresh state with config.train.init_from's params and batch_stats (step 0 and the
+  optimiser state stay fresh). A group takes a single run's checkpoint in every run (the same
+  weights; seeds then differ in data order and dropout) or a group's of as many runs, run s
+  from run s. CheckpointMismatchError names every missing, extra or reshaped path."""
+  path = prog.config.train.init_from
+  key = 'config.train.init_from'
+  src, meta, where = read_source(path)
+  runs = meta.get('runs')
+  n_src = len(runs) if isinstance(runs, list) else None
+  fp = meta.get('fingerprint', {})
+  what = (f'{key}={path!r}: checkpoint {where} (model {fp.get("model")!r}, dataset '
+          f'{fp.get("dataset")!r}' + (f', a group of {n_src} runs)' if n_src else ', one run)'))
+  if n_src is not None and n_src != (prog.num_runs if prog.runs is not None else None):
+    this = f'a group of {prog.num_runs} runs' if prog.runs is not None else 'one run'
+    raise CheckpointMismatchError(
+        f'{what} cannot start {this}: a group source starts a group of as many runs '
+        f'(config.train.runs={n_src}) run by run; a single-run source starts any run or group')
+  group = prog.runs is not None
+  out, problems = {}, []
+  for coll in ('params', 'batch_stats'):
+    mine, theirs = _flat(getattr(state, coll)), _flat(src.get(coll) or {})
+    per = lambda x, lead: tuple(np.shape(x)[1:] if lead else np.shape(x))
+    missing = [k for k in mine if k not in theirs]
+    extra = [k for k in theirs if k not in mine]
+    shapes = [f'{k}: {per(theirs[k], n_src is not None)} -> {per(mine[k], group)}'
+              for k in mine if k in theirs and per(theirs[k], n_src is not None)
+              != per(mine[k], group)]
+    for label, items in (('missing from the checkpoint', missing),
+                         ('in the checkpoint, not in this model', extra),
+                         ('shape (checkpoint -> this model, per run)', shapes)):
+      if items:
+        problems.append(f'{coll} {label} ({len(items)}): {", ".join(items[:6])}'
+                        + (', ...' if len(items) > 6 else ''))
+    if not problems:   # a single run's leaf broadcasts over a group's leading run axis
+      out[coll] = jax.tree_util.tree_map_with_path(
+          lambda p, x, t=theirs: np.broadcast_to(np.asarray(t[jax.tree_util.keystr(p)],
+                                                            x.dtype), x.shape),
+          getattr(state, coll))
+  if problems:
+    raise CheckpointMismatchError(
+        f'{what} does not fit this model ({prog.config.model.name!r} on '
+        f'{prog.config.data.name!r}):\n  ' + '\n  '.join(problems)
+        + '\nWarm starts need the same model config (shapes and names of every parameter).')
+  logging.info('Warm start from %s: params and batch_stats%s; step and optimiser state fresh',
+               where, f' (one run, into all {prog.num_runs})' if group and n_src is None else '')
+  return jax.device_put(state.replace(**out), prog.state_sh)
+
+
 def init_or_restore(prog: Program, ckpt: Checkpointer, workdir: str):
-  """(state, Progress): the latest checkpoint in workdir, or a fresh state at step 0."""
+  """(state, Progress): the latest checkpoint in workdir, or a fresh state at step 0 (warm
+  started from config.train.init_from when set: only here, never over a resumed state)."""
   restored = ckpt.restore_latest(prog.abstract)
   if restored is None:
     fresh = {'best': None, 'best_step': -1, 'bad_evals': 0, 'stopped_early': False}
-    return prog.init(), Progress(0, [dict(fresh) for _ in range(prog.num_runs)])
+    state = prog.init()
+    if prog.config.train.init_from:
+      state = warm_start(prog, state)
+    return state, Progress(0, [dict(fresh) for _ in range(prog.num_runs)])
   state, meta = restored
   state = jax.device_put(state, prog.state_sh)
   if prog.runs is None:

@@ -149,6 +149,15 @@ def get_config() -> ml_collections.ConfigDict:
   # True: the best-valid state's test predictions go to <workdir>/predictions_test.npz
   # (evaluate.save_predictions; studies bootstrap GAUC differences over test users from them).
   c.train.save_predictions = False
+  # Warm start (docs/incremental.md): '' = random init; else a workdir (its best/ checkpoint,
+  # else the newest in checkpoints/) or one checkpoint directory, whose params and Dice /
+  # BatchNorm statistics replace the fresh ones at step 0 (step and optimiser state start
+  # fresh). A group takes one run's checkpoint in every run, or a group's of as many runs run by
+  # run. A resumed run continues from its own checkpoint and does not read init_from again.
+  c.train.init_from = ''
+  # all | embeddings: only the nn.Embed tables are updated (params and Dice/BatchNorm moving
+  # statistics of everything else stay as initialised or loaded; no optimiser state for them).
+  c.train.trainable = 'all'
 
   # Mesh over all (global) devices: data x model must equal jax.device_count(). Batch sizes
   # above are global; per device = batch_size / data. See seqrec_jax/parallel.py.

@@ -125,6 +125,9 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
           'must be an integer >= 1 (0 keeps no checkpoint: nothing to resume from)'),
       'train.patience': lambda v: None if _is_int(v) else 'must be an integer (<= 0: off)',
       'train.select_metric': _one_of(all_metrics),
+      'train.trainable': _one_of(state.TRAINABLE),
+      'train.init_from': lambda v: None if isinstance(v, str) else (
+          "must be a path string (a workdir or checkpoint directory; '' = random init)"),
       'parallel.strategy': _one_of(parallel.STRATEGIES),
       'parallel.model': _int_at_least(1),
       'parallel.data': lambda v: None if _is_int(v) and (v == -1 or v >= 1) else (
