@@ -5,20 +5,21 @@ fills them from the table of the platform at the entry point (train.train_and_ev
 benchmarks/jax_din.py). A value set in a config file or on the command line is kept
 (`--config.data.pack_history=False` on a GPU stays False).
 
-| key                | cpu (measured) | gpu, tpu (to be measured) |
-|--------------------|----------------|---------------------------|
-| data.pack_history  | True           | False                     |
-| data.pack_buckets  | 32             | 32                        |
-| data.pack_max_fill | 0.8            | 0.8                       |
+| key                | cpu (measured) | gpu (measured, H100) | tpu (to be measured) |
+|--------------------|----------------|----------------------|----------------------|
+| data.pack_history  | True           | True                 | False                |
+| data.pack_buckets  | 32             | 32                   | 32                   |
+| data.pack_max_fill | 0.8            | 0.8                  | 0.8                  |
 
 cpu: benchmarks/din_throughput.py on 2 AMD EPYC cores (docs/performance.md): packed histories
 train DIN 1.71x / 1.51x / 1.31x faster than padded at L = 50 / 100 / 200 (uniform lengths);
 with full-length histories the padded path is 1.15-1.2x faster, hence pack_max_fill 0.8.
-gpu, tpu: not measured (no accelerator has been lent to this project yet). Padded is the prior
-because packing builds its index on the host for every batch and its compiled shape follows
-the batch's fill, while an accelerator's cost for the padded positions is small at these
-sizes. benchmarks/accelerator_check.py measures both ('jax' packed, 'jax_dense' padded); its
-numbers replace this prior (docs/accelerator.md).
+gpu: benchmarks/accelerator_check.py on one H100 (2026-11-27, jax 0.11.2, docs/accelerator.md):
+packed ('jax', host-side index inside the timed loop) vs padded ('jax_dense') at batch 8192:
+2.26x / 2.24x / 2.04x at L = 50 / 100 / 200; at batch 1024: 0.84x / 0.98x / 1.04x. Packed
+wins where the step is large and is never far behind, so it is the GPU default too.
+pack_max_fill 0.8 on GPU is kept from the CPU measurement (full-length histories unmeasured).
+tpu: not measured; padded is the prior (no TPU lent to this project).
 """
 from __future__ import annotations
 
@@ -26,13 +27,13 @@ import copy
 
 AUTO = None
 PLATFORMS = ('cpu', 'gpu', 'tpu')
-_ACCELERATOR = {'data.pack_history': False, 'data.pack_buckets': 32, 'data.pack_max_fill': 0.8}
+_PACKED = {'data.pack_history': True, 'data.pack_buckets': 32, 'data.pack_max_fill': 0.8}
 DEFAULTS = {
-    'cpu': {'data.pack_history': True, 'data.pack_buckets': 32, 'data.pack_max_fill': 0.8},
-    'gpu': dict(_ACCELERATOR),
-    'tpu': dict(_ACCELERATOR),
+    'cpu': dict(_PACKED),
+    'gpu': dict(_PACKED),
+    'tpu': {**_PACKED, 'data.pack_history': False},
 }
-MEASURED = {'cpu': True, 'gpu': False, 'tpu': False}
+MEASURED = {'cpu': True, 'gpu': True, 'tpu': False}
 
 
 def current_platform() -> str:

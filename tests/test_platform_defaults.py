@@ -28,11 +28,13 @@ def test_resolve_fills_the_platform_table_without_touching_the_input(platform):
   assert out.is_locked                              # still no new keys
 
 
-def test_cpu_values_are_the_measured_ones_and_accelerators_are_marked_unmeasured():
-  assert platform_defaults.DEFAULTS['cpu'] == {
-      'data.pack_history': True, 'data.pack_buckets': 32, 'data.pack_max_fill': 0.8}
-  assert platform_defaults.MEASURED == {'cpu': True, 'gpu': False, 'tpu': False}
-  assert platform_defaults.table()['gpu']['measured'] is False
+def test_cpu_and_gpu_values_are_the_measured_ones_and_tpu_is_marked_unmeasured():
+  packed = {'data.pack_history': True, 'data.pack_buckets': 32, 'data.pack_max_fill': 0.8}
+  assert platform_defaults.DEFAULTS['cpu'] == packed
+  assert platform_defaults.DEFAULTS['gpu'] == packed      # H100, docs/accelerator.md
+  assert platform_defaults.DEFAULTS['tpu'] == {**packed, 'data.pack_history': False}
+  assert platform_defaults.MEASURED == {'cpu': True, 'gpu': True, 'tpu': False}
+  assert platform_defaults.table()['tpu']['measured'] is False
 
 
 def test_explicit_values_win_over_the_platform():
@@ -41,7 +43,7 @@ def test_explicit_values_win_over_the_platform():
   assert (out.data.pack_history, out.data.pack_buckets, out.data.pack_max_fill) == (
       False, 32, 1.0)
   out = platform_defaults.resolve(load_config('din.py:synthetic', {'data.pack_history': True}),
-                                  'gpu')
+                                  'tpu')
   assert out.data.pack_history is True
 
 
@@ -60,7 +62,7 @@ def test_current_platform_here():
   assert platform_defaults.current_platform() in platform_defaults.PLATFORMS
 
 
-@pytest.mark.parametrize('platform,packed', [('cpu', True), ('gpu', False)])
+@pytest.mark.parametrize('platform,packed', [('cpu', True), ('gpu', True), ('tpu', False)])
 def test_train_and_evaluate_resolves_before_reading_data(monkeypatch, tmp_path, platform,
                                                          packed):
   seen = {}
