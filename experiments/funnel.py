@@ -25,6 +25,7 @@ by test user (per-user differences averaged over seeds), the test-set sampling n
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -62,9 +63,28 @@ def define_flags():
   flags.DEFINE_integer('k_retrieve', 500, 'Items each channel returns.')
   flags.DEFINE_integer('candidates', 500, 'Merged candidates handed to the pre-ranker.')
   flags.DEFINE_integer('n_prerank', 100, 'Candidates the pre-ranker passes to DIN.')
+  flags.DEFINE_integer('two_tower_steps', 1000, 'Two-tower training steps (batch 512).')
   flags.DEFINE_integer('neg_per_pos', 2, 'Uniform negatives per positive in the CTR data.')
   flags.DEFINE_bool('docs', True, 'After a default run (no --outdir / --num_steps) copy the '
                     'tables and the plot to docs/results/funnel/.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Everything a dataset's results depend on besides the data (its cache key)."""
+  epochs: float = 2.0
+  num_steps: int = -1
+  eval_users: int = 1000
+  max_len: int = 30
+  k_retrieve: int = 500
+  candidates: int = 500
+  n_prerank: int = 100
+  neg_per_pos: int = 2
+  two_tower_steps: int = 1000
+  channels: tuple = ()             # () = every channel that has landed; ('popularity',) only
+  synthetic: dict = dataclasses.field(default_factory=dict)   # synthetic_logs overrides
+  model_overrides: dict = dataclasses.field(default_factory=dict)  # config overrides of both
+  latency: bool = True
 
 
 def _key(obj) -> str:
@@ -85,44 +105,50 @@ def _cached(path: str, fn):
 
 # ----------------------------------------------------------------------------- channels
 
-def build_channels(split: D.Split, ex: dict, seeds, wd: str, log) -> tuple[dict, dict]:
-  """{name: channel or {seed: channel}} of every channel that has landed, and notes."""
+def build_channels(split: D.Split, ex: dict, seeds, log, st: Settings) -> tuple[dict, dict]:
+  """{name: factory} of every channel that has landed, and notes. A factory returns the channel
+  (or {seed: channel} for trained ones) and is called only when a stage's cache is missing."""
   lg, tr = split.logs, split.train
   user, item = lg.user[tr], lg.item[tr]
-  chans: dict = {'popularity': Popularity(ex['item_count'])}
-  notes = {}
+  facs: dict = {'popularity': lambda: Popularity(ex['item_count'])}
+  notes = {'popularity': 'train counts'}
+  if st.channels == ('popularity',):
+    return _memo(facs), notes
   for name, mod, cls in (('itemcf', 'itemcf', 'ItemCF'), ('swing', 'swing', 'Swing'),
                          ('usercf', 'usercf', 'UserCF')):
     try:
-      m = __import__(f'seqrec_jax.retrieval.{mod}', fromlist=[cls])
-      t = time.time()
-      chans[name] = getattr(m, cls).fit(user, item, lg.num_users, lg.num_items)
-      notes[name] = f'fit {time.time() - t:.1f} s'
+      fit = getattr(__import__(f'seqrec_jax.retrieval.{mod}', fromlist=[cls]), cls).fit
     except (ImportError, AttributeError) as e:
-      notes[name] = f'not available ({type(e).__name__}: {e})'
-    log(f'  channel {name}: {notes[name]}')
-  tt = two_tower_channels(ex, seeds, os.path.join(wd, 'two_tower'), log)
-  if isinstance(tt, str):
-    notes['two_tower'] = tt
-  else:
-    chans['two_tower'], notes['two_tower'] = tt
-  log(f'  channel two_tower: {notes["two_tower"]}')
-  return chans, notes
-
-
-def two_tower_channels(ex: dict, seeds, wd: str, log):
-  """{seed: TwoTowerChannel} trained by R1's retrieval/train_two_tower.py, or a note why not."""
+      notes[name] = f'not available ({type(e).__name__})'
+      continue
+    facs[name] = lambda fit=fit: fit(user, item, lg.num_users, lg.num_items)
+    notes[name] = 'R2 defaults'
   try:
     from seqrec_jax.retrieval import train_two_tower as T  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    return f'not available (ImportError: {e})'
-  t = time.time()
-  try:
-    chans = T.funnel_channels(ex, list(seeds), wd)
-  except AttributeError as e:
-    return f'not available (AttributeError: {e})'
-  log(f'  two_tower trained {len(chans)} seeds in {time.time() - t:.0f} s')
-  return chans, f'{len(chans)} seeds, {time.time() - t:.0f} s'
+    notes['two_tower'] = f'not available ({type(e).__name__})'
+  else:
+    steps = st.num_steps if st.num_steps > 0 else st.two_tower_steps
+    cfg = T.TwoTowerConfig(loss='softmax', log_q=True, num_steps=steps, batch_size=512)
+
+    def two_tower():
+      t = time.time()
+      res = T.train(ex, None, cfg, seeds=tuple(seeds))
+      log(f'  two_tower: trained {len(seeds)} seeds x {steps} steps in {time.time() - t:.0f} s')
+      return {s: res.channel(i, ex['cate_of_item']) for i, s in enumerate(seeds)}
+    facs['two_tower'] = two_tower
+    notes['two_tower'] = f'in-batch softmax + log-Q, {steps} steps of 512'
+  for name in facs:
+    log(f'  channel {name}: {notes[name]}')
+  return _memo(facs), notes
+
+
+def _memo(facs: dict) -> dict:
+  out = {}
+  for name, fn in facs.items():
+    box: list = []
+    out[name] = lambda fn=fn, box=box: box[0] if box else (box.append(fn()) or box[0])
+  return out
 
 
 def _seen_filter(split: D.Split, users: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
@@ -136,33 +162,33 @@ def _seen_filter(split: D.Split, users: np.ndarray, ids: np.ndarray, k: int) -> 
   return np.where(np.take_along_axis(keep, pos, 1), np.take_along_axis(ids, pos, 1), 0)
 
 
-def channel_lists(split, q, chans, seeds, wd, log) -> dict[str, dict[int, np.ndarray]]:
-  """{channel: {seed: ids [E, k_retrieve]}} (deterministic channels: the same list per seed),
-  cached per channel."""
-  k, out = FLAGS.k_retrieve, {}
-  margin = 200
-  for name, ch in chans.items():
-    per = ch if isinstance(ch, dict) else {s: ch for s in seeds}
+def channel_lists(split, q, chans, seeds, wd, log, st: Settings
+                  ) -> dict[str, dict[int, np.ndarray]]:
+  """{channel: {seed: ids [E, k_retrieve]}} (deterministic channels: the same list for every
+  seed), cached per channel and seed; a channel is built only when a list is missing."""
+  k, margin, out = st.k_retrieve, 200, {}
+  for name, fac in chans.items():
     res = {}
     for s in seeds:
-      if not isinstance(ch, dict) and res:
-        res[s] = next(iter(res.values()))
-        continue
       path = os.path.join(wd, 'channels', f'{name}_s{s}_k{k}.npz')
-      def run(c=per[s], name=name):
+
+      def run(fac=fac, s=s):
+        ch = fac()
+        c = ch[s] if isinstance(ch, dict) else ch
         t = time.time()
         ids, _ = c.retrieve(q['hist_item'], k + margin, user_id=q['user_id'])
         return {'ids': _seen_filter(split, q['user_id'], np.asarray(ids), k),
                 'seconds': np.float64(time.time() - t)}
-      res[s] = _cached(path, run)['ids']
+      got = _cached(path, run)
+      res[s] = got['ids']
     out[name] = res
-    log(f'  retrieved {name}: {res[seeds[0]].shape}')
+    log(f'  retrieved {name}: {res[seeds[0]].shape} ({float(got["seconds"]):.1f} s per batch)')
   return out
 
 
 # ----------------------------------------------------------------------------- ranking models
 
-def train_rankers(split, q, cand_by_seed, seeds, wd, dataset, log) -> dict:
+def train_rankers(split, q, cand_by_seed, seeds, wd, dataset, log, st: Settings) -> dict:
   """{'prerank': {seed: scores [E, N]}, 'din': ...} from train_and_evaluate's multi-run group."""
   from seqrec_jax import evaluate  # pylint: disable=g-import-not-at-top
   from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
@@ -173,21 +199,23 @@ def train_rankers(split, q, cand_by_seed, seeds, wd, dataset, log) -> dict:
   qq = q if same else {k: np.concatenate([v] * len(seeds)) for k, v in q.items()}
   E, N = blocks[0].shape
   test_rows = D.candidate_rows(split, qq, cand)
-  ds = D.ctr_dataset(split, FLAGS.max_len, test_rows, FLAGS.neg_per_pos, seed=0,
+  ds = D.ctr_dataset(split, st.max_len, test_rows, st.neg_per_pos, seed=0,
                      name=f'funnel_{dataset}')
-  name = D.register(f'funnel_{dataset}_{_key([wd, cand.shape, int(cand.sum())])}', ds)
+  ckey = _key([cand.shape, hashlib.sha1(cand.tobytes()).hexdigest()])
+  name = D.register(f'funnel_{dataset}_{ckey}', ds)
   n_train = len(ds.splits['train'])
   out = {}
   for model in ('prerank', 'din'):
-    mwd = os.path.join(wd, model)
+    mwd = os.path.join(wd, f'{model}_{ckey}')   # the test split is the candidates
     o = {'data.name': name, 'model.name': model, 'data.batch_size': 512,
          'data.eval_batch_size': 8192, 'optim.learning_rate': 2e-3,
-         'train.num_epochs': FLAGS.epochs, 'train.runs': len(seeds),
+         'train.num_epochs': st.epochs, 'train.runs': len(seeds),
          'train.run_seeds': tuple(seeds), 'train.save_predictions': True,
-         'train.progress': False, 'train.log_every': 100, 'train.checkpoint_every': 10**9}
-    steps = FLAGS.num_steps if FLAGS.num_steps > 0 else int(FLAGS.epochs * n_train / 512)
-    if FLAGS.num_steps > 0:
-      o['train.num_steps'] = FLAGS.num_steps
+         'train.progress': False, 'train.log_every': 100, 'train.checkpoint_every': 10**9,
+         **st.model_overrides}
+    steps = st.num_steps if st.num_steps > 0 else int(st.epochs * n_train / 512)
+    if st.num_steps > 0:
+      o['train.num_steps'] = st.num_steps
     o['train.eval_every'] = max(steps // 3, 1)
     done = os.path.join(mwd, 'funnel_done.json')
     if not os.path.exists(done):
@@ -209,24 +237,29 @@ def train_rankers(split, q, cand_by_seed, seeds, wd, dataset, log) -> dict:
 
 # ----------------------------------------------------------------------------- latency
 
-def latency(split, q, chans, wd) -> dict[str, dict[str, float]]:
+def latency(split, q, chans, wd, st: Settings) -> dict[str, dict[str, float]]:
   """p50 / p99 ms of one request through each stage (models with initialised weights: the
   cost does not depend on their values)."""
   import jax  # pylint: disable=g-import-not-at-top
   from seqrec_jax import models  # pylint: disable=g-import-not-at-top
   from seqrec_jax.configs import default  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data.features import DataSpec  # pylint: disable=g-import-not-at-top
+  path = os.path.join(wd, 'latency.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
   one = {k: v[:1] for k, v in q.items()}
   out = {}
-  for name, ch in chans.items():
+  for name, fac in chans.items():
+    ch = fac()
     c = next(iter(ch.values())) if isinstance(ch, dict) else ch
-    out[f'retrieve: {name} (k={FLAGS.k_retrieve})'] = F.request_latency(
-        lambda c=c: c.retrieve(one['hist_item'], FLAGS.k_retrieve, user_id=one['user_id']),
+    out[f'retrieve: {name} (k={st.k_retrieve})'] = F.request_latency(
+        lambda c=c: c.retrieve(one['hist_item'], st.k_retrieve, user_id=one['user_id']),
         reps=30)
   lg = split.logs
-  spec = DataSpec(lg.num_users, lg.num_items, lg.num_cates, FLAGS.max_len)
-  cand = np.arange(1, FLAGS.candidates + 1)[None, :] % (lg.num_items - 1) + 1
-  for model, n in (('prerank', FLAGS.candidates), ('din', FLAGS.n_prerank)):
+  spec = DataSpec(lg.num_users, lg.num_items, lg.num_cates, st.max_len)
+  cand = np.arange(1, st.candidates + 1)[None, :] % (lg.num_items - 1) + 1
+  for model, n in (('prerank', st.candidates), ('din', st.n_prerank)):
     cfg = default.get_config().model
     cfg.name = model
     m = models.build_model(cfg, spec)
@@ -236,34 +269,41 @@ def latency(split, q, chans, wd) -> dict[str, dict[str, float]]:
     f = jax.jit(lambda v, b, m=m: m.apply(v, b, train=False))
     out[f'{model}: score {n} candidates'] = F.request_latency(lambda f=f, v=variables, b=rows:
                                                               f(v, b), reps=50)
+  with open(path, 'w') as f:
+    json.dump(out, f)
   return out
 
 
 # ----------------------------------------------------------------------------- one dataset
 
-def run_dataset(dataset: str, seeds, outdir: str, log) -> dict:
+def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
   t0 = time.time()
-  logs = D.synthetic_logs() if dataset == 'synthetic' else D.movielens_logs()
+  logs = (D.synthetic_logs(**st.synthetic) if dataset == 'synthetic'
+          else D.movielens_logs())
   split = D.leave_last_out(logs)
   rng = np.random.default_rng(0)
-  users = np.sort(rng.choice(split.eval_users, min(FLAGS.eval_users, len(split.eval_users)),
+  users = np.sort(rng.choice(split.eval_users, min(st.eval_users, len(split.eval_users)),
                              replace=False))
-  settings = {k: getattr(FLAGS, k) for k in ('epochs', 'num_steps', 'eval_users', 'max_len',
-                                             'k_retrieve', 'candidates', 'n_prerank',
-                                             'neg_per_pos')}
+  settings = {k: v for k, v in dataclasses.asdict(st).items() if k not in ('channels', 'latency')}
   wd = os.path.join(outdir, f'{dataset}_{_key([settings, logs.fingerprint()])}')
   os.makedirs(wd, exist_ok=True)
   log(f'[{dataset}] {logs.info}; {len(users)} test users; workdir {wd}')
-  q = D.queries(split, 'test', FLAGS.max_len, users)
-  ex = D.retrieval_examples(split, FLAGS.max_len)
-  chans, notes = build_channels(split, ex, seeds, wd, log)
-  lists = channel_lists(split, q, chans, seeds, wd, log)
+  q = D.queries(split, 'test', st.max_len, users)
+  ex = D.retrieval_examples(split, st.max_len)
+  chans, notes = build_channels(split, ex, seeds, log, st)
+  lists = channel_lists(split, q, chans, seeds, wd, log, st)
   names = list(lists)
-  quotas = F.quotas_for(names, FLAGS.candidates, QUOTA_WEIGHTS)
-  cand = {s: F.merge({n: (lists[n][s], -np.arange(FLAGS.k_retrieve, dtype=np.float32)[None]
-                          .repeat(len(users), 0)) for n in names}, quotas, FLAGS.candidates)
+  merged = names
+  try:
+    from seqrec_jax.retrieval import merge as _  # noqa: F401  pylint: disable=g-import-not-at-top
+  except ImportError:   # R2's merge not landed: hand over the best-ranked single channel
+    merged = ['two_tower' if 'two_tower' in names else 'popularity']
+    notes['merge'] = f'retrieval/merge.py not available: candidates = {merged[0]} alone'
+  quotas = F.quotas_for(merged, st.candidates, QUOTA_WEIGHTS)
+  rank = -np.arange(st.k_retrieve, dtype=np.float32)[None].repeat(len(users), 0)
+  cand = {s: F.merge({n: (lists[n][s], rank) for n in merged}, quotas, st.candidates)
           for s in seeds}
-  scores = train_rankers(split, q, cand, seeds, wd, dataset, log)
+  scores = train_rankers(split, q, cand, seeds, wd, dataset, log, st)
   target = q['target']
   # Per-user metric arrays: rows[(group, name)][seed] = {metric: [E]}
   retr = {n: {s: F.list_metrics(lists[n][s], target, KS) for s in seeds} for n in names}
@@ -271,13 +311,13 @@ def run_dataset(dataset: str, seeds, outdir: str, log) -> dict:
   final = {}
   for s in seeds:
     for n, ids in F.stage_lists(cand[s], scores['prerank'][s], scores['din'][s],
-                                FLAGS.n_prerank, FINAL_K).items():
+                                st.n_prerank, FINAL_K).items():
       final.setdefault(n, {})[s] = F.list_metrics(ids, target, (FINAL_K,))
     final.setdefault('popularity (top-10)', {})[s] = F.list_metrics(
         lists['popularity'][s][:, :FINAL_K], target, (FINAL_K,))
   if logs.oracle is not None:
     final.update(oracle_rows(split, q, users, seeds))
-  lat = latency(split, q, chans, wd)
+  lat = {} if not st.latency else latency(split, q, chans, wd, st)
   return {'dataset': dataset, 'retrieval': retr, 'final': final, 'latency': lat,
           'notes': notes, 'quotas': quotas, 'users': len(users),
           'seconds': time.time() - t0, 'info': logs.info,
@@ -314,17 +354,18 @@ def _ci(vals) -> str:
 
 
 def _diffs(a: dict, b: dict, metric: str) -> str:
-  """Paired by seed and paired by user (per-user differences averaged over seeds)."""
+  """'by seed | by user': paired by seed (metrics.paired_diff_ci) and paired by test user
+  (per-user differences averaged over seeds, t-interval over users); * = resolved."""
   seeds = sorted(set(a) & set(b))
   d = M.paired_diff_ci({s: a[s][metric].mean() for s in seeds},
                        {s: b[s][metric].mean() for s in seeds})
-  per_user = np.mean([a[s][metric] - b[s][metric] for s in seeds], 0)
-  mu = M.mean_ci(per_user)
-  seed_s = (f'{d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}]' + (' *' if d['resolved']
-                                                                     else '')
-            if np.isfinite(d['lo']) else f'{d["mean"]:+.4f} (no seed spread)')
-  user_res = mu[1] > 0 or mu[2] < 0
-  return seed_s + f' | [{mu[1]:+.4f}, {mu[2]:+.4f}]' + (' *' if user_res else '')
+  if not np.isfinite(d['lo']) or d['hi'] - d['lo'] < 1e-12:
+    seed_s = f'{d["mean"]:+.4f} (no seed spread)'
+  else:
+    seed_s = f'{d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}]' + (' *' if d['resolved']
+                                                                      else '')
+  _, lo, hi = M.mean_ci(np.mean([a[s][metric] - b[s][metric] for s in seeds], 0))
+  return seed_s + f' | [{lo:+.4f}, {hi:+.4f}]' + (' *' if lo > 0 or hi < 0 else '')
 
 
 def report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> str:
@@ -335,8 +376,9 @@ def report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> s
   rc = ['dataset,channel,' + ','.join(f'recall@{k},ndcg@{k}' for k in KS)]
   fl = [f'### Final top-{FINAL_K}: HR@{FINAL_K} / NDCG@{FINAL_K} of each use of the stages '
         '(mean [95% CI] over seeds); differences against popularity', '',
-        f'| dataset | list | HR@{FINAL_K} | NDCG@{FINAL_K} | HR diff vs popularity: by seed '
-        '| by user | NDCG diff vs funnel: by seed | by user |', '|---|---|---|---|---|---|---|---|']
+        f'| dataset | list | HR@{FINAL_K} | NDCG@{FINAL_K} | HR minus popularity\'s: by seed '
+        '| by user | funnel\'s HR minus this: by seed | by user |',
+        '|---|---|---|---|---|---|---|---|']
   fc = [f'dataset,list,hr@{FINAL_K},ndcg@{FINAL_K}']
   ll = ['### Latency of one request per stage (ms; p50 / p99 over repeated calls)', '',
         '| dataset | stage | p50 ms | p99 ms |', '|---|---|---|---|']
@@ -357,7 +399,7 @@ def report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> s
       hr = [by_seed[s][h].mean() for s in by_seed]
       nd = [by_seed[s][n].mean() for s in by_seed]
       d1 = '- | -' if name.startswith('popularity') else _diffs(by_seed, pop, h)
-      d2 = '- | -' if fun is None or name == 'funnel' else _diffs(by_seed, fun, n)
+      d2 = '- | -' if fun is None or name == 'funnel' else _diffs(fun, by_seed, h)
       fl.append(f'| {ds} | {name} | {_ci(hr)} | {_ci(nd)} | {d1} | {d2} |')
       fc.append(f'{ds},{name},{np.mean(hr):.6f},{np.mean(nd):.6f}')
     for stage, v in res['latency'].items():
@@ -412,7 +454,10 @@ def main(argv):
 
   def log(msg):
     print(f'[{time.time() - t0:6.0f} s] {msg}', flush=True)
-  results = [run_dataset(ds, seeds, outdir, log) for ds in FLAGS.datasets]
+  st = Settings(**{k: getattr(FLAGS, k) for k in (
+      'epochs', 'num_steps', 'eval_users', 'max_len', 'k_retrieve', 'candidates', 'n_prerank',
+      'neg_per_pos', 'two_tower_steps')})
+  results = [run_dataset(ds, seeds, outdir, log, st) for ds in FLAGS.datasets]
   load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
   load = load.split('load average:')[-1].strip()
   wall = time.time() - t0
