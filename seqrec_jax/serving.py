@@ -29,7 +29,9 @@ from absl import logging
 import jax
 import numpy as np
 
+from seqrec_jax import steps
 from seqrec_jax.data import packing
+from seqrec_jax.data.features import Task
 
 
 # Per-user fields: kept at batch 1 (history) or tiled to the N candidates (cheap features).
@@ -190,8 +192,10 @@ class CandidateScorer:
     variables: {'params': ..., 'batch_stats': ...} (e.g. TrainState.variables).
     shared_history: True (history at batch 1), False (tile it), or 'auto' (check on the
       first request of each shape that the shared path matches tiling, else tile).
-    probabilities: apply a sigmoid (binary tasks); False returns logits.
-    spec: the DataSpec requests are validated against (default: model.spec).
+    probabilities: serve each task's value (`steps.task_outputs`: sigmoid for binary /
+      completion_rate, exp for watch_time, raw for regression); False returns logits.
+    spec: the DataSpec requests are validated against (default: model.spec); its tasks
+      choose the output mapping.
   """
 
   def __init__(self, model, variables, shared_history: bool | str = 'auto',
@@ -208,9 +212,11 @@ class CandidateScorer:
     self._decided: dict[tuple, bool] = {}
     self._tol = (rtol, atol)
 
+    tasks = self.spec.tasks
+
     def score(v, batch):
       logits = model.apply(v, batch, train=False)
-      return jax.nn.sigmoid(logits) if probabilities else logits
+      return steps.task_outputs(logits, tasks) if probabilities else logits
 
     self._score = jax.jit(score)
 
@@ -249,10 +255,15 @@ def score_batch_fn(model, probabilities: bool = True, pack_buckets: int = 0,
 
   pack_buckets > 0: host (numpy) batches get the packed history index first
   (data/packing.py; same scores, no work on padding; one compilation per capacity bucket).
+  probabilities: per-task served values (`steps.task_outputs`, tasks from model.spec; a model
+  without a spec is taken as one binary task); False returns logits.
   """
+  spec = getattr(model, 'spec', None)
+  tasks = spec.tasks if spec is not None else (Task('click'),)
+
   def score(v, batch):
     logits = model.apply(v, batch, train=False)
-    return jax.nn.sigmoid(logits) if probabilities else logits
+    return steps.task_outputs(logits, tasks) if probabilities else logits
   jitted = jax.jit(score)
   if pack_buckets <= 0:
     return jitted

@@ -109,12 +109,22 @@ def diagnostics_metrics(diagnostics) -> dict[str, jax.Array]:
   return out
 
 
-def eval_step(state: TrainState, batch, *, tasks: Sequence[Task]):
-  """Predictions [B, T]: probabilities for binary / completion_rate tasks, exp(logit) (the
-  watch time) for watch_time, raw values for regression."""
-  logits = state.apply_fn(state.variables, batch, train=False)
-  logits = logits.reshape(logits.shape[0], -1)
+def task_outputs(logits, tasks: Sequence[Task]):
+  """Served values from logits [B, T] (or [B] for one task), per task kind: probabilities for
+  binary / completion_rate, exp(logit) (the watch time) for watch_time, raw for regression.
+  The one home of this mapping (evaluation and serving both call it)."""
+  flat = logits.reshape(logits.shape[0], -1)
+  if flat.shape[1] != len(tasks):
+    raise ValueError(f'the model returned {flat.shape[1]} outputs per example but the data '
+                     f'spec has {len(tasks)} tasks: {[t.name for t in tasks]}')
   kinds = jnp.array([t.kind in ('binary', 'completion_rate') for t in tasks])
   watch = jnp.array([t.kind == 'watch_time' for t in tasks])
-  out = jnp.where(kinds[None, :], jax.nn.sigmoid(logits), logits)
-  return jnp.where(watch[None, :], jnp.exp(jnp.where(watch[None, :], logits, 0.0)), out)
+  out = jnp.where(kinds[None, :], jax.nn.sigmoid(flat), flat)
+  out = jnp.where(watch[None, :], jnp.exp(jnp.where(watch[None, :], flat, 0.0)), out)
+  return out.reshape(logits.shape)
+
+
+def eval_step(state: TrainState, batch, *, tasks: Sequence[Task]):
+  """Predictions [B, T] (`task_outputs` of the eval-mode logits)."""
+  logits = state.apply_fn(state.variables, batch, train=False)
+  return task_outputs(logits.reshape(logits.shape[0], -1), tasks)

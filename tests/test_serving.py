@@ -2,15 +2,17 @@
 equal to model.apply on the tiled batch, one compilation per shape, clear request errors."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
 
 from seqrec_jax import models
 from seqrec_jax.configs import default
-from seqrec_jax.data.features import DataSpec, FeatureSpec
+from seqrec_jax.data.features import DataSpec, FeatureSpec, Task
 from seqrec_jax.models import builders
-from seqrec_jax.serving import CandidateScorer, make_request_batch
+from seqrec_jax.serving import CandidateScorer, make_request_batch, score_batch_fn
 
 LEN, N, ITEMS, CATES = 7, 9, 40, 6
 
@@ -124,3 +126,41 @@ def test_bad_requests_name_the_field():
     scorer({**req, 'hist_items': np.zeros((2, LEN), np.int32)})
   with pytest.raises(ValueError, match='shared_history'):
     CandidateScorer(model, v, shared_history='yes')
+
+
+class _ThreeHeads:
+  """A served model with three task kinds: the DIN logit z, then -z and 0.5 z as extra heads."""
+
+  def __init__(self, model, tasks):
+    self.spec = dataclasses.replace(model.spec, tasks=tasks)
+    self._model = model
+
+  def apply(self, v, batch, train=False):
+    z = self._model.apply(v, batch, train=train)
+    return jax.numpy.stack([z, -z, 0.5 * z], axis=-1)
+
+
+def test_each_task_kind_is_served_as_evaluation_reports_it():
+  """binary -> sigmoid, watch_time -> exp (not a sigmoid), regression -> the raw value."""
+  model, v = _model()
+  tasks = (Task('click'), Task('watch', 'watch_time'), Task('rating', 'regression'))
+  req = _request(4)
+  z = np.asarray(jax.jit(lambda v, b: model.apply(v, b, train=False))(
+      v, make_request_batch(req, True)))
+  for shared in (True, False):
+    out = np.asarray(CandidateScorer(_ThreeHeads(model, tasks), v, shared_history=shared)(req))
+    assert out.shape == (N, 3)
+    np.testing.assert_allclose(out[:, 0], 1 / (1 + np.exp(-z)), rtol=1e-5)
+    np.testing.assert_allclose(out[:, 1], np.exp(-z), rtol=1e-5)
+    np.testing.assert_allclose(out[:, 2], 0.5 * z, rtol=1e-5, atol=1e-6)
+  logits = np.asarray(CandidateScorer(_ThreeHeads(model, tasks), v, probabilities=False)(req))
+  np.testing.assert_allclose(logits[:, 1], -z, rtol=1e-5)
+  batch = np.asarray(score_batch_fn(_ThreeHeads(model, tasks))(v, _batch(5)))
+  assert batch.shape == (5, 3) and (batch[:, 1] > 0).all()
+
+
+def test_outputs_and_spec_tasks_must_agree():
+  model, v = _model()
+  two = (Task('click'), Task('watch', 'watch_time'))
+  with pytest.raises(ValueError, match=r"3 outputs.*2 tasks.*'click', 'watch'"):
+    CandidateScorer(_ThreeHeads(model, two), v, shared_history=True)(_request(0))
