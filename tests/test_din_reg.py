@@ -26,7 +26,7 @@ def test_cells_are_valid_configs_and_tuning_covers_the_grid():
 
 def _fake_train(cfg, workdir):
   """Scores that improve with MBA; writes the files a real run leaves (curves, predictions)."""
-  gain = 0.02 if cfg.model.mba_lambda == 1.0 else 0.0
+  gain = 0.02 if cfg.model.mba_lambda == 3.0 else 0.0
   rng = np.random.default_rng(cfg.seed)
   users = np.repeat(np.arange(200), 4)
   labels = np.tile([1.0, 0.0], 400)
@@ -48,14 +48,14 @@ def test_choice_on_valid_tables_and_fig4(tmp_path):
   quiet = dict(train_fn=_fake_train, log=lambda *_: None)
   tuning = sweep.run_sweep(spec, din_reg.tuning_cells('synthetic', 10), out, **quiet)
   chosen = din_reg.choose(tuning)
-  assert chosen[('DIN', 'MBA')] == 1.0 and chosen[('BaseModel', 'none')] is None
+  assert chosen[('DIN', 'MBA')] == 3.0 and chosen[('BaseModel', 'none')] is None
   cells = din_reg.final_cells('synthetic', chosen, 3, 10)
   records = sweep.run_sweep(spec, cells, out, **quiet)
   assert len(records) == 2 * 5 * 3
   # Seed 0 of each final row is its tuning cell: not trained twice.
   assert {r['id'] for r in records if r['seed'] == 0} <= {r['id'] for r in tuning}
   text = din_reg.report('synthetic', tuning, records, out, 3)
-  assert '| BaseModel / MBA (1) | 3 |' in text
+  assert '| BaseModel / MBA (3) | 3 |' in text
   mba = next(l for l in open(os.path.join(out, 'resolved.md')) if l.startswith('| DIN / MBA'))
   assert mba.rstrip().endswith('GAUC, AUC, logloss |')     # resolved by both intervals
   for name in ('table.md', 'grid.md', 'fig4.png'):

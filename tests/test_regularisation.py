@@ -90,9 +90,9 @@ def test_count_ids_counts_samples_not_occurrences():
                hist_mask=np.array([[True, True, True], [False, True, True]]))
   c = count_ids(batch, SPEC)
   # Row 0 holds 3 (target + 3x history): one sample. Row 1: target 2, history 2 and 7; the
-  # masked position reads as padding id 0 (counted, never regularised).
-  np.testing.assert_array_equal(c['item'], [1, 0, 1, 1, 0, 0, 0, 1])
-  np.testing.assert_array_equal(c['cate'], [2, 1, 1, 1])   # row 0: {0, 1}; row 1: {0, 2, 3}
+  # masked position reads as padding id 0, which is never counted (nor regularised).
+  np.testing.assert_array_equal(c['item'], [0, 0, 1, 1, 0, 0, 0, 1])
+  np.testing.assert_array_equal(c['cate'], [0, 1, 1, 1])   # row 0: {0, 1}; row 1: {0, 2, 3}
   np.testing.assert_array_equal(c['user'], [0, 1, 1, 0, 0])
 
 

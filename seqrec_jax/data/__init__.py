@@ -11,9 +11,11 @@ import functools
 import json
 from typing import Callable
 
+import numpy as np
+
 from seqrec_jax.data.features import DataError, DataSpec, FeatureSpec, Task, validate_arrays
 from seqrec_jax.data.id_counts import IdCounts
-from seqrec_jax.data.id_filter import filter_items
+from seqrec_jax.data.id_filter import filter_items, kept_items
 from seqrec_jax.data.pipeline import ArraySplit, Dataset
 from seqrec_jax.data.tasks import select_tasks
 
@@ -55,12 +57,22 @@ _DERIVED: dict = {}
 
 def _with_id_counts(ds: Dataset, item_top_k: int) -> Dataset:
   """The loaded dataset, item ids filtered to the training top k (data/id_filter.py; 0 = all),
-  with lazy training id counts on its spec: derived once per loaded dataset and top_k."""
+  with training id counts on its spec (data/id_counts.py): the ones stored with the dataset
+  (a filtered id's count moves to OOV 0, which holds none), else counted from the (filtered)
+  train split at first use. Derived once per loaded dataset and top_k."""
   key = (id(ds.splits['train']), item_top_k)
   hit = _DERIVED.get(key)
   if hit is None or hit[0] is not ds.splits['train']:
-    out = filter_items(ds, item_top_k)
-    spec = dataclasses.replace(out.spec, id_counts=IdCounts(out.splits['train'], out.spec))
+    stored = ds.id_counts
+    keep = kept_items(stored['item'], item_top_k) if stored is not None and item_top_k > 0 else None
+    out = filter_items(ds, item_top_k, keep=keep)
+    if stored is None:
+      counts = IdCounts(out.splits['train'], out.spec)
+    else:
+      counts = IdCounts.from_counts(
+          dict(stored, **({} if keep is None else {'item': np.where(keep, stored['item'], 0)})),
+          source='stored with the dataset')
+    spec = dataclasses.replace(out.spec, id_counts=counts)
     if len(_DERIVED) >= 8:
       _DERIVED.clear()
     hit = _DERIVED[key] = (ds.splits['train'], dataclasses.replace(out, spec=spec))

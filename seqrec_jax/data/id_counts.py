@@ -7,25 +7,35 @@ id repeats in its history). One count vector per embedding table, keyed by the t
   cate  <- target_cate and the real positions of hist_cates
   user  <- user_id
   sparse_<field> <- sparse[:, j]
-Id 0 (padding / OOV) is counted like any other id; the regulariser ignores it.
+Id 0 (padding / OOV) is not an id: its count is always 0 (the regulariser skips it), which
+keeps the counts of a top-k filtered split (data/id_filter.py) derivable from the unfiltered
+ones: dropped ids read as 0 and keep nothing else.
 
-`IdCounts` is attached to `DataSpec.id_counts` by `data.load_dataset` and counts lazily, once,
-on first use (only models with model.mba_lambda > 0 ask), in chunks for splits on disk. It is
-hashable by identity of the split it counts, so a jitted model never reuses another dataset's
-counts.
+Where they come from (`data.load_dataset` attaches an `IdCounts` to `DataSpec.id_counts`):
+* TFDS-prepared datasets (movielens, amazon, census, criteo): counted once while the builder
+  writes the train split (`CountAccumulator`), stored beside the dataset as `COUNTS_FILE` and
+  listed in its metadata.json (`id_counts`); loading reads them back (data/tfds_source.py).
+* Fallback, counted lazily from the loaded train split on first use (only models with
+  model.mba_lambda > 0 ask), in chunks for splits on disk: sources generated in memory on
+  every load (synthetic, mmoe_synthetic, video: nothing on disk to carry them) and TFDS caches
+  written before the counts were stored (their metadata has no `id_counts`; the load logs it).
+`IdCounts` is hashable by identity, so a jitted model never reuses another dataset's counts.
 """
 from __future__ import annotations
 
+import io
 from typing import Mapping
 
 import numpy as np
 
+COUNTS_FILE = 'id_counts_train.npz'   # in the TFDS dataset directory, beside metadata.json
+
 
 def _rows_with_id(ids: np.ndarray, vocab: int) -> np.ndarray:
-  """ids [N, K] -> [vocab]: number of rows holding each id at least once."""
+  """ids [N, K] -> [vocab]: number of rows holding each id at least once (id 0: 0)."""
   s = np.sort(ids.reshape(len(ids), -1), axis=1)
-  first = np.ones(s.shape, bool)
-  first[:, 1:] = s[:, 1:] != s[:, :-1]
+  first = s != 0
+  first[:, 1:] &= s[:, 1:] != s[:, :-1]
   return np.bincount(s[first], minlength=vocab)[:vocab].astype(np.int64)
 
 
@@ -51,30 +61,67 @@ def count_ids(arrays: Mapping[str, np.ndarray], spec) -> dict[str, np.ndarray]:
   return out
 
 
+class CountAccumulator:
+  """count_ids summed over the chunks of a split as they stream past (the TFDS writer)."""
+
+  def __init__(self, spec):
+    self.spec, self.total = spec, {}
+
+  def update(self, chunk: Mapping[str, np.ndarray]) -> None:
+    for k, v in count_ids(chunk, self.spec).items():
+      self.total[k] = self.total[k] + v if k in self.total else v
+
+
 def count_split(split, spec, chunk: int = 1 << 16) -> dict[str, np.ndarray]:
   """count_ids over a whole split (in memory via .all(), else read in chunks)."""
   if hasattr(split, 'all'):
     return count_ids(split.all(), spec)
-  total: dict[str, np.ndarray] = {}
+  acc = CountAccumulator(spec)
   n = len(split)
   for start in range(0, n, chunk):
-    part = count_ids(split.__getitems__(np.arange(start, min(n, start + chunk))), spec)
-    for k, v in part.items():
-      total[k] = total[k] + v if k in total else v
-  return total
+    acc.update(split.__getitems__(np.arange(start, min(n, start + chunk))))
+  return acc.total
+
+
+def save_counts(path: str, counts: Mapping[str, np.ndarray]) -> None:
+  """{table: [vocab]} -> a compressed .npz (written whole: the TFDS build dir is renamed into
+  place only after every split is written)."""
+  buf = io.BytesIO()
+  np.savez_compressed(buf, **{k: np.asarray(v, np.int64) for k, v in counts.items()})
+  with open(path, 'wb') as f:
+    f.write(buf.getvalue())
+
+
+def load_counts(path: str, spec, where: str) -> dict[str, np.ndarray]:
+  """Reads save_counts' file and checks every table's length against the spec's vocabularies
+  (`where` names the dataset in the error)."""
+  with np.load(path) as z:
+    counts = {k: np.asarray(z[k], np.int64) for k in z.files}
+  vocab = {'item': spec.num_items, 'cate': spec.num_cates, 'user': spec.num_users,
+           **{f'sparse_{f.name}': f.vocab_size for f in spec.sparse}}
+  for k, v in counts.items():
+    if k not in vocab or len(v) != vocab[k] or v[0] != 0 or (v < 0).any():
+      raise ValueError(f'{where}: stored id counts {path!r} table {k!r} (length {len(v)}) do '
+                       f'not match the DataSpec (vocabularies {vocab}); delete the cache '
+                       'directory to rebuild it')
+  return counts
 
 
 class IdCounts:
-  """Lazy training-split counts n_j per table; `counts(table) -> [vocab] int64`."""
+  """Training-split counts n_j per table; `counts(table) -> [vocab] int64`.
 
-  def __init__(self, split, spec):
-    self._split, self._spec = split, spec
+  `IdCounts(split, spec)` counts lazily on first use (the fallback); `from_counts` wraps
+  counts read from disk or given directly. `source` says which (shown in the run's info).
+  """
+
+  def __init__(self, split, spec, source: str = 'counted from the train split at first use'):
+    self._split, self._spec, self.source = split, spec, source
     self._counts: dict[str, np.ndarray] | None = None
 
   @classmethod
-  def from_counts(cls, counts: Mapping[str, np.ndarray]) -> IdCounts:
-    """Counts given directly (tests, hand-made batches)."""
-    out = cls(None, None)
+  def from_counts(cls, counts: Mapping[str, np.ndarray], source: str = 'given') -> IdCounts:
+    """Counts given directly (stored with the dataset, tests, hand-made batches)."""
+    out = cls(None, None, source)
     out._counts = {k: np.asarray(v, np.int64) for k, v in counts.items()}
     return out
 
@@ -93,4 +140,4 @@ class IdCounts:
 
   def __repr__(self):
     state = 'counted' if self._counts is not None else 'not counted yet'
-    return f'IdCounts({state})'
+    return f'IdCounts({state}; {self.source})'

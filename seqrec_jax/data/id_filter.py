@@ -57,13 +57,17 @@ class FilteredSplit:
     return self._all
 
 
-def filter_items(ds: Dataset, top_k: int, source: str = 'config.data.item_top_k') -> Dataset:
-  """The dataset with item ids outside the training top_k mapped to 0; top_k <= 0 keeps all."""
+def filter_items(ds: Dataset, top_k: int, source: str = 'config.data.item_top_k',
+                 keep: np.ndarray | None = None) -> Dataset:
+  """The dataset with item ids outside the training top_k mapped to 0; top_k <= 0 keeps all.
+
+  keep: kept_items(...) when the caller has it (from stored counts); else counted here."""
   if top_k <= 0:
     return ds
   if not ds.spec.num_items:
     raise ValueError(f'{source}={top_k}: dataset {ds.name!r} has no item ids to filter')
-  keep = kept_items(count_split(ds.splits['train'], ds.spec)['item'], top_k)
+  if keep is None:
+    keep = kept_items(count_split(ds.splits['train'], ds.spec)['item'], top_k)
   splits = {k: FilteredSplit(s, keep) for k, s in ds.splits.items()}
   return dataclasses.replace(ds, splits=splits,
                              info=dict(ds.info, item_top_k=int(top_k),

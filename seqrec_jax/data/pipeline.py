@@ -53,6 +53,9 @@ class Dataset:
   info: dict[str, Any] = dataclasses.field(default_factory=dict)
   # True click probability per split where the generator knows it (synthetic data only).
   oracle_prob: dict[str, np.ndarray] | None = None
+  # Train-split id counts {table: [vocab]} stored with the prepared dataset
+  # (data/id_counts.py); None where the source cannot carry them (counted at first use).
+  id_counts: dict[str, np.ndarray] | None = None
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:

@@ -6,7 +6,10 @@ protocol without TensorFlow.
   chunks of batch-contract arrays; `ArrayBuilder` validates every chunk (ids against the
   vocabularies) and writes one TFDS example per row. Every field is a `tfds.features.Tensor`
   with `Encoding.BYTES` (exact dtype, no int64 upcast). The DataSpec, the protocol info and
-  per-split statistics go to the dataset's `metadata.json`.
+  per-split statistics go to the dataset's `metadata.json`. The training split's id counts n_j
+  (data/id_counts.py, for model.mba_lambda) are counted while it is written and stored beside
+  it (`id_counts.COUNTS_FILE`, listed in metadata.json's `id_counts`); `load` reads them back,
+  and a cache written before they were stored gets them counted from its train split instead.
 * Cache: `<data_dir>/tfds/<builder>/<tag>_<hash>/<version>/`, where the hash covers the
   recipe's config sub-block, the raw files' (path, size, mtime) and the builder VERSION, so a
   changed config, file or version builds a new directory and an unchanged one is reused. TFDS
@@ -38,6 +41,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
+from seqrec_jax.data import id_counts
 from seqrec_jax.data.features import DataError, DataSpec, FeatureSpec, Task, validate_arrays
 from seqrec_jax.data.common import Prepared  # pylint: disable=unused-import (re-export)
 from seqrec_jax.data.pipeline import ArraySplit, Dataset
@@ -156,6 +160,7 @@ class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     p = self._prepared
     keys = list(self.recipe.fields(self._cfg))
     stats = SplitStats(p.spec.max_len)
+    counts = id_counts.CountAccumulator(p.spec) if split == 'train' else None
     i = 0
     for chunk in p.splits[split]():
       if set(chunk) != set(keys):
@@ -163,6 +168,8 @@ class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                         f'expected {sorted(keys)}')
       validate_arrays(chunk, p.spec, f'{self.name}/{split} (while building)')
       stats.update(chunk)
+      if counts is not None:
+        counts.update(chunk)
       cols = [chunk[k] for k in keys]
       for r in range(len(cols[0])):
         yield i, {k: c[r] for k, c in zip(keys, cols)}
@@ -171,6 +178,10 @@ class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       raise DataError(f'{self.name}: split {split!r} is empty with config {self._cfg}; '
                       'the input is too small for this protocol')
     self.info.metadata['stats'][split] = stats.result([t.name for t in p.spec.tasks])
+    if counts is not None:   # data_dir is TFDS's incomplete.* build dir here: renamed with it
+      id_counts.save_counts(os.path.join(self.data_dir, id_counts.COUNTS_FILE), counts.total)
+      self.info.metadata['id_counts'] = {'file': id_counts.COUNTS_FILE, 'split': 'train',
+                                         'tables': {k: len(v) for k, v in counts.total.items()}}
     self.info.metadata['info'] = jsonable(p.info)   # generators may have added counts
 
 
@@ -292,4 +303,24 @@ def load(builder_cls, data_cfg, cfg: Mapping[str, Any], name: str) -> Dataset:
     for k, v in st.items():
       info[f'{split}/{k}'] = v
   info.update({f'protocol/{k}': v for k, v in md.get('info', {}).items()})
-  return Dataset(name, spec, splits, info)
+  counts = stored_id_counts(builder, spec)
+  info['id_counts'] = ('stored with the dataset' if counts is not None else
+                       'recounted from the train split (cache predates stored counts)')
+  return Dataset(name, spec, splits, info, id_counts=counts)
+
+
+def stored_id_counts(builder, spec: DataSpec) -> dict[str, np.ndarray] | None:
+  """The train id counts written with the dataset; None (logged) for a cache written before
+  they were stored, whose counts are then counted from its train split on first use."""
+  meta = builder.info.metadata.get('id_counts')
+  if meta is None:
+    logging.warning('%s: no stored id counts (metadata.json predates them); MBA counts them '
+                    'from the train split at first use. Delete %s to rebuild with them.',
+                    builder.name, builder.data_path)
+    return None
+  path = os.path.join(os.fspath(builder.data_path), meta['file'])
+  try:
+    return id_counts.load_counts(path, spec, builder.name)
+  except (OSError, ValueError) as e:
+    raise DataError(f'{builder.name}: metadata.json lists id counts {path!r} but they cannot be '
+                    f'used ({e}); delete {builder.data_path} to rebuild the dataset') from e
