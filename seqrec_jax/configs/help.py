@@ -5,6 +5,7 @@ modules' DEFAULTS (`key=value,  # meaning`), so the help text cannot drift from 
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 
@@ -17,7 +18,6 @@ _KEY_LINE = re.compile(r'^\s*c\.([\w.]+)\s*=')
 def meanings() -> dict[str, str]:
   """Dotted key -> the comment beside it in default.py or a dataset module's DEFAULTS."""
   from seqrec_jax.configs import default  # pylint: disable=g-import-not-at-top
-  from seqrec_jax.data import amazon, census, criteo, mmoe_synthetic, movielens, synthetic  # pylint: disable=g-import-not-at-top
   out, block = {}, []
   for line in inspect.getsource(default).splitlines():
     if line.strip().startswith('#'):
@@ -29,16 +29,32 @@ def meanings() -> dict[str, str]:
     elif m and block:              # the comment block just above the key
       out[m.group(1)] = ' '.join(block)
     block = []
-  for name, mod in (('synthetic', synthetic), ('movielens', movielens), ('amazon', amazon),
-                    ('census', census), ('criteo', criteo), ('mmoe_synthetic', mmoe_synthetic)):
+  for name, mod in _dataset_modules(default.get_config()):
     src = inspect.getsource(mod)
-    for line in src[src.find('DEFAULTS'):].splitlines()[1:]:
-      if line.startswith((')', '}')):
-        break
+    depth = 0
+    for line in src[src.find('\nDEFAULTS') + 1:].splitlines():   # the DEFAULTS block only
       code, _, note = line.partition('#')
       for key in re.findall(r'(\w+)\s*=', code) + re.findall(r"'(\w+)'\s*:", code):
-        if note.strip():
+        if note.strip() and key in mod.DEFAULTS:
           out[f'data.{name}.{key}'] = note.strip()
+      depth += code.count('(') + code.count('{') - code.count(')') - code.count('}')
+      if depth <= 0:
+        break
+  return out
+
+
+def _dataset_modules(config):
+  """(name, module) for every `config.data.<name>` block that is a dataset module's DEFAULTS."""
+  out = []
+  for name, value in config.data.items():
+    if not hasattr(value, 'items'):
+      continue
+    try:
+      mod = importlib.import_module(f'seqrec_jax.data.{name}')
+    except ModuleNotFoundError:
+      continue
+    if hasattr(mod, 'DEFAULTS'):
+      out.append((name, mod))
   return out
 
 
