@@ -13,6 +13,7 @@
 #   dcn         DNN vs DCN vs DCNv2 table                        (experiments/dcn_table.py)
 #   video       short-video study: SENet, LHUC, video heads, fusion, pre-ranker (experiments/video.py)
 #   incremental warm starts: daily retrain vs hourly embeddings-only updates (experiments/incremental.py)
+#   funnel      retrieval channels -> pre-rank -> DIN, end to end (experiments/funnel.py)
 #   multihost   N local processes with jax.distributed on 127.0.0.1 (benchmarks/multihost.sh)
 #   bench       DIN throughput/latency vs PyTorch peers           (benchmarks/din_throughput.py)
 #   lock        regenerate requirements.lock from pyproject.toml  (docs/development.md)
@@ -63,6 +64,7 @@ case "$cmd" in
   dcn)       setup; exec .venv/bin/python -m experiments.dcn_table "$@" ;;
   video)     setup; exec .venv/bin/python -m experiments.video "$@" ;;
   incremental) setup; exec .venv/bin/python -m experiments.incremental "$@" ;;
+  funnel)    setup; exec .venv/bin/python -m experiments.funnel "$@" ;;
   multihost) setup; exec bash benchmarks/multihost.sh "$@" ;;
   bench)     setup peers
              # DeepCTR (TF/Keras) peer in its own venv: TF must not enter .venv (tfds changes
