@@ -1,0 +1,187 @@
+"""ItemCF: item-item cosine on the user-item matrix, top-k neighbours per item, queried by history.
+
+Offline (`ItemCF.fit`): the binary train matrix R [U, I] (a repeated (user, item) counts once),
+  sim(i, j) = |N(i) ∩ N(j)| / sqrt(|N(i)| |N(j)|)      (N(i): the users of item i; i != j)
+kept as a neighbour table: the top_k_neighbours j of every item i by sim (ties: smaller id),
+positive sims only, 0-padded. Online (`NeighbourChannel.retrieve`, shared by Swing): a user's
+newest last_n history items j, each weighted decay^age (age 0 = newest), vote for their
+neighbours i,
+  score(u, i) = sum_j decay^age(j) sim(j, i)     (over the table's entries only)
+and the top-N by score is returned, history and item 0 excluded. Items no history item reaches
+are never returned (0 / -inf fill the slots), as the Channel contract (docs/RETRIEVAL_API) asks.
+Sparse work is scipy.sparse; the per-row top-k is a lexsort over the stored entries only.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def interaction_matrix(user, item, num_users: int, num_items: int) -> sp.csr_matrix:
+  """user, item [N] -> binary R [num_users, num_items] float32 (csr, duplicates count once)."""
+  user, item = np.asarray(user, np.int64), np.asarray(item, np.int64)
+  if user.shape != item.shape or user.ndim != 1:
+    raise ValueError(f'interaction_matrix: user {user.shape} and item {item.shape} must be [N]')
+  for name, a, n in (('user', user, num_users), ('item', item, num_items)):
+    if len(a) and (a.min() < 0 or a.max() >= n):
+      raise ValueError(f'interaction_matrix: {name} ids span [{a.min()}, {a.max()}], outside '
+                       f'[0, num_{name}s={n})')
+  r = sp.csr_matrix((np.ones(len(user), np.float32), (user, item)), shape=(num_users, num_items))
+  r.sum_duplicates()
+  r.data[:] = 1.0
+  return r
+
+
+def _rank_within_rows(rows, cols, vals):
+  """Entries (rows, cols, vals) [n] -> (order, rank): order sorts by (row, -val, col) and rank is
+  each sorted entry's position within its row (0 = best)."""
+  order = np.lexsort((cols, -vals, rows))
+  r = rows[order]
+  start = np.searchsorted(r, r, side='left')
+  return order, np.arange(len(r)) - start
+
+
+def _scatter_top_k(n_rows, k, rows, cols, vals):
+  """Keep the k best entries of each row -> (ids [n_rows, k] int32, scores [n_rows, k] float32);
+  0 / -inf where a row has fewer than k entries."""
+  order, rank = _rank_within_rows(rows, cols, vals)
+  keep = rank < k
+  r, c, v, p = rows[order][keep], cols[order][keep], vals[order][keep], rank[keep]
+  ids = np.zeros((n_rows, k), np.int32)
+  scores = np.full((n_rows, k), -np.inf, np.float32)
+  ids[r, p] = c
+  scores[r, p] = v
+  return ids, scores
+
+
+def sparse_top_k(scores: sp.spmatrix, k: int, exclude: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Per row, the k best stored entries of scores [U, I] (ties: smaller id first), never column
+  0 nor the ids in exclude [U, L] (0 = none) -> (ids [U, k] int32, scores [U, k] float32), 0 /
+  -inf where fewer than k entries remain. Only stored entries are candidates."""
+  s = sp.csr_matrix(scores)
+  s.sum_duplicates()
+  n_rows, n_cols = s.shape
+  rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(s.indptr))
+  cols, vals = s.indices.astype(np.int64), s.data.astype(np.float64)
+  keep = (cols > 0) & ~np.isnan(vals)
+  if exclude is not None:
+    exclude = np.asarray(exclude, np.int64)
+    if exclude.ndim != 2 or len(exclude) != n_rows:
+      raise ValueError(f'sparse_top_k: exclude {exclude.shape} must be [{n_rows}, L]')
+    ex_key = (np.arange(n_rows)[:, None] * n_cols + exclude)[exclude > 0]
+    keep &= ~np.isin(rows * n_cols + cols, ex_key)
+  return _scatter_top_k(n_rows, k, rows[keep], cols[keep], vals[keep])
+
+
+def dense_block_top_k(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """sim [B, I] (column 0 and self already zeroed) -> the k largest positive entries per row
+  (ties: smaller id) as (ids [B, k] int32, sims [B, k] float32), 0-padded (sim 0)."""
+  n_rows, n_cols = sim.shape
+  kk = min(k, n_cols)
+  # The k-th largest value of each row; every entry >= it (and > 0) is a candidate, so ties at
+  # the boundary are all seen before the (row, -sim, id) sort picks the first k.
+  kth = -np.partition(-sim, kk - 1, axis=1)[:, kk - 1]
+  rows, cols = np.nonzero((sim >= kth[:, None]) & (sim > 0))
+  ids, sims = _scatter_top_k(n_rows, k, rows, cols, sim[rows, cols])
+  return ids, np.where(ids > 0, sims, 0.0).astype(np.float32)
+
+
+def neighbour_table(sim_rows: Callable[[int, int], np.ndarray], num_items: int, k: int,
+                    block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+  """Top-k neighbours of every item from sim_rows(lo, hi) -> dense sim [hi - lo, num_items]
+  (computed block by block, so the [I, I] matrix is never held) -> (ids [I, k] int32,
+  sims [I, k] float32); row 0 (padding) is empty; item 0 and the item itself never listed."""
+  ids = np.zeros((num_items, k), np.int32)
+  sims = np.zeros((num_items, k), np.float32)
+  for lo in range(1, num_items, block):
+    hi = min(lo + block, num_items)
+    s = np.array(sim_rows(lo, hi), np.float32)
+    s[:, 0] = 0.0
+    s[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
+    ids[lo:hi], sims[lo:hi] = dense_block_top_k(s, k)
+  return ids, sims
+
+
+def last_n_items(hist_item: np.ndarray, last_n: int) -> np.ndarray:
+  """hist_item [U, L] right-aligned -> its newest last_n columns [U, min(L, last_n)]."""
+  hist_item = np.asarray(hist_item)
+  if hist_item.ndim != 2:
+    raise ValueError(f'hist_item {hist_item.shape} must be [U, L] (right-aligned, 0-padded)')
+  return hist_item[:, max(hist_item.shape[1] - last_n, 0):]
+
+
+class NeighbourChannel:
+  """A retrieval channel over an item -> neighbour table (ItemCF, Swing).
+
+  nbr_ids / nbr_sim [I, K]: item j's neighbours and sims (0-padded). last_n: history items
+  that vote; decay: weight decay^age of a vote (age 0 = newest; 1.0 = plain sum).
+  """
+  name = 'neighbours'
+
+  def __init__(self, nbr_ids: np.ndarray, nbr_sim: np.ndarray, *, last_n: int = 20,
+               decay: float = 1.0, name: str | None = None):
+    self.nbr_ids = np.asarray(nbr_ids, np.int32)
+    self.nbr_sim = np.asarray(nbr_sim, np.float32)
+    if self.nbr_ids.shape != self.nbr_sim.shape or self.nbr_ids.ndim != 2:
+      raise ValueError(f'{type(self).__name__}: nbr_ids {self.nbr_ids.shape} and nbr_sim '
+                       f'{self.nbr_sim.shape} must both be [I, K]')
+    if last_n < 1 or not 0.0 < decay <= 1.0:
+      raise ValueError(f'{type(self).__name__}: last_n={last_n} must be >= 1 and decay={decay} '
+                       'in (0, 1]')
+    self.last_n, self.decay = int(last_n), float(decay)
+    if name is not None:
+      self.name = name
+
+  @property
+  def num_items(self) -> int:
+    return len(self.nbr_ids)
+
+  def scores(self, hist_item: np.ndarray) -> sp.csr_matrix:
+    """hist_item [U, L] -> score(u, i) [U, I] (csr; only the items some history item reaches)."""
+    h = last_n_items(hist_item, self.last_n).astype(np.int64)
+    if len(h) and (h.min() < 0 or h.max() >= self.num_items):
+      raise ValueError(f'{self.name}: history ids span [{h.min()}, {h.max()}], outside the '
+                       f'table\'s [0, {self.num_items})')
+    n_users, n = h.shape
+    w = self.decay ** np.arange(n - 1, -1, -1, dtype=np.float64)          # [n], newest last
+    cols = self.nbr_ids[h]                                                  # [U, n, K]
+    vals = self.nbr_sim[h] * (w[None, :, None] * (h > 0)[:, :, None])
+    rows = np.broadcast_to(np.arange(n_users)[:, None, None], cols.shape)
+    ok = cols > 0
+    return sp.csr_matrix((vals[ok], (rows[ok], cols[ok])), shape=(n_users, self.num_items))
+
+  def retrieve(self, hist_item, k: int, *, user_id=None, exclude_history: bool = True
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """hist_item [U, L] int32 -> (ids [U, k] int32, scores [U, k] float32), best first."""
+    del user_id
+    hist_item = np.asarray(hist_item)
+    return sparse_top_k(self.scores(hist_item), k, hist_item if exclude_history else None)
+
+
+class ItemCF(NeighbourChannel):
+  """Item-item cosine neighbours (module docstring)."""
+  name = 'itemcf'
+
+  @classmethod
+  def fit(cls, user, item, num_users: int, num_items: int, *, top_k_neighbours: int = 100,
+          last_n: int = 20, decay: float = 1.0, block: int = 1024) -> 'ItemCF':
+    """user, item [N] train interactions (ids < num_users / num_items) -> the channel."""
+    nbr_ids, nbr_sim = cosine_neighbours(interaction_matrix(user, item, num_users, num_items),
+                                         top_k_neighbours, block)
+    return cls(nbr_ids, nbr_sim, last_n=last_n, decay=decay)
+
+
+def cosine_neighbours(r: sp.csr_matrix, k: int, block: int = 1024
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """Binary R [U, I] -> the cosine top-k table (ids [I, k], sims [I, k])."""
+  rt = r.T.tocsr()
+  n = np.asarray(r.sum(0)).ravel().astype(np.float64)
+  inv = np.where(n > 0, 1.0 / np.sqrt(np.maximum(n, 1.0)), 0.0)
+
+  def sim_rows(lo, hi):
+    co = (rt[lo:hi] @ r).toarray()            # |N(i) ∩ N(j)| for i in [lo, hi)
+    return co * inv[lo:hi, None] * inv[None, :]
+  return neighbour_table(sim_rows, r.shape[1], k, block)
