@@ -1,0 +1,112 @@
+"""experiments/din_table.py: the paper protocol's overrides and lr candidates, diverged runs
+reported as diverged (single cells and multi-run groups), the default seed count."""
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import din_table
+from seqrec_jax import multirun, train
+from seqrec_jax.configs import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC = 'seqrec_jax/configs/din.py:synthetic'
+
+
+def test_default_is_ten_seeds_and_both_protocols():
+  out = subprocess.run([sys.executable, '-m', 'experiments.din_table', '--helpshort'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  text = ' '.join(out.stdout.split())
+  assert "--seeds: Seeds per model. (default: '10'" in text, out.stdout[-2000:]
+  assert "(default: 'both')" in text and din_table.SEEDS == 10
+
+
+def test_paper_overrides_and_lr_candidates():
+  cells = din_table.make_cells('movielens', 2, False, ['base', 'din'], protocol='paper')
+  labels = [c.group['model'] for c in cells]
+  assert labels == (['BaseModel'] * 2 + ['BaseModel lr=0.3'] * 2 + ['BaseModel lr=0.1'] * 2
+                    + ['DIN'] * 2)
+  for c in cells:
+    cfg = load_config('seqrec_jax/configs/din.py:movielens', dict(c.overrides, seed=c.seed))
+    lr = float(c.group['model'].split('=')[1]) if '=' in c.group['model'] else 1.0
+    assert (cfg.optim.name, cfg.optim.learning_rate, cfg.optim.schedule, cfg.optim.decay_rate,
+            cfg.data.batch_size, cfg.optim.clip_norm, cfg.train.num_epochs) == (
+                'sgd', lr, 'exponential', 0.1, 32, 5.0, din_table.PAPER_EPOCHS)
+  adam = din_table.make_cells('movielens', 2, False, ['base'])
+  assert [c.group['model'] for c in adam] == ['BaseModel'] * 2      # no candidates
+  assert adam[0].overrides['optim.name'] == 'adam' and adam[0].overrides['train.num_epochs'] == 3
+  assert din_table.RUNS_PER_GROUP == {'adam': 1, 'paper': 30}
+  with pytest.raises(ValueError, match="protocol='sgd'"):
+    din_table.size_overrides('movielens', False, 'sgd')
+
+
+def _summary(cfg):
+  gauc = {'lr': 0.55, 'base': 0.60, 'din': 0.63}[cfg.model.name] + 0.001 * cfg.seed
+  gauc += 0.02 * (cfg.optim.learning_rate == 0.3)     # lr 0.3 is best on valid
+  return {'eval/test/gauc': gauc, 'eval/test/auc': gauc, 'eval/test/logloss': 0.6,
+          'eval/valid/gauc': gauc, 'best_step': 10, 'params': 100, 'examples_per_sec': 1.0}
+
+
+def _fake_train(bad):
+  """A train_fn like train_and_evaluate: groups return {'runs': [...]}; a (model, seed, lr) in
+  `bad` raises the engine's FloatingPointError (the group's message, or a single run's)."""
+  calls = []
+
+  def fn(cfg, workdir):
+    del workdir
+    runs = multirun.group_runs(cfg) if multirun.is_group(cfg) else None
+    calls.append(len(runs) if runs else 1)
+    for r in runs or [multirun.Run(0, cfg.seed, {})]:
+      lr = r.hparams.get('optim.learning_rate', cfg.optim.learning_rate)
+      if (cfg.model.name, r.seed, lr) in bad:
+        if runs is None:
+          raise FloatingPointError('non-finite training loss nan at step 7; the last finite '
+                                   'step is 6, no checkpoint was written yet (x)')
+        raise FloatingPointError(f'non-finite training loss nan at step 7 in run {r.index} '
+                                 f'(seed {r.seed}, {r.hparams}) of the group; the last good ...')
+    if runs is None:
+      return _summary(cfg)
+    return {'runs': [dict(_summary(multirun.run_config(cfg, r)), seed=r.seed, hparams=r.hparams)
+                     for r in runs]}
+  return fn, calls
+
+
+def test_engine_message_names_the_run():
+  """_culprit parses the engine's group message; it must still have that shape."""
+  src = inspect.getsource(train._check_finite)
+  assert '(seed \'\n          f\'{prog.runs[r].seed}, {prog.runs[r].hparams}) of the group' in src
+
+
+@pytest.mark.parametrize('rpg', [1, 30])
+def test_diverged_runs_are_reported_not_averaged(tmp_path, rpg):
+  out = str(tmp_path / 'synthetic')
+  cells = din_table.make_cells('synthetic', 3, False, ['lr', 'base', 'din'], protocol='paper')
+  fn, calls = _fake_train({('base', 1, 0.1), ('base', 2, 1.0)})
+  logs = []
+  records = din_table.run_cells(SPEC, cells, out, rpg, train_fn=fn, log=logs.append)
+  assert [r['id'] for r in records] == [c.id for c in cells]
+  div = {(r['group']['model'], r['seed']) for r in records if din_table.is_diverged(r)}
+  assert div == {('BaseModel lr=0.1', 1), ('BaseModel', 2)}
+  if rpg > 1:    # one group of 3 seeds x 3 lrs, retried without each diverged run
+    assert calls.count(9) == 1 and max(calls[calls.index(9) + 1:]) < 9
+  rows, text = din_table.tables(records, 'synthetic', 3, out)
+  by = {r['model']: r for r in rows}
+  assert (by['BaseModel']['n_seeds'], by['BaseModel']['n_diverged']) == (2, 1)
+  assert by['BaseModel']['eval/test/gauc'] == pytest.approx(0.6005)     # seeds 0 and 1 only
+  assert '| BaseModel | 2 (+1 diverged) |' in text and 'Diverged runs' in text
+  # lr 0.1 had a diverged seed, so it is no candidate; lr 0.3 is best on valid.
+  assert '| BaseModel (lr on valid) | 3 |' in text and 'lr 0.3.' in text
+  assert by['BaseModel (lr on valid)']['eval/test/gauc'] == pytest.approx(0.621)
+  # DIN vs BaseModel pairs only the two seeds BaseModel finished.
+  assert '| DIN | BaseModel | 2 |' in text and '| DIN | BaseModel (lr on valid) | 3 |' in text
+  combined = din_table.combined_table({'synthetic': rows}, str(tmp_path))
+  assert '(1 of 3 diverged)' in combined and 'BaseModel (lr on valid)' in combined
+  # A rerun trains nothing: finished and diverged cells are both skipped.
+  fn2, calls2 = _fake_train(set())
+  again = din_table.run_cells(SPEC, cells, out, rpg, train_fn=fn2, log=logs.append)
+  assert calls2 == [] and [din_table.is_diverged(r) for r in again] == [
+      din_table.is_diverged(r) for r in records]
