@@ -237,10 +237,17 @@ def report(jobs, outdir: str, seeds: int, wall: float, loads: tuple) -> str:
                  f' | {upd}{note} | {wall_u:.1f} | {train_u:.1f} |')
     csv.append(f'{arm},' + ','.join(f'{np.mean([per[arm][r][k] for r in range(seeds)]):.6f}'
                                     for k in keys) + f',{upd},{wall_u:.2f},{train_u:.2f}')
+  pair = lambda a, b, k: dif(M.paired_diff_ci({r: per[a][r][k] for r in range(seeds)},
+                                              {r: per[b][r][k] for r in range(seeds)}))
+  lines += ['', f'{LABELS["hourly"]} minus {LABELS["hourly_all"]} (paired): ' + ', '.join(
+      f'{k} {pair("hourly", "hourly_all", k)}' for k in keys) + '.']
+  summed = sum(r['wall_seconds'] for arm in ARMS for r in jobs[arm])
   lines += ['', '* = the paired 95% CI excludes 0. Wall/train seconds: one update of all '
             f'{seeds} seeds as one multi-run program (train s: stepping only, no compile/eval); '
             f'hourly rows: the hourly updates (their daily retrain is the daily row\'s). '
-            f'This invocation {wall / 60:.1f} min at load {loads[0]:.1f}-{loads[1]:.1f} '
+            f'Summed update wall time {summed / 60:.1f} min (the first update compiles; later '
+            'ones read the persistent compilation cache); this invocation '
+            f'{wall / 60:.1f} min at load {loads[0]:.1f}-{loads[1]:.1f} '
             f'(1-min load average at start-end; 2-core machine shared). Records: '
             f'`{outdir}/cells/*.json`.']
   with open(os.path.join(outdir, 'table.md'), 'w') as f:
@@ -255,7 +262,7 @@ def plot(per_day, outdir: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(5.5, 3.4))
+  fig, ax = plt.subplots(figsize=(7.5, 3.4))
   days = list(range(2, DAYS))
   for arm, vals in per_day.items():
     v = np.asarray(vals)
@@ -263,7 +270,7 @@ def plot(per_day, outdir: str) -> None:
   ax.set_xticks(days)
   ax.set_xlabel('test day (next period)')
   ax.set_ylabel('AUC (mean ± std over seeds)')
-  ax.legend(fontsize=7)
+  ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   fig.savefig(os.path.join(outdir, 'per_day.png'), dpi=110)
   plt.close(fig)

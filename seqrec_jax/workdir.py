@@ -38,6 +38,9 @@ NEUTRAL_KEYS = ('train.log_every', 'train.progress', 'train.checkpoint_every',
                 'parallel.strategy', 'data.pack_history', 'data.pack_buckets',
                 'data.pack_max_fill')
 _MISSING = '<missing>'
+# Keys added after runs may have recorded config.json, with the value those runs ran with: a
+# key missing from the old config and at this value in the new one is no difference.
+ADDED_KEYS = {'train.init_from': '', 'train.trainable': 'all'}
 
 
 class WorkdirLockedError(RuntimeError):
@@ -93,6 +96,8 @@ def flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
 
 def _neutral(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
   if key in NEUTRAL_KEYS:
+    return True
+  if key in ADDED_KEYS and key not in old and new.get(key) == ADDED_KEYS[key]:
     return True
   constant = all(c.get('optim.schedule') == 'constant' for c in (old, new))
   steps = [c.get('train.num_steps', -1) for c in (old, new)]

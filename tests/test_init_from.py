@@ -168,6 +168,11 @@ def test_resume_after_interruption_does_not_reapply_init_from(tmp_path):
   new = dict(old, **{'train.init_from': src + '2'})
   assert workdir_lib.config_differences(old, new) == [
       f'train.init_from: {src!r} -> {src + "2"!r}']
+  # A workdir recorded before the keys existed resumes at their defaults, and only there.
+  old = {k: v for k, v in old.items() if k not in ('train.init_from', 'train.trainable')}
+  assert workdir_lib.config_differences(old, dict(old, **{'train.init_from': '',
+                                                          'train.trainable': 'all'})) == []
+  assert workdir_lib.config_differences(old, dict(old, **{'train.trainable': 'embeddings'}))
 
 
 def test_group_warm_start_broadcast_and_run_by_run(tmp_path):
