@@ -188,63 +188,100 @@ def channel_lists(split, q, chans, seeds, wd, log, st: Settings
 
 # ----------------------------------------------------------------------------- ranking models
 
-def train_rankers(split, q, cand_by_seed, seeds, wd, dataset, log, st: Settings) -> dict:
-  """{'prerank': {seed: scores [E, N]}, 'din': ...} from train_and_evaluate's multi-run group."""
-  from seqrec_jax import evaluate  # pylint: disable=g-import-not-at-top
+def train_rankers(split, q, seeds, wd, dataset, log, st: Settings) -> dict:
+  """Trains the pre-ranker and DIN through train.train_and_evaluate, each as one multi-run
+  group of len(seeds) runs, once per workdir (the candidates do not enter training).
+  Returns {model: (config, workdir)} for `score`."""
   from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
   from seqrec_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
-  blocks = [cand_by_seed[s] for s in seeds]
-  same = all(np.array_equal(b, blocks[0]) for b in blocks)
-  cand = blocks[0] if same else np.concatenate(blocks)
-  qq = q if same else {k: np.concatenate([v] * len(seeds)) for k, v in q.items()}
-  E, N = blocks[0].shape
-  test_rows = D.candidate_rows(split, qq, cand)
-  ds = D.ctr_dataset(split, st.max_len, test_rows, st.neg_per_pos, seed=0,
-                     name=f'funnel_{dataset}')
-  ckey = _key([cand.shape, hashlib.sha1(cand.tobytes()).hexdigest()])
-  name = D.register(f'funnel_{dataset}_{ckey}', ds)
+  # The test split at training time is the valid targets' rows (the candidates are scored
+  # afterwards from the best checkpoint); nothing of the test targets is in this dataset.
+  vq = D.queries(split, 'valid', st.max_len)
+  ds = D.ctr_dataset(split, st.max_len, D.candidate_rows(split, vq, vq['target'][:, None]),
+                     st.neg_per_pos, seed=0, name=f'funnel_{dataset}')
+  name = D.register(f'funnel_{dataset}_{os.path.basename(wd)}', ds)
   n_train = len(ds.splits['train'])
   out = {}
   for model in ('prerank', 'din'):
-    mwd = os.path.join(wd, f'{model}_{ckey}')   # the test split is the candidates
+    mwd = os.path.join(wd, model)
     o = {'data.name': name, 'model.name': model, 'data.batch_size': 512,
          'data.eval_batch_size': 8192, 'optim.learning_rate': 2e-3,
          'train.num_epochs': st.epochs, 'train.runs': len(seeds),
-         'train.run_seeds': tuple(seeds), 'train.save_predictions': True,
-         'train.progress': False, 'train.log_every': 100, 'train.checkpoint_every': 10**9,
-         **st.model_overrides}
+         'train.run_seeds': tuple(seeds), 'train.progress': False, 'train.log_every': 100,
+         'train.checkpoint_every': 10**9}
     steps = st.num_steps if st.num_steps > 0 else int(st.epochs * n_train / 512)
     if st.num_steps > 0:
       o['train.num_steps'] = st.num_steps
     o['train.eval_every'] = max(steps // 3, 1)
+    o.update(st.model_overrides)
+    config = load_config('default.py', o)
     done = os.path.join(mwd, 'funnel_done.json')
     if not os.path.exists(done):
       t = time.time()
-      summary = train_and_evaluate(load_config('default.py', o), mwd)
+      summary = train_and_evaluate(config, mwd)
       with open(done, 'w') as f:
-        json.dump({'seconds': time.time() - t, 'overrides': o,
+        json.dump({'seconds': time.time() - t, 'overrides': o, 'train_rows': n_train,
                    'valid_auc': [r.get('eval/valid/auc') for r in summary['runs']]}, f,
                   default=str)
       log(f'  {model}: trained {len(seeds)} runs in {time.time() - t:.0f} s')
-    scores = {}
-    for r, s in enumerate(seeds):
-      preds = evaluate.load_predictions(mwd, 'test', r)[0][:, 0]
-      block = preds.reshape(-1, E, N)
-      scores[s] = block[0 if same else r]
-    out[model] = scores
+    out[model] = (config, mwd)
+  return out
+
+
+def score(config, mwd: str, rows: dict) -> np.ndarray:
+  """Predictions [S, N] of every run of the group's best-valid checkpoint on rows."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from seqrec_jax import evaluate, platform_defaults  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data.pipeline import ArraySplit  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.train import build_program  # pylint: disable=g-import-not-at-top
+  config = platform_defaults.resolve(config)
+  prog = build_program(config)
+  ckpt = Checkpointer(mwd, config.train.keep_checkpoints, prog.fingerprint)
+  best = ckpt.restore_best(prog.abstract)
+  ckpt.close()
+  if best is None:
+    raise FileNotFoundError(f'{mwd}: no best checkpoint to score the candidates with')
+  state = jax.device_put(best[0], prog.state_sh)
+  preds, _, _ = evaluate.predict(prog.eval_fn, state, ArraySplit(rows),
+                                 config.data.eval_batch_size, prog.to_device, run_axis=True)
+  return preds[..., 0]
+
+
+def candidate_scores(split, q, cand_by_seed, seeds, models_of, wd, log) -> dict:
+  """{'prerank': {seed: scores [E, N]}, 'din': ...}: run s of each group scores the
+  candidates of seed s; cached per candidate set."""
+  blocks = [cand_by_seed[s] for s in seeds]
+  same = all(np.array_equal(b, blocks[0]) for b in blocks)
+  ckey = _key([hashlib.sha1(np.stack(blocks).tobytes()).hexdigest()])
+  E, N = blocks[0].shape
+  out = {}
+  for model, (config, mwd) in models_of.items():
+    def run(config=config, mwd=mwd, model=model):
+      t = time.time()
+      # One pass over every distinct block (all runs score all rows; run r keeps block r).
+      bs = blocks[:1] if same else blocks
+      qq = {k: np.concatenate([v] * len(bs)) for k, v in q.items()}
+      p = score(config, mwd, D.candidate_rows(split, qq, np.concatenate(bs)))
+      p = p.reshape(len(seeds), len(bs), E, N)
+      p = np.stack([p[r, 0 if same else r] for r in range(len(seeds))])
+      log(f'  {model}: scored {E} x {N} candidates in {time.time() - t:.0f} s')
+      return {'scores': p}
+    p = _cached(os.path.join(wd, f'scores_{model}_{ckey}.npz'), run)['scores']
+    out[model] = {s: p[r] for r, s in enumerate(seeds)}
   return out
 
 
 # ----------------------------------------------------------------------------- latency
 
-def latency(split, q, chans, wd, st: Settings) -> dict[str, dict[str, float]]:
+def latency(split, q, chans, merged, wd, st: Settings) -> dict[str, dict[str, float]]:
   """p50 / p99 ms of one request through each stage (models with initialised weights: the
   cost does not depend on their values)."""
   import jax  # pylint: disable=g-import-not-at-top
   from seqrec_jax import models  # pylint: disable=g-import-not-at-top
   from seqrec_jax.configs import default  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data.features import DataSpec  # pylint: disable=g-import-not-at-top
-  path = os.path.join(wd, 'latency.json')
+  path = os.path.join(wd, f'latency_{"_".join(sorted(chans))}.json')
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)
@@ -256,6 +293,13 @@ def latency(split, q, chans, wd, st: Settings) -> dict[str, dict[str, float]]:
     out[f'retrieve: {name} (k={st.k_retrieve})'] = F.request_latency(
         lambda c=c: c.retrieve(one['hist_item'], st.k_retrieve, user_id=one['user_id']),
         reps=30)
+  if merged and len(merged) > 1:
+    lists = {n: chans[n]() for n in merged}
+    lists = {n: (c[next(iter(c))] if isinstance(c, dict) else c).retrieve(
+        one['hist_item'], st.k_retrieve, user_id=one['user_id']) for n, c in lists.items()}
+    quotas = F.quotas_for(merged, st.candidates, QUOTA_WEIGHTS)
+    out[f'merge {len(merged)} channels to {st.candidates}'] = F.request_latency(
+        lambda: F.merge(lists, quotas, st.candidates), reps=30)
   lg = split.logs
   spec = DataSpec(lg.num_users, lg.num_items, lg.num_cates, st.max_len)
   cand = np.arange(1, st.candidates + 1)[None, :] % (lg.num_items - 1) + 1
@@ -303,7 +347,8 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
   rank = -np.arange(st.k_retrieve, dtype=np.float32)[None].repeat(len(users), 0)
   cand = {s: F.merge({n: (lists[n][s], rank) for n in merged}, quotas, st.candidates)
           for s in seeds}
-  scores = train_rankers(split, q, cand, seeds, wd, dataset, log, st)
+  models_of = train_rankers(split, q, seeds, wd, dataset, log, st)
+  scores = candidate_scores(split, q, cand, seeds, models_of, wd, log)
   target = q['target']
   # Per-user metric arrays: rows[(group, name)][seed] = {metric: [E]}
   retr = {n: {s: F.list_metrics(lists[n][s], target, KS) for s in seeds} for n in names}
@@ -317,7 +362,7 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
         lists['popularity'][s][:, :FINAL_K], target, (FINAL_K,))
   if logs.oracle is not None:
     final.update(oracle_rows(split, q, users, seeds))
-  lat = {} if not st.latency else latency(split, q, chans, wd, st)
+  lat = {} if not st.latency else latency(split, q, chans, merged, wd, st)
   return {'dataset': dataset, 'retrieval': retr, 'final': final, 'latency': lat,
           'notes': notes, 'quotas': quotas, 'users': len(users),
           'seconds': time.time() - t0, 'info': logs.info,
