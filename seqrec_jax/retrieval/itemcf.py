@@ -9,7 +9,9 @@ neighbours i,
   score(u, i) = sum_j decay^age(j) sim(j, i)     (over the table's entries only)
 and the top-N by score is returned, history and item 0 excluded. Items no history item reaches
 are never returned (0 / -inf fill the slots), as the Channel contract (docs/RETRIEVAL_API) asks.
-Sparse work is scipy.sparse; the per-row top-k is a lexsort over the stored entries only.
+Sparse work is scipy.sparse; queries are scored a chunk of users at a time in a dense [B, I]
+block (np.bincount of the votes), whose top-k is np.partition's k-th value as a threshold, then
+a (row, -score, id) lexsort of the entries above it.
 """
 from __future__ import annotations
 
@@ -34,59 +36,74 @@ def interaction_matrix(user, item, num_users: int, num_items: int) -> sp.csr_mat
   return r
 
 
-def _rank_within_rows(rows, cols, vals):
-  """Entries (rows, cols, vals) [n] -> (order, rank): order sorts by (row, -val, col) and rank is
-  each sorted entry's position within its row (0 = best)."""
-  order = np.lexsort((cols, -vals, rows))
-  r = rows[order]
-  start = np.searchsorted(r, r, side='left')
-  return order, np.arange(len(r)) - start
-
-
 def _scatter_top_k(n_rows, k, rows, cols, vals):
-  """Keep the k best entries of each row -> (ids [n_rows, k] int32, scores [n_rows, k] float32);
-  0 / -inf where a row has fewer than k entries."""
-  order, rank = _rank_within_rows(rows, cols, vals)
+  """Keep the k best entries (rows, cols, vals) [n] of each row, ties by smaller col ->
+  (ids [n_rows, k] int32, scores [n_rows, k] float32); 0 / -inf where a row has fewer."""
+  order = np.lexsort((cols, -vals, rows))
+  rows, cols, vals = rows[order], cols[order], vals[order]
+  rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side='left')
   keep = rank < k
-  r, c, v, p = rows[order][keep], cols[order][keep], vals[order][keep], rank[keep]
   ids = np.zeros((n_rows, k), np.int32)
   scores = np.full((n_rows, k), -np.inf, np.float32)
-  ids[r, p] = c
-  scores[r, p] = v
+  ids[rows[keep], rank[keep]] = cols[keep]
+  scores[rows[keep], rank[keep]] = vals[keep]
   return ids, scores
+
+
+def dense_top_k(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """d [B, I] scores, -inf = not a candidate -> the k best per row (ties: smaller id) as
+  (ids [B, k] int32, scores [B, k] float32), 0 / -inf where a row has fewer than k."""
+  n_rows, n_cols = d.shape
+  kk = min(k, n_cols)
+  # The k-th largest value of each row; every finite entry >= it is a candidate, so ties at the
+  # boundary are all seen before the (row, -score, id) sort picks the first k.
+  kth = -np.partition(-d, kk - 1, axis=1)[:, kk - 1]
+  rows, cols = np.nonzero((d >= kth[:, None]) & (d > -np.inf))
+  return _scatter_top_k(n_rows, k, rows, cols, d[rows, cols])
+
+
+def _mask_row_ids(d: np.ndarray, ids: np.ndarray | None) -> None:
+  """Sets d[r, ids[r]] = -inf in place (ids [B, L], 0 included: column 0 is never returned)."""
+  d[:, 0] = -np.inf
+  if ids is not None:
+    d[np.arange(len(d))[:, None], ids] = -np.inf
+
+
+def _chunks(n_rows: int, n_cols: int, elems: int = 1 << 22):
+  b = max(1, elems // max(n_cols, 1))
+  return [(lo, min(lo + b, n_rows)) for lo in range(0, n_rows, b)]
+
+
+def _check_exclude(exclude, n_rows, n_cols, where):
+  if exclude is None:
+    return None
+  exclude = np.asarray(exclude, np.int64)
+  if exclude.ndim != 2 or len(exclude) != n_rows:
+    raise ValueError(f'{where}: exclude {exclude.shape} must be [{n_rows}, L]')
+  if exclude.size and (exclude.min() < 0 or exclude.max() >= n_cols):
+    raise ValueError(f'{where}: exclude ids span [{exclude.min()}, {exclude.max()}], outside '
+                     f'[0, {n_cols})')
+  return exclude
 
 
 def sparse_top_k(scores: sp.spmatrix, k: int, exclude: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
   """Per row, the k best stored entries of scores [U, I] (ties: smaller id first), never column
   0 nor the ids in exclude [U, L] (0 = none) -> (ids [U, k] int32, scores [U, k] float32), 0 /
-  -inf where fewer than k entries remain. Only stored entries are candidates."""
+  -inf where fewer than k entries remain. Only stored entries are candidates; rows are made
+  dense a chunk at a time."""
   s = sp.csr_matrix(scores)
   s.sum_duplicates()
   n_rows, n_cols = s.shape
-  rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(s.indptr))
-  cols, vals = s.indices.astype(np.int64), s.data.astype(np.float64)
-  keep = (cols > 0) & ~np.isnan(vals)
-  if exclude is not None:
-    exclude = np.asarray(exclude, np.int64)
-    if exclude.ndim != 2 or len(exclude) != n_rows:
-      raise ValueError(f'sparse_top_k: exclude {exclude.shape} must be [{n_rows}, L]')
-    ex_key = (np.arange(n_rows)[:, None] * n_cols + exclude)[exclude > 0]
-    keep &= ~np.isin(rows * n_cols + cols, ex_key)
-  return _scatter_top_k(n_rows, k, rows[keep], cols[keep], vals[keep])
-
-
-def dense_block_top_k(sim: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-  """sim [B, I] (column 0 and self already zeroed) -> the k largest positive entries per row
-  (ties: smaller id) as (ids [B, k] int32, sims [B, k] float32), 0-padded (sim 0)."""
-  n_rows, n_cols = sim.shape
-  kk = min(k, n_cols)
-  # The k-th largest value of each row; every entry >= it (and > 0) is a candidate, so ties at
-  # the boundary are all seen before the (row, -sim, id) sort picks the first k.
-  kth = -np.partition(-sim, kk - 1, axis=1)[:, kk - 1]
-  rows, cols = np.nonzero((sim >= kth[:, None]) & (sim > 0))
-  ids, sims = _scatter_top_k(n_rows, k, rows, cols, sim[rows, cols])
-  return ids, np.where(ids > 0, sims, 0.0).astype(np.float32)
+  exclude = _check_exclude(exclude, n_rows, n_cols, 'sparse_top_k')
+  ids, out = np.zeros((n_rows, k), np.int32), np.full((n_rows, k), -np.inf, np.float32)
+  for lo, hi in _chunks(n_rows, n_cols):
+    blk = s[lo:hi]
+    d = np.full((hi - lo, n_cols), -np.inf)
+    d[np.repeat(np.arange(hi - lo), np.diff(blk.indptr)), blk.indices] = blk.data
+    _mask_row_ids(d, None if exclude is None else exclude[lo:hi])
+    ids[lo:hi], out[lo:hi] = dense_top_k(d, k)
+  return ids, out
 
 
 def neighbour_table(sim_rows: Callable[[int, int], np.ndarray], num_items: int, k: int,
@@ -99,9 +116,10 @@ def neighbour_table(sim_rows: Callable[[int, int], np.ndarray], num_items: int, 
   for lo in range(1, num_items, block):
     hi = min(lo + block, num_items)
     s = np.array(sim_rows(lo, hi), np.float32)
-    s[:, 0] = 0.0
-    s[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
-    ids[lo:hi], sims[lo:hi] = dense_block_top_k(s, k)
+    s[s <= 0] = -np.inf
+    _mask_row_ids(s, np.arange(lo, hi)[:, None])           # the item itself
+    i, v = dense_top_k(s, k)
+    ids[lo:hi], sims[lo:hi] = i, np.where(i > 0, v, 0.0)
   return ids, sims
 
 
@@ -139,26 +157,34 @@ class NeighbourChannel:
   def num_items(self) -> int:
     return len(self.nbr_ids)
 
-  def scores(self, hist_item: np.ndarray) -> sp.csr_matrix:
-    """hist_item [U, L] -> score(u, i) [U, I] (csr; only the items some history item reaches)."""
+  def dense_scores(self, hist_item: np.ndarray) -> np.ndarray:
+    """hist_item [B, L] -> score(u, i) [B, I] float64, -inf where no history item reaches i."""
     h = last_n_items(hist_item, self.last_n).astype(np.int64)
-    if len(h) and (h.min() < 0 or h.max() >= self.num_items):
+    if h.size and (h.min() < 0 or h.max() >= self.num_items):
       raise ValueError(f'{self.name}: history ids span [{h.min()}, {h.max()}], outside the '
                        f'table\'s [0, {self.num_items})')
-    n_users, n = h.shape
+    n_rows, n = h.shape
     w = self.decay ** np.arange(n - 1, -1, -1, dtype=np.float64)          # [n], newest last
-    cols = self.nbr_ids[h]                                                  # [U, n, K]
+    cols = self.nbr_ids[h].astype(np.int64)                                 # [B, n, K]
     vals = self.nbr_sim[h] * (w[None, :, None] * (h > 0)[:, :, None])
-    rows = np.broadcast_to(np.arange(n_users)[:, None, None], cols.shape)
-    ok = cols > 0
-    return sp.csr_matrix((vals[ok], (rows[ok], cols[ok])), shape=(n_users, self.num_items))
+    flat = (np.arange(n_rows)[:, None, None] * self.num_items + cols)[cols > 0]
+    size = n_rows * self.num_items
+    d = np.bincount(flat, vals[cols > 0], minlength=size).reshape(n_rows, -1)
+    reached = np.bincount(flat, minlength=size).reshape(n_rows, -1) > 0
+    return np.where(reached, d, -np.inf)
 
   def retrieve(self, hist_item, k: int, *, user_id=None, exclude_history: bool = True
                ) -> tuple[np.ndarray, np.ndarray]:
     """hist_item [U, L] int32 -> (ids [U, k] int32, scores [U, k] float32), best first."""
     del user_id
     hist_item = np.asarray(hist_item)
-    return sparse_top_k(self.scores(hist_item), k, hist_item if exclude_history else None)
+    n_rows = len(hist_item)
+    ids, out = np.zeros((n_rows, k), np.int32), np.full((n_rows, k), -np.inf, np.float32)
+    for lo, hi in _chunks(n_rows, self.num_items):
+      d = self.dense_scores(hist_item[lo:hi])
+      _mask_row_ids(d, hist_item[lo:hi] if exclude_history else None)
+      ids[lo:hi], out[lo:hi] = dense_top_k(d, k)
+    return ids, out
 
 
 class ItemCF(NeighbourChannel):
@@ -178,8 +204,8 @@ def cosine_neighbours(r: sp.csr_matrix, k: int, block: int = 1024
                       ) -> tuple[np.ndarray, np.ndarray]:
   """Binary R [U, I] -> the cosine top-k table (ids [I, k], sims [I, k])."""
   rt = r.T.tocsr()
-  n = np.asarray(r.sum(0)).ravel().astype(np.float64)
-  inv = np.where(n > 0, 1.0 / np.sqrt(np.maximum(n, 1.0)), 0.0)
+  n = np.asarray(r.sum(0)).ravel()
+  inv = np.where(n > 0, 1.0 / np.sqrt(np.maximum(n, 1.0)), 0.0).astype(np.float32)
 
   def sim_rows(lo, hi):
     co = (rt[lo:hi] @ r).toarray()            # |N(i) ∩ N(j)| for i in [lo, hi)
