@@ -10,8 +10,8 @@ neighbours i,
 and the top-N by score is returned, history and item 0 excluded. Items no history item reaches
 are never returned (0 / -inf fill the slots), as the Channel contract (docs/RETRIEVAL_API) asks.
 Sparse work is scipy.sparse; queries are scored a chunk of users at a time in a dense [B, I]
-block (np.bincount of the votes), whose top-k is np.partition's k-th value as a threshold, then
-a (row, -score, id) lexsort of the entries above it.
+block (np.bincount of the votes), whose top-k is np.partition's k-th value as a threshold and a
+stable per-row sort of the k entries it selects.
 """
 from __future__ import annotations
 
@@ -36,30 +36,28 @@ def interaction_matrix(user, item, num_users: int, num_items: int) -> sp.csr_mat
   return r
 
 
-def _scatter_top_k(n_rows, k, rows, cols, vals):
-  """Keep the k best entries (rows, cols, vals) [n] of each row, ties by smaller col ->
-  (ids [n_rows, k] int32, scores [n_rows, k] float32); 0 / -inf where a row has fewer."""
-  order = np.lexsort((cols, -vals, rows))
-  rows, cols, vals = rows[order], cols[order], vals[order]
-  rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side='left')
-  keep = rank < k
-  ids = np.zeros((n_rows, k), np.int32)
-  scores = np.full((n_rows, k), -np.inf, np.float32)
-  ids[rows[keep], rank[keep]] = cols[keep]
-  scores[rows[keep], rank[keep]] = vals[keep]
-  return ids, scores
-
-
 def dense_top_k(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
   """d [B, I] scores, -inf = not a candidate -> the k best per row (ties: smaller id) as
   (ids [B, k] int32, scores [B, k] float32), 0 / -inf where a row has fewer than k."""
   n_rows, n_cols = d.shape
   kk = min(k, n_cols)
-  # The k-th largest value of each row; every finite entry >= it is a candidate, so ties at the
-  # boundary are all seen before the (row, -score, id) sort picks the first k.
-  kth = -np.partition(-d, kk - 1, axis=1)[:, kk - 1]
-  rows, cols = np.nonzero((d >= kth[:, None]) & (d > -np.inf))
-  return _scatter_top_k(n_rows, k, rows, cols, d[rows, cols])
+  # The k-th largest value of each row: take every finite entry above it, then the entries
+  # equal to it with the smallest ids until k are taken; a stable sort of those by -score
+  # keeps ascending ids within ties.
+  kth = -np.partition(-d, kk - 1, axis=1)[:, kk - 1:kk]
+  finite = d > -np.inf
+  above, tied = (d > kth) & finite, (d == kth) & finite
+  need = kk - above.sum(1, keepdims=True)
+  sel = above | (tied & (np.cumsum(tied, axis=1) <= need))
+  rows, cols = np.nonzero(sel)
+  n_sel = sel.sum(1)
+  pos = np.arange(len(rows)) - np.repeat(np.cumsum(n_sel) - n_sel, n_sel)
+  ids = np.zeros((n_rows, k), np.int32)
+  vals = np.full((n_rows, k), -np.inf)
+  ids[rows, pos], vals[rows, pos] = cols, d[rows, cols]
+  order = np.argsort(-vals, axis=1, kind='stable')
+  return (np.take_along_axis(ids, order, 1),
+          np.take_along_axis(vals, order, 1).astype(np.float32))
 
 
 def _mask_row_ids(d: np.ndarray, ids: np.ndarray | None) -> None:
@@ -69,7 +67,8 @@ def _mask_row_ids(d: np.ndarray, ids: np.ndarray | None) -> None:
     d[np.arange(len(d))[:, None], ids] = -np.inf
 
 
-def _chunks(n_rows: int, n_cols: int, elems: int = 1 << 22):
+def _chunks(n_rows: int, n_cols: int, elems: int = 1 << 20):
+  """Row ranges [lo, hi) of about `elems` entries of a [n_rows, n_cols] dense block each."""
   b = max(1, elems // max(n_cols, 1))
   return [(lo, min(lo + b, n_rows)) for lo in range(0, n_rows, b)]
 
