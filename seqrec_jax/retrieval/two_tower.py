@@ -1,0 +1,87 @@
+"""TwoTowerChannel: the two-tower model as a retrieval channel (docs RETRIEVAL_API's Channel).
+
+Item vectors of the whole catalogue are computed once at construction (the item tower depends
+on the item only) and held in an index; a request computes the user vector from its history
+and takes the top-k of the similarities, never item 0 and, by default, never an item of the
+user's own history. The index is R2's `ItemIndex` (retrieval/index.py: exact jax.lax.top_k over
+the matmul, or jax.lax.approx_max_k with method='approx') when that module is present; without
+it the same exact top-k runs here (`_exact_top_k`).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqrec_jax.models.two_tower import TwoTower
+from seqrec_jax.retrieval.train_two_tower import model_batch
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _exact_top_k(u, v, k, exclude):
+  """u [U, D], v [I, D], exclude [U, n] int32 -> (ids [U, k], scores [U, k]) of u @ v.T, best
+  first; item 0 and excluded ids are never returned (-inf slots come back as id 0)."""
+  s = u @ v.T
+  s = s.at[:, 0].set(-jnp.inf)
+  rows = jnp.broadcast_to(jnp.arange(u.shape[0])[:, None], exclude.shape)
+  scores, ids = jax.lax.top_k(s.at[rows, exclude].set(-jnp.inf), k)
+  return jnp.where(jnp.isfinite(scores), ids, 0), scores
+
+
+class TwoTowerChannel:
+  """model + one run's params + cate_of_item [I] -> a Channel.
+
+  method: 'exact' | 'approx' (the index's; 'approx' needs retrieval/index.py). Scores are the
+  similarity / temperature (cosine or dot as the model was trained). user_id: used when the
+  model has a user embedding (use_user); None then reads the OOV row 0.
+  """
+
+  def __init__(self, model: TwoTower, params, cate_of_item, *, name: str = 'two_tower',
+               method: str = 'exact', chunk: int = 2048):
+    self.name, self.model, self.params, self.chunk = name, model, params, chunk
+    self.cate_of_item = np.asarray(cate_of_item, np.int32)
+    ids = jnp.arange(len(self.cate_of_item), dtype=jnp.int32)
+    self.item_vectors = np.asarray(jax.jit(
+        lambda p: model.apply({'params': p}, ids, jnp.asarray(self.cate_of_item),
+                              method=TwoTower.item_vectors))(params)) / model.temperature
+    self._user = jax.jit(lambda p, b: model.apply({'params': p}, b, method=TwoTower.user_vectors))
+    self.index = None
+    try:
+      from seqrec_jax.retrieval.index import ItemIndex  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      if method != 'exact':
+        raise ValueError(f"TwoTowerChannel method={method!r} needs retrieval/index.py's "
+                         "ItemIndex; only 'exact' runs without it") from None
+    else:
+      self.index = ItemIndex(self.item_vectors, method=method)
+
+  def user_vectors(self, hist_item, user_id=None) -> np.ndarray:
+    """hist_item [U, L] (right-aligned, 0-padded) -> u [U, D]."""
+    hist_item = np.asarray(hist_item, np.int32)
+    if user_id is None:
+      user_id = np.zeros(len(hist_item), np.int32)
+    zeros = np.zeros(len(hist_item), np.int32)
+    b = model_batch(np.asarray(user_id, np.int32), hist_item, self.cate_of_item[hist_item],
+                    zeros, zeros)
+    return np.asarray(self._user(self.params, b))
+
+  def retrieve(self, hist_item, k: int, *, user_id=None, exclude_history: bool = True):
+    """hist_item [U, L] -> (ids [U, k] int32, scores [U, k] float32), best first."""
+    hist_item = np.asarray(hist_item, np.int32)
+    if not 0 < k < len(self.cate_of_item):
+      raise ValueError(f'{self.name}: k={k} must be in [1, {len(self.cate_of_item) - 1}]')
+    out_ids, out_scores = [], []
+    for lo in range(0, len(hist_item), self.chunk):
+      h = hist_item[lo:lo + self.chunk]
+      uid = None if user_id is None else np.asarray(user_id)[lo:lo + self.chunk]
+      u = self.user_vectors(h, uid)
+      exclude = h if exclude_history else np.zeros((len(h), 1), np.int32)
+      if self.index is not None:
+        ids, scores = self.index.top_k(u, k, exclude=exclude)
+      else:
+        ids, scores = _exact_top_k(u, self.item_vectors, k, exclude)
+      out_ids.append(np.asarray(ids, np.int32))
+      out_scores.append(np.asarray(scores, np.float32))
+    return np.concatenate(out_ids), np.concatenate(out_scores)
