@@ -41,3 +41,4 @@ from seqrec_jax.models import ctr  # noqa: E402,F401  pylint: disable=g-import-n
 from seqrec_jax.models import dcn  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from seqrec_jax.models import multitask  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from seqrec_jax.models import prerank  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+from seqrec_jax.models import two_tower  # noqa: E402,F401  pylint: disable=g-import-not-at-top
