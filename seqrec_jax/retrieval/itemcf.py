@@ -48,7 +48,10 @@ def dense_top_k(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
   finite = d > -np.inf
   above, tied = (d > kth) & finite, (d == kth) & finite
   need = kk - above.sum(1, keepdims=True)
-  sel = above | (tied & (np.cumsum(tied, axis=1) <= need))
+  sel = above | tied
+  over = tied.sum(1) > need[:, 0]                    # rows with more ties than free slots
+  if over.any():
+    sel[over] = above[over] | (tied[over] & (np.cumsum(tied[over], axis=1) <= need[over]))
   rows, cols = np.nonzero(sel)
   n_sel = sel.sum(1)
   pos = np.arange(len(rows)) - np.repeat(np.cumsum(n_sel) - n_sel, n_sel)
