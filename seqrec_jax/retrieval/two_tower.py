@@ -3,39 +3,26 @@
 Item vectors of the whole catalogue are computed once at construction (the item tower depends
 on the item only) and held in an index; a request computes the user vector from its history
 and takes the top-k of the similarities, never item 0 and, by default, never an item of the
-user's own history. The index is R2's `ItemIndex` (retrieval/index.py: exact jax.lax.top_k over
-the matmul, or jax.lax.approx_max_k with method='approx') when that module is present; without
-it the same exact top-k runs here (`_exact_top_k`).
+user's own history. The index is retrieval/index.py's `ItemIndex` (exact jax.lax.top_k over the
+matmul, or jax.lax.approx_max_k with method='approx').
 """
 from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from seqrec_jax.models.two_tower import TwoTower
+from seqrec_jax.retrieval.index import ItemIndex
 from seqrec_jax.retrieval.train_two_tower import model_batch
-
-
-@functools.partial(jax.jit, static_argnums=2)
-def _exact_top_k(u, v, k, exclude):
-  """u [U, D], v [I, D], exclude [U, n] int32 -> (ids [U, k], scores [U, k]) of u @ v.T, best
-  first; item 0 and excluded ids are never returned (-inf slots come back as id 0)."""
-  s = u @ v.T
-  s = s.at[:, 0].set(-jnp.inf)
-  rows = jnp.broadcast_to(jnp.arange(u.shape[0])[:, None], exclude.shape)
-  scores, ids = jax.lax.top_k(s.at[rows, exclude].set(-jnp.inf), k)
-  return jnp.where(jnp.isfinite(scores), ids, 0), scores
 
 
 class TwoTowerChannel:
   """model + one run's params + cate_of_item [I] -> a Channel.
 
-  method: 'exact' | 'approx' (the index's; 'approx' needs retrieval/index.py). Scores are the
-  similarity / temperature (cosine or dot as the model was trained). user_id: used when the
-  model has a user embedding (use_user); None then reads the OOV row 0.
+  method: 'exact' | 'approx' (ItemIndex's). Scores are the similarity / temperature (cosine or
+  dot as the model was trained). user_id: read when the model has a user embedding (use_user);
+  None then reads the OOV row 0.
   """
 
   def __init__(self, model: TwoTower, params, cate_of_item, *, name: str = 'two_tower',
@@ -47,15 +34,7 @@ class TwoTowerChannel:
         lambda p: model.apply({'params': p}, ids, jnp.asarray(self.cate_of_item),
                               method=TwoTower.item_vectors))(params)) / model.temperature
     self._user = jax.jit(lambda p, b: model.apply({'params': p}, b, method=TwoTower.user_vectors))
-    self.index = None
-    try:
-      from seqrec_jax.retrieval.index import ItemIndex  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      if method != 'exact':
-        raise ValueError(f"TwoTowerChannel method={method!r} needs retrieval/index.py's "
-                         "ItemIndex; only 'exact' runs without it") from None
-    else:
-      self.index = ItemIndex(self.item_vectors, method=method)
+    self.index = ItemIndex(self.item_vectors, method=method)
 
   def user_vectors(self, hist_item, user_id=None) -> np.ndarray:
     """hist_item [U, L] (right-aligned, 0-padded) -> u [U, D]."""
@@ -78,10 +57,7 @@ class TwoTowerChannel:
       uid = None if user_id is None else np.asarray(user_id)[lo:lo + self.chunk]
       u = self.user_vectors(h, uid)
       exclude = h if exclude_history else np.zeros((len(h), 1), np.int32)
-      if self.index is not None:
-        ids, scores = self.index.top_k(u, k, exclude=exclude)
-      else:
-        ids, scores = _exact_top_k(u, self.item_vectors, k, exclude)
+      ids, scores = self.index.top_k(u, k, exclude=exclude)
       out_ids.append(np.asarray(ids, np.int32))
       out_scores.append(np.asarray(scores, np.float32))
     return np.concatenate(out_ids), np.concatenate(out_scores)
