@@ -26,6 +26,7 @@ by test user (per-user differences averaged over seeds), the test-set sampling n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -56,7 +57,7 @@ def define_flags():
   flags.DEFINE_integer('seeds', 3, 'Training seeds of the pre-ranker, DIN and the two-tower.')
   flags.DEFINE_string('outdir', '', 'Output directory (default runs/funnel).')
   flags.DEFINE_integer('num_steps', -1, '> 0: train steps per model (else --epochs).')
-  flags.DEFINE_float('epochs', 2.0, 'Epochs of the pre-ranker and DIN.')
+  flags.DEFINE_float('epochs', 1.5, 'Epochs of the pre-ranker and DIN.')
   flags.DEFINE_list('datasets', ['synthetic', 'movielens'], 'synthetic and/or movielens.')
   flags.DEFINE_integer('eval_users', 1000, 'Test users (requests) per dataset.')
   flags.DEFINE_integer('max_len', 30, 'History length L of every model.')
@@ -72,7 +73,7 @@ def define_flags():
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """Everything a dataset's results depend on besides the data (its cache key)."""
-  epochs: float = 2.0
+  epochs: float = 1.5
   num_steps: int = -1
   eval_users: int = 1000
   max_len: int = 30
@@ -228,10 +229,10 @@ def train_rankers(split, q, seeds, wd, dataset, log, st: Settings) -> dict:
   return out
 
 
-def score(config, mwd: str, rows: dict) -> np.ndarray:
-  """Predictions [S, N] of every run of the group's best-valid checkpoint on rows."""
+def score(config, mwd: str, rows_of_run: list[dict]) -> list[np.ndarray]:
+  """Run r of the group's best-valid checkpoint scores rows_of_run[r]: [N_r] each."""
   import jax  # pylint: disable=g-import-not-at-top
-  from seqrec_jax import evaluate, platform_defaults  # pylint: disable=g-import-not-at-top
+  from seqrec_jax import evaluate, platform_defaults, steps  # pylint: disable=g-import-not-at-top
   from seqrec_jax.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data.pipeline import ArraySplit  # pylint: disable=g-import-not-at-top
   from seqrec_jax.train import build_program  # pylint: disable=g-import-not-at-top
@@ -242,31 +243,30 @@ def score(config, mwd: str, rows: dict) -> np.ndarray:
   ckpt.close()
   if best is None:
     raise FileNotFoundError(f'{mwd}: no best checkpoint to score the candidates with')
-  state = jax.device_put(best[0], prog.state_sh)
-  preds, _, _ = evaluate.predict(prog.eval_fn, state, ArraySplit(rows),
-                                 config.data.eval_batch_size, prog.to_device, run_axis=True)
-  return preds[..., 0]
+  state = jax.device_get(best[0])
+  f = jax.jit(functools.partial(steps.eval_step, tasks=prog.tasks))
+  out = []
+  for r, rows in enumerate(rows_of_run):       # one run's params: no work for the others
+    one = jax.tree.map(lambda x, r=r: x[r], state)
+    preds, _, _ = evaluate.predict(f, one, ArraySplit(rows), config.data.eval_batch_size,
+                                   lambda b: b)
+    out.append(preds[:, 0])
+  return out
 
 
 def candidate_scores(split, q, cand_by_seed, seeds, models_of, wd, log) -> dict:
   """{'prerank': {seed: scores [E, N]}, 'din': ...}: run s of each group scores the
   candidates of seed s; cached per candidate set."""
   blocks = [cand_by_seed[s] for s in seeds]
-  same = all(np.array_equal(b, blocks[0]) for b in blocks)
   ckey = _key([hashlib.sha1(np.stack(blocks).tobytes()).hexdigest()])
   E, N = blocks[0].shape
   out = {}
   for model, (config, mwd) in models_of.items():
     def run(config=config, mwd=mwd, model=model):
       t = time.time()
-      # One pass over every distinct block (all runs score all rows; run r keeps block r).
-      bs = blocks[:1] if same else blocks
-      qq = {k: np.concatenate([v] * len(bs)) for k, v in q.items()}
-      p = score(config, mwd, D.candidate_rows(split, qq, np.concatenate(bs)))
-      p = p.reshape(len(seeds), len(bs), E, N)
-      p = np.stack([p[r, 0 if same else r] for r in range(len(seeds))])
-      log(f'  {model}: scored {E} x {N} candidates in {time.time() - t:.0f} s')
-      return {'scores': p}
+      p = score(config, mwd, [D.candidate_rows(split, q, b) for b in blocks])
+      log(f'  {model}: scored {len(blocks)} x {E} x {N} candidates in {time.time() - t:.0f} s')
+      return {'scores': np.stack([x.reshape(E, N) for x in p])}
     p = _cached(os.path.join(wd, f'scores_{model}_{ckey}.npz'), run)['scores']
     out[model] = {s: p[r] for r, s in enumerate(seeds)}
   return out
