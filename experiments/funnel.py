@@ -141,14 +141,23 @@ def build_channels(split: D.Split, ex: dict, seeds, log, st: Settings) -> tuple[
     notes['two_tower'] = f'in-batch softmax + log-Q, {steps} steps of 512'
   for name in facs:
     log(f'  channel {name}: {notes[name]}')
-  return _memo(facs), notes
+  return _memo(facs, log), notes
 
 
-def _memo(facs: dict) -> dict:
+def _memo(facs: dict, log=None) -> dict:
+  """Factories called at most once each (the build time is logged)."""
   out = {}
   for name, fn in facs.items():
     box: list = []
-    out[name] = lambda fn=fn, box=box: box[0] if box else (box.append(fn()) or box[0])
+
+    def once(fn=fn, box=box, name=name):
+      if not box:
+        t = time.time()
+        box.append(fn())
+        if log is not None:
+          log(f'  built {name} in {time.time() - t:.1f} s')
+      return box[0]
+    out[name] = once
   return out
 
 
@@ -336,7 +345,9 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
   ex = D.retrieval_examples(split, st.max_len)
   chans, notes = build_channels(split, ex, seeds, log, st)
   lists = channel_lists(split, q, chans, seeds, wd, log, st)
-  names = list(lists)
+  # Merge order = quota share (merge_channels takes channels in order: the merged list starts
+  # with the largest channel's best items).
+  names = sorted(lists, key=lambda n: -QUOTA_WEIGHTS.get(n, 0.0))
   merged = names
   try:
     from seqrec_jax.retrieval import merge as _  # noqa: F401  pylint: disable=g-import-not-at-top
