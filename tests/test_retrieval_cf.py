@@ -119,6 +119,8 @@ def test_itemcf_rejects_bad_ids():
   ch = ItemCF.fit(np.array([1, 1]), np.array([1, 2]), 3, 5)
   with pytest.raises(ValueError, match='outside'):
     ch.retrieve(np.array([[9]]), 2)
+  with pytest.raises(ValueError, match='k=0'):
+    ch.retrieve(np.array([[1]]), 0)
 
 
 def _assert_top(ids, scores, want, k, tol=1e-5):

@@ -40,6 +40,8 @@ def dense_top_k(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
   """d [B, I] scores, -inf = not a candidate -> the k best per row (ties: smaller id) as
   (ids [B, k] int32, scores [B, k] float32), 0 / -inf where a row has fewer than k."""
   n_rows, n_cols = d.shape
+  if k < 1:
+    raise ValueError(f'top-k: k={k} must be >= 1')
   kk = min(k, n_cols)
   # The k-th largest value of each row: take every finite entry above it, then the entries
   # equal to it with the smallest ids until k are taken; a stable sort of those by -score
