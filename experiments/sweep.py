@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from absl import app, flags
 import numpy as np
 
+from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.configs import load_config
 
 
@@ -201,6 +202,21 @@ def plan_jobs(seeds: Sequence[int], configs: Sequence[dict], runs_per_group: int
   return sorted(jobs, key=lambda j: min(j.cells))
 
 
+def _same_config(old, want) -> bool:
+  """A finished cell's recorded config equals the wanted one, up to keys added to the config
+  since (missing from the record and at the value runs had before: workdir.ADDED_KEYS)."""
+  if old == want:
+    return True
+  if not isinstance(old, dict):
+    return False
+  o, w = workdir_lib.flatten(old), workdir_lib.flatten(want)
+  return all(k in workdir_lib.ADDED_KEYS and k not in o and w[k] == workdir_lib.ADDED_KEYS[k]
+             for k in set(o) | set(w) if o.get(k, _ABSENT) != w.get(k, _ABSENT))
+
+
+_ABSENT = object()
+
+
 def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
               train_fn: Callable | None = None, log: Callable = print,
               runs_per_group: int = 1) -> list[dict]:
@@ -228,7 +244,7 @@ def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
     if os.path.exists(path):
       with open(path) as f:
         rec = json.load(f)
-      if rec.get('config') == want:
+      if _same_config(rec.get('config'), want):
         records[i] = rec
         log(f'[{i + 1}/{len(cells)}] {cell.id}: done earlier, skipped')
         continue
@@ -359,7 +375,7 @@ def _claim_workdir(workdir: str, config: dict, log: Callable) -> None:
   stamp = os.path.join(workdir, 'sweep_config.json')
   if os.path.exists(stamp):
     with open(stamp) as f:
-      if json.load(f) == config:
+      if _same_config(json.load(f), config):
         return
     log(f'{workdir}: checkpoints from another config; starting the cell afresh')
     shutil.rmtree(workdir)

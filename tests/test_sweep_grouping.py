@@ -193,6 +193,41 @@ def test_stale_grouped_cells_rerun(tmp_path, monkeypatch):
   assert sum('stale' in m for m in logs) == 2
 
 
+def _drop_added_keys(out):
+  """Rewrites the cell records as code from before train.init_from / train.trainable wrote them."""
+  for name in os.listdir(os.path.join(out, 'cells')):
+    path = os.path.join(out, 'cells', name)
+    with open(path) as f:
+      rec = json.load(f)
+    del rec['config']['train']['init_from'], rec['config']['train']['trainable']
+    with open(path, 'w') as f:
+      json.dump(rec, f)
+
+
+def test_cells_recorded_before_a_key_was_added_are_not_stale_at_its_old_value(tmp_path):
+  out, eng = str(tmp_path), FakeEngine()
+  sweep.run_sweep(SPEC, _cells(range(2)), out, eng, log=lambda _: None, runs_per_group=8)
+  _drop_added_keys(out)
+  logs = []
+  recs = sweep.run_sweep(SPEC, _cells(range(2)), out, eng, log=logs.append, runs_per_group=8)
+  assert len(eng.calls) == 1 and len(recs) == 2
+  assert sum('skipped' in m for m in logs) == 2 and not any('stale' in m for m in logs)
+  orig = default.get_config
+
+  def embeddings_only():      # the added key away from its old value: a different experiment
+    c = orig()
+    c.train.trainable = 'embeddings'
+    return c
+  monkeypatch = pytest.MonkeyPatch()
+  monkeypatch.setattr(default, 'get_config', embeddings_only)
+  try:
+    logs.clear()
+    sweep.run_sweep(SPEC, _cells(range(2)), out, eng, log=logs.append, runs_per_group=8)
+  finally:
+    monkeypatch.undo()
+  assert len(eng.calls) == 2 and sum('stale' in m for m in logs) == 2
+
+
 def test_a_group_answer_that_does_not_match_the_job_is_an_error(tmp_path):
   def wrong(cfg, workdir):
     runs = FakeEngine()(cfg, workdir)['runs']
