@@ -5,6 +5,7 @@ The registry contract tests (tests/test_models_registry.py) cover 'two_tower' as
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -48,6 +49,9 @@ def planted(num_users: int = 360, seed: int = 0):
   return ex, cat, test
 
 
+# These runs are compile-bound (120 steps of a tiny model): XLA's backend optimisation level 0
+# halves the compile time of the tests' programs on CPU (3.9 -> 2.3 s for the 4-loss program).
+FAST_COMPILE = {'xla_backend_optimization_level': 0}
 CFG = T.TwoTowerConfig(embed_dim=8, tower=(32, 16), batch_size=128, num_steps=120,
                        learning_rate=1e-2)
 
@@ -55,7 +59,7 @@ CFG = T.TwoTowerConfig(embed_dim=8, tower=(32, 16), batch_size=128, num_steps=12
 @functools.lru_cache(maxsize=1)
 def trained():
   ex, cat, _ = planted()
-  return T.train(ex, cat, CFG, seeds=(0, 1, 2))
+  return T.train(ex, cat, CFG, seeds=(0, 1, 2), compiler_options=FAST_COMPILE)
 
 
 def recall_at(ids, target):
@@ -78,7 +82,7 @@ def test_learns_planted_clusters_far_above_popularity():
 def test_vmapped_seeds_equal_single_runs():
   ex, cat, _ = planted()
   group = trained()
-  single = T.train(ex, cat, CFG, seeds=(1,))
+  single = T.train(ex, cat, CFG, seeds=(1,), compiler_options=FAST_COMPILE)
   np.testing.assert_allclose(single.losses[:, 0], group.losses[:, 1], rtol=2e-4, atol=2e-4)
   for a, b in zip(jax.tree.leaves(single.params_of(0)), jax.tree.leaves(group.params_of(1))):
     np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
@@ -108,18 +112,17 @@ def test_channel_equals_brute_force_and_excludes_history():
 
 
 def test_cosine_towers_and_forward():
-  ex, cat, _ = planted()
+  _, cat, test = planted()
   res = trained()
-  p = res.params_of(2)
-  m = res.model
-  b = T.model_batch(*(ex[k][:5] for k in T._KEYS))   # pylint: disable=protected-access
-  u = np.asarray(m.apply({'params': p}, b, method=type(m).user_vectors))
-  v = np.asarray(m.apply({'params': p}, b['target_item'], b['target_cate'],
-                         method=type(m).item_vectors))
+  ch = res.channel(2, cat['cate_of_item'])
+  u, v = ch.user_vectors(test['hist_item']), ch.item_vectors * CFG.temperature
   np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, rtol=1e-5)
-  np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
-  np.testing.assert_allclose(m.apply({'params': p}, b), (u * v).sum(1) / CFG.temperature,
-                             rtol=1e-5)
+  np.testing.assert_allclose(np.linalg.norm(v[1:], axis=1), 1.0, rtol=1e-5)
+  b = T.model_batch(test['user_id'], test['hist_item'], cat['cate_of_item'][test['hist_item']],
+                    test['item_id'], cat['cate_of_item'][test['item_id']])
+  logits = jax.jit(res.model.apply)({'params': res.params_of(2)}, b)
+  np.testing.assert_allclose(logits, (u * v[test['item_id']]).sum(1) / CFG.temperature,
+                             rtol=1e-4, atol=1e-4)
 
 
 def test_every_loss_mode_descends_with_catalogue_and_hard_negatives():
@@ -130,17 +133,16 @@ def test_every_loss_mode_descends_with_catalogue_and_hard_negatives():
   batch = {k: ex[k][:128] for k in T._KEYS}   # pylint: disable=protected-access
   batch['hard_item'] = np.random.default_rng(0).integers(
       0, len(cat['cate_of_item']), (128, 3)).astype(np.int32)
-  cfgs = [T.TwoTowerConfig(embed_dim=8, tower=(16,), batch_size=128, loss=loss,
-                           num_catalogue=16, num_negatives=4, hard_negative_rate=0.5)
-          for loss in T.LOSSES]
-  model = T.make_model(cfgs[0], T.spec_of(ex, cat))
-  params = jax.jit(model.init)(jax.random.key(0), T.model_batch(*(batch[k] for k in T._KEYS)))
+  cfgs = [dataclasses.replace(CFG, loss=loss, num_catalogue=16, num_negatives=4,
+                              hard_negative_rate=0.5) for loss in T.LOSSES]
+  model, params = trained().model, {'params': trained().params_of(0)}   # trained towers
   sampler = NEG.CatalogueSampler(cat['item_count'])
   batches = [T.draw_negatives(np.random.default_rng(3), batch, cfg, sampler) for cfg in cfgs]
   fns = [functools.partial(T.loss_fn, model=model, cfg=cfg, consts=T.constants(cat, cfg))
          for cfg in cfgs]
-  value_and_grads = jax.jit(lambda ps, bs: [jax.value_and_grad(f)(p, batch=b)
-                                            for f, p, b in zip(fns, ps, bs)])
+  value_and_grads = jax.jit(
+      lambda ps, bs: [jax.value_and_grad(f)(p, batch=b) for f, p, b in zip(fns, ps, bs)],
+      compiler_options=FAST_COMPILE)
   out = value_and_grads([params['params']] * 4, batches)
   step = jax.jit(lambda p, g: jax.tree.map(lambda a, d: a - 0.02 * d / optax.tree.norm(g), p, g))
   after = value_and_grads([step(params['params'], g) for _, g in out], batches)

@@ -237,9 +237,12 @@ class _RunData:
 
 
 def train(examples: dict, catalog: dict | None, cfg: TwoTowerConfig,
-          seeds: Sequence[int] = (0, 1, 2)) -> TwoTowerResult:
+          seeds: Sequence[int] = (0, 1, 2), compiler_options: dict | None = None
+          ) -> TwoTowerResult:
   """Trains one two-tower model per seed, all seeds in one compiled step. See the module
-  docstring for the inputs; returns TwoTowerResult (params with a leading [S] axis)."""
+  docstring for the inputs; returns TwoTowerResult (params with a leading [S] axis).
+  compiler_options: XLA options of the jitted init and step (tests pass
+  {'xla_backend_optimization_level': 0}: their runs are compile-bound)."""
   t0 = time.perf_counter()
   seeds = tuple(int(s) for s in seeds)
   if not seeds:
@@ -258,11 +261,12 @@ def train(examples: dict, catalog: dict | None, cfg: TwoTowerConfig,
   tx = optax.adam(cfg.learning_rate)
   sample = model_batch(*(data[k][:2] for k in _KEYS))
   keys = jnp.stack([jax.random.key(s) for s in seeds])
-  params = jax.jit(jax.vmap(lambda k: model.init(k, sample)['params']))(keys)
-  opt_state = jax.jit(jax.vmap(tx.init))(params)
+  jit = functools.partial(jax.jit, compiler_options=compiler_options)
+  params = jit(jax.vmap(lambda k: model.init(k, sample)['params']))(keys)
+  opt_state = jit(jax.vmap(tx.init))(params)
   one = functools.partial(_step, tx=tx, model=model, cfg=cfg, consts=consts)
   # Donated: the [S] params / opt-state are updated in place, step after step.
-  step = jax.jit(jax.vmap(one), donate_argnums=(0, 1))
+  step = jit(jax.vmap(one), donate_argnums=(0, 1))
   runs = [_RunData(s, n, cfg.batch_size) for s in seeds]
   losses = []
   for i in range(cfg.num_steps):
@@ -279,3 +283,115 @@ def train(examples: dict, catalog: dict | None, cfg: TwoTowerConfig,
     raise FloatingPointError(f'two-tower loss not finite at step {bad[0]} (seed '
                              f'{seeds[bad[1]]}), TwoTowerConfig {cfg}')
   return TwoTowerResult(model, params, seeds, losses, cfg, time.perf_counter() - t0)
+
+
+# Named variants for the loss / negatives comparison in docs/retrieval.md (main below).
+VARIANTS = {
+    'softmax': {},
+    'softmax_no_logq': {'log_q': False},
+    'softmax_mixed': {'num_catalogue': 256},
+    'bce': {'loss': 'bce'},
+    'hinge': {'loss': 'hinge'},
+    'triplet_log': {'loss': 'triplet_log'},
+}
+
+
+def evaluate(result: TwoTowerResult, q: dict, ks: Sequence[int]) -> list[dict]:
+  """Per seed: recall@k and NDCG@k of the held-out targets (q: data.queries output)."""
+  from seqrec_jax.retrieval import metrics as RM  # pylint: disable=g-import-not-at-top
+  out = []
+  for s, seed in enumerate(result.seeds):
+    ch = result.channel(s, q['cate_of_item'])
+    ids, _ = ch.retrieve(q['hist_item'], max(ks), user_id=q['user_id'])
+    row = {'seed': seed}
+    for k in ks:
+      row[f'recall@{k}'] = RM.recall_at_k(ids, q['target'], k)
+      row[f'ndcg@{k}'] = RM.ndcg_at_k(ids, q['target'], k)
+    out.append(row)
+  return out
+
+
+def summarize(rows: list[dict], split: str = 'test', base: str = 'softmax') -> str:
+  """A markdown table from main's JSON rows: mean +- std over seeds per variant, and each
+  variant minus `base` paired by seed (mean and 95% t interval; 'resolved' if it excludes 0)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  rows = [r for r in rows if r['split'] == split]
+  metrics = [k for k in rows[0] if k.startswith(('recall@', 'ndcg@'))]
+  by = {}
+  for r in rows:
+    by.setdefault(r['variant'], {})[r.get('seed')] = r
+  key = metrics[0]
+  head = ['variant'] + [f'{split} {m}' for m in metrics] + [f'{key} - {base} (paired, 95% CI)',
+                                                            'train s']
+  out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for name, runs in by.items():
+    cells = [name]
+    for m in metrics:
+      v = np.array([r[m] for r in runs.values()])
+      cells.append(f'{v.mean():.3f}' + (f' ± {v.std(ddof=1):.3f}' if len(v) > 1 else ''))
+    seeds = sorted(set(runs) & set(by.get(base, {})) - {None})
+    if name != base and len(seeds) > 1:
+      d = np.array([runs[s][key] - by[base][s][key] for s in seeds])
+      half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+      verdict = 'resolved' if abs(d.mean()) > half else 'unresolved'
+      cells.append(f'{d.mean():+.3f} ± {half:.3f} ({verdict})')
+    else:
+      cells.append('')
+    cells.append(str(next(iter(runs.values())).get('train_wall_s', '')))
+    out.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(out)
+
+
+def main(argv):
+  """python -m seqrec_jax.retrieval.train_two_tower --data movielens --variants softmax,bce
+  Prints one JSON line per (variant, seed) with valid/test recall@k, NDCG@k and the wall time."""
+  import json  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.retrieval import data as RD  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.retrieval import metrics as RM  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.retrieval.popularity import Popularity  # pylint: disable=g-import-not-at-top
+  del argv
+  f = flags.FLAGS
+  if f.summarize:
+    with open(f.summarize, encoding='utf-8') as fh:
+      rows = [json.loads(line) for line in fh if line.startswith('{')]
+    print(summarize(rows))
+    return
+  logs = RD.movielens_logs() if f.data == 'movielens' else RD.synthetic_logs()
+  split = RD.leave_last_out(logs)
+  ex = RD.retrieval_examples(split, f.max_len)
+  ks = [int(k) for k in f.ks.split(',')]
+  qs = {w: dict(RD.queries(split, w, f.max_len), cate_of_item=ex['cate_of_item'])
+        for w in ('valid', 'test')}
+  pop = Popularity(ex['item_count'])
+  for w, q in qs.items():
+    ids, _ = pop.retrieve(q['hist_item'], max(ks))
+    print(json.dumps({'data': f.data, 'variant': 'popularity', 'split': w,
+                      **{f'recall@{k}': RM.recall_at_k(ids, q['target'], k) for k in ks},
+                      **{f'ndcg@{k}': RM.ndcg_at_k(ids, q['target'], k) for k in ks}}),
+          flush=True)
+  seeds = tuple(range(f.seeds))
+  for name in f.variants.split(','):
+    cfg = TwoTowerConfig(num_steps=f.steps, **{**VARIANTS[name], **json.loads(f.overrides)})
+    res = train(ex, None, cfg, seeds)
+    for w, q in qs.items():
+      for row in evaluate(res, q, ks):
+        print(json.dumps({'data': f.data, 'variant': name, 'split': w, **row,
+                          'train_wall_s': round(res.wall_s, 1),
+                          'final_loss': float(res.losses[-50:, seeds.index(row['seed'])].mean())}),
+              flush=True)
+
+
+if __name__ == '__main__':
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum('data', 'movielens', ['movielens', 'synthetic'], 'retrieval/data.py logs')
+  flags.DEFINE_string('variants', ','.join(VARIANTS), f'comma list from {sorted(VARIANTS)}')
+  flags.DEFINE_integer('steps', 1000, 'training steps per variant')
+  flags.DEFINE_integer('seeds', 3, 'seeds 0..n-1, one compiled program')
+  flags.DEFINE_integer('max_len', 50, 'history length')
+  flags.DEFINE_string('ks', '50,200', 'cut-offs')
+  flags.DEFINE_string('overrides', '{}', 'JSON TwoTowerConfig fields for every variant')
+  flags.DEFINE_string('summarize', '', 'a file of this CLI\'s JSON lines -> markdown table')
+  xla_cpu.apply_defaults()
+  app.run(main)

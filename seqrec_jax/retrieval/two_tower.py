@@ -8,13 +8,25 @@ matmul, or jax.lax.approx_max_k with method='approx').
 """
 from __future__ import annotations
 
+import functools
+
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from seqrec_jax.models.two_tower import TwoTower
 from seqrec_jax.retrieval.index import ItemIndex
 from seqrec_jax.retrieval.train_two_tower import model_batch
+
+
+# Module-level and keyed on the (hashable) model: channels of several seeds share the programs.
+@functools.partial(jax.jit, static_argnums=0)
+def _item_vectors(model: TwoTower, params, ids, cates):
+  return model.apply({'params': params}, ids, cates, method=TwoTower.item_vectors)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _user_vectors(model: TwoTower, params, batch):
+  return model.apply({'params': params}, batch, method=TwoTower.user_vectors)
 
 
 class TwoTowerChannel:
@@ -29,11 +41,9 @@ class TwoTowerChannel:
                method: str = 'exact', chunk: int = 2048):
     self.name, self.model, self.params, self.chunk = name, model, params, chunk
     self.cate_of_item = np.asarray(cate_of_item, np.int32)
-    ids = jnp.arange(len(self.cate_of_item), dtype=jnp.int32)
-    self.item_vectors = np.asarray(jax.jit(
-        lambda p: model.apply({'params': p}, ids, jnp.asarray(self.cate_of_item),
-                              method=TwoTower.item_vectors))(params)) / model.temperature
-    self._user = jax.jit(lambda p, b: model.apply({'params': p}, b, method=TwoTower.user_vectors))
+    ids = np.arange(len(self.cate_of_item), dtype=np.int32)
+    self.item_vectors = np.asarray(
+        _item_vectors(model, params, ids, self.cate_of_item)) / model.temperature
     self.index = ItemIndex(self.item_vectors, method=method)
 
   def user_vectors(self, hist_item, user_id=None) -> np.ndarray:
@@ -44,7 +54,7 @@ class TwoTowerChannel:
     zeros = np.zeros(len(hist_item), np.int32)
     b = model_batch(np.asarray(user_id, np.int32), hist_item, self.cate_of_item[hist_item],
                     zeros, zeros)
-    return np.asarray(self._user(self.params, b))
+    return np.asarray(_user_vectors(self.model, self.params, b))
 
   def retrieve(self, hist_item, k: int, *, user_id=None, exclude_history: bool = True):
     """hist_item [U, L] -> (ids [U, k] int32, scores [U, k] float32), best first."""
