@@ -342,6 +342,14 @@ def summarize(rows: list[dict], split: str = 'test', base: str = 'softmax') -> s
   return '\n'.join(out)
 
 
+def _oracle_top_k(oracle, q: dict, k: int) -> np.ndarray:
+  """The k most probable next items under the planted truth, history removed: [U, k]."""
+  p = oracle.next_item_prob(q['user_id'])
+  np.put_along_axis(p, q['hist_item'], 0.0, 1)
+  p[:, 0] = -1.0
+  return np.argsort(-p, axis=1, kind='stable')[:, :k]
+
+
 def main(argv):
   """python -m seqrec_jax.retrieval.train_two_tower --data movielens --variants softmax,bce
   Prints one JSON line per (variant, seed) with valid/test recall@k, NDCG@k and the wall time."""
@@ -363,15 +371,19 @@ def main(argv):
   ks = [int(k) for k in f.ks.split(',')]
   qs = {w: dict(RD.queries(split, w, f.max_len), cate_of_item=ex['cate_of_item'])
         for w in ('valid', 'test')}
-  pop = Popularity(ex['item_count'])
-  for w, q in qs.items():
-    ids, _ = pop.retrieve(q['hist_item'], max(ks))
-    print(json.dumps({'data': f.data, 'variant': 'popularity', 'split': w,
-                      **{f'recall@{k}': RM.recall_at_k(ids, q['target'], k) for k in ks},
-                      **{f'ndcg@{k}': RM.ndcg_at_k(ids, q['target'], k) for k in ks}}),
-          flush=True)
+  baselines = {'popularity': lambda q: Popularity(ex['item_count']).retrieve(
+      q['hist_item'], max(ks))[0]}
+  if logs.oracle is not None:         # synthetic: the generator's next-item distribution
+    baselines['oracle'] = lambda q: _oracle_top_k(logs.oracle, q, max(ks))
+  for name, fn in baselines.items():
+    for w, q in qs.items():
+      ids = fn(q)
+      print(json.dumps({'data': f.data, 'variant': name, 'split': w,
+                        **{f'recall@{k}': RM.recall_at_k(ids, q['target'], k) for k in ks},
+                        **{f'ndcg@{k}': RM.ndcg_at_k(ids, q['target'], k) for k in ks}}),
+            flush=True)
   seeds = tuple(range(f.seeds))
-  for name in f.variants.split(','):
+  for name in filter(None, f.variants.split(',')):
     cfg = TwoTowerConfig(num_steps=f.steps, **{**VARIANTS[name], **json.loads(f.overrides)})
     res = train(ex, None, cfg, seeds)
     for w, q in qs.items():
