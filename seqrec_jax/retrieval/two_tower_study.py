@@ -1,0 +1,171 @@
+"""The two-tower loss / negatives comparison of docs/retrieval.md (a CLI over train_two_tower).
+
+  python -m seqrec_jax.retrieval.two_tower_study --data movielens > ml.jsonl
+  python -m seqrec_jax.retrieval.two_tower_study --summarize ml.jsonl
+
+One JSON line per (variant, split, seed): recall@k / NDCG@k of the leave-last-out valid and test
+targets (retrieval/data.py), the 3-seed program's wall time; popularity (and, on the synthetic
+data, the oracle) as baselines. --hard_rates adds variants trained with hard negatives mined
+from the `softmax` variant's seed-0 model (ranks --hard_ranks of its own retrieval for each
+training example, the positive excluded): a stand-in for the ranker's scores.
+"""
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+from absl import app, flags
+import numpy as np
+
+from seqrec_jax.retrieval import data as RD
+from seqrec_jax.retrieval import metrics as RM
+from seqrec_jax.retrieval.popularity import Popularity
+from seqrec_jax.retrieval.train_two_tower import TwoTowerConfig, TwoTowerResult, train
+
+VARIANTS = {
+    'softmax': {},
+    'softmax_no_logq': {'log_q': False},
+    'softmax_mixed': {'num_catalogue': 256},
+    'bce': {'loss': 'bce'},
+    'hinge': {'loss': 'hinge'},
+    'triplet_log': {'loss': 'triplet_log'},
+}
+
+
+def evaluate(result: TwoTowerResult, q: dict, ks: Sequence[int]) -> list[dict]:
+  """Per seed: recall@k and NDCG@k of the held-out targets (q: data.queries output)."""
+  out = []
+  for s, seed in enumerate(result.seeds):
+    ch = result.channel(s, q['cate_of_item'])
+    ids, _ = ch.retrieve(q['hist_item'], max(ks), user_id=q['user_id'])
+    row = {'seed': seed}
+    for k in ks:
+      row[f'recall@{k}'] = RM.recall_at_k(ids, q['target'], k)
+      row[f'ndcg@{k}'] = RM.ndcg_at_k(ids, q['target'], k)
+    out.append(row)
+  return out
+
+
+def summarize(rows: list[dict], split: str = 'test', base: str = 'softmax') -> str:
+  """A markdown table from main's JSON rows: mean +- std over seeds per variant, and each
+  variant minus `base` paired by seed (mean and 95% t interval; 'resolved' if it excludes 0)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  rows = [r for r in rows if r['split'] == split]
+  metrics = [k for k in rows[0] if k.startswith(('recall@', 'ndcg@'))]
+  by = {}
+  for r in rows:
+    by.setdefault(r['variant'], {})[r.get('seed')] = r
+  key = metrics[0]
+  head = ['variant'] + [f'{split} {m}' for m in metrics] + [f'{key} - {base} (paired, 95% CI)',
+                                                            'train s']
+  out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for name, runs in by.items():
+    cells = [name]
+    for m in metrics:
+      v = np.array([r[m] for r in runs.values()])
+      cells.append(f'{v.mean():.3f}' + (f' ± {v.std(ddof=1):.3f}' if len(v) > 1 else ''))
+    seeds = sorted(set(runs) & set(by.get(base, {})) - {None})
+    if name != base and len(seeds) > 1:
+      d = np.array([runs[s][key] - by[base][s][key] for s in seeds])
+      half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+      verdict = 'resolved' if abs(d.mean()) > half else 'unresolved'
+      cells.append(f'{d.mean():+.3f} ± {half:.3f} ({verdict})')
+    else:
+      cells.append('')
+    cells.append(str(next(iter(runs.values())).get('train_wall_s', '')))
+    out.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(out)
+
+
+def _oracle_top_k(oracle, q: dict, k: int) -> np.ndarray:
+  """The k most probable next items under the planted truth, history removed: [U, k]."""
+  p = oracle.next_item_prob(q['user_id'])
+  np.put_along_axis(p, q['hist_item'], 0.0, 1)
+  p[:, 0] = -1.0
+  return np.argsort(-p, axis=1, kind='stable')[:, :k]
+
+
+def mine_hard(res: TwoTowerResult, ex: dict, lo: int, hi: int, per_row: int,
+              seed: int = 0) -> np.ndarray:
+  """hard_item [N, per_row]: for each training example, items that res's seed-0 model ranks
+  in [lo, hi) for the example's history (history excluded), drawn uniformly; any item the
+  user has among the training positives (the example's own, or a later one) becomes 0."""
+  ids, _ = res.channel(0, ex['cate_of_item']).retrieve(ex['hist_item'], hi)
+  cols = np.random.default_rng(seed).integers(lo, hi, (len(ids), per_row))
+  hard = np.take_along_axis(ids, cols, 1).astype(np.int64)
+  num_items = len(ex['cate_of_item'])
+  user = ex['user_id'].astype(np.int64)[:, None]
+  liked = np.isin(user * num_items + hard, user[:, 0] * num_items + ex['item_id'])
+  return np.where(liked, 0, hard).astype(np.int32)
+
+
+def main(argv):
+  """Prints one JSON line per (variant, split, seed); see the module docstring."""
+  del argv
+  f = flags.FLAGS
+  if f.summarize:
+    with open(f.summarize, encoding='utf-8') as fh:
+      rows = [json.loads(line) for line in fh if line.startswith('{')]
+    print(summarize(rows))
+    return
+  logs = RD.movielens_logs() if f.data == 'movielens' else RD.synthetic_logs()
+  split = RD.leave_last_out(logs)
+  ex = RD.retrieval_examples(split, f.max_len)
+  ks = [int(k) for k in f.ks.split(',')]
+  qs = {w: dict(RD.queries(split, w, f.max_len), cate_of_item=ex['cate_of_item'])
+        for w in ('valid', 'test')}
+  baselines = {'popularity': lambda q: Popularity(ex['item_count']).retrieve(
+      q['hist_item'], max(ks))[0]}
+  if logs.oracle is not None:         # synthetic: the generator's next-item distribution
+    baselines['oracle'] = lambda q: _oracle_top_k(logs.oracle, q, max(ks))
+  for name, fn in baselines.items():
+    for w, q in qs.items():
+      ids = fn(q)
+      print(json.dumps({'data': f.data, 'variant': name, 'split': w,
+                        **{f'recall@{k}': RM.recall_at_k(ids, q['target'], k) for k in ks},
+                        **{f'ndcg@{k}': RM.ndcg_at_k(ids, q['target'], k) for k in ks}}),
+            flush=True)
+  seeds = tuple(range(f.seeds))
+  runs = [(name, VARIANTS[name]) for name in filter(None, f.variants.split(','))]
+  runs += [(f'softmax_hard{r}', {'hard_negative_rate': float(r)})
+           for r in filter(None, f.hard_rates.split(','))]
+  trained = {}
+  for name, kw in runs:
+    cfg = TwoTowerConfig(num_steps=f.steps, **{**kw, **json.loads(f.overrides)})
+    data = ex
+    if cfg.hard_negative_rate > 0:
+      if 'softmax' not in trained:
+        raise ValueError('--hard_rates needs the softmax variant in --variants (it mines them)')
+      lo, hi = (int(x) for x in f.hard_ranks.split(','))
+      data = dict(ex, hard_item=mine_hard(trained['softmax'], ex, lo, hi, f.hard_per_row))
+    res = trained[name] = train(data, None, cfg, seeds)
+    for w, q in qs.items():
+      for row in evaluate(res, q, ks):
+        print(json.dumps({'data': f.data, 'variant': name, 'split': w, **row,
+                          'train_wall_s': round(res.wall_s, 1),
+                          'final_loss': float(res.losses[-50:, seeds.index(row['seed'])].mean())}),
+              flush=True)
+
+
+def define_flags():
+  """The CLI's flags (defined on demand: importing this module defines none)."""
+  flags.DEFINE_enum('data', 'movielens', ['movielens', 'synthetic'], 'retrieval/data.py logs')
+  flags.DEFINE_string('variants', 'softmax,softmax_no_logq,softmax_mixed,bce,hinge,triplet_log',
+                      'comma list of VARIANTS')
+  flags.DEFINE_string('hard_rates', '', 'comma list of hard_negative_rate values: one variant each '
+                      '(needs the softmax variant, whose seed-0 model mines the hard negatives)')
+  flags.DEFINE_string('hard_ranks', '20,100', 'lo,hi: hard negatives from these ranks')
+  flags.DEFINE_integer('hard_per_row', 2, 'hard negatives per training example')
+  flags.DEFINE_integer('steps', 1000, 'training steps per variant')
+  flags.DEFINE_integer('seeds', 3, 'seeds 0..n-1, one compiled program')
+  flags.DEFINE_integer('max_len', 50, 'history length')
+  flags.DEFINE_string('ks', '50,200', 'cut-offs')
+  flags.DEFINE_string('overrides', '{}', 'JSON TwoTowerConfig fields for every variant')
+  flags.DEFINE_string('summarize', '', 'a file of this CLI\'s JSON lines -> markdown table')
+
+
+if __name__ == '__main__':
+  define_flags()
+  from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  xla_cpu.apply_defaults()
+  app.run(main)
