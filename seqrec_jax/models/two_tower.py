@@ -3,7 +3,8 @@ al., RecSys 2016).
 
   user tower  [user id (use_user), history pooled ('sum' | 'mean' | 'max') or attended
               ('attention': multi-head attention with a learned query, no candidate in it),
-              sparse fields and dense features as context] -> MLP -> Dense -> u [B, D]
+              sparse fields (these embedded fields optionally SENet-gated, field_gate) and
+              dense features as context] -> MLP -> Dense -> u [B, D]
   item tower  [item, cate] embeddings -> MLP -> Dense -> v [N, D]; depends on the item only,
               so serving precomputes every item's vector (retrieval/two_tower.py)
   similarity  'cosine': <u, v> / (|u| |v|) / temperature; 'dot': <u, v> / temperature
@@ -27,6 +28,7 @@ from seqrec_jax.layers.attention import MultiHeadTargetAttention, Pooling
 from seqrec_jax.layers.embedding import Embedder
 from seqrec_jax.layers.mlp import MLP
 from seqrec_jax.models import register_model
+from seqrec_jax.models.builders import build_field_gate
 
 HISTORIES = ('sum', 'mean', 'max', 'attention')
 SIMILARITIES = ('cosine', 'dot')
@@ -64,6 +66,7 @@ class TwoTower(nn.Module):
   similarity: str = 'cosine'
   temperature: float = 0.05
   activation: str = 'relu'
+  field_gate: nn.Module | None = None  # e.g. layers.gating.SENet over the user tower's fields
 
   def setup(self):
     if self.history not in HISTORIES:
@@ -103,6 +106,9 @@ class TwoTower(nn.Module):
       parts.append(self.pool(query, hist, batch['hist_mask'], False))
     if s.sparse:
       parts.append(self.embed.sparse_fields(batch['sparse']).reshape(b, -1))
+    if self.field_gate is not None and parts:
+      fields = jnp.concatenate([x.reshape(b, -1, self.embed_dim) for x in parts], 1)  # [B, F, d]
+      parts = [self.field_gate(fields)[0].reshape(b, -1)]
     if s.dense_dim:
       parts.append(batch['dense'].astype(jnp.float32))
     x = jnp.concatenate(parts, -1) if parts else jnp.zeros((b, 1), jnp.float32)
@@ -132,12 +138,15 @@ class TwoTower(nn.Module):
 @register_model('two_tower')
 def two_tower(cfg, spec: DataSpec):
   """config.model: embed_dim, use_user_embedding, activation ('dice' -> relu: the towers keep
-  no batch statistics) and optional two_tower_{tower, history, similarity, temperature}
-  (defaults (64, 32), 'mean', 'cosine', 0.05); attention.num_heads for history='attention'."""
+  no batch statistics), field_gate (SENet over the user tower's embedded fields) and optional
+  two_tower_{tower, history, similarity, temperature} (defaults (64, 32), 'mean', 'cosine',
+  0.05); attention.num_heads for history='attention'."""
+  if cfg.get('lhuc', 'none') != 'none':
+    raise ValueError(f"config.model.lhuc={cfg.lhuc!r} is not implemented for two_tower")
   return TwoTower(spec, cfg.embed_dim, cfg.use_user_embedding,
                   tuple(cfg.get('two_tower_tower', (64, 32))),
                   cfg.get('two_tower_history', 'mean'),
                   cfg.get('attention', {}).get('num_heads', 2),
                   cfg.get('two_tower_similarity', 'cosine'),
                   float(cfg.get('two_tower_temperature', 0.05)),
-                  'relu' if cfg.activation == 'dice' else cfg.activation)
+                  'relu' if cfg.activation == 'dice' else cfg.activation, build_field_gate(cfg))
