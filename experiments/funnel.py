@@ -65,6 +65,8 @@ def define_flags():
   flags.DEFINE_integer('candidates', 500, 'Merged candidates handed to the pre-ranker.')
   flags.DEFINE_integer('n_prerank', 100, 'Candidates the pre-ranker passes to DIN.')
   flags.DEFINE_integer('two_tower_steps', 1000, 'Two-tower training steps (batch 512).')
+  flags.DEFINE_float('neg_power', 0.0, 'Ranker negatives drawn with probability proportional '
+                     'to train count^neg_power (0 = uniform).')
   flags.DEFINE_integer('neg_per_pos', 2, 'Uniform negatives per positive in the CTR data.')
   flags.DEFINE_bool('docs', True, 'After a default run (no --outdir / --num_steps) copy the '
                     'tables and the plot to docs/results/funnel/.')
@@ -81,6 +83,7 @@ class Settings:
   candidates: int = 500
   n_prerank: int = 100
   neg_per_pos: int = 2
+  neg_power: float = 0.0           # ranker negatives ~ count^neg_power (0 = uniform)
   two_tower_steps: int = 1000
   channels: tuple = ()             # () = every channel that has landed; ('popularity',) only
   synthetic: dict = dataclasses.field(default_factory=dict)   # synthetic_logs overrides
@@ -208,7 +211,8 @@ def train_rankers(split, q, seeds, wd, dataset, log, st: Settings) -> dict:
   # afterwards from the best checkpoint); nothing of the test targets is in this dataset.
   vq = D.queries(split, 'valid', st.max_len)
   ds = D.ctr_dataset(split, st.max_len, D.candidate_rows(split, vq, vq['target'][:, None]),
-                     st.neg_per_pos, seed=0, name=f'funnel_{dataset}')
+                     st.neg_per_pos, seed=0, name=f'funnel_{dataset}',
+                     neg_power=st.neg_power)
   name = D.register(f'funnel_{dataset}_{os.path.basename(wd)}', ds)
   n_train = len(ds.splits['train'])
   out = {}
@@ -338,6 +342,8 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
   users = np.sort(rng.choice(split.eval_users, min(st.eval_users, len(split.eval_users)),
                              replace=False))
   settings = {k: v for k, v in dataclasses.asdict(st).items() if k not in ('channels', 'latency')}
+  if not settings['neg_power']:     # uniform: the key runs made before the option existed had
+    settings.pop('neg_power')
   wd = os.path.join(outdir, f'{dataset}_{_key([settings, logs.fingerprint()])}')
   os.makedirs(wd, exist_ok=True)
   log(f'[{dataset}] {logs.info}; {len(users)} test users; workdir {wd}')
@@ -512,7 +518,7 @@ def main(argv):
     print(f'[{time.time() - t0:6.0f} s] {msg}', flush=True)
   st = Settings(**{k: getattr(FLAGS, k) for k in (
       'epochs', 'num_steps', 'eval_users', 'max_len', 'k_retrieve', 'candidates', 'n_prerank',
-      'neg_per_pos', 'two_tower_steps')})
+      'neg_per_pos', 'two_tower_steps', 'neg_power')})
   results = [run_dataset(ds, seeds, outdir, log, st) for ds in FLAGS.datasets]
   load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
   load = load.split('load average:')[-1].strip()

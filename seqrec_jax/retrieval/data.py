@@ -283,16 +283,24 @@ def _rows(user, hist, hcate, item, cate_of_item, label) -> dict[str, np.ndarray]
           'hist_cates': hcate, 'hist_mask': hist > 0, 'label': label.astype(np.float32)}
 
 
-def _with_negatives(split, rows, max_len, neg_per_pos, rng) -> dict[str, np.ndarray]:
+def _with_negatives(split, rows, max_len, neg_per_pos, rng, neg_power=0.0
+                    ) -> dict[str, np.ndarray]:
   lg = split.logs
   h, c = histories(split, rows, max_len)
-  pool = np.flatnonzero(split.item_count() > 0)
+  count = split.item_count()
+  pool = np.flatnonzero(count > 0)
+  prob = None
+  if neg_power:
+    prob = count[pool] ** float(neg_power)
+    prob = prob / prob.sum()
+  draw = lambda n: pool[rng.choice(len(pool), size=n, p=prob) if neg_power  # noqa: E731
+                        else rng.integers(0, len(pool), size=n)]
   k = 1 + neg_per_pos
   item = np.repeat(lg.item[rows], k)
   is_pos = np.tile(np.arange(k) == 0, len(rows))
-  neg = pool[rng.integers(0, len(pool), size=len(item))]
+  neg = draw(len(item))
   clash = neg == item                                       # redraw once; rare
-  neg[clash] = pool[rng.integers(0, len(pool), size=int(clash.sum()))]
+  neg[clash] = draw(int(clash.sum()))
   item = np.where(is_pos, item, neg)
   rep = lambda a: np.repeat(a, k, axis=0)  # noqa: E731
   return _rows(rep(lg.user[rows]), rep(h), rep(c), item, lg.cate_of_item,
@@ -310,14 +318,18 @@ def candidate_rows(split: Split, q: dict, cand: np.ndarray) -> dict[str, np.ndar
 
 
 def ctr_dataset(split: Split, max_len: int, test_rows: dict[str, np.ndarray],
-                neg_per_pos: int = 2, seed: int = 0, name: str = 'funnel') -> Dataset:
+                neg_per_pos: int = 2, seed: int = 0, name: str = 'funnel',
+                neg_power: float = 0.0) -> Dataset:
   """The ranker's / pre-ranker's data (batch contract): train and valid from the train part and
-  the valid targets (see the module docstring); test = `test_rows` (`candidate_rows`)."""
+  the valid targets (see the module docstring); test = `test_rows` (`candidate_rows`).
+  Negatives are drawn from the train items with probability proportional to
+  count^neg_power (0 = uniform)."""
   rng = np.random.default_rng(seed)
   train_rows = np.flatnonzero(split.train & (split.hist_end > split.seq_start))
   valid_rows = split.valid_row[split.hist_end[split.valid_row] > split.seq_start[split.valid_row]]
-  splits = {'train': ArraySplit(_with_negatives(split, train_rows, max_len, neg_per_pos, rng)),
-            'valid': ArraySplit(_with_negatives(split, valid_rows, max_len, neg_per_pos, rng)),
+  neg = dict(neg_per_pos=neg_per_pos, rng=rng, neg_power=neg_power)
+  splits = {'train': ArraySplit(_with_negatives(split, train_rows, max_len, **neg)),
+            'valid': ArraySplit(_with_negatives(split, valid_rows, max_len, **neg)),
             'test': ArraySplit(test_rows)}
   lg = split.logs
   spec = DataSpec(num_users=lg.num_users, num_items=lg.num_items, num_cates=lg.num_cates,
