@@ -480,7 +480,7 @@ def tables(records: list[dict], dataset: str, seeds: int, outdir: str) -> tuple[
   res = ''
   for base in (BASE, BASE_TUNED) if best_lr is not None else (BASE,):
     comp = resolved.compare(done, lambda r: r['group']['model'], base, outdir, RESOLVE,
-                            rows=[x for x in [BASE] + order if x != base])
+                            rows=[x for x in order if x != base])
     res += resolved.markdown(comp, RESOLVE, f'#### {dataset}: which differences from {base} '
                              'are resolved') + '\n'
   with open(os.path.join(outdir, 'resolved.md'), 'w') as f:

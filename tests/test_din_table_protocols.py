@@ -103,6 +103,7 @@ def test_diverged_runs_are_reported_not_averaged(tmp_path, rpg):
   assert by['BaseModel (lr on valid)']['eval/test/gauc'] == pytest.approx(0.621)
   # DIN vs BaseModel pairs only the two seeds BaseModel finished.
   assert '| DIN | BaseModel | 2 |' in text and '| DIN | BaseModel (lr on valid) | 3 |' in text
+  assert text.count('| BaseModel | BaseModel (lr on valid) |') == 1
   combined = din_table.combined_table({'synthetic': rows}, str(tmp_path))
   assert '(1 of 3 diverged)' in combined and 'BaseModel (lr on valid)' in combined
   # A rerun trains nothing: finished and diverged cells are both skipped.
