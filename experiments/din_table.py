@@ -478,9 +478,14 @@ def tables(records: list[dict], dataset: str, seeds: int, outdir: str) -> tuple[
            f'of the paired comparisons): {n_div}.\n')
   order = [r[1] for r in ROWS]
   res = ''
-  for base in (BASE, BASE_TUNED) if best_lr is not None else (BASE,):
+  # Every row against BaseModel (and BASE_TUNED), and Dice against PReLU (the paper's Sec. 6.6).
+  pairs = [(BASE, order)] + ([(BASE_TUNED, order)] if best_lr is not None else []) + [
+      ('DIN', ['DIN with Dice'])]
+  for base, rows_vs in pairs:
     comp = resolved.compare(done, lambda r: r['group']['model'], base, outdir, RESOLVE,
-                            rows=[x for x in order if x != base])
+                            rows=[x for x in rows_vs if x != base])
+    if not comp:
+      continue
     res += resolved.markdown(comp, RESOLVE, f'#### {dataset}: which differences from {base} '
                              'are resolved') + '\n'
   with open(os.path.join(outdir, 'resolved.md'), 'w') as f:

@@ -84,7 +84,8 @@ def test_engine_message_names_the_run():
 @pytest.mark.parametrize('rpg', [1, 30])
 def test_diverged_runs_are_reported_not_averaged(tmp_path, rpg):
   out = str(tmp_path / 'synthetic')
-  cells = din_table.make_cells('synthetic', 3, False, ['lr', 'base', 'din'], protocol='paper')
+  cells = din_table.make_cells('synthetic', 3, False, ['lr', 'base', 'din', 'din_dice'],
+                               protocol='paper')
   fn, calls = _fake_train({('base', 1, 0.1), ('base', 2, 1.0)})
   logs = []
   records = din_table.run_cells(SPEC, cells, out, rpg, train_fn=fn, log=logs.append)
@@ -104,6 +105,7 @@ def test_diverged_runs_are_reported_not_averaged(tmp_path, rpg):
   # DIN vs BaseModel pairs only the two seeds BaseModel finished.
   assert '| DIN | BaseModel | 2 |' in text and '| DIN | BaseModel (lr on valid) | 3 |' in text
   assert text.count('| BaseModel | BaseModel (lr on valid) |') == 1
+  assert '| DIN with Dice | DIN | 3 |' in text
   combined = din_table.combined_table({'synthetic': rows}, str(tmp_path))
   assert '(1 of 3 diverged)' in combined and 'BaseModel (lr on valid)' in combined
   # A rerun trains nothing: finished and diverged cells are both skipped.
