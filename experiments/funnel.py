@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 
 from absl import app, flags
@@ -430,6 +431,11 @@ def _diffs(a: dict, b: dict, metric: str) -> str:
   return seed_s + f' | [{lo:+.4f}, {hi:+.4f}]' + (' *' if lo > 0 or hi < 0 else '')
 
 
+def _command() -> str:
+  args = sys.argv[1:]
+  return 'bash launch.sh funnel' + (' ' + ' '.join(args) if args else '')
+
+
 def report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> str:
   rl = ['### Retrieval: recall / NDCG at K of the held-out next item (mean [95% CI] over '
         'seeds; deterministic channels have one value)', '',
@@ -473,7 +479,8 @@ def report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> s
           + '; channels: ' + '; '.join(f'{r["dataset"]}: ' + ', '.join(
               f'{k} {v}' for k, v in r['notes'].items()) for r in results)
           + '; quotas: ' + '; '.join(f'{r["dataset"]} {r["quotas"]}' for r in results) + '.',
-          '', f'`bash launch.sh funnel`: {wall / 60:.1f} min wall at load average {load} '
+          '', f'`{_command()}`: {wall / 60:.1f} min wall (this invocation; cached stages are '
+          f'read, not rerun) at load average {load} '
           '(2 CPU cores, shared). * = the 95% interval excludes 0 (resolved).']
   for lines, csv, stem in ((rl, rc, 'retrieval'), (fl, fc, 'final'), (ll, lc, 'latency')):
     with open(os.path.join(outdir, f'{stem}.md'), 'w') as f:
