@@ -29,7 +29,7 @@ FLAGS = flags.FLAGS
 def define_flags():
   """Defined only when run as a script (see sweep.define_study_flags)."""
   flags.DEFINE_string('dataset', 'synthetic', 'config.data.name (a registered dataset).')
-  sweep.define_study_flags(3, 'Seeds per cell (>= 3 for mean ± std).',
+  sweep.define_study_flags(10, 'Seeds per cell (>= 3 for mean ± std; 10 for paired CIs).',
                            'runs/attention_ablation/<dataset>',
                            'Larger grid and data (not meant for the 15-minute budget).',
                            'the size preset')
@@ -147,13 +147,33 @@ def _row(rec) -> str:
   return ' / '.join(str(v) for k, v in rec['group'].items() if k != 'activation' and v != '-')
 
 
+def _pairs(records: list[dict], key: str, row: str, base: str, outdir: str) -> list[dict]:
+  """`key` = row vs `key` = base within every DIN configuration that has both, paired by
+  seed; each comparison is labelled with that configuration."""
+  out = []
+  din = [r for r in records if r['group']['model'] != BASELINE]
+  for cfg in dict.fromkeys(tuple((k, v) for k, v in r['group'].items() if k != key)
+                           for r in din):
+    mine = [r for r in din if all(r['group'][k] == v for k, v in cfg)]
+    for c in resolved.compare(mine, lambda r: r['group'][key], base, outdir, RESOLVE,
+                              rows=[row]):
+      label = ' / '.join(str(v) for k, v in cfg if k != 'model' and v != '-')
+      c['row'], c['baseline'] = f'{label} / {row}', base
+      out.append(c)
+  return out
+
+
 def resolved_report(records: list[dict], outdir: str) -> str:
-  """resolved.md: every row vs mean pooling with the same activation, paired by seed."""
+  """resolved.md: every row vs mean pooling with the same activation, then the ablation's two
+  questions (Dice vs PReLU, softmax vs none) within each configuration, paired by seed."""
   text = ''
   for act in dict.fromkeys(r['group']['activation'] for r in records):
     mine = [r for r in records if r['group']['activation'] == act]
     comp = resolved.compare(mine, _row, BASELINE, outdir, RESOLVE)
     text += resolved.markdown(comp, RESOLVE, f'#### {act}: each row vs {BASELINE}') + '\n'
+  for key, row, base in (('activation', 'dice', 'prelu'), ('normalizer', 'softmax', 'none')):
+    comp = _pairs(records, key, row, base, outdir)
+    text += resolved.markdown(comp, RESOLVE, f'#### {row} vs {base}, same other settings') + '\n'
   with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
     f.write(text)
   return text

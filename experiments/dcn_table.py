@@ -134,6 +134,7 @@ def run_dataset(dataset: str) -> str:
            f'{time.time() - t0:.0f} s, finished cells are not rerun). Command: '
            f'python -m experiments.dcn_table --dataset={dataset} --seeds={_SEEDS.value}'
            + (' --quick' if _QUICK.value else '') + (' --full' if _FULL.value else '')
+           + (f" --rows='{','.join(_MODELS.value)}'" if _MODELS.value else '')
            + (f' --criteo_path={_CRITEO.value}' if dataset == 'criteo' and _CRITEO.value else '')
            + ''.join(f' --set={kv}' for kv in _SET.value))
   cols = [('model', 'model'), ('test logloss', 'eval/test/logloss'),

@@ -79,3 +79,19 @@ def test_rerun_after_a_base_config_change_reruns_stale_cells(tmp_path, monkeypat
   assert len(ran) == 2 and all(r['config']['model']['dice_eps'] == 1e-5 for r in again)
   assert any('model.dice_eps' in m and 'stale' in m for m in logs)
   assert os.path.exists(os.path.join(out, 'cells', f'{cells[0].id}.json.stale'))
+
+
+def test_resolved_md_pairs_dice_with_prelu_and_softmax_with_none(tmp_path):
+  cells = abl.make_cells('synthetic', 3, full=False)
+  out = str(tmp_path)
+  recs = sweep.run_sweep('din.py:synthetic', cells, out, train_fn=_fake_train, log=lambda _: None)
+  abl.report(recs, out, 'synthetic')
+  text = (tmp_path / 'resolved.md').read_text()
+  lines = text.splitlines()
+  # _fake_train: dice +0.002 and softmax +0.01 in every seed, so both are resolved on AUC.
+  dice = [l for l in lines if l.startswith('| mlp / q,k / none / dice | prelu | 3 |')]
+  soft = [l for l in lines if l.startswith('| mlp / q,k,outer / prelu / softmax | none | 3 |')]
+  assert len(dice) == 1 and '+0.0020' in dice[0] and 'AUC' in dice[0].split('|')[-2]
+  assert len(soft) == 1 and '+0.0100' in soft[0] and 'AUC' in soft[0].split('|')[-2]
+  assert sum(l.startswith('| mlp / ') and '| prelu |' in l for l in lines) == 6
+  assert sum(l.startswith('| mlp / ') and '| none |' in l for l in lines) == 6
