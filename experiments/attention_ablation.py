@@ -157,7 +157,9 @@ def _pairs(records: list[dict], key: str, row: str, base: str, outdir: str) -> l
     mine = [r for r in din if all(r['group'][k] == v for k, v in cfg)]
     for c in resolved.compare(mine, lambda r: r['group'][key], base, outdir, RESOLVE,
                               rows=[row]):
-      label = ' / '.join(str(v) for k, v in cfg if k != 'model' and v != '-')
+      g = dict(cfg)        # fixed order: records read back from JSON have sorted keys
+      label = ' / '.join(str(g[k]) for k in ('scorer', 'inputs', 'activation', 'normalizer')
+                         if k != key and g[k] not in ('-', 'mlp'))
       c['row'], c['baseline'] = f'{label} / {row}', base
       out.append(c)
   return out

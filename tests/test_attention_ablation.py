@@ -89,9 +89,9 @@ def test_resolved_md_pairs_dice_with_prelu_and_softmax_with_none(tmp_path):
   text = (tmp_path / 'resolved.md').read_text()
   lines = text.splitlines()
   # _fake_train: dice +0.002 and softmax +0.01 in every seed, so both are resolved on AUC.
-  dice = [l for l in lines if l.startswith('| mlp / q,k / none / dice | prelu | 3 |')]
-  soft = [l for l in lines if l.startswith('| mlp / q,k,outer / prelu / softmax | none | 3 |')]
+  dice = [l for l in lines if l.startswith('| q,k / none / dice | prelu | 3 |')]
+  soft = [l for l in lines if l.startswith('| q,k,outer / prelu / softmax | none | 3 |')]
   assert len(dice) == 1 and '+0.0020' in dice[0] and 'AUC' in dice[0].split('|')[-2]
   assert len(soft) == 1 and '+0.0100' in soft[0] and 'AUC' in soft[0].split('|')[-2]
-  assert sum(l.startswith('| mlp / ') and '| prelu |' in l for l in lines) == 6
-  assert sum(l.startswith('| mlp / ') and '| none |' in l for l in lines) == 6
+  assert sum('| prelu | 3 |' in l for l in lines) == 6
+  assert sum('| none | 3 |' in l for l in lines) == 6
