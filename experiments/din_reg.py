@@ -3,7 +3,7 @@ no regularisation, id dropout, an item frequency filter, plain L2 and mini-batch
 regularisation, on MovieLens latest-small and on synthetic data with a large item vocabulary.
 
   bash launch.sh din_reg                          # both datasets, 3 seeds (resumable)
-  python -m experiments.din_reg --seeds=10        # the issue's 10 seeds: ~3.5 h on this CPU
+  python -m experiments.din_reg --seeds=8         # resumes: adds seeds 3-7 (the published run)
   python -m experiments.din_reg --dataset=synthetic --seeds=5
   python -m experiments.din_reg --num_steps=200 --outdir=/tmp/din_reg   # smoke run
 
@@ -49,8 +49,8 @@ FLAGS = flags.FLAGS
 def define_flags():
   """Defined only when run as a script (see sweep.define_study_flags)."""
   flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Datasets (movielens, synthetic).')
-  sweep.define_study_flags(3, 'Seeds per row (the tuning cells use seed 0). 3 fits ~75 min '
-                           'at load ~10 on the shared 2-core CPU; 10 takes ~3.5 h.',
+  sweep.define_study_flags(3, 'Seeds per row (the tuning cells use seed 0). 3 took 40.9 min '
+                           'at load ~9 on the shared 2-core CPU, each further seed ~6 min.',
                            'runs/din_reg', 'Unused (one preset).', 'the preset: 3 epochs on '
                            'movielens, 4 on synthetic')
   flags.FLAGS.set_default('runs_per_group', 1)   # grouping measured slower for DIN here
