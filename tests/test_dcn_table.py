@@ -1,0 +1,26 @@
+"""dcn_table's resolved.md: every row vs DNN and the DCN-V2 paper's pairs (hand-made records)."""
+from __future__ import annotations
+
+from experiments import dcn_table
+
+
+def _records():
+  shift = {'DNN': 0.0, 'DCN (parallel)': 0.001, 'DCN-V2 full (stacked)': 0.004,
+           'DCN-V2 r=d/4 (stacked)': 0.004}
+  return [{'group': {'model': m}, 'seed': s, 'id': f'{m}_{s}',
+           'summary': {'eval/test/auc': 0.9 + d + 0.002 * s + 0.0001 * (s % 2) * (d > 0),
+                       'eval/test/logloss': 0.3 - d}}
+          for m, d in shift.items() for s in range(4)]
+
+
+def test_resolved_report_compares_dcnv2_with_dcn_and_low_rank_with_full(tmp_path):
+  text = dcn_table.resolved_report(_records(), 'census', str(tmp_path))
+  assert (tmp_path / 'resolved.md').read_text() == text
+  assert "#### census: the DCN-V2 paper's comparisons" in text
+  lines = text.splitlines()
+  v2 = next(l for l in lines if l.startswith('| DCN-V2 full (stacked) | DCN (parallel) | 4 |'))
+  assert '+0.0030' in v2 and v2.endswith('logloss, AUC |')
+  low = next(l for l in lines
+             if l.startswith('| DCN-V2 r=d/4 (stacked) | DCN-V2 full (stacked) | 4 |'))
+  assert '+0.0000' in low and low.endswith('none |')     # the same in every seed: no difference
+  assert not any(l.startswith('| DCN-Mix') for l in lines)   # rows without records are skipped
