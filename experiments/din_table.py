@@ -256,6 +256,8 @@ def select_base_lr(records: list[dict]) -> tuple[float | None, list[dict]]:
   """BASE_TUNED: among the lr candidates (BaseModel is lr 1.0) with no diverged seed, the one of
   highest mean valid GAUC; its records relabelled BASE_TUNED. (None, []) without candidates."""
   cands = {1.0: BASE, **{lr: _candidate(lr) for lr in BASE_LR_GRID[1:]}}
+  if not any(r['group']['model'] in list(cands.values())[1:] for r in records):
+    return None, []                  # no lr candidates were run (the adam protocol)
   best, best_val = None, -math.inf
   for lr, label in cands.items():
     recs = [r for r in records if r['group']['model'] == label]

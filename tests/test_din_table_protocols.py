@@ -113,3 +113,9 @@ def test_diverged_runs_are_reported_not_averaged(tmp_path, rpg):
   again = din_table.run_cells(SPEC, cells, out, rpg, train_fn=fn2, log=logs.append)
   assert calls2 == [] and [din_table.is_diverged(r) for r in again] == [
       din_table.is_diverged(r) for r in records]
+
+
+def test_no_lr_variant_without_candidates():
+  recs = [{'id': f'b{s}', 'seed': s, 'group': {'model': 'BaseModel'},
+           'summary': {'eval/valid/gauc': 0.6}} for s in range(2)]
+  assert din_table.select_base_lr(recs) == (None, [])
