@@ -121,8 +121,11 @@ def markdown(comparisons: Sequence[dict], metric_keys: Sequence[str] = (GAUC,),
     won = [_name(m).replace('test ', '') for m in metric_keys if c['resolved'].get(m)]
     cells.append(', '.join(won) if won else 'none')
     lines.append('| ' + ' | '.join(cells) + ' |')
-  lines += ['', 'Δ = row − baseline, paired by seed (mean and 95% t-interval over seeds). '
-            'The bootstrap resamples test users (1000 draws, percentile interval) for the '
-            'seed-averaged GAUC difference. * = the interval excludes 0. "resolved" lists the '
-            'metrics whose difference is resolved; for GAUC both intervals must exclude 0.']
+  note = 'Δ = row − baseline, paired by seed (mean and 95% t-interval over seeds). '
+  if GAUC in metric_keys:
+    note += ('The bootstrap resamples test users (1000 draws, percentile interval) for the '
+             'seed-averaged GAUC difference. ')
+  note += '* = the interval excludes 0. "resolved" lists the metrics whose difference is resolved'
+  note += '; for GAUC both intervals must exclude 0.' if GAUC in metric_keys else '.'
+  lines += ['', note]
   return '\n'.join(lines) + '\n'

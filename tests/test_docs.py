@@ -132,9 +132,14 @@ def test_publish_copies_results_and_refreshes_pages(tmp_path):
   assert page.read_text() == (f'intro\n<!-- include:{inc} -->\n| a |\n|---|\n| 2 |\n'
                               f'<!-- /include:{inc} -->\nend\n')
   assert publish.includes(page.read_text()) == [inc]
-  page.write_text('<!-- include:results/none.md -->\n<!-- /include:results/none.md -->\n')
+  # A block whose file no study has written yet: the page check fails on it, but publishing
+  # (another study's run) leaves it alone and still refreshes the other blocks.
+  missing = '<!-- include:results/none.md -->\nkeep\n<!-- /include:results/none.md -->\n'
+  page.write_text(missing + f'<!-- include:{inc} -->\nstale\n<!-- /include:{inc} -->\n')
   with pytest.raises(FileNotFoundError, match='none.md'):
-    publish.refresh_includes(str(docs))
+    publish.render(page.read_text(), str(docs))
+  assert publish.refresh_includes(str(docs)) == [str(page)]
+  assert page.read_text().startswith(missing) and 'stale' not in page.read_text()
 
 
 def test_slug_matches_github():
