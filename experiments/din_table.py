@@ -1,8 +1,9 @@
 """The DIN paper's Table 3 (Zhou et al., KDD 2018): LR, BaseModel, Wide&Deep, PNN, DeepFM, DIN
 and DIN with Dice trained on the same data, embeddings and MLP, compared on test GAUC.
 
-  bash launch.sh din_table            # quick default: movielens (latest-small) + synthetic,
-                                      # 5 seeds; copies the tables to docs/results/din_table/
+  bash launch.sh din_table            # default: movielens (latest-small) + synthetic, 10 seeds,
+                                      # --protocol=both (adam, then paper); copies the tables to
+                                      # docs/results/din_table/ (adam) and .../din_table/paper/
   python -m experiments.din_table --full               # synthetic with 40k users (8x)
   python -m experiments.din_table --dataset=movielens \\
       --override=data.movielens.path=/data/ml-20m.zip --override=train.eval_every=5000
@@ -18,6 +19,9 @@ paper, computed per seed against BaseModel of the same seed; mean ± std over se
 every deep model's MLP (the paper's baselines), DIN with PReLU in the main and attention MLP, DIN
 with Dice in both. Finished cells are skipped on rerun (resumable); every cell's overrides, full
 config and reproducing command are in <outdir>/<dataset>/cells/*.json and listed in commands.md.
+--protocol=paper (PAPER_PROTOCOL, one epoch) adds BaseModel with its lr chosen on valid
+(BASE_LR_GRID; our deviation). A run whose training loss turns non-finite is recorded as diverged
+(run_cells) and counted per row, never averaged in. docs/din_table.md has both tables.
 """
 from __future__ import annotations
 
