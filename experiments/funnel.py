@@ -69,6 +69,13 @@ def define_flags():
   flags.DEFINE_float('neg_power', 0.0, 'Ranker negatives drawn with probability proportional '
                      'to train count^neg_power (0 = uniform).')
   flags.DEFINE_integer('neg_per_pos', 2, 'Uniform negatives per positive in the CTR data.')
+  flags.DEFINE_list('hard_from_ranker_rate', ['0'], 'hard_negative_rate values of two-towers '
+                    'retrained with hard negatives mined from DIN (0 = off; writes '
+                    'hard_negatives.md/csv in the outdir, nothing of the funnel tables changes).')
+  flags.DEFINE_integer('hard_rows', 5000, 'Two-tower training examples that get hard negatives.')
+  flags.DEFINE_integer('hard_m', 100, 'Two-tower top-M candidates DIN scores per mined row.')
+  flags.DEFINE_integer('hard_h', 2, 'Hard negatives kept per mined row (DIN\'s top-h).')
+  flags.DEFINE_bool('hard_funnel', True, 'Also the funnel HR@10 with each hard two-tower.')
   flags.DEFINE_bool('docs', True, 'After a default run (no --outdir / --num_steps) copy the '
                     'tables and the plot to docs/results/funnel/.')
 
@@ -90,6 +97,11 @@ class Settings:
   synthetic: dict = dataclasses.field(default_factory=dict)   # synthetic_logs overrides
   model_overrides: dict = dataclasses.field(default_factory=dict)  # config overrides of both
   latency: bool = True
+  hard_rates: tuple = ()           # hard_from_ranker: rates > 0 (not in the cache key)
+  hard_rows: int = 5000
+  hard_m: int = 100
+  hard_h: int = 2
+  hard_funnel: bool = True
 
 
 def _key(obj) -> str:
@@ -342,7 +354,8 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
   rng = np.random.default_rng(0)
   users = np.sort(rng.choice(split.eval_users, min(st.eval_users, len(split.eval_users)),
                              replace=False))
-  settings = {k: v for k, v in dataclasses.asdict(st).items() if k not in ('channels', 'latency')}
+  settings = {k: v for k, v in dataclasses.asdict(st).items()
+              if k not in ('channels', 'latency') and not k.startswith('hard_')}
   if not settings['neg_power']:     # uniform: the key runs made before the option existed had
     settings.pop('neg_power')
   wd = os.path.join(outdir, f'{dataset}_{_key([settings, logs.fingerprint()])}')
@@ -381,10 +394,120 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
   if logs.oracle is not None:
     final.update(oracle_rows(split, q, users, seeds))
   lat = {} if not st.latency else latency(split, q, chans, merged, wd, st)
-  return {'dataset': dataset, 'retrieval': retr, 'final': final, 'latency': lat,
+  hard = {} if not st.hard_rates else hard_from_ranker(
+      split, q, ex, merged, quotas, seeds, models_of, wd, log, st)
+  return {'hard': hard, 'dataset': dataset, 'retrieval': retr, 'final': final, 'latency': lat,
           'notes': notes, 'quotas': quotas, 'users': len(users),
           'seconds': time.time() - t0, 'info': logs.info,
           'cold_targets': float(np.mean(split.item_count()[target] == 0))}
+
+
+def hard_from_ranker(split, q, ex, merged, quotas, seeds, models_of, wd, log, st: Settings
+                     ) -> dict:
+  """Two-towers retrained with hard negatives mined from DIN (retrieval/hard_negatives.py):
+  the no-hard two-tower (same config as the channel) is trained for all seeds; its seed-0
+  model retrieves st.hard_m items (history excluded) for st.hard_rows training examples, DIN's
+  run-0 best checkpoint scores them (`score`), the user's train clicks are dropped and DIN's
+  top st.hard_h stay. One hard_item set for every seed and rate. Returns {name: {'recall':
+  {seed: metrics}, 'final': {seed: metrics} (funnel top-10, if st.hard_funnel)}}."""
+  from seqrec_jax.retrieval import hard_negatives as HN  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.retrieval import train_two_tower as T  # pylint: disable=g-import-not-at-top
+  steps = st.num_steps if st.num_steps > 0 else st.two_tower_steps
+  base_cfg = T.TwoTowerConfig(loss='softmax', log_q=True, num_steps=steps, batch_size=512)
+  tag = f'hard_n{st.hard_rows}_m{st.hard_m}_h{st.hard_h}'
+  k, lg, tr = st.k_retrieve, split.logs, split.train
+  box: dict = {}
+
+  def lists_of(rate):
+    def run():
+      cfg = dataclasses.replace(base_cfg, hard_negative_rate=rate)
+      t = time.time()
+      res = T.train(dict(ex, hard_item=mined()) if rate > 0 else ex, None, cfg,
+                    seeds=tuple(seeds))
+      log(f'  two_tower hard rate {rate}: trained {len(seeds)} seeds in {time.time() - t:.0f} s')
+      if rate == 0:
+        box['base'] = res
+      out = {}
+      for i, s in enumerate(seeds):
+        ids, _ = res.channel(i, ex['cate_of_item']).retrieve(
+            q['hist_item'], k + 200, user_id=q['user_id'])
+        out[f's{s}'] = _seen_filter(split, q['user_id'], np.asarray(ids), k)
+      return out
+    got = _cached(os.path.join(wd, 'channels', f'two_tower_{tag}_r{rate:g}_k{k}.npz'), run)
+    return {s: got[f's{s}'] for s in seeds}
+
+  def mined():
+    def run():
+      if 'base' not in box:
+        box['base'] = T.train(ex, None, base_cfg, seeds=tuple(seeds))
+      ch = box['base'].channel(0, ex['cate_of_item'])
+      config, mwd = models_of['din']
+      rows = HN.subsample(len(ex['item_id']), st.hard_rows)
+      t = time.time()
+      hard = HN.mine_from_ranker(
+          ex, rows, lambda h, u, m: ch.retrieve(h, m, user_id=u)[0],
+          lambda sub, cand: score(config, mwd, [D.candidate_rows(split, sub, cand)])[0],
+          m=st.hard_m, h=st.hard_h, pos_user=lg.user[tr], pos_item=lg.item[tr])
+      log(f'  mined {len(rows)} of {len(hard)} examples x {st.hard_h} hard negatives from '
+          f'DIN over two-tower top-{st.hard_m} in {time.time() - t:.0f} s')
+      return {'hard_item': hard}
+    return _cached(os.path.join(wd, f'{tag}.npz'), run)['hard_item']
+
+  out = {}
+  for rate in (0.0,) + tuple(st.hard_rates):
+    lists = lists_of(rate)
+    row = {'recall': {s: F.list_metrics(lists[s], q['target'], (50, 500)) for s in seeds}}
+    if st.hard_funnel:
+      rank = -np.arange(k, dtype=np.float32)[None].repeat(len(q['target']), 0)
+      cand = {}
+      for s in seeds:
+        got = {n: (lists[s] if n == 'two_tower' else
+                   _cached(os.path.join(wd, 'channels', f'{n}_s{s}_k{k}.npz'), None)['ids'], rank)
+               for n in merged}
+        cand[s] = F.merge(got, quotas, st.candidates)
+      sc = candidate_scores(split, q, cand, seeds, models_of, wd, log)
+      row['final'] = {s: F.list_metrics(F.stage_lists(cand[s], sc['prerank'][s], sc['din'][s],
+                                                      st.n_prerank, FINAL_K)['funnel'],
+                                         q['target'], (FINAL_K,)) for s in seeds}
+    out['no hard negatives' if rate == 0 else f'hard from DIN, rate {rate:g}'] = row
+  return out
+
+
+def hard_report(results: list[dict], outdir: str, wall: float, load: str, st: Settings) -> str:
+  """hard_negatives.md / .csv: recall@50/500 of each two-tower and the funnel HR@10, and the
+  differences against the no-hard two-tower (by seed | by user; * = resolved)."""
+  mets = [('recall', 'recall@50'), ('recall', 'recall@500'), ('final', f'hr@{FINAL_K}')]
+  head = [f'{m} (funnel)' if g == 'final' else m for g, m in mets]
+  lines = ['### Two-tower hard negatives mined from DIN (mean [95% CI] over seeds; minus the '
+           'no-hard two-tower: by seed | by user)', '',
+           '| dataset | two-tower | ' + ' | '.join(head) + ' | '
+           + ' | '.join(f'{h} minus no-hard: by seed | by user' for h in head) + ' |',
+           '|' + '---|' * (2 + 3 * len(mets))]
+  csv = ['dataset,two_tower,' + ','.join(m for _, m in mets)]
+  for res in results:
+    rows = res.get('hard') or {}
+    base = rows.get('no hard negatives')
+    for name, row in rows.items():
+      vals, diffs = [], []
+      for g, m in mets:
+        if g not in row:
+          vals.append('-')
+          diffs.append('- | -')
+          continue
+        vals.append(_ci([row[g][s][m].mean() for s in row[g]]))
+        diffs.append('- | -' if row is base else _diffs(row[g], base[g], m))
+      lines.append(f'| {res["dataset"]} | {name} | ' + ' | '.join(vals + diffs) + ' |')
+      csv.append(f'{res["dataset"]},{name},' + ','.join(
+          f'{np.mean([row[g][s][m].mean() for s in row[g]]):.6f}' if g in row else ''
+          for g, m in mets))
+  lines += ['', f'{st.hard_rows} training examples mined (two-tower seed 0 top-{st.hard_m}, '
+            f'history excluded; DIN run 0 scores; the user\'s train clicks dropped; DIN\'s top '
+            f'{st.hard_h} kept), the same hard_item for every seed and rate. `{_command()}`: '
+            f'{wall / 60:.1f} min wall (cached stages read) at load average {load}.']
+  for stem, body in (('hard_negatives.md', lines), ('hard_negatives.csv', csv)):
+    with open(os.path.join(outdir, stem), 'w') as f:
+      f.write('\n'.join(body) + '\n')
+  return '\n'.join(lines)
 
 
 def oracle_rows(split, q, users, seeds) -> dict:
@@ -525,12 +648,17 @@ def main(argv):
     print(f'[{time.time() - t0:6.0f} s] {msg}', flush=True)
   st = Settings(**{k: getattr(FLAGS, k) for k in (
       'epochs', 'num_steps', 'eval_users', 'max_len', 'k_retrieve', 'candidates', 'n_prerank',
-      'neg_per_pos', 'two_tower_steps', 'neg_power')})
+      'neg_per_pos', 'two_tower_steps', 'neg_power')},
+      hard_rates=tuple(r for r in map(float, FLAGS.hard_from_ranker_rate) if r > 0),
+      hard_rows=FLAGS.hard_rows, hard_m=FLAGS.hard_m, hard_h=FLAGS.hard_h,
+      hard_funnel=FLAGS.hard_funnel)
   results = [run_dataset(ds, seeds, outdir, log, st) for ds in FLAGS.datasets]
   load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
   load = load.split('load average:')[-1].strip()
   wall = time.time() - t0
   print(report(results, outdir, wall, load, seeds))
+  if st.hard_rates:
+    print(hard_report(results, outdir, wall, load, st))
   print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min (load {load})')
   if FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0:
     print('copied to', publish.publish(outdir, 'funnel', FILES))
