@@ -17,6 +17,9 @@ Per dataset (synthetic planted-interest data with its oracle, MovieLens latest-s
   4. final top-10 of: retrieval order, pre-rank only, rank only, the funnel (pre-rank to
      `--n_prerank`, DIN orders those), popularity, and on synthetic data the oracle's top-10.
   5. latency of one request per stage (p50 / p99 ms).
+  6. only with --hard_from_ranker_rate > 0: two-towers retrained with hard negatives mined from
+     DIN (`hard_from_ranker`, retrieval/hard_negatives.py) against the no-hard one
+     (<outdir>/hard_negatives.md; docs/funnel.md).
 Every stage's result is cached under <outdir>/<dataset>_<key>/ (key = hash of the settings and
 of the data), so a rerun or a killed run resumes where it stopped. Seeds are model
 initialisations and batch orders (the data, the split and the deterministic channels are
@@ -421,9 +424,9 @@ def hard_from_ranker(split, q, ex, merged, quotas, seeds, models_of, wd, log, st
   def lists_of(rate):
     def run():
       cfg = dataclasses.replace(base_cfg, hard_negative_rate=rate)
+      data = dict(ex, hard_item=mined()) if rate > 0 else ex
       t = time.time()
-      res = T.train(dict(ex, hard_item=mined()) if rate > 0 else ex, None, cfg,
-                    seeds=tuple(seeds))
+      res = T.train(data, None, cfg, seeds=tuple(seeds))
       log(f'  two_tower hard rate {rate}: trained {len(seeds)} seeds in {time.time() - t:.0f} s')
       if rate == 0:
         box['base'] = res
