@@ -66,8 +66,7 @@ class TwoTowerChannel:
       h = hist_item[lo:lo + self.chunk]
       uid = None if user_id is None else np.asarray(user_id)[lo:lo + self.chunk]
       u = self.user_vectors(h, uid)
-      exclude = h if exclude_history else np.zeros((len(h), 1), np.int32)
-      ids, scores = self.index.top_k(u, k, exclude=exclude)
-      out_ids.append(np.asarray(ids, np.int32))
-      out_scores.append(np.asarray(scores, np.float32))
+      ids, scores = self.index.top_k(u, k, exclude=h if exclude_history else None)
+      out_ids.append(ids)
+      out_scores.append(scores)
     return np.concatenate(out_ids), np.concatenate(out_scores)

@@ -95,9 +95,7 @@ class UserCF:
       h = hist_item[~known]
       h = h if self.last_n is None else last_n_items(h, self.last_n)
       rows = np.broadcast_to(np.arange(len(h))[:, None], h.shape)
-      q = sp.csr_matrix((np.ones(int((h > 0).sum())), (rows[h > 0], h[h > 0])),
-                        shape=(len(h), self.num_items))
-      q.data[:] = 1.0
+      q = interaction_matrix(rows[h > 0], h[h > 0], len(h), self.num_items)
       nbr[~known], sim[~known] = self.neighbours(q, nbr.shape[1])
     rows = np.broadcast_to(np.arange(n_rows)[:, None], nbr.shape)
     ok = nbr > 0
