@@ -78,8 +78,7 @@ def stage_lists(cand: np.ndarray, pre_scores: np.ndarray | None, rank_scores: np
   if rank_scores is not None:
     out['rank only'] = RM.top_k(cand, rank_scores, k)
   if pre_scores is not None and rank_scores is not None:
-    s = np.where(cand > 0, pre_scores, -np.inf)
-    keep = np.argsort(-s, axis=1, kind='stable')[:, :n_pre]
+    keep = RM.top_k_positions(cand, pre_scores, n_pre)
     out['funnel'] = RM.top_k(np.take_along_axis(cand, keep, 1),
                              np.take_along_axis(rank_scores, keep, 1), k)
   return out

@@ -65,10 +65,14 @@ def ndcg_at_k(ids, target, k: int | None = None) -> float:
   return float(np.mean(ndcg_per_user(ids, target, k)))
 
 
+def top_k_positions(ids, scores, k: int) -> np.ndarray:
+  """ids [U, C], scores [U, C] -> the columns [U, k] of the k best candidates (stable: ties
+  keep the candidates' order; id-0 slots go last)."""
+  s = np.where(np.asarray(ids) > 0, np.asarray(scores, np.float64), -np.inf)
+  return np.argsort(-s, axis=1, kind='stable')[:, :k]
+
+
 def top_k(ids, scores, k: int) -> np.ndarray:
   """Re-ranks each user's candidates: ids [U, C], scores [U, C] -> the k best ids [U, k]
-  (stable: ties keep the candidates' order; id-0 slots go last)."""
-  ids, scores = np.asarray(ids), np.asarray(scores, np.float64)
-  s = np.where(ids > 0, scores, -np.inf)
-  order = np.argsort(-s, axis=1, kind='stable')[:, :k]
-  return np.take_along_axis(ids, order, 1)
+  (top_k_positions' order)."""
+  return np.take_along_axis(np.asarray(ids), top_k_positions(ids, scores, k), 1)
