@@ -40,7 +40,7 @@ import time
 from absl import app, flags
 import numpy as np
 
-from experiments import publish
+from experiments import publish, sweep
 from seqrec_jax import metrics as M
 from seqrec_jax import xla_cpu
 from seqrec_jax.retrieval import data as D
@@ -632,9 +632,7 @@ def plot(results, outdir: str) -> None:
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xlabel(f'HR@{FINAL_K} of the held-out next item')
     ax.set_title(res['dataset'], fontsize=9)
-  fig.tight_layout()
-  fig.savefig(os.path.join(outdir, 'funnel.png'), dpi=110)
-  plt.close(fig)
+  sweep.save_figure(fig, os.path.join(outdir, 'funnel.png'))
 
 
 def main(argv):

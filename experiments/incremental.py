@@ -271,9 +271,7 @@ def plot(per_day, outdir: str) -> None:
   ax.set_xlabel('test day (next period)')
   ax.set_ylabel('AUC (mean ± std over seeds)')
   ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
-  fig.tight_layout()
-  fig.savefig(os.path.join(outdir, 'per_day.png'), dpi=110)
-  plt.close(fig)
+  sweep.save_figure(fig, os.path.join(outdir, 'per_day.png'))
 
 
 def main(argv):

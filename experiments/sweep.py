@@ -478,6 +478,12 @@ def plot_bars(rows: Sequence[dict], label_keys: Sequence[str], metric: str, path
     ax.text(v, -0.6, name, color='tab:red', fontsize=8, ha='center')
   ax.set_xlabel(metric)
   ax.set_title(title, fontsize=10)
+  save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> None:
+  """tight_layout, write `path` (its folder made if missing) at the studies' dpi, close."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig.tight_layout()
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   fig.savefig(path, dpi=110)

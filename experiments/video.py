@@ -285,9 +285,7 @@ def plot(per, oracle_row, outdir: str) -> None:
     ax.set_xlim(lo - 0.02, max(oracle_row[k], max(m[2] for m in ms)) + 0.01)
     ax.set_title(k, fontsize=9)
   axes[0].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(os.path.join(outdir, 'models.png'), dpi=110)
-  plt.close(fig)
+  sweep.save_figure(fig, os.path.join(outdir, 'models.png'))
 
 
 def _bar(res, rand, outdir: str) -> None:
@@ -301,9 +299,7 @@ def _bar(res, rand, outdir: str) -> None:
   ax.set_yticks(range(len(names)), names, fontsize=8)
   ax.set_xlabel(f'oracle utility of the top-{K} (fraction of the best)')
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(os.path.join(outdir, 'fusion.png'), dpi=110)
-  plt.close(fig)
+  sweep.save_figure(fig, os.path.join(outdir, 'fusion.png'))
 
 
 def main(argv):
