@@ -214,9 +214,7 @@ def plot(rows: list[dict], path: str, dataset: str, oracle: float | None) -> Non
   ax.set_xlabel('attention inputs / normaliser')
   ax.set_title(f'DIN attention ablation on {dataset}', fontsize=10)
   ax.legend(fontsize=7, loc='upper center', ncol=3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  sweep.save_figure(fig, path)
 
 
 def main(argv):

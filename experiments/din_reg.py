@@ -198,9 +198,7 @@ def plot_fig4(records: list[dict], outdir: str, dataset: str) -> None:
     ax.set_ylabel('logloss (data term)')
     ax.legend(fontsize=7, title='solid: valid; dashed: train (batch, EMA 0.3)',
               title_fontsize=7)
-  fig.tight_layout()
-  fig.savefig(os.path.join(outdir, 'fig4.png'), dpi=110)
-  plt.close(fig)
+  sweep.save_figure(fig, os.path.join(outdir, 'fig4.png'))
 
 
 def grid_table(records: list[dict], outdir: str, dataset: str) -> str:

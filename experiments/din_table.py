@@ -435,9 +435,7 @@ def plot_rela_impr(per_ds: dict, path: str) -> None:
   ax.set_ylabel('RelaImpr vs BaseModel on GAUC (%)')
   ax.set_title('DIN paper Table 3: ours (mean ± std over seeds) vs published', fontsize=10)
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  sweep.save_figure(fig, path)
 
 
 def write_commands(records, outdir: str) -> None:
