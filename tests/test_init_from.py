@@ -22,16 +22,10 @@ SMALL = {'model.name': 'base', 'model.activation': 'prelu'}
 
 
 def _config(**overrides):
-  c = load_config(os.path.join(ROOT, 'seqrec_jax/configs/test.py'))
-  c.model.activation = 'dice'           # batch_stats to carry over
-  c.data.pack_history = False           # one compiled step shape
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split('.')
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return load_config(os.path.join(ROOT, 'seqrec_jax/configs/test.py'), {
+      'model.activation': 'dice',       # batch_stats to carry over
+      'data.pack_history': False,       # one compiled step shape
+      **overrides})
 
 
 def _with(prog, **overrides):
