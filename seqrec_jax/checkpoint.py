@@ -57,9 +57,13 @@ def _reason(e: BaseException) -> str:
   return f'{type(e).__name__}: {lines[0][:300] if lines else ""}'
 
 
+def flat_leaves(tree) -> dict[str, Any]:
+  """{keystr path: leaf} of a pytree (the names fingerprints and warm starts compare)."""
+  return {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def param_fingerprint(params) -> dict[str, list[int]]:
-  flat = jax.tree_util.tree_flatten_with_path(params)[0]
-  return {jax.tree_util.keystr(p): list(x.shape) for p, x in flat}
+  return {k: list(x.shape) for k, x in flat_leaves(params).items()}
 
 
 def check_finite_losses(pending, ckpt: 'Checkpointer') -> None:

@@ -23,7 +23,7 @@ from seqrec_jax import evaluate, models, multirun, parallel, platform_defaults, 
 from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.configs import validate
 from seqrec_jax.checkpoint import (Checkpointer, CheckpointMismatchError, check_finite_losses,
-                                   param_fingerprint, read_source)
+                                   flat_leaves, param_fingerprint, read_source)
 from seqrec_jax.data import load_dataset
 from seqrec_jax.data import packing
 from seqrec_jax.data.pipeline import train_batches
@@ -268,10 +268,6 @@ class Progress:
     return np.array([not m.get('stopped_early') for m in self.metas])
 
 
-def _flat(tree) -> dict[str, Any]:
-  return {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 def warm_start(prog: Program, state):
   """The fresh state with config.train.init_from's params and batch_stats (step 0 and the
   optimiser state stay fresh). A group takes a single run's checkpoint in every run (the same
@@ -293,7 +289,7 @@ def warm_start(prog: Program, state):
   group = prog.runs is not None
   out, problems = {}, []
   for coll in ('params', 'batch_stats'):
-    mine, theirs = _flat(getattr(state, coll)), _flat(src.get(coll) or {})
+    mine, theirs = flat_leaves(getattr(state, coll)), flat_leaves(src.get(coll) or {})
     per = lambda x, lead: tuple(np.shape(x)[1:] if lead else np.shape(x))
     missing = [k for k in mine if k not in theirs]
     extra = [k for k in theirs if k not in mine]
