@@ -210,7 +210,7 @@ def _same_config(old, want) -> bool:
   if not isinstance(old, dict):
     return False
   o, w = workdir_lib.flatten(old), workdir_lib.flatten(want)
-  return all(k in workdir_lib.ADDED_KEYS and k not in o and w[k] == workdir_lib.ADDED_KEYS[k]
+  return all(workdir_lib.added_at_old_value(k, o, w)
              for k in set(o) | set(w) if o.get(k, _ABSENT) != w.get(k, _ABSENT))
 
 

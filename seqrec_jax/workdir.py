@@ -94,10 +94,16 @@ def flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   return out
 
 
+def added_at_old_value(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+  """`key` was added to the config after `old` (flat) was recorded, and `new` (flat) sets it to
+  the value runs had before it existed: no difference."""
+  return key in ADDED_KEYS and key not in old and new.get(key) == ADDED_KEYS[key]
+
+
 def _neutral(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
   if key in NEUTRAL_KEYS:
     return True
-  if key in ADDED_KEYS and key not in old and new.get(key) == ADDED_KEYS[key]:
+  if added_at_old_value(key, old, new):
     return True
   constant = all(c.get('optim.schedule') == 'constant' for c in (old, new))
   steps = [c.get('train.num_steps', -1) for c in (old, new)]
