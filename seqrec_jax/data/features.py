@@ -22,11 +22,32 @@ class DataError(ValueError):
   """Bad input data; the message names the field, the value and where it came from."""
 
 
+# Which side of an impression a sparse field or dense column describes (DataSpec.sparse[j].side,
+# DataSpec.dense_sides):
+#   user     the user / request (same on every candidate row of a request): user towers
+#   item     the candidate item (a function of the item only): item towers, cacheable per item
+#   context  the (user, item) pair or the impression (position, a per-pair statistic), or a side
+#            nobody declared: per-row parts only (a ranker, the pre-ranker's cross tower);
+#            no tower of a two-tower model
+# Rankers that score each row as a whole (din, the ctr and multi-task models) read every field.
+SIDES = ('user', 'item', 'context')
+
+
+def _check_side(side, where: str) -> None:
+  if side not in SIDES:
+    raise ValueError(f'{where} side={side!r}; choose from {SIDES}')
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-  """A categorical field. `vocab_size` counts id 0 (padding/OOV): valid ids are [0, vocab_size)."""
+  """A categorical field. `vocab_size` counts id 0 (padding/OOV): valid ids are [0, vocab_size).
+  `side`: one of SIDES (above); 'context' unless the dataset declares it."""
   name: str
   vocab_size: int
+  side: str = 'context'
+
+  def __post_init__(self):
+    _check_side(self.side, f'FeatureSpec {self.name!r}')
 
 
 # Task kinds: the loss (steps.task_losses), the served prediction (steps.eval_step) and the
@@ -68,6 +89,28 @@ class DataSpec:
   # Training-split id counts n_j per embedding table (data/id_counts.py), attached by
   # data.load_dataset; read only by model.mba_lambda > 0. Compared and hashed by identity.
   id_counts: IdCounts | None = None
+  # Side of each dense column ([dense_dim] of SIDES); () = every column 'context'.
+  dense_sides: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    sides = tuple(self.dense_sides)          # a list when read back from JSON
+    object.__setattr__(self, 'dense_sides', sides)
+    if sides and len(sides) != self.dense_dim:
+      raise ValueError(f'DataSpec.dense_sides has {len(sides)} entries {sides}, dense_dim is '
+                       f'{self.dense_dim}: one side per dense column (or () for all context)')
+    for j, side in enumerate(sides):
+      _check_side(side, f'DataSpec.dense_sides[{j}]')
+
+  def sparse_columns(self, side: str) -> tuple[int, ...]:
+    """Indices j of the sparse fields (columns of batch['sparse']) on `side`."""
+    _check_side(side, 'DataSpec.sparse_columns')
+    return tuple(j for j, f in enumerate(self.sparse) if f.side == side)
+
+  def dense_columns(self, side: str) -> tuple[int, ...]:
+    """Indices of the dense columns (of batch['dense']) on `side`."""
+    _check_side(side, 'DataSpec.dense_columns')
+    sides = self.dense_sides or ('context',) * self.dense_dim
+    return tuple(j for j, s in enumerate(sides) if s == side)
 
   @property
   def multitask(self) -> bool:
@@ -88,7 +131,7 @@ def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
 
 
 def validate_arrays(arrays: Mapping[str, np.ndarray], spec: DataSpec, source: str,
-                    allow_empty_history: bool = True) -> None:
+                    allow_empty_history: bool = True, history: bool = True) -> None:
   """Checks ids, masks, NaNs and shapes; raises DataError naming field, value and row.
 
   Args:
@@ -96,6 +139,8 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], spec: DataSpec, source: st
     spec: vocabulary sizes and shapes to check against.
     source: where the data came from (e.g. "synthetic/train", a file path), for messages.
     allow_empty_history: if False, a row whose hist_mask is all False is an error.
+    history: False for stored rows whose histories are cut at batch time (data/store.py
+      checks their behaviour ranges instead): hist_* fields are then not required.
   """
   n = None
   for key, arr in arrays.items():
@@ -104,9 +149,9 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], spec: DataSpec, source: st
     elif len(arr) != n:
       raise DataError(f'{source}: field {key!r} has {len(arr)} rows, expected {n} '
                       f'(rows of every field must match)')
-  required = ['user_id', 'hist_mask'] if spec.num_items else ['user_id']
+  required = ['user_id', 'hist_mask'] if spec.num_items and history else ['user_id']
   if spec.num_items:
-    required += ['target_item', 'hist_items']
+    required += ['target_item', 'hist_items'] if history else ['target_item']
   for key in required:
     if key not in arrays:
       raise DataError(f'{source}: required field {key!r} is missing (have {sorted(arrays)})')
