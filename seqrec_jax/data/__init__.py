@@ -41,15 +41,13 @@ def load_dataset(data_cfg, validate: bool = True) -> Dataset:
     raise ValueError(f'unknown dataset {data_cfg.name!r} (config.data.name); '
                      f'registered: {sorted(DATASETS)}')
   ds = _load_cached(data_cfg.name, data_cfg.to_json(sort_keys=True))
-  ds = _with_id_counts(ds, int(data_cfg.get('item_top_k', 0)))
-  ds = select_tasks(ds, tuple(data_cfg.get('tasks', ())))   # config.data.tasks; () = all
-  if validate:
+  if validate:   # stored splits (data/store.py) were validated column by column when opened
     for split_name, split in ds.splits.items():
-      arrays = split.all() if hasattr(split, 'all') else None
-      if arrays is not None:
-        validate_arrays(arrays, ds.spec, f'{ds.name}/{split_name}',
+      if isinstance(split, ArraySplit):
+        validate_arrays(split.all(), ds.spec, f'{ds.name}/{split_name}',
                         allow_empty_history=data_cfg.get('allow_empty_history', True))
-  return ds
+  ds = _with_id_counts(ds, int(data_cfg.get('item_top_k', 0)))
+  return select_tasks(ds, tuple(data_cfg.get('tasks', ())))   # config.data.tasks; () = all
 
 
 _DERIVED: dict = {}

@@ -183,7 +183,7 @@ def prepare(cfg) -> Prepared:
 
   def gen(split_id):
     rows = np.flatnonzero(ex_split == split_id)
-    return lambda: common.history_chunks(rows, hist_end, starts, item_id, cate_id, columns, L)
+    return lambda: common.window_chunks(rows, hist_end, starts, columns)
 
   info = {'reviews_file': rpath, 'meta_file': mpath, 'reviews': int(len(order)),
           'users': int(len(users)), 'items_reviewed': int(len(items)),
@@ -195,4 +195,5 @@ def prepare(cfg) -> Prepared:
   info.update(bad.report())
   spec = DataSpec(num_users=len(users) + 1, num_items=V + 1, num_cates=len(cate_vocab) + 1,
                   max_len=L, tasks=(Task('click'),))
-  return Prepared(spec, {s: gen(i) for s, i in common.SPLIT_IDS.items()}, info)
+  return Prepared(spec, {s: gen(i) for s, i in common.SPLIT_IDS.items()}, info,
+                  behaviours={'hist_items': item_id, 'hist_cates': cate_id})

@@ -10,25 +10,27 @@ from types import ModuleType
 import tensorflow_datasets as tfds
 
 from seqrec_jax.data import amazon, census, criteo, movielens
-from seqrec_jax.data.tfds_source import ArrayBuilder
+from seqrec_jax.data.tfds_source import ColumnBuilder
 
 
 def _builder(cls_name: str, recipe: ModuleType, version: str, note: str) -> type:
-  """An ArrayBuilder subclass `seqrec_<recipe>` (TFDS wants one class per dataset)."""
+  """A ColumnBuilder subclass `seqrec_<recipe>` (TFDS wants one class per dataset)."""
   key = recipe.__name__.rsplit('.', 1)[-1]
   ns = {'__module__': __name__, '__doc__': f'{note} (see seqrec_jax/data/{key}.py)',
         'name': f'seqrec_{key}', 'VERSION': tfds.core.Version(version),
         'RELEASE_NOTES': {version: note}, 'recipe': recipe}
-  return type(cls_name, (ArrayBuilder,), ns, skip_registration=True)
+  return type(cls_name, (ColumnBuilder,), ns, skip_registration=True)
 
 
-SeqrecMovielens = _builder('SeqrecMovielens', movielens, '1.0.0',
+# 2.0.0: column files (data/store.py) instead of one array_record example per row; sequence
+# rows store behaviour ranges, windows are cut at read time.
+SeqrecMovielens = _builder('SeqrecMovielens', movielens, '2.0.0',
                            'DIN paper protocol: rating>=4 positive, split by user.')
-SeqrecAmazon = _builder('SeqrecAmazon', amazon, '1.0.0',
+SeqrecAmazon = _builder('SeqrecAmazon', amazon, '2.0.0',
                         'DIN code protocol with a leave-one-out valid split.')
-SeqrecCensus = _builder('SeqrecCensus', census, '1.0.0',
+SeqrecCensus = _builder('SeqrecCensus', census, '2.0.0',
                         'Packaged adult.csv.gz, train-only statistics.')
-SeqrecCriteo = _builder('SeqrecCriteo', criteo, '1.0.0',
+SeqrecCriteo = _builder('SeqrecCriteo', criteo, '2.0.0',
                         'log(x+1) integers, min-count vocabularies, sequential split.')
 
 BUILDERS = {'movielens': SeqrecMovielens, 'amazon': SeqrecAmazon, 'census': SeqrecCensus,

@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from seqrec_jax.data.features import DataSpec
+from seqrec_jax.data.store import cut_windows
 
 TRAIN, VALID, TEST = 0, 1, 2
 SPLIT_IDS = {'train': TRAIN, 'valid': VALID, 'test': TEST}
@@ -16,14 +17,29 @@ SPLIT_IDS = {'train': TRAIN, 'valid': VALID, 'test': TEST}
 class Prepared:
   """What a recipe's `prepare(cfg)` returns.
 
-  splits: name -> a function returning an iterator of chunks (dicts of batch-contract arrays
-    with equal row counts); called once, when TFDS writes that split.
+  splits: name -> a function returning an iterator of chunks (dicts of the recipe's stored
+    fields, equal row counts; make them large: the writer costs per chunk); called once, when
+    that split is written (data/store.py).
   info: JSON-able protocol facts (vocabulary sizes, dropped rows, ...). Generators may add to
     it while they run (e.g. malformed-row counts); it is saved after every split is written.
+  behaviours: sequence datasets only: {'hist_items': [M] int32, 'hist_cates': [M] int32}, the
+    flat behaviour sequence of all users (each user's contiguous, in time order), stored once;
+    rows hold `hist_start, hist_end` offsets into it (`window_chunks`).
   """
   spec: DataSpec
   splits: dict[str, Callable[[], Iterator[dict[str, np.ndarray]]]]
   info: dict[str, Any]
+  behaviours: dict[str, np.ndarray] | None = None
+
+  def rows(self, split: str) -> dict[str, np.ndarray]:
+    """A split's rows in the batch contract (history windows cut), all in memory: for tests
+    and small data."""
+    chunks = list(self.splits[split]())
+    out = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    if self.behaviours is not None:
+      a, e = out.pop('hist_start'), out.pop('hist_end')
+      out.update(cut_windows(a, e, self.behaviours, self.spec.max_len))
+    return out
 
 
 def build_vocab(values: np.ndarray, min_count: int = 1) -> np.ndarray:
@@ -74,34 +90,33 @@ def group_starts(keys: np.ndarray) -> np.ndarray:
   return starts[np.cumsum(new) - 1]
 
 
+def window_chunks(rows: np.ndarray, hist_end: np.ndarray, seq_start: np.ndarray,
+                  columns: dict[str, np.ndarray], chunk: int = 1 << 20
+                  ) -> Iterator[dict[str, np.ndarray]]:
+  """Stored sequence rows (`sequence_fields`) for the example indices `rows`, in that order.
+
+  Example r's history is behaviours [seq_start[r], hist_end[r]) of the flat behaviour arrays;
+  the reader keeps the newest L of them (data/store.cut_windows).
+  """
+  for s in range(0, len(rows), chunk):
+    r = rows[s:s + chunk]
+    out = {k: v[r] for k, v in columns.items()}
+    out['hist_start'] = np.asarray(seq_start[r], np.int64)
+    out['hist_end'] = np.asarray(hist_end[r], np.int64)
+    yield out
+
+
 def history_chunks(rows: np.ndarray, hist_end: np.ndarray, seq_start: np.ndarray,
                    beh_items: np.ndarray, beh_cates: np.ndarray, columns: dict[str, np.ndarray],
                    max_len: int, chunk: int = 8192) -> Iterator[dict[str, np.ndarray]]:
-  """Materialises right-aligned histories for the example rows `rows`.
-
-  Example r's history is behaviours [max(seq_start[r], hist_end[r] - max_len), hist_end[r])
-  of the flat behaviour arrays, oldest first, newest at position max_len - 1; earlier
-  positions are padding (id 0, mask False).
-
-  Args:
-    rows: example indices to emit, in output order.
-    hist_end, seq_start: per example, one past its newest behaviour and its user's first one.
-    beh_items, beh_cates: the flat behaviour sequence (all users, each user's in time order).
-    columns: other per-example fields (user_id, target_item, target_cate, label, ...).
-    max_len: L.
-    chunk: rows per yielded chunk.
-  """
-  offs = np.arange(max_len, dtype=np.int64) - max_len
-  for s in range(0, len(rows), chunk):
-    r = rows[s:s + chunk]
-    pos = hist_end[r, None] + offs[None, :]
-    mask = pos >= seq_start[r, None]
-    pos = np.where(mask, pos, 0)
-    out = {k: v[r] for k, v in columns.items()}
-    out['hist_items'] = np.where(mask, beh_items[pos], 0).astype(np.int32)
-    out['hist_cates'] = np.where(mask, beh_cates[pos], 0).astype(np.int32)
-    out['hist_mask'] = mask
-    yield out
+  """`window_chunks` with the right-aligned [L] histories materialised (hist_items,
+  hist_cates, hist_mask; data/store.cut_windows), for callers that hold rows in memory."""
+  beh = {'hist_items': beh_items, 'hist_cates': beh_cates}
+  for c in window_chunks(rows, hist_end, seq_start, columns, chunk):
+    a, e = c.pop('hist_start'), c.pop('hist_end')
+    w = cut_windows(a, e, beh, max_len)
+    c.update({k: w[k].astype(np.int32) for k in beh}, hist_mask=w['hist_mask'])
+    yield c
 
 
 def hist_len_summary(lengths: np.ndarray) -> dict[str, float]:
@@ -112,8 +127,12 @@ def hist_len_summary(lengths: np.ndarray) -> dict[str, float]:
 
 
 def sequence_fields(max_len: int) -> dict[str, tuple[tuple[int, ...], type]]:
-  """Row layout of the sequence datasets (the docs/design.md batch contract)."""
+  """Stored row layout of the sequence datasets; the reader adds hist_items, hist_cates and
+  hist_mask [L] (the docs/design.md batch contract) cut from the behaviour sequence."""
+  del max_len   # windows are cut at read time
   return {'user_id': ((), np.int32), 'target_item': ((), np.int32),
-          'target_cate': ((), np.int32), 'hist_items': ((max_len,), np.int32),
-          'hist_cates': ((max_len,), np.int32), 'hist_mask': ((max_len,), np.bool_),
-          'label': ((), np.float32)}
+          'target_cate': ((), np.int32), 'label': ((), np.float32),
+          'hist_start': ((), np.int64), 'hist_end': ((), np.int64)}
+
+
+BEHAVIOUR_FIELDS = {'hist_items': ((), np.int32), 'hist_cates': ((), np.int32)}

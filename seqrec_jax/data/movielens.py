@@ -104,6 +104,44 @@ def _ratings_columns():
           raw.Column('timestamp', 'int', check=lambda v: v < 0, why='must be >= 0')]
 
 
+_RATING_COLS = ('userId', 'movieId', 'rating', 'timestamp')
+
+
+def _read_ratings_fast(loc) -> dict[str, np.ndarray] | None:
+  """ratings.csv / ratings.dat parsed whole by pyarrow (multi-threaded, no per-row Python);
+  None when the file is not clean (pyarrow refuses a line, or a value breaks a column check):
+  the exact reader (`_read_files`) then names each malformed line or counts it."""
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  from pyarrow import csv as pacsv  # pylint: disable=g-import-not-at-top
+  fmt, zf = loc['format'], loc['zip']
+  member = loc[f'ratings.{fmt}']
+  if fmt == 'csv':   # header checked by pyarrow's column names below
+    names, cols, delim, skip = None, list(_RATING_COLS), ',', 0
+  else:              # '::' separators: split on ':' and keep the even columns
+    names = [f'f{i}' for i in range(7)]
+    cols, delim, skip = ['f0', 'f2', 'f4', 'f6'], ':', 0
+  types = dict(zip(cols, (pa.int64(), pa.int64(), pa.float64(), pa.int64())))
+  try:
+    with raw.open_binary(zf or member, member if zf else None) as f:
+      table = pacsv.read_csv(
+          f, read_options=pacsv.ReadOptions(column_names=names, skip_rows=skip,
+                                            block_size=1 << 24),
+          parse_options=pacsv.ParseOptions(delimiter=delim, quote_char=False),
+          convert_options=pacsv.ConvertOptions(column_types=types, include_columns=cols))
+  except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowKeyError, UnicodeDecodeError):
+    return None
+  if fmt == 'csv' and table.column_names != list(_RATING_COLS):
+    return None
+  if any(c.null_count for c in table.columns):
+    return None
+  out = {k: table.column(c).to_numpy() for k, c in zip(_RATING_COLS, cols)}
+  for col in _ratings_columns():
+    v = out[col.name]
+    if (col.kind == 'float' and not np.isfinite(v).all()) or col.check(v).any():
+      return None
+  return out
+
+
 def _read_files(loc, bad: raw.BadRows):
   """Returns (ratings dict of arrays, {movieId: genres string})."""
   fmt, zf = loc['format'], loc['zip']
@@ -111,12 +149,14 @@ def _read_files(loc, bad: raw.BadRows):
   sep = ',' if fmt == 'csv' else '::'
   member = loc[f'ratings.{fmt}']
   where = raw.display_name(zf or member, member if zf else None)
-  with raw.open_binary(zf or member, member if zf else None) as f:
-    first = 1
-    if fmt == 'csv':
-      first = raw.check_header(f, where, ['userId', 'movieId', 'rating', 'timestamp'], ',')
-    ratings = raw.concat_chunks(raw.read_delimited(
-        raw.iter_lines(f, where, bad, enc, first), where, sep, _ratings_columns(), bad))
+  ratings = _read_ratings_fast(loc)
+  if ratings is None:   # not clean: the exact reader names (or counts) every malformed line
+    with raw.open_binary(zf or member, member if zf else None) as f:
+      first = 1
+      if fmt == 'csv':
+        first = raw.check_header(f, where, list(_RATING_COLS), ',')
+      ratings = raw.concat_chunks(raw.read_delimited(
+          raw.iter_lines(f, where, bad, enc, first), where, sep, _ratings_columns(), bad))
   member = loc[f'movies.{fmt}']
   where = raw.display_name(zf or member, member if zf else None)
   genres = {}
@@ -190,13 +230,18 @@ def prepare(cfg) -> Prepared:
 
   pick = 0 if cfg['genre'] == 'first' else -1
   movies, movie_idx = np.unique(item_raw, return_inverse=True)
-  item_genre = np.array([genres[m].split('|')[pick] if m in genres else ''
-                         for m in movies.tolist()], dtype=str)[movie_idx]
-  item_vocab = common.build_vocab(item_raw[train], cfg['min_item_count'])
-  has_genre = item_genre != ''
-  cate_vocab = common.build_vocab(item_genre[train & has_genre], cfg['min_cate_count'])
-  item_id = common.lookup(item_vocab, item_raw)
-  cate_id = np.where(has_genre, common.lookup(cate_vocab, item_genre), 0).astype(np.int32)
+  movie_genre = np.array([genres[m].split('|')[pick] if m in genres else ''
+                          for m in movies.tolist()], dtype=str)   # per movie, not per rating
+  train_count = np.bincount(movie_idx[train], minlength=len(movies))
+  # Vocabularies over the train users' ratings (common.build_vocab's rule, counted per movie).
+  item_vocab = movies[train_count >= max(1, int(cfg['min_item_count']))]
+  genre_names, genre_of_movie = np.unique(movie_genre, return_inverse=True)
+  genre_count = np.bincount(genre_of_movie, weights=train_count, minlength=len(genre_names))
+  cate_vocab = genre_names[(genre_count >= max(1, int(cfg['min_cate_count'])))
+                           & (genre_names != '')]
+  has_genre = (movie_genre != '')[movie_idx]
+  item_id = common.lookup(item_vocab, movies)[movie_idx]
+  cate_id = common.lookup(cate_vocab, movie_genre)[movie_idx]
 
   seq_start = common.group_starts(user_idx)                     # user's first rating
   hist_end = common.group_starts(user_idx * (ts.max() + 1) + ts)  # first rating at this second
@@ -208,7 +253,7 @@ def prepare(cfg) -> Prepared:
 
   def gen(split_id):
     rows = np.flatnonzero((split == split_id) & keep)
-    return lambda: common.history_chunks(rows, hist_end, seq_start, item_id, cate_id, columns, L)
+    return lambda: common.window_chunks(rows, hist_end, seq_start, columns)
 
   info = {'source': tag(cfg), 'ratings': int(len(order)), 'users': int(len(users)),
           'movies_rated': int(len(movies)), 'item_vocab': int(len(item_vocab)) + 1,
@@ -221,4 +266,5 @@ def prepare(cfg) -> Prepared:
   info.update(bad.report())
   spec = DataSpec(num_users=len(users) + 1, num_items=len(item_vocab) + 1,
                   num_cates=len(cate_vocab) + 1, max_len=L, tasks=(Task('click'),))
-  return Prepared(spec, {s: gen(i) for s, i in common.SPLIT_IDS.items()}, info)
+  return Prepared(spec, {s: gen(i) for s, i in common.SPLIT_IDS.items()}, info,
+                  behaviours={'hist_items': item_id, 'hist_cates': cate_id})

@@ -1,28 +1,28 @@
-"""TFDS plumbing shared by the real datasets: one `GeneratorBasedBuilder` base that writes
-batch-contract rows to array_record, and a reader that serves them through the `Split`
-protocol without TensorFlow.
+"""TFDS as the catalogue of the real datasets, column files as their storage.
 
-* Build: a dataset module ("recipe": movielens, amazon, census, criteo) turns raw files into
-  chunks of batch-contract arrays; `ArrayBuilder` validates every chunk (ids against the
-  vocabularies) and writes one TFDS example per row. Every field is a `tfds.features.Tensor`
-  with `Encoding.BYTES` (exact dtype, no int64 upcast). The DataSpec, the protocol info and
-  per-split statistics go to the dataset's `metadata.json`. The training split's id counts n_j
+* Build: a dataset module ("recipe": movielens, amazon, census, census_kdd, criteo) turns raw
+  files into chunks of stored rows (vectorised, data/common.py); `ColumnBuilder`, a
+  `tfds.core.DatasetBuilder`, validates every chunk (ids against the vocabularies) and appends
+  it to one fixed-width column file per field (data/store.py: `<split>/<field>.npy`, plus the
+  sequence datasets' behaviour sequence stored once). The DataSpec, the protocol info and
+  per-split statistics go to the dataset's `metadata.json`; the training split's id counts n_j
   (data/id_counts.py, for model.mba_lambda) are counted while it is written and stored beside
-  it (`id_counts.COUNTS_FILE`, listed in metadata.json's `id_counts`); `load` reads them back,
-  and a cache written before they were stored gets them counted from its train split instead.
-* Cache: `<data_dir>/tfds/<builder>/<tag>_<hash>/<version>/`, where the hash covers the
-  recipe's config sub-block, the raw files' (path, size, mtime) and the builder VERSION, so a
-  changed config, file or version builds a new directory and an unchanged one is reused. TFDS
-  writes into an `incomplete.*` sibling and renames it only when every split is written, and
-  `is_prepared()` requires the final `dataset_info.json`, so an interrupted build is never
-  mistaken for a finished one (it is rebuilt). A file lock serialises concurrent builders.
-* Read: `builder.as_data_source(split)` (the `tfds.data_source` reader: array_record random
-  access). TFDS's per-example numpy decoding costs ~0.1-0.2 ms/row, so `TfdsSplit` asks for
-  the raw records and decodes a whole batch with one `np.frombuffer` per field (equality with
-  TFDS's own decoding is tested). Splits that fit `data.max_memory_mb` are read once into
-  memory (`data.in_memory='auto'`): a random batch from memory costs microseconds instead of
-  ~30-60 us/row from disk (measured in docs/datasets.md), which would otherwise be a visible
-  fraction of a CPU training step.
+  it (`id_counts.COUNTS_FILE`).
+* What TFDS still does (the catalogue, at no cost in speed): versioning (`VERSION`,
+  `RELEASE_NOTES`), `dataset_info.json` with the split sizes and features, the data_dir layout
+  `<data_dir>/tfds/<builder>/<tag>_<hash>/<version>/`, writing into an `incomplete.*` sibling
+  renamed only when every split is written (`is_prepared()` requires the final
+  `dataset_info.json`, so an interrupted build is rebuilt, never read), and `as_data_source`.
+  What it no longer does: TFDS's `GeneratorBasedBuilder` serialises one tf.train.Example per
+  row into array_record (~2.5k rows/s here) and its data source reads ~25k random rows/s;
+  column files are written per chunk and read by one gather per column (docs/datasets.md).
+* Cache key: the recipe's config sub-block, the raw files' fingerprints and the builder
+  VERSION, so a changed config, file or version builds a new directory. A file lock
+  serialises concurrent builders.
+* Read: `load` memory-maps each split's columns, or reads them whole when they fit
+  `data.max_memory_mb` (`data.in_memory='auto'`); either way batches come from the same
+  `store.ColumnSplit`, so disk and memory give identical batches. Every split is validated once
+  at load (vectorised, in chunks; no per-batch checks).
 """
 from __future__ import annotations
 
@@ -39,12 +39,11 @@ from typing import Any, Mapping
 from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.proto import tf_example_pb2
 
-from seqrec_jax.data import id_counts
-from seqrec_jax.data.features import DataError, DataSpec, FeatureSpec, Task, validate_arrays
-from seqrec_jax.data.common import Prepared  # pylint: disable=unused-import (re-export)
-from seqrec_jax.data.pipeline import ArraySplit, Dataset
+from seqrec_jax.data import id_counts, store
+from seqrec_jax.data.features import DataError, DataSpec, FeatureSpec, Task
+from seqrec_jax.data.common import BEHAVIOUR_FIELDS, Prepared
+from seqrec_jax.data.pipeline import Dataset
 
 SPLITS = ('train', 'valid', 'test')
 
@@ -105,8 +104,9 @@ class SplitStats:
     self.users.update(np.unique(c['user_id']).tolist())
     lab = np.asarray(c['labels'] if 'labels' in c else c['label'][:, None], np.float64)
     self.pos = lab.sum(0) if self.pos is None else self.pos + lab.sum(0)
-    if 'hist_mask' in c:
-      self.hist += np.bincount(c['hist_mask'].sum(1), minlength=len(self.hist))
+    if 'hist_end' in c and len(self.hist) > 1:
+      n = np.minimum(c['hist_end'] - c['hist_start'], len(self.hist) - 1)
+      self.hist += np.bincount(n, minlength=len(self.hist))
 
   def result(self, task_names) -> dict[str, Any]:
     out = {'rows': self.rows, 'users': len(self.users),
@@ -123,111 +123,113 @@ class SplitStats:
     return out
 
 
-class ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Writes a recipe's batch-contract rows; subclasses set `name`, VERSION and `recipe`.
+class ColumnBuilder(tfds.core.DatasetBuilder, skip_registration=True):
+  """Writes a recipe's rows as column files; subclasses set `name`, VERSION and `recipe`.
 
-  `recipe` is a module with `fields(cfg) -> Fields` and `prepare(cfg) -> Prepared`.
+  `recipe` is a module with `fields(cfg) -> Fields` (the stored row layout) and
+  `prepare(cfg) -> Prepared`.
   """
-  VERSION = tfds.core.Version('1.0.0')
+  VERSION = tfds.core.Version('2.0.0')
   recipe: Any = None
 
   def __init__(self, *, cfg: Mapping[str, Any], **kwargs):
     self._cfg = dict(cfg)
-    self._prepared: Prepared | None = None
     super().__init__(**kwargs)
 
+  @property
+  def fields(self) -> Fields:
+    return self.recipe.fields(self._cfg)
+
   def _info(self) -> tfds.core.DatasetInfo:
-    enc = tfds.features.Encoding.BYTES
-    feats = {k: tfds.features.Tensor(shape=s, dtype=t, encoding=enc)
-             for k, (s, t) in self.recipe.fields(self._cfg).items()}
+    feats = {k: tfds.features.Tensor(shape=s, dtype=t) for k, (s, t) in self.fields.items()}
     return tfds.core.DatasetInfo(
         builder=self, description=(self.recipe.__doc__ or '').strip(),
         features=tfds.features.FeaturesDict(feats), metadata=tfds.core.MetadataDict(),
         disable_shuffling=True, citation=getattr(self.recipe, 'CITATION', ''),
         homepage=getattr(self.recipe, 'HOMEPAGE', None))
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # nothing is downloaded: raw files come from the user or the package
-    self._prepared = p = self.recipe.prepare(self._cfg)
-    md = self.info.metadata
-    md['spec'] = spec_to_json(p.spec)
-    md['config'] = jsonable(self._cfg)
-    md['stats'] = {}
-    md['info'] = jsonable(p.info)
-    return {name: self._generate_examples(name) for name in p.splits}
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    del dl_manager, download_config   # nothing is downloaded: raw files come from the user
+    p = self.recipe.prepare(self._cfg)
+    root, md = os.fspath(self.data_dir), self.info.metadata   # data_dir: the incomplete.* dir
+    md.update(spec=spec_to_json(p.spec), config=jsonable(self._cfg), stats={})
+    m = None
+    if p.behaviours is not None:
+      m = store.validate_behaviours(p.behaviours, p.spec, f'{self.name}/behaviours')
+      store.write_columns(os.path.join(root, store.BEHAVIOURS), BEHAVIOUR_FIELDS,
+                          [dict(p.behaviours)])
+      md['behaviours'] = {'rows': m, 'fields': sorted(p.behaviours)}
+    infos = []
+    for split, gen in p.splits.items():
+      rows = store.write_columns(os.path.join(root, split), self.fields,
+                                 self._checked(split, gen(), p, m))
+      if rows == 0:
+        raise DataError(f'{self.name}: split {split!r} is empty with config {self._cfg}; '
+                        'the input is too small for this protocol')
+      infos.append(tfds.core.SplitInfo(
+          name=split, shard_lengths=[rows],
+          num_bytes=store.nbytes(os.path.join(root, split), self.fields)))
+    self.info.set_splits(tfds.core.SplitDict(infos))
+    md['info'] = jsonable(p.info)   # generators may have added counts
 
-  def _generate_examples(self, split: str):
-    p = self._prepared
-    keys = list(self.recipe.fields(self._cfg))
+  def _checked(self, split: str, chunks, p: Prepared, m: int | None):
+    """Validates each chunk, and counts its statistics (and train id counts) as it passes."""
+    keys = set(self.fields)
     stats = SplitStats(p.spec.max_len)
     counts = id_counts.CountAccumulator(p.spec) if split == 'train' else None
-    i = 0
-    for chunk in p.splits[split]():
-      if set(chunk) != set(keys):
+    for chunk in chunks:
+      if set(chunk) != keys:
         raise DataError(f'{self.name}/{split}: recipe produced fields {sorted(chunk)}, '
                         f'expected {sorted(keys)}')
-      validate_arrays(chunk, p.spec, f'{self.name}/{split} (while building)')
+      store.validate_rows(chunk, m, p.spec, f'{self.name}/{split} (while building)')
       stats.update(chunk)
       if counts is not None:
-        counts.update(chunk)
-      cols = [chunk[k] for k in keys]
-      for r in range(len(cols[0])):
-        yield i, {k: c[r] for k, c in zip(keys, cols)}
-        i += 1
-    if i == 0:
-      raise DataError(f'{self.name}: split {split!r} is empty with config {self._cfg}; '
-                      'the input is too small for this protocol')
+        _count(counts, chunk, p)
+      yield chunk
     self.info.metadata['stats'][split] = stats.result([t.name for t in p.spec.tasks])
-    if counts is not None:   # data_dir is TFDS's incomplete.* build dir here: renamed with it
+    if counts is not None:   # data_dir is the incomplete.* build dir here: renamed with it
       id_counts.save_counts(os.path.join(self.data_dir, id_counts.COUNTS_FILE), counts.total)
       self.info.metadata['id_counts'] = {'file': id_counts.COUNTS_FILE, 'split': 'train',
                                          'tables': {k: len(v) for k, v in counts.total.items()}}
-    self.info.metadata['info'] = jsonable(p.info)   # generators may have added counts
+
+  def _as_dataset(self, *args, **kwargs):
+    raise NotImplementedError(f'{self.name}: tf.data is not used (TensorFlow is not '
+                              'installed); use as_data_source(split)')
+
+  def as_data_source(self, split: str, *args, in_memory: bool = False, max_len: int = -1,
+                     **kwargs) -> store.ColumnSplit:
+    """The split as a random-access `store.ColumnSplit` (memory-mapped unless in_memory)."""
+    del args, kwargs
+    return open_split(self, split, in_memory, _behaviours(self, in_memory), max_len)
 
 
-def decode_records(records, fields: Fields) -> dict[str, np.ndarray]:
-  """Raw TFDS records (serialized tf.train.Example, Encoding.BYTES features) -> stacked arrays."""
-  parts: dict[str, list[bytes]] = {k: [] for k in fields}
-  for r in records:   # one pass over each example's feature map (faster than keyed lookups)
-    for k, v in tf_example_pb2.Example.FromString(r).features.feature.items():
-      parts[k].append(v.bytes_list.value[0])
-  out = {}
-  for k, (shape, dtype) in fields.items():
-    if len(parts[k]) != len(records):
-      raise DataError(f'stored records lack field {k!r}: the cache was written by another '
-                      'layout; delete it or bump the builder VERSION')
-    out[k] = np.frombuffer(b''.join(parts[k]), dtype=dtype).reshape(
-        (len(records),) + tuple(shape))
-  return out
+def _count(counts, chunk, p: Prepared, sub: int = 1 << 16) -> None:
+  """Train id counts of stored rows: windows are cut (in sub-chunks) to count history ids."""
+  if p.behaviours is None:
+    counts.update(chunk)
+    return
+  for s in range(0, len(chunk['user_id']), sub):
+    c = {k: v[s:s + sub] for k, v in chunk.items()}
+    c.update(store.cut_windows(c.pop('hist_start'), c.pop('hist_end'), p.behaviours,
+                               p.spec.max_len))
+    counts.update(c)
 
 
-class TfdsSplit:
-  """A split served from the array_record files (the `Split` protocol, batched).
+def _behaviours(builder, in_memory: bool) -> dict[str, np.ndarray] | None:
+  meta = builder.info.metadata.get('behaviours')
+  if meta is None:
+    return None
+  return store.read_columns(os.path.join(os.fspath(builder.data_path), store.BEHAVIOURS),
+                            meta['fields'], in_memory)
 
-  Every batch is validated against the spec (a few numpy comparisons), because a split too
-  large for memory is never checked as a whole.
-  """
 
-  def __init__(self, builder, split: str, fields: Fields, spec: DataSpec,
-               allow_empty_history: bool = True):
-    self.source = builder.as_data_source(
-        split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
-    self.fields, self.spec, self.allow_empty = dict(fields), spec, allow_empty_history
-    self.where = f'{builder.name}/{split} ({builder.data_dir})'
-
-  def __len__(self) -> int:
-    return len(self.source)
-
-  def __getitems__(self, indices) -> dict[str, np.ndarray]:
-    out = decode_records(self.source.__getitems__([int(i) for i in indices]), self.fields)
-    validate_arrays(out, self.spec, self.where, self.allow_empty)
-    return out
-
-  def read_all(self, chunk: int = 1 << 15) -> dict[str, np.ndarray]:
-    n = len(self)
-    parts = [decode_records(self.source.__getitems__(list(range(s, min(n, s + chunk)))),
-                            self.fields) for s in range(0, n, chunk)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in self.fields}
+def open_split(builder, split: str, in_memory: bool, behaviours, max_len: int = -1
+               ) -> store.ColumnSplit:
+  spec = spec_from_json(builder.info.metadata['spec'])
+  cols = store.read_columns(os.path.join(os.fspath(builder.data_path), split),
+                            builder.fields, in_memory)
+  return store.ColumnSplit(cols, behaviours, spec.max_len if max_len < 0 else max_len,
+                           where=f'{builder.name}/{split} ({builder.data_path})')
 
 
 def _tag(text: str) -> str:
@@ -255,7 +257,7 @@ def make_builder(builder_cls, cfg: Mapping[str, Any], data_dir: str = ''):
   bcfg = tfds.core.BuilderConfig(name=f'{_tag(recipe.tag(cfg))}_{digest}',
                                  description=json.dumps(key, sort_keys=True))
   root = os.path.join(data_dir or default_data_dir(), 'tfds')
-  return builder_cls(cfg=cfg, config=bcfg, data_dir=root, file_format='array_record')
+  return builder_cls(cfg=cfg, config=bcfg, data_dir=root)
 
 
 def prepare(builder) -> bool:
@@ -275,29 +277,35 @@ def prepare(builder) -> bool:
 
 
 def load(builder_cls, data_cfg, cfg: Mapping[str, Any], name: str) -> Dataset:
-  """Builds (if needed) and opens a dataset; splits fitting data.max_memory_mb go to memory."""
+  """Builds (if needed) and opens a dataset: memory-mapped columns, read whole into memory
+  when they fit data.max_memory_mb (`data.in_memory`: auto | always | never)."""
   builder = make_builder(builder_cls, cfg, data_cfg.get('data_dir', ''))
   t0 = time.time()
   built = prepare(builder)
   md = builder.info.metadata
   spec = spec_from_json(md['spec'])
-  fields = builder_cls.recipe.fields(builder._cfg)  # pylint: disable=protected-access
   mode = str(data_cfg.get('in_memory', 'auto')).lower()
+  if mode not in ('auto', 'always', 'true', 'never', 'false'):
+    raise ValueError(f"config.data.in_memory={mode!r}: expected 'auto', 'always' or 'never'")
   budget = float(data_cfg.get('max_memory_mb', 2048)) * 2**20
+  root = os.fspath(builder.data_path)
+  beh_meta = md.get('behaviours')
+  sizes = {s: store.nbytes(os.path.join(root, s), builder.fields) for s in SPLITS}
+  if beh_meta is not None:
+    sizes[store.BEHAVIOURS] = store.nbytes(os.path.join(root, store.BEHAVIOURS),
+                                           beh_meta['fields'])
+  in_mem = (mode in ('always', 'true') or
+            (mode == 'auto' and sum(sizes.values()) <= budget))
+  info = {'data_path': root, 'built_now': built, 'in_memory': in_mem,
+          'stored_mb': round(sum(sizes.values()) / 2**20, 1)}
+  t1 = time.time()
+  beh = _behaviours(builder, in_mem)
   allow_empty = data_cfg.get('allow_empty_history', True)
-  splits, info = {}, {'data_path': os.fspath(builder.data_path), 'built_now': built}
+  splits = {}
   for split in SPLITS:
-    src = TfdsSplit(builder, split, fields, spec, allow_empty)
-    size = len(src) * row_bytes(fields)
-    if mode in ('always', 'true') or (mode == 'auto' and size <= budget):
-      t1 = time.time()
-      splits[split] = ArraySplit(src.read_all())
-      info[f'{split}/read_seconds'] = round(time.time() - t1, 3)
-      budget -= size
-    elif mode in ('auto', 'never', 'false'):
-      splits[split] = src
-    else:
-      raise ValueError(f"config.data.in_memory={mode!r}: expected 'auto', 'always' or 'never'")
+    splits[split] = open_split(builder, split, in_mem, beh)
+    splits[split].validate(spec, allow_empty)
+  info['read_seconds'] = round(time.time() - t1, 3)
   info['load_seconds'] = round(time.time() - t0, 3)
   for split, st in md.get('stats', {}).items():
     for k, v in st.items():
