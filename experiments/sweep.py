@@ -6,6 +6,12 @@ command that reproduces it and the run summary; rerunning the sweep skips finish
 stored config equals the one the cell resolves to now (a changed shared default or base
 config file makes them stale: they are moved to `.stale` and rerun), and a cell killed
 mid-training resumes from its own workdir's checkpoint if that run had the same config.
+
+Records are checked before they are trusted (`read_record`): one that is not valid JSON, lacks
+a key, fails its sha256 checksum or names a workdir that is not its cell's is moved to
+`cells/corrupt/` and the cell reruns. A cell's workdir is always `outdir/work/<name>`, derived
+from the outdir the sweep runs in (a copied outdir uses its own copies), and nothing outside
+the outdir is ever deleted (`_remove_inside`). docs/reliability.md, "Sweep records".
 """
 from __future__ import annotations
 
@@ -217,6 +223,123 @@ def _same_config(old, want) -> bool:
 _ABSENT = object()
 
 
+class SweepError(RuntimeError):
+  """A sweep file that cannot be trusted, or a deletion outside the outdir refused."""
+
+
+RECORD_FIELDS = {'id': str, 'group': dict, 'seed': int, 'overrides': dict, 'config': dict,
+                 'summary': dict}
+
+
+def checksum(rec: dict) -> str:
+  """sha256 of the canonical JSON of a record's body (every key but 'checksum')."""
+  body = _jsonable({k: v for k, v in rec.items() if k != 'checksum'})
+  text = json.dumps(body, sort_keys=True, separators=(',', ':'))
+  return 'sha256:' + hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_record(path: str, cell_id: str) -> tuple[dict | None, str]:
+  """(record, '') for a record of cell `cell_id` that can be trusted, else (None, what is
+  wrong). A record without a checksum (written before records had one) is trusted."""
+  try:
+    with open(path) as f:
+      rec = json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    return None, f'not valid JSON ({e})'
+  if not isinstance(rec, dict):
+    return None, f'a JSON {type(rec).__name__}, not an object'
+  for key, kind in RECORD_FIELDS.items():
+    if not isinstance(rec.get(key), kind) or isinstance(rec.get(key), bool):
+      return None, (f'{key!r} is missing' if key not in rec else
+                    f'{key!r} is {rec[key]!r}, not a {kind.__name__}')
+  if 'checksum' in rec and rec['checksum'] != checksum(rec):
+    return None, 'its checksum does not match its contents (edited after it was written?)'
+  if rec['id'] != cell_id:
+    return None, f'it is the record of cell {rec["id"]!r}, not of {cell_id!r}'
+  run = rec.get('run')
+  if run is not None and (not isinstance(run, int) or isinstance(run, bool)):
+    return None, f"'run' is {run!r}, not a run index or null"
+  name = _workdir_name(rec)
+  if name in ('', '.', '..') or (run is None and name != cell_id):
+    return None, (f"'workdir' {rec.get('workdir')!r} is not this cell's workdir "
+                  f"(work/{cell_id})" if run is None else
+                  f"'workdir' {rec.get('workdir')!r} names no workdir under work/")
+  return rec, ''
+
+
+def _workdir_name(rec: dict) -> str:
+  """The folder under outdir/work/ that a record's workdir names (its last part)."""
+  wd = rec.get('workdir')
+  if wd is None:
+    return rec['id']
+  return os.path.basename(os.path.normpath(wd)) if isinstance(wd, str) and wd else ''
+
+
+def _local(rec: dict, outdir: str, log: Callable, where: str) -> dict:
+  """The record with its workdir in this outdir: a copied or moved outdir's records name the
+  original's workdirs, which this sweep never reads or deletes."""
+  local = os.path.join(outdir, 'work', _workdir_name(rec))
+  named = rec.get('workdir') or local
+  if os.path.realpath(named) != os.path.realpath(local):
+    log(f'{where}: the record names workdir {named} (outdir copied or moved?); '
+        f'using {local}')
+  return dict(rec, workdir=local)
+
+
+def _move_aside(path: str) -> str:
+  """Moves an untrusted record to cells/corrupt/ (never over an earlier one); returns where."""
+  folder = os.path.join(os.path.dirname(path), 'corrupt')
+  os.makedirs(folder, exist_ok=True)
+  dest, n = os.path.join(folder, os.path.basename(path)), 0
+  while os.path.exists(dest):
+    n += 1
+    dest = os.path.join(folder, f'{os.path.basename(path)}.{n}')
+  os.replace(path, dest)
+  return dest
+
+
+def _remove_inside(path: str, outdir: str) -> None:
+  """Deletes `path` (a cell's or group's workdir) if it is inside the outdir once links are
+  resolved; a link is removed itself, never followed. Anything else is refused."""
+  if not os.path.lexists(path):
+    return
+  real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+  root = os.path.realpath(outdir)
+  if os.path.commonpath([real, root]) != root or real == root:
+    raise SweepError(f'refusing to delete {path}: it is {real}, outside the outdir {root} '
+                     '(a linked work/ folder?); delete it yourself to rerun the cell')
+  if os.path.islink(path):
+    os.unlink(path)
+  else:
+    shutil.rmtree(path)
+
+
+def _reusable(path: str, i: int, n: int, cell: Cell, want: dict, outdir: str, log: Callable,
+              records: list) -> bool:
+  """Whether cell i's record at `path` can stand (then records[i] is set); an untrusted record
+  is moved to cells/corrupt/, a stale one to <path>.stale with its single-run workdir deleted."""
+  where = f'[{i + 1}/{n}] {cell.id}'
+  rec, problem = read_record(path, cell.id)
+  if rec is None:
+    log(f'{where}: record {path} cannot be trusted: {problem}; moved to {_move_aside(path)}, '
+        'rerunning the cell')
+    return False
+  if 'checksum' not in rec:
+    log(f'{where}: warning: record {path} has no checksum (written before records had one); '
+        'reused, but an edit to it cannot be detected')
+  if _same_config(rec['config'], want):
+    records[i] = _local(rec, outdir, log, where)
+    log(f'{where}: done earlier, skipped')
+    return True
+  # The base config changed since (a shared default, a new key): the cell is stale.
+  log(f'{where}: finished with another config ({_first_difference(rec["config"], want)}); '
+      f'moved to {path}.stale, rerunning')
+  os.replace(path, path + '.stale')
+  if rec.get('run') is None:     # a single run's own workdir (a group's may hold others)
+    _remove_inside(os.path.join(outdir, 'work', cell.id), outdir)
+  return False
+
+
 def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
               train_fn: Callable | None = None, log: Callable = print,
               runs_per_group: int = 1) -> list[dict]:
@@ -241,20 +364,9 @@ def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
     overrides = dict(cell.overrides, seed=cell.seed)
     cfg = load_config(config_spec, overrides)
     want = _jsonable(cfg.to_dict())
-    if os.path.exists(path):
-      with open(path) as f:
-        rec = json.load(f)
-      if _same_config(rec.get('config'), want):
-        records[i] = rec
-        log(f'[{i + 1}/{len(cells)}] {cell.id}: done earlier, skipped')
-        continue
-      # The base config changed since (a shared default, a new key): the cell is stale.
-      log(f'[{i + 1}/{len(cells)}] {cell.id}: finished with another config '
-          f'({_first_difference(rec.get("config"), want)}); moved to {path}.stale, rerunning')
-      os.replace(path, path + '.stale')
-      if rec.get('run') is None:     # a single run's own workdir (a group's may hold others)
-        shutil.rmtree(rec.get('workdir', os.path.join(outdir, 'work', cell.id)),
-                      ignore_errors=True)
+    if os.path.exists(path) and _reusable(path, i, len(cells), cell, want, outdir, log,
+                                          records):
+      continue
     pending.append((i, cell, overrides, cfg, want))
   jobs = plan_jobs([p[1].seed for p in pending], [p[4] for p in pending], runs_per_group,
                    vectorisable_keys() if runs_per_group > 1 else ())
@@ -263,7 +375,7 @@ def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
     if job.runs == 1:
       i, cell, overrides, cfg, want = members[0]
       workdir = os.path.join(outdir, 'work', cell.id)
-      _claim_workdir(workdir, want, log)
+      _claim_workdir(workdir, want, outdir, log)
       t0 = time.time()
       summaries = [train_fn(cfg, workdir)]
       runs, group_command = [None], None
@@ -281,7 +393,7 @@ def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
       log(f'[job {k + 1}/{len(jobs)}] {gid}: {job.runs} runs as one program '
           f'(seeds {list(job.seeds)}' + (f', {group_overrides["train.vary"]}'
                                           if job.points[0] else '') + ')')
-      _claim_workdir(workdir, gwant, log)
+      _claim_workdir(workdir, gwant, outdir, log)
       t0 = time.time()
       result = train_fn(gcfg, workdir)
       summaries = _match_runs(result, job, [m[1] for m in members], workdir)
@@ -295,6 +407,7 @@ def run_sweep(config_spec: str, cells: Sequence[Cell], outdir: str,
              'wall_seconds': round(wall / len(members), 1), 'workdir': workdir, 'run': run}
       if run is not None:            # the command that trained it, and the whole job's time
         rec.update(group_command=group_command, group_wall_seconds=round(wall, 1))
+      rec['checksum'] = checksum(rec)
       tmp = path + '.tmp'
       with open(tmp, 'w') as f:
         json.dump(rec, f, indent=1, sort_keys=True, default=str)
@@ -347,9 +460,12 @@ def cell_metrics(rec: dict, outdir: str) -> Iterator[dict]:
   if not os.path.exists(path):
     return
   with open(path) as f:
-    for line in f:
+    for n, line in enumerate(f, 1):
       if line.strip():
-        m = json.loads(line)
+        try:
+          m = json.loads(line)
+        except ValueError as e:
+          raise SweepError(f'{path} line {n} is not valid JSON ({e})') from e
         if m.get('run') == rec.get('run'):
           yield m
 
@@ -370,18 +486,35 @@ def _first_difference(a, b, prefix: str = '') -> str:
   return f'{prefix[:-1]}: {a!r} -> {b!r}'
 
 
-def _claim_workdir(workdir: str, config: dict, log: Callable) -> None:
-  """A killed cell resumes from its workdir's checkpoint only if that run had this config."""
+def _claim_workdir(workdir: str, config: dict, outdir: str, log: Callable) -> None:
+  """A killed cell resumes from its workdir's checkpoint only if that run had this config. A
+  stamp that cannot be read is an error: the checkpoints' config is unknown (written
+  atomically, a stamp is never torn by a kill)."""
   stamp = os.path.join(workdir, 'sweep_config.json')
   if os.path.exists(stamp):
-    with open(stamp) as f:
-      if _same_config(json.load(f), config):
-        return
+    if _same_config(_read_stamp(stamp), config):
+      return
     log(f'{workdir}: checkpoints from another config; starting the cell afresh')
-    shutil.rmtree(workdir)
+    _remove_inside(workdir, outdir)
   os.makedirs(workdir, exist_ok=True)
-  with open(stamp, 'w') as f:
+  with open(stamp + '.tmp', 'w') as f:
     json.dump(config, f, sort_keys=True)
+  os.replace(stamp + '.tmp', stamp)
+
+
+def _read_stamp(stamp: str) -> dict:
+  """The config a workdir's sweep_config.json records; an error naming it if unreadable."""
+  try:
+    with open(stamp) as f:
+      config = json.load(f)
+    why = '' if isinstance(config, dict) else f'a JSON {type(config).__name__}, not a config'
+  except (ValueError, UnicodeDecodeError) as e:
+    why = f'not valid JSON ({e})'
+  if why:
+    raise SweepError(f'{stamp} is {why}: the config of the checkpoints beside it is unknown. '
+                     f'Delete {os.path.dirname(stamp)} to rerun the cell afresh, or restore '
+                     'the file')
+  return config
 
 
 def group_key(rec) -> tuple:

@@ -7,6 +7,7 @@ source (file and line, request field and position, config key), or a correct res
 same rows as the clean input without the bad lines; the saved checkpoint values; scores equal
 to the plain model). Never a checkpoint past a non-finite step, never a lost summary.
 """
+import json
 import os
 import shutil
 
@@ -349,3 +350,88 @@ def test_no_checkpoint_past_a_random_non_finite_step(tiny_config, tmp_path, monk
   last = max((int(d) for d in os.listdir(tmp_path / 'checkpoints') if d.isdigit()), default=None)
   assert (f'last good checkpoint is step {last} ' in str(err.value) if last is not None
           else 'no checkpoint was written yet' in str(err.value))
+
+
+# ---------------------------------------------------------------- sweep records (issue 28)
+# Each fault turns one finished cell's record (text, parsed record, rng, outdir, victim: a
+# directory outside the outdir) into one the sweep must not trust, or a stale one naming a
+# workdir elsewhere. Either way: the cell reruns in its own workdir, the bad record is kept
+# (cells/corrupt/ or .stale), and nothing outside the outdir is deleted.
+
+def _garble(text, r):
+  i, bad = int(r.integers(len(text))), ['{', '"', ',', '\x00', ']', 'NaN']
+  return text[:i] + bad[int(r.integers(len(bad)))] + text[i:]
+
+
+def _as_json(fn):
+  def fault(text, rec, r, victim):
+    fn(rec, r, victim)
+    return json.dumps(rec)
+  return fault
+
+
+def _stale_elsewhere(rec, r, victim):
+  """A record from before checksums, hand-edited to name a directory outside, and stale."""
+  rec.pop('checksum', None)
+  rec['workdir'] = str(victim / str(r.choice([rec['id'], 'important'])))
+  rec['config']['optim']['learning_rate'] = 0.5
+
+
+RECORD_FAULTS = {
+    'truncate': lambda text, rec, r, victim: text[:int(r.integers(len(text)))],
+    'invalid_json': lambda text, rec, r, victim: _garble(text, r),
+    'not_an_object': lambda text, rec, r, victim: json.dumps([rec]),
+    'drop_summary': _as_json(lambda rec, r, v: rec.pop('summary')),
+    'drop_key': _as_json(lambda rec, r, v: rec.pop(str(r.choice(['id', 'config', 'seed'])))),
+    'edit_metric': _as_json(lambda rec, r, v: rec['summary'].update(
+        {'eval/test/auc': rec['summary']['eval/test/auc'] + float(r.uniform(1e-6, 0.1))})),
+    'workdir_outside': _as_json(lambda rec, r, v: rec.update(workdir=str(v / rec['id']))),
+    'stale_workdir_outside': _as_json(_stale_elsewhere),
+}
+
+
+def _tree(root):
+  return sorted((os.path.relpath(os.path.join(d, f), root), open(os.path.join(d, f)).read())
+                for d, _, fs in os.walk(root) for f in fs)
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_random_sweep_record_corruption_reruns_the_cell_and_deletes_nothing_outside(
+    tmp_path, seed):
+  from experiments import sweep  # pylint: disable=g-import-not-at-top
+  r = np.random.default_rng(seed)
+  out, victim, calls = tmp_path / 'out', tmp_path / 'victim', []
+
+  def train_fn(cfg, workdir):
+    calls.append(workdir)
+    with open(os.path.join(workdir, 'checkpoint'), 'w') as f:
+      f.write(f'seed {cfg.seed}')
+    return {'seed': cfg.seed, 'eval/test/auc': 0.5 + 0.01 * cfg.seed}
+
+  cells = [sweep.Cell({'model': 'din'}, {'optim.learning_rate': 1e-3}, s) for s in range(3)]
+  run = lambda: sweep.run_sweep('seqrec_jax/configs/test.py', cells, str(out), train_fn,
+                                log=lambda _: None)
+  run()
+  for c in cells:                      # victims named like the cells' workdirs, and not
+    for name in (c.id, 'important'):
+      os.makedirs(victim / name, exist_ok=True)
+      (victim / name / 'checkpoint').write_text('not the sweep\'s')
+  outside = _tree(tmp_path / 'victim')
+  hit = sorted(r.choice(len(cells), int(r.integers(1, 3)), replace=False).tolist())
+  for j, i in enumerate(hit):          # every fault by seed 7, then pairs of them
+    path = out / 'cells' / f'{cells[i].id}.json'
+    fault = sorted(RECORD_FAULTS)[(seed + j) % len(RECORD_FAULTS)]
+    text = path.read_text()
+    path.write_text(RECORD_FAULTS[fault](text, json.loads(text), r, victim))
+  calls.clear()
+  recs = run()
+  assert calls == [str(out / 'work' / cells[i].id) for i in hit]
+  assert [rec['summary']['eval/test/auc'] for rec in recs] == [0.5, 0.51, 0.52]
+  assert all(rec['workdir'] == str(out / 'work' / rec['id']) for rec in recs)
+  kept = os.listdir(out / 'cells' / 'corrupt') if (out / 'cells' / 'corrupt').exists() else []
+  kept += [f for f in os.listdir(out / 'cells') if f.endswith('.stale')]
+  assert len(kept) == len(hit)
+  assert _tree(tmp_path / 'victim') == outside
+  calls.clear()
+  run()
+  assert calls == []

@@ -200,6 +200,7 @@ def _drop_added_keys(out):
     with open(path) as f:
       rec = json.load(f)
     del rec['config']['train']['init_from'], rec['config']['train']['trainable']
+    del rec['checksum']            # that code wrote no checksum either (else: edited, rerun)
     with open(path, 'w') as f:
       json.dump(rec, f)
 
