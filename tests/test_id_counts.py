@@ -76,3 +76,54 @@ def test_cache_from_before_stored_counts_is_recounted_and_a_broken_file_is_an_er
                         dict(ds.id_counts, item=ds.id_counts['item'][:-1]))
   with pytest.raises(DataError, match="table 'item'"):
     tfds_source.load(SeqrecMovielens, dc, dc.movielens.to_dict(), 'movielens')
+
+
+def _spec():
+  from seqrec_jax.data.features import DataSpec, FeatureSpec  # pylint: disable=g-import-not-at-top
+  return DataSpec(num_users=4, num_items=6, num_cates=3, max_len=2,
+                  sparse=(FeatureSpec('f', 5),))
+
+
+def _counts():
+  return {'user': np.arange(4) * 0, 'item': np.array([0, 1, 2, 0, 1, 1]),
+          'cate': np.array([0, 3, 1]), 'sparse_f': np.array([0, 1, 1, 1, 1])}
+
+
+@pytest.mark.parametrize('fault', ['truncate', 'garbage', 'empty', 'drop_table', 'extra_table',
+                                   'short_table', 'negative', 'float', '2d'])
+def test_unreadable_or_incomplete_counts_file_is_a_data_error(tmp_path, fault):
+  """Issue 28.9: a truncated npz was a raw BadZipFile; a dropped table loaded and failed later."""
+  path = str(tmp_path / id_counts.COUNTS_FILE)
+  counts = _counts()
+  if fault == 'drop_table':
+    counts.pop('cate')
+  elif fault == 'extra_table':
+    counts['sparse_g'] = np.zeros(3)
+  elif fault == 'short_table':
+    counts['item'] = counts['item'][:-1]
+  elif fault == 'negative':
+    counts['item'][2] = -1
+  elif fault == 'float':
+    counts['item'] = counts['item'] + 0.5
+  elif fault == '2d':
+    counts['user'] = counts['user'][:, None]
+  if fault == 'float':
+    np.savez_compressed(path, **counts)
+  else:
+    id_counts.save_counts(path, counts)
+  data = open(path, 'rb').read()
+  if fault in ('truncate', 'garbage', 'empty'):
+    data = {'truncate': data[:len(data) // 2], 'garbage': b'not a zip' * 9, 'empty': b''}[fault]
+    with open(path, 'wb') as f:
+      f.write(data)
+  with pytest.raises(DataError) as e:
+    id_counts.load_counts(path, _spec(), 'seqrec_x')
+  assert path in str(e.value) and 'seqrec_x' in str(e.value), str(e.value)
+
+
+def test_a_complete_counts_file_loads():
+  import tempfile  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as d:
+    path = os.path.join(d, id_counts.COUNTS_FILE)
+    id_counts.save_counts(path, _counts())
+    _eq(id_counts.load_counts(path, _spec(), 'x'), _counts())

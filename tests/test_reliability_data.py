@@ -60,3 +60,40 @@ def test_ids_outside_the_integer_range_are_row_errors(tmp_path, value, column):
     movielens.prepare(cfg)
   p = movielens.prepare(dict(cfg, skip_bad_rows=True))
   assert p.info['bad_rows_skipped'] == 1 and want in p.info['bad_row_examples'][0]
+
+
+# ---------------------------------------------------------------- issue 28.9: raw exceptions
+def _zip_with_corrupt_ratings(tmp_path):
+  import zipfile  # pylint: disable=g-import-not-at-top
+  z = tmp_path / 'ml.zip'
+  with zipfile.ZipFile(z, 'w', zipfile.ZIP_DEFLATED) as zf:
+    for name in ('ratings.csv', 'movies.csv'):
+      zf.write(os.path.join(FIX, name), f'ml/{name}')
+  data = bytearray(z.read_bytes())
+  start = data.find(b'ml/ratings.csv') + len('ml/ratings.csv')
+  for i in range(start + 10, start + 40):     # inside the deflated ratings member
+    data[i] ^= 0x5A
+  z.write_bytes(bytes(data))
+  return z
+
+
+def test_corrupt_zip_member_is_an_error_naming_file_and_member(tmp_path):
+  z = _zip_with_corrupt_ratings(tmp_path)
+  for skip in (False, True):
+    with pytest.raises(DataError, match='corrupt') as e:
+      movielens.prepare(dict(movielens.DEFAULTS, path=str(z), max_len=3, skip_bad_rows=skip))
+    assert f'{z}!ml/ratings.csv' in str(e.value)
+
+
+def test_links_the_loader_does_not_read_do_not_block_the_build(tmp_path):
+  src = tmp_path / 'ml'
+  shutil.copytree(FIX, src)
+  key = _cache_name(src, tmp_path / 'cache')
+  os.symlink(tmp_path / 'nowhere', src / 'dangling')
+  os.symlink(src / 'loop', src / 'loop')
+  (src / 'README.txt').write_text('not read')
+  assert _cache_name(src, tmp_path / 'cache') == key     # only the files it reads count
+  os.remove(src / 'ratings.csv')
+  os.symlink(tmp_path / 'gone.csv', src / 'ratings.csv')
+  with pytest.raises(DataError, match='ratings.csv.*link'):
+    _cache_name(src, tmp_path / 'cache')

@@ -18,10 +18,18 @@
   training, with `min_item_count`; valid/test-only items map to 0 (OOV).
 * Input: `path` is a directory with reviews_<Cat>_5.json[.gz] and meta_<Cat>.json[.gz]
   (strict JSON lines or the older python-literal lines, detected per line).
+* Parsing (issue 25): reviews are read by pyarrow.json block by block (only the three needed
+  columns); meta lines (and reviews pyarrow cannot read) are matched per line by a bounded
+  grammar (`_LineGrammar`). What these fast paths cannot certify goes to the exact reader
+  (raw.read_records), so rows, errors and skip counts are the exact reader's
+  (tests/test_data_amazon.py compares both paths).
 """
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
 
 import numpy as np
 
@@ -60,11 +68,13 @@ def _find(cfg) -> tuple[str, str]:
   found = []
   for names in ([f'reviews_{cat}_5.json', f'{cat}_5.json'], [f'meta_{cat}.json']):
     hits = [os.path.join(path, n + gz) for n in names for gz in ('', '.gz')
-            if os.path.exists(os.path.join(path, n + gz))]
+            if os.path.lexists(os.path.join(path, n + gz))]
     if not hits:
       raise DataError(f'{path}: none of {[n + "(.gz)" for n in names]} found '
                       f'(config.data.amazon.category={cat!r}); '
                       f'it holds {sorted(os.listdir(path))[:10]}')
+    if not os.path.exists(hits[0]):     # a link that dangles or loops
+      raise raw.unreadable_error(hits[0], FileNotFoundError(2, 'No such file or directory'))
     found.append(hits[0])
   return found[0], found[1]
 
@@ -86,8 +96,9 @@ def _str(rec, key):
 
 def _review(rec):
   t = rec.get('unixReviewTime')
-  if isinstance(t, bool) or not isinstance(t, (int, float)) or t != int(t) or t < 0:
-    raise ValueError(f"'unixReviewTime' is {t!r}, expected a non-negative integer")
+  if (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 2**63
+      or t != int(t)):   # range first: int(inf) and 1e999 would raise OverflowError
+    raise ValueError(f"'unixReviewTime' is {t!r}, expected a non-negative integer below 2^63")
   return _str(rec, 'reviewerID'), _str(rec, 'asin'), int(t)
 
 
@@ -107,9 +118,253 @@ def _meta(rec):
   return _str(rec, 'asin'), (last or None)
 
 
-def _read(path, bad, extract):
+# ---------------------------------------------------------------- fast, exact parsing
+# A bounded grammar of one record line, in two dialects. A line it matches is a valid JSON
+# object (json.loads succeeds) or python literal (ast.literal_eval succeeds): strings with
+# only escapes valid in both readers, no NUL or line break, numbers of at most 100 digits, at
+# most three levels of nesting. The named fields are captured (a repeated key: the last one,
+# as both readers keep); other keys are plain identifiers, and a record holding a field's
+# alternative key (meta's 'category') is left to the exact reader.
+_NUM = r'-?(?:0|[1-9]\d{0,99})(?:\.\d{1,100})?(?:[eE][+-]?\d{1,3})?'
+_INT = r'0|[1-9]\d{0,17}'          # < 10^18 < 2^63
+_PY_ESC = (r'\\(?:[\\\'"abfnrtv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U000[0-9a-fA-F]{5}'
+           r'|U0010[0-9a-fA-F]{4})')
+_DIALECTS = {
+    'python': dict(str=(r"'(?:[^'\\\n\r\x00]|" + _PY_ESC + r")*+'"
+                        r'|"(?:[^"\\\n\r\x00]|' + _PY_ESC + r')*+"'),
+                   lit='True|False|None', quotes='\'"'),
+    'json': dict(str=r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"',
+                 lit='true|false|null', quotes='"'),
+}
+
+
+def _record_pattern(dialect: str, fields: dict[str, str], other_names: tuple[str, ...]):
+  """fields: {key: 'str' | 'int' | 'list' (of strings) | 'lists' (of lists of strings)},
+  captured as groups f0, f1, ...; other_names: keys that send a line to the exact reader."""
+  d = _DIALECTS[dialect]
+  s = f'(?:{d["str"]})'
+  sc = f'(?:{s}|{_NUM}|{d["lit"]})'
+  l1 = rf'\[ *(?:{sc}(?: *, *{sc})*+)? *\]'
+  l2 = rf'\[ *(?:(?:{sc}|{l1})(?: *, *(?:{sc}|{l1}))*+)? *\]'
+  d1 = rf'\{{ *(?:{s} *: *(?:{sc}|{l2})(?: *, *{s} *: *(?:{sc}|{l2}))*+)? *\}}'
+  lists = rf'\[ *(?:{s}(?: *, *{s})*+)? *\]'
+  value = {'str': s, 'int': f'(?:{_INT})', 'list': lists,
+           'lists': rf'\[ *(?:{lists}(?: *, *{lists})*+)? *\]'}
+
+  def key(names, exclude=False):
+    alts = '|'.join(re.escape(n) for n in names)
+    if exclude:
+      return '|'.join(f'{q}(?!(?:{alts}){q})[A-Za-z_]\\w*{q}' for q in d['quotes'])
+    return '|'.join(f'{q}(?:{alts}){q}' for q in d['quotes'])
+
+  kvs = [f'(?:{key([k])}) *: *(?P<f{i}>{value[kind]})'
+         for i, (k, kind) in enumerate(fields.items())]
+  kv = '|'.join(kvs + [f'(?:{key(tuple(fields) + other_names, True)}) *: *(?:{sc}|{l2}|{d1})'])
+  quote = '|'.join(re.escape(q) for q in d['quotes'])
+  return re.compile(rf'\{{ *(?:(?:{kv})(?: *, *(?={quote})|(?= *\}})))*+ *\}}', re.ASCII)
+
+
+class _LineGrammar:
+  """`match(text)`: the raw texts of `fields` (None = absent), or None when the line is not
+  in the grammar (then the exact reader reads it)."""
+
+  def __init__(self, fields: dict[str, str], other_names: tuple[str, ...] = ()):
+    self.n = len(fields)
+    self.patterns = [_record_pattern(d, fields, other_names) for d in _DIALECTS]
+
+  def match(self, text: str):
+    for pat in self.patterns:
+      m = pat.fullmatch(text)
+      if m:
+        return m.groups()[:self.n]
+    return None
+
+
+_STR_TOKEN = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\]""")
+_REVIEW_LINE = _LineGrammar({'reviewerID': 'str', 'asin': 'str', 'unixReviewTime': 'int'})
+_META_LINE = _LineGrammar({'asin': 'str', 'categories': 'lists', 'category': 'list'})
+
+
+def _plain(literal: str | None) -> str | None:
+  """The value of a matched string literal; None when absent or holding an escape (JSON and
+  python decode some differently: the exact reader decides)."""
+  if literal is None or '\\' in literal:
+    return None
+  return literal[1:-1]
+
+
+def _review_fast(text: str):
+  got = _REVIEW_LINE.match(text)
+  if got is None or got[2] is None:
+    return None
+  user, item = _plain(got[0]), _plain(got[1])
+  return (user, item, int(got[2])) if user and item else None
+
+
+def _meta_fast(text: str):
+  """_meta of a line the grammar matches: the last string of the last 'categories' list
+  (else of the 2018-style 'category' list)."""
+  got = _META_LINE.match(text)
+  if got is None:
+    return None
+  asin = _plain(got[0])
+  if not asin:
+    return None
+  cats = got[1] if got[1] is not None else got[2]
+  if cats is None:
+    return asin, None
+  tokens = _STR_TOKEN.findall(cats)          # strings and list ends, in order
+  k = -3 if got[1] is not None else -2       # skip the closing ']]' or ']'
+  if len(tokens) < -k or tokens[k] == ']':   # no list, or an empty last one
+    return asin, None
+  last = _plain(tokens[k])
+  return None if last is None else (asin, last or None)
+
+
+def _read_exact(path, bad, extract):
   with raw.open_binary(path) as f:
     return [x for _, x in raw.read_records(raw.iter_lines(f, path, bad), path, bad, extract)]
+
+
+def _read_lines(path, bad, fast, extract):
+  """Per line: `fast(text)` where the grammar certifies the line, else the exact reader."""
+  out = []
+  with raw.open_binary(path) as f:
+    for lineno, text in raw.iter_lines(f, path, bad):
+      got = fast(text)
+      if got is None:
+        got = next((x for _, x in raw.read_records(iter([(lineno, text)]), path, bad, extract)),
+                   None)
+      if got is not None:
+        out.append(got)
+  return out
+
+
+# Reviews: pyarrow.json over blocks of whole lines. A block is certified when its bytes are
+# UTF-8, every non-empty line starts with '{' and ends with '}' (so no record spans lines),
+# pyarrow yields one row per such line, and the three columns are non-null, non-empty and
+# >= 0. Lines pyarrow may read unlike Python's json (NaN/Inf spellings, deep nesting) are
+# re-read with json.loads and must agree. Otherwise None: the caller reads the file per line.
+_BLOCK = 1 << 24
+_MAX_OPEN = 100            # '[' + '{' bytes of a line read without a Python check
+_SUSPECT = re.compile(rb'NaN|Inf')
+
+
+def _blocks(f):
+  rest = b''
+  while True:
+    data = f.read(_BLOCK)
+    if not data:
+      break
+    data = rest + data
+    cut = data.rfind(b'\n') + 1
+    rest = data[cut:]
+    if cut:
+      yield data[:cut]
+  if rest:
+    yield rest + b'\n'
+
+
+def _line_bounds(block: bytes):
+  """(buf, starts, ends) of the non-empty lines of a block of whole lines, or None."""
+  buf = np.frombuffer(block, np.uint8)
+  ends = np.flatnonzero(buf == 10)
+  starts = np.concatenate([[0], ends[:-1] + 1])
+  full = ends > starts
+  starts, ends = starts[full], ends[full]
+  if len(starts) and ((buf[starts] != ord('{')).any() or (buf[ends - 1] != ord('}')).any()):
+    return None
+  return buf, starts, ends
+
+
+def _arrow_block(block: bytes):
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.json as pj  # pylint: disable=g-import-not-at-top
+  if b'\r' in block:
+    block = block.replace(b'\r\n', b'\n')
+    if b'\r' in block:
+      return None
+  try:
+    block.decode('utf-8')
+  except UnicodeDecodeError:
+    return None
+  bounds = _line_bounds(block)
+  if bounds is None:
+    return None
+  buf, starts, ends = bounds
+  if not len(starts):
+    return np.array([], object), np.array([], object), np.zeros(0, np.int64)
+  schema = pa.schema([('reviewerID', pa.string()), ('asin', pa.string()),
+                      ('unixReviewTime', pa.int64())])
+  try:
+    t = pj.read_json(io.BytesIO(block), read_options=pj.ReadOptions(block_size=1 << 22),
+                     parse_options=pj.ParseOptions(explicit_schema=schema,
+                                                   unexpected_field_behavior='ignore'))
+  except (pa.ArrowInvalid, ValueError):
+    return None
+  if t.num_rows != len(starts) or any(c.null_count for c in t.columns):
+    return None
+  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
+  if any(pc.any(pc.equal(pc.binary_length(t.column(k)), 0)).as_py()
+         for k in ('reviewerID', 'asin')):
+    return None
+  user, item = (t.column(k).to_numpy(zero_copy_only=False) for k in ('reviewerID', 'asin'))
+  ts = t.column('unixReviewTime').to_numpy()
+  if (ts < 0).any():
+    return None
+  opens = np.add.reduceat((buf == ord('[')) | (buf == ord('{')), starts, dtype=np.int64)
+  suspect = set(np.flatnonzero(opens > _MAX_OPEN).tolist())
+  suspect.update(int(np.searchsorted(ends, m.start())) for m in _SUSPECT.finditer(block))
+  for i in sorted(suspect):
+    try:
+      same = _review(json.loads(block[starts[i]:ends[i]])) == (user[i], item[i], int(ts[i]))
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+      same = False
+    if not same:
+      return None
+  return user, item, ts
+
+
+def _reviews_arrow(path):
+  parts = []
+  try:
+    with raw.open_binary(path) as f:
+      for block in _blocks(f):
+        got = _arrow_block(block)
+        if got is None:
+          return None
+        parts.append(got)
+  except DataError:          # a damaged file: the exact reader reports it where it reads it
+    return None
+  return tuple(np.concatenate([p[j] for p in parts]) for j in range(3)) if parts else None
+
+
+FAST_PARSE = True   # False: the exact reader only (tests compare the two)
+
+
+def _str_array(values: np.ndarray) -> np.ndarray:
+  """What np.array(list_of_str) makes (fixed-width str), built through the distinct values."""
+  uniq, inv = np.unique(values, return_inverse=True)
+  return np.array(uniq.tolist(), str)[inv]
+
+
+def read_reviews(path: str, bad: raw.BadRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(reviewerID str [N], asin str [N], unixReviewTime int64 [N]) in file order."""
+  got = _reviews_arrow(path) if FAST_PARSE else None
+  if got is not None:
+    return _str_array(got[0]), _str_array(got[1]), got[2].astype(np.int64)
+  rows = (_read_lines(path, bad, _review_fast, _review) if FAST_PARSE else
+          _read_exact(path, bad, _review))
+  if not rows:
+    return np.array([], str), np.array([], str), np.zeros(0, np.int64)
+  user, item, ts = zip(*rows)
+  return np.array(user, str), np.array(item, str), np.array(ts, np.int64)
+
+
+def read_meta(path: str, bad: raw.BadRows) -> dict[str, str | None]:
+  """{asin: category or None}; a repeated asin keeps its last record."""
+  return dict(_read_lines(path, bad, _meta_fast, _meta) if FAST_PARSE else
+              _read_exact(path, bad, _meta))
 
 
 def sample_negatives(user: np.ndarray, owned_keys: np.ndarray, num_items: int, stride: int,
@@ -134,14 +389,13 @@ def prepare(cfg) -> Prepared:
   L = int(cfg['max_len'])
   rpath, mpath = _find(cfg)
   bad = raw.BadRows(bool(cfg['skip_bad_rows']), 'config.data.amazon.skip_bad_rows')
-  reviews = _read(rpath, bad, _review)
-  if not reviews:
+  user_raw, item_raw, ts = read_reviews(rpath, bad)
+  if not len(ts):
     raise DataError(f'{rpath}: no reviews')
-  meta = dict(_read(mpath, bad, _meta))
-  user_raw, item_raw, ts = (np.array(c) for c in zip(*reviews))
-  order = np.lexsort((item_raw, ts, user_raw))
-  user_raw, item_raw, ts = user_raw[order], item_raw[order], ts[order].astype(np.int64)
-  users, uidx = np.unique(user_raw, return_inverse=True)
+  meta = read_meta(mpath, bad)
+  users, uinv = np.unique(user_raw, return_inverse=True)
+  order = np.lexsort((item_raw, ts, uinv))
+  user_raw, item_raw, ts, uidx = user_raw[order], item_raw[order], ts[order], uinv[order]
   seq_start = common.group_starts(uidx)
   k = np.arange(len(uidx)) - seq_start
   n = np.bincount(uidx)[uidx]

@@ -25,8 +25,12 @@ from __future__ import annotations
 
 import io
 from typing import Mapping
+import zipfile
+import zlib
 
 import numpy as np
+
+from seqrec_jax.data.features import DataError
 
 COUNTS_FILE = 'id_counts_train.npz'   # in the TFDS dataset directory, beside metadata.json
 
@@ -92,19 +96,42 @@ def save_counts(path: str, counts: Mapping[str, np.ndarray]) -> None:
     f.write(buf.getvalue())
 
 
+def expected_tables(spec) -> dict[str, int]:
+  """{table: vocabulary} of every table count_ids writes for rows of `spec`."""
+  out = {'user': spec.num_users}
+  if spec.num_items:
+    out['item'] = spec.num_items
+  if spec.num_cates:
+    out['cate'] = spec.num_cates
+  out.update({f'sparse_{f.name}': f.vocab_size for f in spec.sparse})
+  return out
+
+
+def _read_npz(path: str, where: str) -> dict[str, np.ndarray]:
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      return {k: np.asarray(z[k]) for k in z.files}
+  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+    raise DataError(f'{where}: stored id counts {path!r} are unreadable (truncated or not a '
+                    f'save_counts file: {type(e).__name__}: {e})') from e
+
+
 def load_counts(path: str, spec, where: str) -> dict[str, np.ndarray]:
-  """Reads save_counts' file and checks every table's length against the spec's vocabularies
-  (`where` names the dataset in the error)."""
-  with np.load(path) as z:
-    counts = {k: np.asarray(z[k], np.int64) for k in z.files}
-  vocab = {'item': spec.num_items, 'cate': spec.num_cates, 'user': spec.num_users,
-           **{f'sparse_{f.name}': f.vocab_size for f in spec.sparse}}
+  """Reads save_counts' file; every table the spec implies must be there, 1-D integers of its
+  vocabulary's length, >= 0, with id 0 counted 0. Anything else (truncated, unreadable, a
+  table missing, extra or of the wrong length) is a DataError naming `where` and the file."""
+  counts = _read_npz(path, where)
+  vocab = expected_tables(spec)
+  if sorted(counts) != sorted(vocab):
+    raise DataError(f'{where}: stored id counts {path!r} hold tables {sorted(counts)}, the '
+                    f'DataSpec needs {sorted(vocab)}')
   for k, v in counts.items():
-    if k not in vocab or len(v) != vocab[k] or v[0] != 0 or (v < 0).any():
-      raise ValueError(f'{where}: stored id counts {path!r} table {k!r} (length {len(v)}) do '
-                       f'not match the DataSpec (vocabularies {vocab}); delete the cache '
-                       'directory to rebuild it')
-  return counts
+    if (v.ndim != 1 or len(v) != vocab[k] or v.dtype.kind not in 'iu' or (len(v) and v[0] != 0)
+        or (v < 0).any()):
+      raise DataError(f'{where}: stored id counts {path!r} table {k!r} ({v.dtype} {v.shape}) do '
+                      f'not match the DataSpec (vocabularies {vocab}; 1-D, integers >= 0, id 0 '
+                      'counted 0)')
+  return {k: v.astype(np.int64) for k, v in counts.items()}
 
 
 class IdCounts:

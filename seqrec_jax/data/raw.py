@@ -19,6 +19,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from typing import Any, Callable, Iterator, Sequence
 
 from absl import logging
@@ -57,18 +58,50 @@ class BadRows:
             'bad_row_examples': list(self.examples)}
 
 
+# What a damaged compressed file raises while it is opened or read.
+_CORRUPT = (zlib.error, EOFError, zipfile.BadZipFile, gzip.BadGzipFile)
+
+
+def corrupt_error(where: str, e: BaseException) -> DataError:
+  return DataError(f'{where}: the file is corrupt or truncated ({type(e).__name__}: {e}); '
+                   'download or extract it again')
+
+
+def unreadable_error(path: str, e: OSError) -> DataError:
+  """A DataError naming `path`; says so when it is a link that does not resolve."""
+  if os.path.islink(path):
+    return DataError(f'{path}: a symbolic link to {os.readlink(path)!r} that does not resolve '
+                     f'({e.strerror}: it dangles or loops); point it at the real file')
+  return DataError(f'{path}: cannot be read ({type(e).__name__}: {e.strerror or e})')
+
+
+def _open(stack: contextlib.ExitStack, path: str, member: str | None):
+  if member is not None:
+    zf = stack.enter_context(zipfile.ZipFile(path))
+    f = stack.enter_context(zf.open(member))
+    return stack.enter_context(gzip.open(f)) if member.endswith('.gz') else f
+  if path.endswith('.gz'):
+    return stack.enter_context(gzip.open(path, 'rb'))
+  return stack.enter_context(open(path, 'rb'))
+
+
 @contextlib.contextmanager
 def open_binary(path: str, member: str | None = None) -> Iterator[io.BufferedIOBase]:
-  """Opens a plain, .gz, or zip-member file for binary line iteration."""
-  if member is not None:
-    with zipfile.ZipFile(path) as zf, zf.open(member) as f:
-      yield (gzip.open(f) if member.endswith('.gz') else f)
-  elif path.endswith('.gz'):
-    with gzip.open(path, 'rb') as f:
+  """Opens a plain, .gz, or zip-member file for binary line iteration. A file that cannot be
+  opened, or whose compressed data is damaged (while opened or read), is a DataError naming
+  the file (and member)."""
+  where = display_name(path, member)
+  with contextlib.ExitStack() as stack:
+    try:
+      f = _open(stack, path, member)
+    except _CORRUPT as e:
+      raise corrupt_error(where, e) from e
+    except OSError as e:
+      raise unreadable_error(path, e) from e
+    try:
       yield f
-  else:
-    with open(path, 'rb') as f:
-      yield f
+    except _CORRUPT as e:
+      raise corrupt_error(where, e) from e
 
 
 def display_name(path: str, member: str | None = None) -> str:
@@ -79,26 +112,31 @@ HASH_MAX_BYTES = 32 << 20   # files up to this size also enter the cache key by 
 
 
 def _file_fingerprint(p: str) -> list[Any]:
-  st = os.stat(p)
-  out = [os.path.abspath(p), st.st_size, st.st_mtime_ns, st.st_ino]
-  if st.st_size <= HASH_MAX_BYTES:
-    h = hashlib.sha1()
-    with open(p, 'rb') as f:
-      for block in iter(lambda: f.read(1 << 20), b''):
-        h.update(block)
-    out.append(h.hexdigest())
+  try:
+    st = os.stat(p)
+    out = [os.path.abspath(p), st.st_size, st.st_mtime_ns, st.st_ino]
+    if st.st_size <= HASH_MAX_BYTES:
+      h = hashlib.sha1()
+      with open(p, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+          h.update(block)
+      out.append(h.hexdigest())
+  except OSError as e:
+    raise unreadable_error(p, e) from e
   return out
 
 
 def fingerprint(paths: Sequence[str]) -> list[list[Any]]:
   """(path, size, mtime_ns, inode[, sha1 of the content]) of every input file; a directory
-  contributes every file under it. A file changed in any of these (even rewritten in place
-  with the old size and mtime, when it is small enough to hash) yields a new cache key."""
+  contributes every file under it except links that do not resolve (nothing can read them).
+  A file changed in any of these (even rewritten in place with the old size and mtime, when
+  it is small enough to hash) yields a new cache key. Pass the files the loader reads: a named
+  file that cannot be read (e.g. a dangling link) is a DataError naming it."""
   out = []
   for p in paths:
     if os.path.isdir(p):
       files = sorted(os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs)
-      out.extend(_file_fingerprint(f) for f in files)
+      out.extend(_file_fingerprint(f) for f in files if os.path.exists(f))
     else:
       out.append(_file_fingerprint(p))
   return out
@@ -270,15 +308,20 @@ def concat_chunks(chunks: Iterator[dict[str, np.ndarray]]) -> dict[str, np.ndarr
 
 
 def parse_record(text: str) -> Any:
-  """A JSON object, or a python literal dict (the 2014 Amazon dumps use `eval`-able lines)."""
+  """A JSON object, or a python literal dict (the 2014 Amazon dumps use `eval`-able lines).
+  Anything else, including a line nested too deeply to parse, is a ValueError with a reason."""
   try:
     return json.loads(text)
-  except json.JSONDecodeError as json_err:
-    try:
-      return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
-      raise ValueError(f'neither JSON ({json_err.msg} at column {json_err.colno}) nor a python '
-                       f'literal ({type(e).__name__})') from None
+  except json.JSONDecodeError as e:
+    why = f'{e.msg} at column {e.colno}'
+  except RecursionError:
+    raise ValueError('nested too deeply to parse (RecursionError)') from None
+  try:
+    return ast.literal_eval(text)
+  except RecursionError:
+    raise ValueError('nested too deeply to parse (RecursionError)') from None
+  except (ValueError, SyntaxError, MemoryError, TypeError, OverflowError) as e:
+    raise ValueError(f'neither JSON ({why}) nor a python literal ({type(e).__name__})') from None
 
 
 def read_records(lines: Iterator[tuple[int, str]], where: str, bad: BadRows,
@@ -296,5 +339,5 @@ def read_records(lines: Iterator[tuple[int, str]], where: str, bad: BadRows,
       continue
     try:
       yield lineno, extract(rec)
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, OverflowError) as e:
       bad(where, lineno, f'missing field {e.args[0]!r}' if isinstance(e, KeyError) else str(e))
