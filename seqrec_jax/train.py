@@ -25,7 +25,7 @@ from seqrec_jax.configs import validate
 from seqrec_jax.checkpoint import (Checkpointer, CheckpointMismatchError, check_finite_losses,
                                    flat_leaves, param_fingerprint, read_source)
 from seqrec_jax.data import load_dataset
-from seqrec_jax.data import packing
+from seqrec_jax.data import device_split, packing
 from seqrec_jax.data.pipeline import train_batches
 from seqrec_jax.metric_writers import MetricsWriter
 from seqrec_jax.multirun import VARY_KEYS  # noqa: F401  (re-exported for experiments/sweep.py)
@@ -166,6 +166,7 @@ def build_program(config) -> Program:
   tx = make_optimizer(config.optim, total_steps, trainable=config.train.trainable)
   pidx, pcount = jax.process_index(), jax.process_count()
   pack = _packer(config, part)
+  on_dev = _device_split(config, ds, part)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   init_fn = _init_fn(model, ds, tx, config.model.compute_dtype)
   abstract = jax.eval_shape(init_fn, init_rng)
@@ -178,11 +179,15 @@ def build_program(config) -> Program:
   return Program(
       config, ds, part, total_steps, None, abstract, state_sh, fingerprint,
       init=lambda: jax.jit(init_fn, out_shardings=state_sh)(init_rng),
-      train=lambda state, batch, active: p_train(state, part.train_batch(batch), step_rng),
+      train=lambda state, batch, active: p_train(
+          state, batch if on_dev is not None else part.train_batch(batch), step_rng),
       eval_fn=part.compile_eval(functools.partial(steps.eval_step, tasks=tasks), state_sh),
       to_device=part.eval_batch if pack is None else lambda b: part.eval_batch(pack(b)),
-      batches=lambda start: train_batches(ds.splits['train'], gb, config.seed, start,
-                                          total_steps, pidx, pcount, transform=pack),
+      batches=(lambda start: on_dev.batches(gb, config.seed, start, total_steps,
+                                            parallel.data_sharding(part.mesh)))
+      if on_dev is not None else
+      (lambda start: train_batches(ds.splits['train'], gb, config.seed, start,
+                                   total_steps, pidx, pcount, transform=pack)),
       keep_best=lambda best, state, improved: state)   # saved at once; not kept in memory
 
 
@@ -245,13 +250,32 @@ def _group_program(config, ds, part, total_steps, loss_w, fingerprint) -> Progra
     return jax.jit(lambda xs: jax.tree.map(lambda *x: jnp.stack(x), *xs),
                    out_shardings=state_sh)([one(k[0]) for k in keys])
 
+  on_dev = _device_split(config, ds, part)
+  seeds = [r.seed for r in runs]
+  if on_dev is not None:
+    batches = lambda start: on_dev.batches(config.data.batch_size, seeds, start, total_steps,
+                                           batch_sh)
+  else:
+    batches = lambda start: multirun.group_batches(
+        ds.splits['train'], config.data.batch_size, seeds, start, total_steps)
   return Program(
       config, ds, part, total_steps, runs, abstract, state_sh, fingerprint, init=init,
-      train=train, eval_fn=p_eval, to_device=part.eval_batch,
-      batches=lambda start: multirun.group_batches(
-          ds.splits['train'], config.data.batch_size, [r.seed for r in runs], start,
-          total_steps),
+      train=train, eval_fn=p_eval, to_device=part.eval_batch, batches=batches,
       keep_best=keep_best)
+
+
+def _device_split(config, ds, part) -> device_split.DeviceSplit | None:
+  """The train split placed on the device (data/device_split.py), or None: host batches."""
+  if part.strategy != 'jit':
+    if str(config.data.device_resident) == 'always':
+      raise ValueError('config.data.device_resident=always needs config.parallel.strategy=jit')
+    return None
+  if not device_split.wanted(config.data, ds.splits['train'], jax.process_count()):
+    return None
+  if config.data.pack_history:
+    logging.info('device-resident train split: packed histories need host batches; the '
+                 'train step runs on the padded path (eval batches stay packed)')
+  return device_split.DeviceSplit(ds.splits['train'], parallel.replicated(part.mesh))
 
 
 @dataclasses.dataclass

@@ -36,11 +36,12 @@ NEUTRAL_KEYS = ('train.log_every', 'train.progress', 'train.checkpoint_every',
                 'train.keep_checkpoints', 'data.eval_batch_size', 'data.data_dir',
                 'data.in_memory', 'data.max_memory_mb', 'parallel.data', 'parallel.model',
                 'parallel.strategy', 'data.pack_history', 'data.pack_buckets',
-                'data.pack_max_fill')
+                'data.pack_max_fill', 'data.device_resident', 'data.device_memory_fraction')
 _MISSING = '<missing>'
 # Keys added after runs may have recorded config.json, with the value those runs ran with: a
 # key missing from the old config and at this value in the new one is no difference.
-ADDED_KEYS = {'train.init_from': '', 'train.trainable': 'all'}
+ADDED_KEYS = {'train.init_from': '', 'train.trainable': 'all', 'data.device_resident': 'auto',
+              'data.device_memory_fraction': 0.25}
 
 
 class WorkdirLockedError(RuntimeError):

@@ -33,6 +33,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.data_dir = ''
   c.data.in_memory = 'auto'          # auto (splits within max_memory_mb) | always | never
   c.data.max_memory_mb = 2048        # budget for reading prepared splits into memory
+  # Train split placed on the accelerator once, batches gathered there (data/device_split.py):
+  # auto = on GPU/TPU when its stored columns fit device_memory_fraction of device memory.
+  c.data.device_resident = 'auto'    # auto | always | never (same batches either way)
+  c.data.device_memory_fraction = 0.25
   c.data.movielens = ml_collections.ConfigDict(dict(movielens.DEFAULTS))
   c.data.amazon = ml_collections.ConfigDict(dict(amazon.DEFAULTS))
   c.data.census = ml_collections.ConfigDict(dict(census.DEFAULTS))

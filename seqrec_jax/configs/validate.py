@@ -93,6 +93,9 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
       'data.eval_batch_size': _int_at_least(1),
       'data.in_memory': lambda v: _one_of(IN_MEMORY)(str(v).lower()),
       'data.max_memory_mb': _num_at_least(0),
+      'data.device_resident': lambda v: _one_of(('auto', 'always', 'never'))(str(v).lower()),
+      'data.device_memory_fraction': lambda v: None if _is_num(v) and 0 < v <= 1 else
+      'must be a number in (0, 1]',
       'data.pack_buckets': _optional(_int_at_least(1)),
       'data.pack_max_fill': _optional(
           lambda v: None if _is_num(v) and 0 <= v <= 1 else 'must be a number in [0, 1]'),
