@@ -16,10 +16,12 @@ Attention units that do not broadcast over a batch-1 history are detected on the
 request of each shape (both paths are run and compared) and then served by tiling.
 
 Every request is validated against the model's DataSpec before it is scored
-(`validate_request`): known fields only, integer ids inside their vocabularies (JAX gathers
-would clamp an out-of-range id silently), shapes ([N] candidates, [L] history with
-L <= max_len, matching lengths), a bool or 0/1 mask, finite dense values. A bad request is a
-`RequestError` naming the field, the value and its position.
+(`validate_request`): every field the model reads present (`required_fields`), known fields
+only, integer ids inside their vocabularies (JAX gathers would clamp an out-of-range id
+silently), shapes ([N] candidates, [L] history with L <= max_len, matching lengths; item-side
+sparse / dense columns per candidate), a bool or 0/1 mask, dense values finite in float32 (the
+model's dtype: 1e300 in float64 would become inf). A bad request is a `RequestError` naming the
+field, the value and its position.
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ from seqrec_jax.data.features import Task
 HISTORY_KEYS = ('hist_items', 'hist_cates', 'hist_mask')
 USER_KEYS = ('user_id', 'dense', 'sparse')
 CANDIDATE_KEYS = ('target_item', 'target_cate')
+# What the models compute in: dense values are checked after this cast and fed in it.
+MODEL_FLOAT = np.float32
 
 
 def _as_rows(x, what: str):
@@ -72,9 +76,54 @@ def _ids(request, key: str, vocab: int, what: str) -> np.ndarray:
   return x
 
 
+def required_fields(spec) -> dict[str, str]:
+  """{field: what it is} for every request field a model on `spec` reads (the batch contract's
+  fields that the spec has)."""
+  out = {'target_item': 'the candidates, shape [N]'}
+  if spec.num_cates:
+    out['target_cate'] = 'the candidates, shape [N]'
+  out['user_id'] = 'the user id, a scalar; 0 = unknown'
+  if spec.num_items and spec.max_len:
+    out['hist_items'] = 'the history, shape [L]; padding ids 0 with hist_mask False'
+    if spec.num_cates:
+      out['hist_cates'] = 'the history categories, shape [L]'
+    out['hist_mask'] = 'True at real behaviours, shape [L]'
+  if spec.sparse:
+    out['sparse'] = f'the sparse fields {[f.name for f in spec.sparse]}, [F] or [N, F]'
+  if spec.dense_dim:
+    out['dense'] = f'the {spec.dense_dim} dense features, [D] or [N, D]'
+  return out
+
+
+def _per_candidate(key: str, x: np.ndarray, spec, n: int) -> None:
+  """Item-side columns describe each candidate: one row for N > 1 candidates is refused."""
+  cols = spec.sparse_columns('item') if key == 'sparse' else spec.dense_columns('item')
+  if cols and n > 1 and (x.ndim == 1 or x.shape[0] == 1):
+    names = ([spec.sparse[j].name for j in cols] if key == 'sparse'
+             else [f'column {j}' for j in cols])
+    raise RequestError(f'request[{key!r}] has shape {x.shape}, one row for {n} candidates, but '
+                       f'{names} are item-side (one value per candidate): send '
+                       f'[{n}, {x.shape[-1]}]')
+
+
+def _finite_dense(x: np.ndarray) -> None:
+  """Dense values must be finite after the cast to MODEL_FLOAT."""
+  if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+    raise RequestError(f"request['dense'] must hold finite numbers; got dtype {x.dtype}")
+  with np.errstate(over='ignore', invalid='ignore'):
+    bad = ~np.isfinite(x.astype(MODEL_FLOAT))
+  if bad.any():
+    pos = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise RequestError(
+        f"request['dense'] must hold finite numbers in {np.dtype(MODEL_FLOAT).name} (the "
+        f'model\'s dtype, |x| <= {np.finfo(MODEL_FLOAT).max:.3g}); got dtype {x.dtype}, '
+        f'{x[pos].item():g} at {list(pos)} ({int(bad.sum())} bad of {x.size})')
+
+
 def validate_request(request, spec) -> None:
-  """Checks a request against the model's DataSpec: keys, dtypes, shapes, history length
-  (<= max_len), every id against its vocabulary, a 0/1 (or bool) mask, finite dense values.
+  """Checks a request against the model's DataSpec: every field the model reads present,
+  keys, dtypes, shapes, history length (<= max_len), every id against its vocabulary, a 0/1
+  (or bool) mask, dense values finite in float32, item-side columns per candidate.
   Raises RequestError naming the field, the value and its position."""
   if not isinstance(request, Mapping):
     raise RequestError(f'a request is a dict of arrays, got {type(request).__name__}')
@@ -82,10 +131,10 @@ def validate_request(request, spec) -> None:
   unknown = sorted(set(request) - set(allowed))
   if unknown:
     raise RequestError(f'request has unknown fields {unknown}; allowed: {list(allowed)}')
-  need = ('target_item', 'target_cate') if spec.num_cates else ('target_item',)
-  for key in need:
+  need = required_fields(spec)
+  for key, what in need.items():
     if key not in request:
-      raise RequestError(f'request has no {key!r} (the candidates, shape [N])')
+      raise RequestError(f'request has no {key!r} ({what}); the model reads {list(need)}')
   cand = _ids(request, 'target_item', spec.num_items, 'item')
   if cand.ndim != 1 or cand.size == 0:
     raise RequestError(f"request['target_item'] has shape {cand.shape}; expected [N], N >= 1")
@@ -145,18 +194,15 @@ def validate_request(request, spec) -> None:
         pos = [int(i) for i in np.argwhere(bad)[0]] + [j]
         raise RequestError(f"request['sparse']{pos} = {x[tuple(pos)].item()} is outside "
                            f'[0, {fs.vocab_size}) (field {fs.name!r}; 0 = padding / OOV)')
+    _per_candidate('sparse', x, spec, n)
   if 'dense' in request:
     x = np.asarray(request['dense'])
     d = spec.dense_dim
     if x.ndim not in (1, 2) or x.shape[-1] != d or (x.ndim == 2 and x.shape[0] not in (1, n)):
       raise RequestError(f"request['dense'] has shape {x.shape}; expected [{d}], [1, {d}] or "
                          f'[{n}, {d}]')
-    if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
-      bad = np.argwhere(~np.isfinite(x.astype(np.float64)))[0] if np.issubdtype(
-          x.dtype, np.number) else ()
-      raise RequestError(f"request['dense'] must hold finite numbers; got dtype {x.dtype}"
-                         + (f', {x[tuple(bad)].item()} at {list(map(int, bad))}'
-                            if len(bad) else ''))
+    _finite_dense(x)
+    _per_candidate('dense', x, spec, n)
 
 
 def make_request_batch(request: Mapping[str, Any], tile_history: bool) -> dict[str, np.ndarray]:
@@ -181,6 +227,8 @@ def make_request_batch(request: Mapping[str, Any], tile_history: bool) -> dict[s
       batch[key] = rows if rows.shape[0] == n else np.repeat(rows, n, axis=0)
   if 'hist_mask' in batch:
     batch['hist_mask'] = batch['hist_mask'].astype(bool)
+  if 'dense' in batch:
+    batch['dense'] = batch['dense'].astype(MODEL_FLOAT)    # the values validate_request checked
   return batch
 
 

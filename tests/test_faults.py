@@ -435,3 +435,98 @@ def test_random_sweep_record_corruption_reruns_the_cell_and_deletes_nothing_outs
   calls.clear()
   run()
   assert calls == []
+
+
+# ---------------------------------------------------------------- serving inputs (issue 28.6)
+# A request missing a field the model reads, or with float64 dense values outside float32's
+# range (the model's dtype): a RequestError naming the field, never a KeyError or NaN scores.
+
+SIDE_DENSE = 3
+
+
+@pytest.fixture(scope='module')
+def served_side():
+  from seqrec_jax import models  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.configs import default  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data.features import DataSpec, FeatureSpec  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.serving import CandidateScorer, make_request_batch  # pylint: disable=g-import-not-at-top
+  spec = DataSpec(num_users=USERS, num_items=ITEMS, num_cates=CATES, max_len=LEN,
+                  sparse=(FeatureSpec('city', 4, side='user'), FeatureSpec('slot', 6)),
+                  dense_dim=SIDE_DENSE)
+  c = default.get_config()
+  c.model.embed_dim, c.model.hidden, c.model.attention.hidden = 4, (8, 4), (6, 3)
+  c.model.use_user_embedding = True
+  model = models.build_model(c.model, spec)
+  v = model.init(jax.random.key(0),
+                 make_request_batch(_side_request(np.random.default_rng(0)), True), train=False)
+  return CandidateScorer(model, v)
+
+
+def _side_request(r):
+  req = _request(r)
+  req.update(sparse=np.stack([np.full(N, r.integers(0, 4)), r.integers(0, 6, N)], 1),
+             dense=r.normal(size=(N, SIDE_DENSE)) * 10.0 ** r.integers(-3, 6))   # float64
+  return req
+
+
+def _break_input(req, r):
+  """Drops one random field, or puts a float64 value beyond float32 in dense -> (req, field)."""
+  if r.random() < 0.5:
+    field = str(r.choice(sorted(req)))
+    return {k: x for k, x in req.items() if k != field}, field
+  dense = np.array(req['dense'], np.float64)
+  bad = float(r.choice([-1, 1])) * 10.0 ** r.uniform(38.6, 308)
+  dense.flat[r.integers(dense.size)] = bad
+  return dict(req, dense=dense), 'dense'
+
+
+@pytest.mark.parametrize('seed', range(24))
+def test_random_missing_or_overflowing_inputs_are_request_errors(served_side, seed):
+  from seqrec_jax.serving import RequestError  # pylint: disable=g-import-not-at-top
+  r = np.random.default_rng(500 + seed)
+  req = _side_request(r)
+  assert np.isfinite(np.asarray(served_side(req))).all()     # the clean request scores
+  bad, field = _break_input(req, r)
+  with pytest.raises(RequestError, match=f"'{field}'"):
+    served_side(bad)
+
+
+# ---------------------------------------------------------------- warm-start sources (issue 28)
+
+def _flip_bytes(root, r, n):
+  """Flips one random bit in each of n random bytes of root's files, a byte chosen uniformly
+  over all their bytes (so mostly the array data, as on a real disk)."""
+  files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+  sizes = np.array([os.path.getsize(f) for f in files], float)
+  for _ in range(n):
+    target = files[int(r.choice(len(files), p=sizes / sizes.sum()))]
+    b = bytearray(open(target, 'rb').read())
+    if b:
+      b[int(r.integers(len(b)))] ^= 1 << int(r.integers(8))
+      with open(target, 'wb') as f:
+        f.write(bytes(b))
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_corrupt_init_from_source_is_an_error_never_a_silent_load(tmp_path, seed):
+  from seqrec_jax.checkpoint import (Checkpointer, CheckpointCorruptError,  # pylint: disable=g-import-not-at-top
+                                     read_source)
+  r = np.random.default_rng(seed)
+  state = {'params': {'embed': r.normal(size=(3000, 16)).astype(np.float32),
+                      'dense': r.normal(size=(16,)).astype(np.float32)},
+           'step': np.int32(9)}
+  src = tmp_path / 'src'
+  ck = Checkpointer(str(src), 2, {'model': 'm', 'dataset': 'd', 'params': {}})
+  ck.save(9, state, {'best': 0.75, 'best_step': 9}, best=True)
+  ck.wait()
+  ck.close()
+  _flip_bytes(src / 'best' / '9', r, int(r.integers(1, 4)))
+  try:
+    got, meta, _ = read_source(str(src))
+  except CheckpointCorruptError as e:
+    assert f"config.train.init_from='{src}'" in str(e) and f'{src}/best/9' in str(e), str(e)
+    return
+  # Loaded: only when the flips hit no byte that holds a value (orbax bookkeeping files).
+  for k, v in state['params'].items():
+    np.testing.assert_array_equal(got['params'][k], v, err_msg=k)
+  assert (meta['best'], meta['best_step']) == (0.75, 9)

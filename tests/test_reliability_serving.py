@@ -1,5 +1,7 @@
 """Serving validates every request (issue 14.5): ids against the vocabularies, dtypes,
 shapes and lengths; each error names the field, the value and its position."""
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -87,3 +89,42 @@ def test_missing_candidates_and_valid_requests(scorer):
   short = dict(good_request(), hist_items=np.array([3, 9]), hist_cates=np.array([1, 5]),
                hist_mask=np.array([True, True]))
   assert np.asarray(scorer(short)).shape == (N,)
+
+
+# Issue 28.6: every input the model reads is required (a RequestError naming it, not a
+# KeyError from inside the model), and dense values must be finite in the model's float32.
+REQUIRED = ['target_item', 'target_cate', 'hist_items', 'hist_cates', 'hist_mask', 'user_id',
+            'sparse', 'dense']
+
+
+@pytest.mark.parametrize('field', REQUIRED)
+def test_missing_field_the_model_reads_is_a_request_error(scorer, field):
+  from seqrec_jax.serving import RequestError  # pylint: disable=g-import-not-at-top
+  req = good_request()
+  del req[field]
+  with pytest.raises(RequestError, match=f"no '{field}'"):
+    scorer(req)
+
+
+@pytest.mark.parametrize('value,pos', [([1e300, 0.5], 0), ([0.5, -3.5e38], 1),
+                                       ([[0.5, 1.0]] * 4 + [[0.5, 1e39]], 9)])
+def test_dense_overflowing_float32_is_a_request_error(scorer, value, pos):
+  from seqrec_jax.serving import RequestError  # pylint: disable=g-import-not-at-top
+  x = np.asarray(value, np.float64)
+  where = list(np.unravel_index(pos, x.shape))
+  want = (rf"'dense'\] must hold finite numbers in float32.*float64, "
+          rf"{x.ravel()[pos]:g} at \[{', '.join(map(str, where))}\]")
+  with pytest.raises(RequestError, match=want.replace('+', r'\+')):
+    scorer(dict(good_request(), dense=x))
+  ok = np.asarray(scorer(dict(good_request(), dense=np.clip(x, -1e30, 1e30))))
+  assert ok.shape == (N,)
+
+
+def test_item_side_columns_must_be_per_candidate():
+  from seqrec_jax.serving import RequestError, validate_request  # pylint: disable=g-import-not-at-top
+  spec = dataclasses.replace(SPEC, sparse=(FeatureSpec('city', 5, side='user'),
+                                           FeatureSpec('shop', 4, side='item')))
+  req = dict(good_request(), sparse=np.array([4, 2]))
+  with pytest.raises(RequestError, match=r"\['shop'\] are item-side.*\[5, 2\]"):
+    validate_request(req, spec)
+  validate_request(dict(req, sparse=np.array([[4, 1], [4, 2], [4, 3], [4, 1], [4, 0]])), spec)

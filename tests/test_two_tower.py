@@ -13,6 +13,10 @@ import numpy as np
 import optax
 import pytest
 
+from seqrec_jax import models
+from seqrec_jax.configs import load_config
+from seqrec_jax.data import video
+from seqrec_jax.data.features import FeatureSpec
 from seqrec_jax.retrieval import negatives as NEG
 from seqrec_jax.retrieval import train_two_tower as T
 from seqrec_jax.retrieval import two_tower_study as S
@@ -180,3 +184,55 @@ def test_study_mines_hard_negatives_and_summarizes_paired_differences():
   table = S.summarize(rows)
   # Paired differences -0.10, -0.09, -0.11: mean -0.100, sd 0.01, t(0.975, 2) = 4.303.
   assert '| bce | 0.110 ± 0.017 | -0.100 ± 0.025 (resolved) |' in table, table
+
+
+# ------------------------------------------------ field sides (issue 28.3): the user tower
+# reads user-side fields only, the item tower item-side ones, context fields neither.
+
+VIDEO = dict(num_users=30, num_items=60, num_cates=5, max_len=6, candidates=10,
+             requests_per_user=1, interest_alpha=0.3, kappa=4.0, valid_frac=0.0,
+             test_frac=0.0, seed=0)
+
+
+def _video_model(**replace):
+  """(model, variables, rows of one request): one user, 10 candidates of distinct durations."""
+  ds, orc = video.generate_with_oracle(**VIDEO)
+  rows = np.flatnonzero(orc['train']['request'] == orc['train']['request'][0])
+  req = ds.splits['train'].__getitems__(rows)
+  spec = dataclasses.replace(ds.spec, **replace)
+  cfg = load_config('seqrec_jax/configs/test.py:two_tower', {'model.use_user_embedding': True})
+  model = models.build_model(cfg.model, spec)
+  return model, model.init(jax.random.key(0), req), req
+
+
+def test_video_user_vector_ignores_the_candidate_and_forward_is_u_dot_v():
+  model, v, req = _video_model()
+  assert np.ptp(req['sparse']) > 0 and np.ptp(req['dense']) > 0
+  assert (req['user_id'] == req['user_id'][0]).all()
+  u = np.asarray(model.apply(v, req, method=model.user_vectors))
+  np.testing.assert_allclose(u, np.repeat(u[:1], len(u), 0), rtol=1e-6, atol=1e-7)
+  feats = model.spec.side_inputs(req, 'item')
+  items = np.asarray(model.apply(v, req['target_item'], req['target_cate'], feats,
+                                 method=model.item_vectors))
+  want = np.asarray(model.apply(v, req))[:, 0]                        # the shared similarity
+  np.testing.assert_allclose((u[0] * items).sum(-1) / model.temperature
+                             + np.asarray(v['params']['task_bias'])[0], want,
+                             rtol=1e-4, atol=1e-4)
+  # The item-side duration reaches the item tower.
+  longer = dict(req, dense=req['dense'] + 1.0)
+  assert not np.allclose(np.asarray(model.apply(v, longer))[:, 0], want)
+
+
+def test_context_fields_enter_neither_tower():
+  model, v, req = _video_model(
+      sparse=(FeatureSpec('dur_bucket', 11, side='context'),), dense_sides=('context',))
+  want = np.asarray(model.apply(v, req))
+  other = dict(req, sparse=np.roll(req['sparse'], 1, 0), dense=req['dense'] * -3.0)
+  np.testing.assert_allclose(np.asarray(model.apply(v, other)), want, rtol=1e-6)
+  assert not any('sparse_' in k for k in v['params']['embed'])      # no table, no parameter
+
+
+def test_item_vectors_need_the_item_side_features():
+  model, v, req = _video_model()
+  with pytest.raises(ValueError, match=r"item-side sparse fields \['dur_bucket'\]"):
+    model.apply(v, req['target_item'], req['target_cate'], method=model.item_vectors)

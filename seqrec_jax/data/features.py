@@ -112,6 +112,15 @@ class DataSpec:
     sides = self.dense_sides or ('context',) * self.dense_dim
     return tuple(j for j, s in enumerate(sides) if s == side)
 
+  def side_inputs(self, batch, side: str) -> dict:
+    """The `side` columns of a batch's (numpy or jax) features: {'sparse': [..., F_side],
+    'dense': [..., D_side]}, each key only when that side has columns."""
+    out = {}
+    for key, cols in (('sparse', self.sparse_columns(side)), ('dense', self.dense_columns(side))):
+      if cols:
+        out[key] = batch[key][..., np.asarray(cols)]
+    return out
+
   @property
   def multitask(self) -> bool:
     return len(self.tasks) > 1

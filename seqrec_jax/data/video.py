@@ -18,7 +18,8 @@ uniformly), rows of a request consecutive; requests are split train / valid / te
 (the same users everywhere, so user ids carry information). History: `max_len` past items
 drawn from the user's interests (category ~ theta_u, then an item of that category), the same
 for all the user's rows. Features: user_id, target item / cate, history, sparse
-'dur_bucket' (duration decile, 1..10), dense [log D]. Tasks: click, like (binary), watch
+'dur_bucket' (duration decile, 1..10), dense [log D]; both describe the candidate (side 'item'
+in the DataSpec: item towers read them, user towers never). Tasks: click, like (binary), watch
 (watch_time), completion (completion_rate), completed (binary).
 """
 from __future__ import annotations
@@ -100,8 +101,8 @@ def generate_with_oracle(num_users, num_items, num_cates, max_len, candidates,
     oracles[name]['duration'] = duration[items[rows]]
     info[f'{name}/rows'] = len(rows)
   spec = DataSpec(num_users=num_users + 1, num_items=num_items + 1, num_cates=num_cates + 1,
-                  max_len=max_len, sparse=(FeatureSpec('dur_bucket', 11),), dense_dim=1,
-                  tasks=TASKS)
+                  max_len=max_len, sparse=(FeatureSpec('dur_bucket', 11, side='item'),),
+                  dense_dim=1, dense_sides=('item',), tasks=TASKS)
   return Dataset('video', spec, splits, info), oracles
 
 

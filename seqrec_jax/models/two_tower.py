@@ -3,11 +3,17 @@ al., RecSys 2016).
 
   user tower  [user id (use_user), history pooled ('sum' | 'mean' | 'max') or attended
               ('attention': multi-head attention with a learned query, no candidate in it),
-              sparse fields (these embedded fields optionally SENet-gated, field_gate) and
-              dense features as context] -> MLP -> Dense -> u [B, D]
-  item tower  [item, cate] embeddings -> MLP -> Dense -> v [N, D]; depends on the item only,
-              so serving precomputes every item's vector (retrieval/two_tower.py)
+              user-side sparse fields (these embedded fields optionally SENet-gated,
+              field_gate) and user-side dense columns] -> MLP -> Dense -> u [B, D]
+  item tower  [item, cate embeddings, item-side sparse fields and dense columns] -> MLP ->
+              Dense -> v [N, D]; depends on the item only, so serving precomputes every item's
+              vector (retrieval/two_tower.py)
   similarity  'cosine': <u, v> / (|u| |v|) / temperature; 'dot': <u, v> / temperature
+
+Sides are the DataSpec's (FeatureSpec.side, DataSpec.dense_sides). Context-side fields (the
+default of an undeclared field: they may depend on the pair) enter neither tower, so a
+two-tower model does not read them at all: u must not depend on the candidate, nor v on the
+user.
 
 The towers end in a linear layer (no activation): a ReLU output would confine every vector to
 the positive orthant, where no two cosines are negative. The history never sees the candidate
@@ -32,6 +38,32 @@ from seqrec_jax.models.builders import build_field_gate
 
 HISTORIES = ('sum', 'mean', 'max', 'attention')
 SIMILARITIES = ('cosine', 'dot')
+
+
+def side_features(embed: Embedder, spec: DataSpec, feats, side: str) -> list:
+  """One side's fields, ready to concatenate: [embedded sparse [..., F_side * d]] and
+  [dense [..., D_side]] (each only when the side has such columns).
+
+  feats: {'sparse': [..., F_side], 'dense': [..., D_side]}, e.g. spec.side_inputs(batch, side).
+  """
+  parts = []
+  cols = spec.sparse_columns(side)
+  if cols:
+    x = feats['sparse']
+    parts.append(jnp.concatenate([embed.sparse[j](x[..., k]) for k, j in enumerate(cols)], -1))
+  if spec.dense_columns(side):
+    parts.append(feats['dense'].astype(jnp.float32))
+  return parts
+
+
+def need_item_feats(spec: DataSpec, item_feats, model: str):
+  """Refuses item_vectors without the item-side features the spec declares."""
+  if item_feats is None and (spec.sparse_columns('item') or spec.dense_columns('item')):
+    names = [spec.sparse[j].name for j in spec.sparse_columns('item')]
+    raise ValueError(
+        f'{model}.item_vectors: the DataSpec has item-side sparse fields {names} and dense '
+        f'columns {list(spec.dense_columns("item"))}; pass item_feats = '
+        "spec.side_inputs(item_rows, 'item')")
 
 
 def l2_normalize(x, eps: float = 1e-6):
@@ -93,8 +125,8 @@ class TwoTower(nn.Module):
     return l2_normalize(x) if self.similarity == 'cosine' else x
 
   def user_vectors(self, batch):
-    """Rows of a batch (user_id [B], hist_items/hist_cates/hist_mask [B, L], sparse [B, F]?,
-    dense [B, Dd]?) -> u [B, D] (unit length for cosine)."""
+    """Rows of a batch (user_id [B], hist_items/hist_cates/hist_mask [B, L], sparse [B, F] and
+    dense [B, Dd] when the spec has user-side columns) -> u [B, D] (unit length for cosine)."""
     s, b = self.spec, batch['user_id'].shape[0]
     parts = []
     if self.use_user:
@@ -104,21 +136,28 @@ class TwoTower(nn.Module):
       query = (jnp.broadcast_to(self.query, (b, self.query.shape[0]))
                if self.history == 'attention' else None)
       parts.append(self.pool(query, hist, batch['hist_mask'], False))
-    if s.sparse:
-      parts.append(self.embed.sparse_fields(batch['sparse']).reshape(b, -1))
+    user = s.side_inputs(batch, 'user')
+    if 'sparse' in user:
+      parts += side_features(self.embed, s, {'sparse': user['sparse']}, 'user')
     if self.field_gate is not None and parts:
       fields = jnp.concatenate([x.reshape(b, -1, self.embed_dim) for x in parts], 1)  # [B, F, d]
       parts = [self.field_gate(fields)[0].reshape(b, -1)]
-    if s.dense_dim:
-      parts.append(batch['dense'].astype(jnp.float32))
+    if 'dense' in user:
+      parts.append(user['dense'].astype(jnp.float32))
     x = jnp.concatenate(parts, -1) if parts else jnp.zeros((b, 1), jnp.float32)
     return self._finish(self.user_tower(x))
 
-  def item_vectors(self, item_ids, cate_ids):
-    """ids [...] -> v [..., D] (unit length for cosine); zeros when the spec has no items."""
-    if not self.spec.num_items:
+  def item_vectors(self, item_ids, cate_ids, item_feats=None):
+    """ids [...], item_feats {'sparse': [..., F_item], 'dense': [..., D_item]} (the item-side
+    columns, spec.side_inputs(rows, 'item'); needed when the spec has any) -> v [..., D] (unit
+    length for cosine); zeros when the spec has neither items nor item-side fields."""
+    s = self.spec
+    need_item_feats(s, item_feats, 'two_tower')
+    parts = [self.embed.items(item_ids, cate_ids)] if s.num_items else []
+    parts += side_features(self.embed, s, item_feats, 'item')
+    if not parts:
       return jnp.zeros(item_ids.shape + (self.tower[-1],), jnp.float32)
-    return self._finish(self.item_tower(self.embed.items(item_ids, cate_ids)))
+    return self._finish(self.item_tower(jnp.concatenate(parts, -1)))
 
   def logits(self, u, v):
     """u [B, D], v [N, D] -> similarity / temperature [B, N]."""
@@ -128,7 +167,7 @@ class TwoTower(nn.Module):
     del train   # no dropout / batch statistics
     ids = batch.get('target_item', batch['user_id'])
     u = self.user_vectors(batch)
-    v = self.item_vectors(ids, batch.get('target_cate', ids))
+    v = self.item_vectors(ids, batch.get('target_cate', ids), self.spec.side_inputs(batch, 'item'))
     out = jnp.sum(u * v, -1) / self.temperature                                 # [B]
     if len(self.spec.tasks) > 1:
       return out[:, None] + self.task_bias

@@ -20,8 +20,8 @@ from seqrec_jax.retrieval.train_two_tower import model_batch
 
 # Module-level and keyed on the (hashable) model: channels of several seeds share the programs.
 @functools.partial(jax.jit, static_argnums=0)
-def _item_vectors(model: TwoTower, params, ids, cates):
-  return model.apply({'params': params}, ids, cates, method=TwoTower.item_vectors)
+def _item_vectors(model: TwoTower, params, ids, cates, feats):
+  return model.apply({'params': params}, ids, cates, feats, method=TwoTower.item_vectors)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -34,16 +34,25 @@ class TwoTowerChannel:
 
   method: 'exact' | 'approx' (ItemIndex's). Scores are the similarity / temperature (cosine or
   dot as the model was trained). user_id: read when the model has a user embedding (use_user);
-  None then reads the OOV row 0.
+  None then reads the OOV row 0. item_feats: every item's item-side columns {'sparse':
+  [I, F_item], 'dense': [I, D_item]} when the model's DataSpec declares any (FeatureSpec.side,
+  DataSpec.dense_sides). A request is a history (and user id) only, so a spec with user-side
+  sparse / dense columns is refused here; context-side ones the model never reads.
   """
 
   def __init__(self, model: TwoTower, params, cate_of_item, *, name: str = 'two_tower',
-               method: str = 'exact', chunk: int = 2048):
+               method: str = 'exact', chunk: int = 2048, item_feats=None):
+    spec = model.spec
+    if spec.sparse_columns('user') or spec.dense_columns('user'):
+      raise ValueError(
+          f'{name}: the model reads user-side sparse fields '
+          f'{[spec.sparse[j].name for j in spec.sparse_columns("user")]} / dense columns '
+          f'{list(spec.dense_columns("user"))}; TwoTowerChannel requests carry a history only')
     self.name, self.model, self.params, self.chunk = name, model, params, chunk
     self.cate_of_item = np.asarray(cate_of_item, np.int32)
     ids = np.arange(len(self.cate_of_item), dtype=np.int32)
     self.item_vectors = np.asarray(
-        _item_vectors(model, params, ids, self.cate_of_item)) / model.temperature
+        _item_vectors(model, params, ids, self.cate_of_item, item_feats)) / model.temperature
     self.index = ItemIndex(self.item_vectors, method=method)
 
   def user_vectors(self, hist_item, user_id=None) -> np.ndarray:
