@@ -38,13 +38,32 @@ class CheckpointCorruptError(RuntimeError):
 def state_checksum(state) -> str | None:
   """CRC32 over every leaf's bytes, in tree order; None when a leaf is not fully addressable
   (multi-process shards)."""
-  leaves = jax.tree.leaves(state)
+  return _crc(jax.tree.leaves(state))
+
+
+def _crc(leaves) -> str | None:
   if any(isinstance(x, jax.Array) and not x.is_fully_addressable for x in leaves):
     return None
   crc = 0
   for x in jax.device_get(leaves):
     crc = zlib.crc32(np.ascontiguousarray(x).view(np.uint8).reshape(-1), crc)
   return f'{crc:08x}'
+
+
+def _saved_order_checksum(state, state_dir: str) -> str | None:
+  """state_checksum of a state restored without a target (nested dicts and lists, whose
+  order is not the saved tree's: a TrainState's fields are not sorted): its leaves in the
+  order orbax recorded them at the save (state/_METADATA, one entry per saved leaf)."""
+  with open(os.path.join(state_dir, '_METADATA')) as f:
+    entries = json.load(f)['tree_metadata'].values()
+  leaves = []
+  for entry in entries:
+    node = state
+    for k in entry['key_metadata']:   # key_type 1: a sequence index, 2: a dict key
+      node = node[int(k['key'])] if k['key_type'] == 1 else node[k['key']]
+    if node is not None and not isinstance(node, (dict, list)):   # empty nodes hold nothing
+      leaves.append(node)
+  return _crc(leaves)
 
 
 def _meta_checksum(meta: dict) -> str:
@@ -82,6 +101,39 @@ def check_finite_losses(pending, ckpt: 'Checkpointer') -> None:
       raise FloatingPointError(
           f'non-finite training loss {loss} at step {step}; the last finite step is '
           f'{step - 1}, {good}. For another learning rate or clip_norm use a fresh --workdir.')
+
+
+def restore_verified(mgr, step: int, abstract_state=None, check=None):
+  """(state, meta) of checkpoint `step` of orbax manager `mgr`, verified: the meta restores
+  and matches its own CRC32, check(meta, where) passes (e.g. the fingerprint), the state
+  restores (into abstract_state; None: as saved, nested dicts of host arrays) and matches the
+  state CRC32 saved in its meta. The one verification of resume, best/ and warm starts:
+  CheckpointCorruptError('<dir>/<step>: what failed') otherwise."""
+  where = f'{mgr.directory}/{step}'
+  try:
+    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    if not isinstance(meta, dict):
+      raise ValueError(f'meta is a {type(meta).__name__}, not a JSON object')
+    if 'meta_checksum' in meta and meta['meta_checksum'] != _meta_checksum(meta):
+      raise ValueError('meta checksum mismatch (the file changed after the save)')
+  except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
+    raise CheckpointCorruptError(f'{where}: meta does not restore ({_reason(e)})') from None
+  if check is not None:
+    check(meta, where)
+  target = ocp.args.StandardRestore(abstract_state) if abstract_state is not None else (
+      ocp.args.StandardRestore())
+  try:
+    out = mgr.restore(step, args=ocp.args.Composite(state=target, meta=ocp.args.JsonRestore()))
+    want = meta.get('checksum')
+    got = None if want is None else (
+        state_checksum(out['state']) if abstract_state is not None else
+        _saved_order_checksum(out['state'], os.path.join(where, 'state')))
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointCorruptError(f'{where}: state does not restore ({_reason(e)})') from None
+  if got is not None and got != want:
+    raise CheckpointCorruptError(f'{where}: state checksum {got} != {want} saved with it '
+                                 '(the files changed after the save)')
+  return out['state'], meta
 
 
 class Checkpointer:
@@ -128,28 +180,7 @@ class Checkpointer:
   def _restore(self, mgr, step, abstract_state):
     """(state, meta) of one checkpoint; CheckpointCorruptError if it does not restore or
     verify, CheckpointMismatchError if another run wrote it."""
-    where = f'{mgr.directory}/{step}'
-    try:
-      meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-      if not isinstance(meta, dict):
-        raise ValueError(f'meta is a {type(meta).__name__}, not a JSON object')
-      if 'meta_checksum' in meta and meta['meta_checksum'] != _meta_checksum(meta):
-        raise ValueError('meta checksum mismatch (the file changed after the save)')
-    except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
-      raise CheckpointCorruptError(f'{where}: meta does not restore ({_reason(e)})') from None
-    self._check(meta, where)
-    try:
-      out = mgr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-    except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointCorruptError(f'{where}: state does not restore ({_reason(e)})') from None
-    want = meta.get('checksum')
-    if want is not None:
-      got = state_checksum(out['state'])
-      if got is not None and got != want:
-        raise CheckpointCorruptError(f'{where}: state checksum {got} != {want} saved with it '
-                                     '(the files changed after the save)')
-    return out['state'], out['meta']
+    return restore_verified(mgr, step, abstract_state, check=self._check)
 
   def _set_aside(self, mgr, step: int, why: str):
     src = os.path.join(os.fspath(mgr.directory), str(step))
@@ -237,16 +268,25 @@ def read_source(path: str, key: str = 'config.train.init_from') -> tuple[dict, d
   where = f'{directory}/{step}'
   mgr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False))
   try:
-    out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                    meta=ocp.args.JsonRestore()))
-  except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
-    raise CheckpointCorruptError(f'{key}={path!r}: {where} does not restore '
-                                 f'({_reason(e)})') from None
+    state, meta = restore_verified(mgr, step)
+  except CheckpointCorruptError as e:
+    raise CheckpointCorruptError(
+        f'{key}={path!r}: checkpoint {e}; a warm start does not fall back to another '
+        f'checkpoint: restore the files, or set {key} to another one'
+        f'{_others(path, where)}') from None
   finally:
     mgr.close()
-  state, meta = out['state'], out['meta']
   if not isinstance(state, dict) or 'params' not in state:
     raise CheckpointMismatchError(f'{key}={path!r}: {where} holds no params (keys '
                                   f'{sorted(state) if isinstance(state, dict) else type(state)})')
-  return jax.device_get(state), meta if isinstance(meta, dict) else {}, where
+  return jax.device_get(state), meta, where
 
+
+def _others(path: str, bad: str) -> str:
+  """' (e.g. a, b)': the other checkpoint step directories near `path` (its workdir's best/
+  and checkpoints/, or its manager directory), for the error naming a corrupt `bad`."""
+  p = os.path.abspath(path)
+  roots = [p, os.path.dirname(p), os.path.dirname(os.path.dirname(p))]
+  dirs = {os.path.join(r, sub) for r in roots for sub in ('best', 'checkpoints')} | set(roots)
+  found = sorted({os.path.join(d, str(s)) for d in dirs for s in _steps_in(d)} - {bad})
+  return f' (e.g. {", ".join(found[:4])})' if found else ''

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from seqrec_jax import parallel, train, workdir as workdir_lib
-from seqrec_jax.checkpoint import Checkpointer, CheckpointMismatchError, find_source, read_source
+from seqrec_jax.checkpoint import (Checkpointer, CheckpointCorruptError, CheckpointMismatchError,
+                                   find_source, read_source)
 from seqrec_jax.configs import load_config, validate
 from seqrec_jax.metric_writers import MetricsWriter
 
@@ -197,3 +198,41 @@ def test_config_validation_of_both_keys():
   assert "config.train.trainable='dense'" in msg and "['all', 'embeddings']" in msg
   assert 'config.train.init_from=3' in msg
   validate.validate_config(_config(**{'train.trainable': 'embeddings', 'train.init_from': '/x'}))
+
+
+def _tamper(wd, prog, sub='best', step=4):
+  """Rewrites wd/sub/step with one embedding value's sign flipped and the meta it was saved
+  with (so its CRC32 no longer matches), as a flipped byte on disk would."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  ckpt = Checkpointer(wd, 2, prog.fingerprint)
+  mgr = getattr(ckpt, 'best' if sub == 'best' else 'latest')
+  state, meta = ckpt._restore(mgr, step, prog.abstract)  # pylint: disable=protected-access
+  ckpt.close()
+  flip = lambda p, x: (x.at[1, 0].set(-x[1, 0]) if jax.tree_util.keystr(p).endswith(
+      "['item']['embedding']") else x)
+  state = state.replace(params=jax.tree_util.tree_map_with_path(flip, state.params))
+  shutil.rmtree(os.path.join(wd, sub, str(step)))
+  mgr = ocp.CheckpointManager(os.path.join(wd, sub))
+  mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                         meta=ocp.args.JsonSave(meta)), force=True)
+  mgr.wait_until_finished()
+  mgr.close()
+
+
+def test_corrupt_source_is_an_error_naming_it_never_a_silent_load(din, tmp_path):
+  source, prog = din
+  bad = str(tmp_path / 'src')
+  shutil.copytree(source, bad)
+  _tamper(bad, prog)
+  with pytest.raises(CheckpointCorruptError) as e:
+    _start(_with(prog, init_from=bad), str(tmp_path / 'wd'))
+  msg = str(e.value)
+  assert f'config.train.init_from={bad!r}' in msg and f'{bad}/best/4' in msg
+  assert 'state checksum' in msg and 'does not fall back' in msg
+  assert f'{bad}/checkpoints/4' in msg        # another checkpoint to choose from
+  assert not (tmp_path / 'wd' / 'checkpoints').exists() or not os.listdir(tmp_path / 'wd'
+                                                                          / 'checkpoints')
+  # That other checkpoint verifies and warm-starts.
+  st = jax.device_get(_start(_with(prog, init_from=f'{bad}/checkpoints/4'),
+                             str(tmp_path / 'wd2'))[0])
+  assert int(st.step) == 0
