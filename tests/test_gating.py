@@ -35,6 +35,45 @@ def test_senet_shapes(excitation):
     assert ((a > 0) & (a < 1)).all()
 
 
+
+def _randomise(v, seed):
+  """Every parameter drawn N(0, 0.5^2): values that do not depend on the initialisers."""
+  flat = _flat(v['params'])
+  keys = jax.random.split(jax.random.key(seed), len(flat))
+  return {'params': flax.traverse_util.unflatten_dict(
+      {k: 0.5 * jax.random.normal(r, x.shape) for r, (k, x) in zip(keys, flat.items())},
+      sep='/')}
+
+
+@pytest.mark.parametrize('excitation', ['relu', 'sigmoid'])
+def test_senet_matches_numpy(excitation):
+  """FiBiNET Sec. 3.3 by hand: z = mean_k E[:, f, k], a = sigma2(W2 relu(W1 z + b1) + b2),
+  V = a * E, on fields with distinct per-field means (mean and max squeezes differ)."""
+  x = (jax.random.normal(jax.random.key(0), (5, 6, 4))
+       + jnp.arange(6.0)[None, :, None] - 2.5)
+  layer = SENet(reduction=2, excitation=excitation)
+  v = _randomise(layer.init(jax.random.key(1), x), 2)
+  y, a = layer.apply(v, x)
+  p, e = jax.tree.map(np.asarray, v['params']), np.asarray(x, np.float64)
+  h = np.maximum(e.mean(-1) @ p['squeeze']['kernel'] + p['squeeze']['bias'], 0)     # [B, 3]
+  logits = h @ p['excite']['kernel'] + p['excite']['bias']                          # [B, F]
+  want = np.maximum(logits, 0) if excitation == 'relu' else 1 / (1 + np.exp(-logits))
+  np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(y, e * want[..., None], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('scale', [0.05, 1.0])
+def test_senet_relu_gate_starts_near_one(scale):
+  """Default init (F = 9, d = 16; embedding-scale and unit-scale fields): the ReLU gate starts
+  near 1 (fields pass unchanged) and no gate is exactly 0 (no field switched off)."""
+  for seed in range(3):
+    x = scale * jax.random.normal(jax.random.key(seed), (256, 9, 16))
+    layer = SENet()
+    _, a = layer.apply(layer.init(jax.random.key(seed + 10), x), x)
+    a = np.asarray(a)
+    assert 0.5 <= a.mean() <= 2.0 and (a > 0).all(), (seed, a.mean(), (a == 0).mean())
+    assert np.abs(a - 1).max() < 0.1, seed
+
 def _unit_gate(params):
   """params with every SENet's excitation set to W2 = 0, b2 = 1 (ReLU gate = 1)."""
   flat = _flat(params)
@@ -74,19 +113,23 @@ def test_senet_identity_and_gradient(name):
   gate_keys = [k for k in _flat(v['params']) if 'field_gate' in k]
   assert gate_keys, f'{name}: no SENet parameters'
   unit = {**v, 'params': _unit_gate(v['params'])}
+  flat = _flat(v['params'])
+  trained = {**v, 'params': flax.traverse_util.unflatten_dict(   # gate weights ~ N(0, 0.5^2)
+      {**flat, **_flat(_randomise({'params': {k: flat[k] for k in gate_keys}}, 4)['params'])},
+      sep='/')}
   rest = flax.traverse_util.unflatten_dict(
-      {k: x for k, x in _flat(v['params']).items() if 'field_gate' not in k}, sep='/')
+      {k: x for k, x in flat.items() if 'field_gate' not in k}, sep='/')
 
   @jax.jit
-  def run(v, unit, rest):   # one compilation instead of hundreds of eager ops
+  def run(v, unit, rest, trained):   # one compilation instead of hundreds of eager ops
     def loss(p):
       return jnp.sum(jnp.sin(gated.apply({**v, 'params': p}, batch, train=False)))
     return (gated.apply(unit, batch, train=False), plain.apply({**v, 'params': rest}, batch,
                                                               train=False),
-            gated.apply(v, batch, train=False), jax.grad(loss)(v['params']))
-  unit_out, want, out, grads = run(v, unit, rest)
+            gated.apply(trained, batch, train=False), jax.grad(loss)(v['params']))
+  unit_out, want, out, grads = run(v, unit, rest, trained)
   np.testing.assert_allclose(unit_out, want, rtol=1e-5, atol=1e-6)
-  assert not np.allclose(out, want, atol=1e-6)
+  assert not np.allclose(out, want, atol=1e-4)
   grads = _flat(grads)
   for k in gate_keys:
     assert float(jnp.abs(grads[k]).max()) > 0, f'{name}: no gradient reaches {k}'
@@ -120,6 +163,20 @@ def test_lhuc_gate_range_and_layers():
   with pytest.raises(ValueError, match='config.model.lhuc'):
     lhuc_layers('3', 3)
 
+
+
+def test_lhuc_matches_numpy():
+  """g_l = 2 sigmoid(W_l relu(V p + b) + c_l) by hand, for the gated layers only."""
+  p = jax.random.normal(jax.random.key(0), (6, 4))
+  layer = LHUCGate(sizes=(5, 3, 2), layers=(0, 2), hidden=7)
+  v = _randomise(layer.init(jax.random.key(1), p), 3)
+  gates = layer.apply(v, p)
+  w = jax.tree.map(np.asarray, v['params'])
+  h = np.maximum(np.asarray(p, np.float64) @ w['hidden']['kernel'] + w['hidden']['bias'], 0)
+  assert gates[1] is None and 'gate_1' not in w
+  for i in (0, 2):
+    want = 2 / (1 + np.exp(-(h @ w[f'gate_{i}']['kernel'] + w[f'gate_{i}']['bias'])))
+    np.testing.assert_allclose(gates[i], want, rtol=1e-5, atol=1e-6)
 
 def _unit_lhuc(params):
   """Every LHUC gate layer's kernel and bias set to 0: 2 * sigmoid(0) = 1 exactly."""

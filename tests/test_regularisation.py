@@ -65,6 +65,54 @@ def test_mba_value_counts_each_id_once():
   assert float(value) == pytest.approx(expected, rel=1e-6)    # (2.0 / 2) * sum
 
 
+def _mba(emb, params, batch, lam):
+  """(penalty, grad) of Embedder.mba_penalty at params."""
+  f = lambda p: emb.apply({'params': p}, batch, lam, method=Embedder.mba_penalty)
+  return jax.value_and_grad(f)(params)
+
+
+def test_mba_skips_ids_at_masked_history_positions():
+  """A masked position does not occur in the sample (eq. 4/5's alpha_mj), so a stray id there
+  gives the same penalty and gradient as the padding id 0 (as data.id_counts already does)."""
+  emb, params = _embedder()
+  stray = dict(BATCH, hist_items=np.array([[4, 5, 3], [6, 1, 7]], np.int32),   # 4, 6, 1: absent
+               hist_cates=np.array([[2, 1, 1], [3, 2, 3]], np.int32))
+  (v0, g0), (v1, g1) = _mba(emb, params, BATCH, 0.3), _mba(emb, params, stray, 0.3)
+  assert float(v1) == pytest.approx(float(v0), rel=1e-6)
+  for table in ('item', 'cate'):
+    np.testing.assert_allclose(g1[table]['embedding'], g0[table]['embedding'], rtol=1e-6)
+  assert np.all(np.asarray(g1['item']['embedding'])[[1, 4, 6]] == 0.0)
+
+
+def test_mba_matches_numpy_on_random_masked_batches():
+  """Eq. 5 by hand: (lambda / 2) sum_j ||w_j||^2 / n_j over the distinct non-zero ids j that
+  occur in the batch (targets, users and the unmasked history positions)."""
+  rng = np.random.default_rng(0)
+  spec = dataclasses.replace(SPEC, id_counts=IdCounts.from_counts(
+      {'item': N_ITEM, 'cate': N_CATE, 'user': np.array([0, 3, 1, 2, 5])}))
+  emb = Embedder(spec, embed_dim=3, use_user=True)
+  for trial in range(3):
+    b, l = 4, 3
+    batch = dict(user_id=rng.integers(0, 5, b).astype(np.int32),
+                 target_item=rng.integers(0, 8, b).astype(np.int32),
+                 target_cate=rng.integers(0, 4, b).astype(np.int32),
+                 hist_items=rng.integers(0, 8, (b, l)).astype(np.int32),
+                 hist_cates=rng.integers(0, 4, (b, l)).astype(np.int32),
+                 hist_mask=rng.random((b, l)) < 0.5)
+    params = emb.init(jax.random.key(trial), batch, 1.0, method=Embedder.mba_penalty)['params']
+    m = batch['hist_mask']
+    expected = 0.0
+    for table, ids, n in (
+        ('item', [batch['target_item'], batch['hist_items'][m]], N_ITEM),
+        ('cate', [batch['target_cate'], batch['hist_cates'][m]], N_CATE),
+        ('user', [batch['user_id']], spec.id_counts.counts('user'))):
+      w = np.asarray(params[table]['embedding'], np.float64)
+      for j in set(np.concatenate(ids).tolist()) - {0}:
+        expected += (w[j] ** 2).sum() / max(n[j], 1)
+    value = emb.apply({'params': params}, batch, 0.4, method=Embedder.mba_penalty)
+    assert float(value) == pytest.approx(0.5 * 0.4 * expected, rel=1e-5), trial
+
+
 def test_mba_needs_counts():
   emb, params = _embedder(counts=False)
   with pytest.raises(ValueError, match='mba_lambda'):
@@ -175,6 +223,21 @@ def test_exponential_schedule():
   sched = state.make_schedule(cfg, 100)
   assert float(sched(29)) == pytest.approx(1.0) and float(sched(30)) == pytest.approx(0.1)
 
+
+
+@pytest.mark.parametrize('name', ['exponential', 'cosine', 'linear', 'constant'])
+def test_schedule_values_after_warmup(name):
+  """Closed form at given steps (W = 20 warmup steps of T = 120): lr * s / W while warming up,
+  then the decay of step s - W over the T - W steps left (exponential: rate 0.1 at step T)."""
+  w, t, lr = 20, 120, 0.5
+  cfg = ml_collections.ConfigDict(dict(learning_rate=lr, schedule=name, warmup_steps=w,
+                                       decay_rate=0.1, decay_steps=0, staircase=False))
+  decay = {'exponential': lambda u: 0.1 ** u, 'cosine': lambda u: 0.5 * (1 + np.cos(np.pi * u)),
+           'linear': lambda u: 1 - u, 'constant': lambda u: 1.0}[name]
+  sched = state.make_schedule(cfg, t)
+  for s in (0, 5, 19, 20, 45, 70, 119, 120):
+    want = lr * s / w if s < w else lr * decay((s - w) / (t - w))
+    assert float(sched(s)) == pytest.approx(want, rel=1e-5, abs=1e-7), (name, s)
 
 def test_training_run_with_mba_filter_dropout_and_saved_predictions(tiny_config, tmp_path):
   from seqrec_jax import train   # pylint: disable=g-import-not-at-top

@@ -80,13 +80,17 @@ class Embedder(nn.Module):
                       train)
 
   def table_ids(self, batch) -> dict[str, list]:
-    """{table name: id arrays of the batch that read it} (padding positions hold id 0)."""
+    """{table name: id arrays of the batch that read it}; masked history positions (hist_mask
+    False) read as padding id 0, as in data.id_counts: an id there does not occur."""
     out: dict[str, list] = {}
+    mask = batch.get('hist_mask')
+
+    def hist(key):   # [B, L], masked positions -> 0
+      return [batch[key] if mask is None else jnp.where(mask, batch[key], 0)]
     if self.spec.num_items:
-      out['item'] = [batch['target_item']] + ([batch['hist_items']] if self.spec.max_len else [])
+      out['item'] = [batch['target_item']] + (hist('hist_items') if self.spec.max_len else [])
       if self.spec.num_cates:
-        out['cate'] = ([batch['target_cate']]
-                       + ([batch['hist_cates']] if self.spec.max_len else []))
+        out['cate'] = [batch['target_cate']] + (hist('hist_cates') if self.spec.max_len else [])
     if self.use_user:
       out['user'] = [batch['user_id']]
     for j, f in enumerate(self.spec.sparse):
@@ -98,10 +102,11 @@ class Embedder(nn.Module):
 
       (mba_lambda / 2) * sum_tables sum_{j in batch, j != 0} ||w_j||^2 / n_j
 
-    over the distinct ids j of each table present in the batch (alpha_mj = 1), n_j = the
-    number of training samples holding j (spec.id_counts). Its gradient w.r.t. row w_j is
-    eq. 6's mba_lambda * alpha_mj / n_j * w_j; rows absent from the batch get exactly zero, and
-    the work is a sort and a gather of the batch's ids, independent of the vocabulary size.
+    over the distinct ids j of each table present in the batch (alpha_mj = 1; a history id is
+    present only where hist_mask is True), n_j = the number of training samples holding j
+    (spec.id_counts). Its gradient w.r.t. row w_j is eq. 6's mba_lambda * alpha_mj / n_j * w_j;
+    rows absent from the batch get exactly zero, and the work is a sort and a gather of the
+    batch's ids, independent of the vocabulary size.
     Id 0 (padding / OOV) is not regularised.
     """
     counts = self.spec.id_counts
