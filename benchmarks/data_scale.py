@@ -64,6 +64,8 @@ _READ_SECONDS = flags.DEFINE_float('read_seconds', 3.0, 'Warm reads: time per ba
 _COLD_BATCHES = flags.DEFINE_integer('cold_batches', 20, 'Cold-ish reads: batches per size.')
 _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 300, 'Train case steps (after compile).')
 _TRAIN_BATCH = flags.DEFINE_integer('train_batch', 1024, 'Train case batch size.')
+_TRAIN_REPEATS = flags.DEFINE_integer('train_repeats', 1, 'Train case: (never, always) pairs, '
+                                      'interleaved so load drifts hit both.')
 _TRAIN_TIMEOUT = flags.DEFINE_integer('train_timeout', 1800, 'Seconds per train run.')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: run one case in this process '
                              '(generate | prepare | read) and print its record.')
@@ -620,17 +622,27 @@ def warm(path: str) -> int:
   return n
 
 
-def _time_reads(split, batch: int, rng, max_batches: int, max_seconds: float) -> tuple[int, float]:
+def _time_reads(split, batch: int, rng, max_batches: int, max_seconds: float) -> dict:
+  """Reads random batches (sorted row ids); rows, seconds and the median batch's rows/s."""
   n = len(split)
-  rows, secs, k = 0, 0.0, 0
-  while k < max_batches and secs < max_seconds:
+  rows, times = 0, []
+  while len(times) < max_batches and sum(times) < max_seconds:
     idx = np.sort(rng.choice(n, min(batch, n), replace=False))
     t = time.perf_counter()
     out = split.__getitems__(idx)
-    secs += time.perf_counter() - t
+    times.append(time.perf_counter() - t)
     rows += len(next(iter(out.values())))
-    k += 1
-  return rows, secs
+  return {'rows': rows, 'seconds': sum(times), 'batches': len(times),
+          'median_batch_rows_per_s': round(min(batch, n) / float(np.median(times)), 1)}
+
+
+def _forget_loaded() -> None:
+  """Drops load_dataset's in-process caches (and so their memory maps)."""
+  import gc  # pylint: disable=g-import-not-at-top
+  from seqrec_jax import data  # pylint: disable=g-import-not-at-top
+  data._load_cached.cache_clear()   # pylint: disable=protected-access
+  data._DERIVED.clear()             # pylint: disable=protected-access
+  gc.collect()
 
 
 def child_read(dataset: str, workdir: str, scale: float, batches=(256, 1024, 4096),
@@ -639,12 +651,13 @@ def child_read(dataset: str, workdir: str, scale: float, batches=(256, 1024, 409
   from seqrec_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
   out = []
   cfg = _data_config(dataset, workdir, scale, 'never')
-  disk = load_dataset(cfg, validate=False).splits['train']
   rng = np.random.default_rng(0)
-  for bs in batches:
+  for bs in batches:     # a fresh open per size: pages of earlier batches are not mapped yet
+    _forget_loaded()
     evict(cfg.data_dir)
-    rows, secs = _time_reads(disk, bs, rng, cold_batches, 1e9)
-    out.append(_record(dataset, 'read', scale, rows, secs, source='disk',
+    disk = load_dataset(cfg, validate=False).splits['train']
+    t = _time_reads(disk, bs, rng, cold_batches, 1e9)
+    out.append(_record(dataset, 'read', scale, **t, source='disk',
                        page_cache='cold-ish (posix_fadvise DONTNEED first)', batch=bs,
                        split_rows=len(disk)))
   t0 = time.time()
@@ -652,19 +665,20 @@ def child_read(dataset: str, workdir: str, scale: float, batches=(256, 1024, 409
   warm_secs = time.time() - t0
   for bs in batches:
     _time_reads(disk, bs, rng, 3, 1e9)
-    rows, secs = _time_reads(disk, bs, rng, 10**9, read_seconds)
-    out.append(_record(dataset, 'read', scale, rows, secs, source='disk',
+    t = _time_reads(disk, bs, rng, 10**9, read_seconds)
+    out.append(_record(dataset, 'read', scale, **t, source='disk',
                        page_cache=f'warm (files read once: {nbytes / 2**20:.0f} MB in '
                        f'{warm_secs:.1f}s)', batch=bs, split_rows=len(disk)))
   del disk
+  _forget_loaded()
   t0 = time.time()
   mem = load_dataset(_data_config(dataset, workdir, scale, 'always'),
                      validate=False).splits['train']
   load_secs = time.time() - t0
   for bs in batches:
     _time_reads(mem, bs, rng, 3, 1e9)
-    rows, secs = _time_reads(mem, bs, rng, 10**9, read_seconds)
-    out.append(_record(dataset, 'read', scale, rows, secs, source='memory',
+    t = _time_reads(mem, bs, rng, 10**9, read_seconds)
+    out.append(_record(dataset, 'read', scale, **t, source='memory',
                        page_cache='n/a (in memory)', batch=bs, split_rows=len(mem),
                        load_seconds=round(load_secs, 2)))
   return out
@@ -674,11 +688,12 @@ def train_case(dataset: str, workdir: str, scale: float) -> list[dict]:
   """DIN examples/s with the train split on disk vs in memory (seqrec_jax.main)."""
   out = []
   steps, batch = _TRAIN_STEPS.value, _TRAIN_BATCH.value
-  for mode in ('never', 'always'):
-    wd = os.path.join(workdir, 'runs', f'{dataset}_scale_{scale:g}_{mode}')
+  for rep, mode in [(r, m) for r in range(_TRAIN_REPEATS.value) for m in ('never', 'always')]:
+    wd = os.path.join(workdir, 'runs', f'{dataset}_scale_{scale:g}_{mode}_{rep}')
     shutil.rmtree(wd, ignore_errors=True)
     over = dict(data_overrides(dataset, workdir, scale), **{
-        'data.in_memory': mode, 'data.batch_size': batch, 'train.num_steps': steps + 1,
+        'data.in_memory': mode, 'data.device_resident': 'never', 'data.batch_size': batch,
+        'train.num_steps': steps + 1,
         'train.eval_every': 10**9, 'train.checkpoint_every': 10**9, 'train.log_every': 50,
         'train.progress': False})
     over.pop('data.name')
@@ -690,12 +705,15 @@ def train_case(dataset: str, workdir: str, scale: float) -> list[dict]:
     wall = time.time() - t0
     rows = steps * batch
     out.append(_record(dataset, 'train', scale, rows, rows / rate if rate else 0.0,
-                       model='din', in_memory=mode, batch=batch, steps=steps,
+                       model='din', in_memory=mode, repeat=rep, batch=batch, steps=steps,
                        examples_per_s=rate, last_logged_step=done_step,
                        process_seconds=round(wall, 1), peak_rss_mb=round(peak, 1),
                        exit_code=rc, **({'error': err} if err else {})))
-  if len(out) == 2 and out[0]['examples_per_s'] and out[1]['examples_per_s']:
-    out[0]['disk_over_memory'] = round(out[0]['examples_per_s'] / out[1]['examples_per_s'], 3)
+  rates = {m: [r['examples_per_s'] for r in out if r['in_memory'] == m]
+           for m in ('never', 'always')}
+  if all(rates.values()) and all(all(v) for v in rates.values()):
+    out[-1]['disk_over_memory'] = round(float(np.mean(rates['never']) / np.mean(rates['always'])),
+                                        3)
   return out
 
 
@@ -703,6 +721,7 @@ def _run_until_trained(args, wd, last_step):
   """Runs the trainer until metrics.jsonl logs `last_step` (then stops it: the final eval of
   valid and test is not part of the throughput); returns (examples/s, step, rc, peak MB, err)."""
   metrics = os.path.join(wd, 'metrics.jsonl')
+  os.makedirs(os.path.dirname(wd), exist_ok=True)
   t0 = time.time()
   with open(os.devnull, 'rb') as devnull, open(os.path.join(os.path.dirname(wd),
                                                os.path.basename(wd) + '.log'), 'w') as log:
