@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 
 import numpy as np
 import pytest
 
 from seqrec_jax.configs import default
-from seqrec_jax.data import DataError, census, load_dataset
+from seqrec_jax.data import DataError, census, load_dataset, raw
 
 FIX = os.path.join(os.path.dirname(__file__), 'fixtures', 'census', 'adult_head40.csv')
 
@@ -124,3 +125,28 @@ def test_load_dataset_multitask_batches(tmp_path):
   assert sorted(b) == ['dense', 'labels', 'sparse', 'user_id']
   assert b['labels'].shape == (3, 2) and b['sparse'].shape == (3, len(ds.spec.sparse))
   assert ds.info['train/rows'] == 20 and 'income' in ds.info['train/pos_rate']
+
+
+@pytest.mark.parametrize('edit', [lambda l: l, lambda l: l[:5] + ['\n', '\r\n'] + l[5:] + ['\n'],
+                                  lambda l: [x.replace('\n', '\r\n') for x in l]])
+@pytest.mark.parametrize('source', ['fixture', 'packaged'])
+def test_arrow_rows_equal_the_line_reader(tmp_path, edit, source):
+  """census.arrow_rows (pyarrow) gives the rows of raw.read_delimited, blank lines and CRLF
+  included (line numbers too)."""
+  lines = (open(FIX).read() if source == 'fixture' else
+           gzip.open(census.packaged_file(), 'rt').read()).splitlines(keepends=True)
+  path = tmp_path / 'adult.csv'
+  path.write_text(''.join(edit(lines)), newline='')
+  bad = raw.BadRows(False)
+  with raw.open_binary(str(path)) as f:
+    first = raw.check_header(f, str(path), census.COLUMNS, ',')
+    data = f.read()
+  fast = census.arrow_rows(data, ',', census.columns(), first)
+  exact = raw.concat_chunks(raw.read_delimited(
+      raw.iter_lines(io.BytesIO(data), str(path), bad, first_line=first), str(path), ',',
+      census.columns(), bad))
+  assert fast is not None and sorted(fast) == sorted(exact)
+  for k in exact:
+    assert fast[k].dtype == exact[k].dtype, k
+    np.testing.assert_array_equal(fast[k], exact[k], err_msg=k)
+  assert census.arrow_rows(data.replace(b',Male,', b',,', 1), ',', census.columns(), first) is None

@@ -1,6 +1,7 @@
 """Criteo: tab-separated text (plain / gzip / directory), transforms, vocabularies, bad input."""
 from __future__ import annotations
 
+import gc
 import gzip
 import os
 
@@ -100,6 +101,8 @@ def test_gzip_directory_max_rows_and_deterministic_tail(tmp_path):
     ('\t' * 39 + '\n', "empty 'label'"),
     ('0\tx1' + '\t' * 38 + '\n', "'I1' is 'x1', not an integer"),
     ('0\t1.5' + '\t' * 38 + '\n', "'I1' is '1.5', not an integer"),
+    ('0\t0x1f' + '\t' * 38 + '\n', "'I1' is '0x1f', not an integer"),   # pyarrow reads 31
+    ('0\t' * 40 + '\n', 'got 41'),
 ])
 def test_malformed_lines(tmp_path, row, reason):
   lines = criteo_lines(60, seed=3)
@@ -130,3 +133,66 @@ def test_bad_line_in_the_tail_fails_the_build_and_leaves_no_dataset(tmp_path):
   assert sum(len(s) for s in ds.splits.values()) == 60
   b = ds.splits['train'].__getitems__(np.arange(5))
   assert b['sparse'].shape == (5, 26) and b['dense'].dtype == np.float32
+
+
+def _assert_same(fast, exact):
+  a, b = collect(fast), collect(exact)
+  assert fast.spec == exact.spec and fast.info == exact.info   # info once all splits are read
+  for s in b:
+    for k in b[s]:
+      assert a[s][k].dtype == b[s][k].dtype, (s, k)
+      np.testing.assert_array_equal(a[s][k], b[s][k], err_msg=f'{s}/{k}')
+
+
+@pytest.mark.parametrize('kw', [{}, {'max_rows': 140}, {'min_count': 1, 'split_seed': 2}])
+def test_fast_path_equals_exact_path_on_the_fixture(kw):
+  _assert_same(criteo.prepare_fast(cfg(**kw)), criteo.prepare_exact(cfg(**kw)))
+
+
+def test_fast_path_equals_exact_path_on_odd_tokens(tmp_path):
+  """Missing values, negative and zero-padded ints, rare tokens, and tokens that are not
+  8 lowercase hex characters (sorting among the hex ones), plain and gzip, blank lines."""
+  rng = np.random.default_rng(7)
+  odd = ['', 'ABCDEF01', '0000abc', 'zzzzzzzz', '~', '0000abcd0', 'é1234567', '12345678 ',
+         '+', 'deadbeef', '00000000', 'ffffffff']
+  lines = []
+  for i in range(3000):
+    ints = [str(x) for x in rng.integers(-5, 100, 13)]
+    ints[3] = '007'
+    cats = [f'{int(x):08x}' for x in rng.zipf(1.3, 26) % 300 * 2654435761 % 2**32]
+    for j in np.flatnonzero(rng.random(26) < 0.2):
+      cats[j] = odd[rng.integers(len(odd))]
+    fields = ints + cats
+    for j in np.flatnonzero(rng.random(39) < 0.1):
+      fields[j] = ''
+    lines.append('\t'.join([str(i % 2)] + fields) + ('\r\n' if i % 7 == 0 else '\n'))
+    if i % 500 == 0:
+      lines.append('\n')
+  path = tmp_path / 'train.txt'
+  path.write_text(''.join(lines), encoding='utf-8')
+  with gzip.open(tmp_path / 'train.txt.gz', 'wt', encoding='utf-8') as f:
+    f.writelines(lines)
+  for p in (path, tmp_path / 'train.txt.gz'):
+    for kw in ({'min_count': 2}, {'min_count': 1, 'max_rows': 1000}):
+      c = cfg(path=str(p), **kw)
+      _assert_same(criteo.prepare_fast(c), criteo.prepare_exact(c))
+
+
+def test_fast_path_cleans_its_temporary_files(monkeypatch, tmp_path):
+  monkeypatch.setattr(criteo.tempfile, 'tempdir', str(tmp_path))
+  p = criteo.prepare_fast(cfg())
+  (d,) = os.listdir(tmp_path)
+  assert sorted(os.listdir(tmp_path / d))[:3] == ['C1', 'C10', 'C11']
+  collect(p)
+  del p
+  gc.collect()
+  assert not os.listdir(tmp_path)
+
+
+def test_malformed_line_after_max_rows_is_not_read(tmp_path):
+  lines = criteo_lines(60, seed=5)
+  path = tmp_path / 'train.txt'
+  path.write_text(''.join(lines[:50] + ['0\tbad' + '\t' * 38 + '\n'] + lines[50:]))
+  p = criteo.prepare(cfg(path=str(path), max_rows=50))
+  assert p.info['lines'] == 50 and p.info['bad_rows_skipped'] == 0
+  _assert_same(p, criteo.prepare_exact(cfg(path=str(path), max_rows=50)))

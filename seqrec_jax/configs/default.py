@@ -5,7 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from seqrec_jax.data import mmoe_synthetic, video
-from seqrec_jax.data import amazon, census, criteo, movielens, synthetic
+from seqrec_jax.data import amazon, census, census_kdd, criteo, movielens, synthetic
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -41,6 +41,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.amazon = ml_collections.ConfigDict(dict(amazon.DEFAULTS))
   c.data.census = ml_collections.ConfigDict(dict(census.DEFAULTS))
   c.data.criteo = ml_collections.ConfigDict(dict(criteo.DEFAULTS))
+  # UCI census-income (KDD), the MMoE paper's task groups (data/census_kdd.py).
+  c.data.census_kdd = ml_collections.ConfigDict(dict(census_kdd.DEFAULTS))
   # MMoE paper's two-task regression data (data/mmoe_synthetic.py).
   c.data.mmoe_synthetic = ml_collections.ConfigDict(dict(mmoe_synthetic.DEFAULTS))
   # Synthetic short-video feed with oracle labels (data/video.py).

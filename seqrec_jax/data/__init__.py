@@ -121,5 +121,10 @@ def _criteo(data_cfg):
   return _tfds_dataset('criteo', data_cfg)
 
 
+@register_dataset('census_kdd')
+def _census_kdd(data_cfg):
+  return _tfds_dataset('census_kdd', data_cfg)
+
+
 __all__ = ['DATASETS', 'ArraySplit', 'DataError', 'DataSpec', 'Dataset', 'FeatureSpec', 'Task',
            'load_dataset', 'register_dataset', 'validate_arrays']

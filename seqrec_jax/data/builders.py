@@ -9,7 +9,7 @@ from types import ModuleType
 
 import tensorflow_datasets as tfds
 
-from seqrec_jax.data import amazon, census, criteo, movielens
+from seqrec_jax.data import amazon, census, census_kdd, criteo, movielens
 from seqrec_jax.data.tfds_source import ColumnBuilder
 
 
@@ -32,6 +32,8 @@ SeqrecCensus = _builder('SeqrecCensus', census, '2.0.0',
                         'Packaged adult.csv.gz, train-only statistics.')
 SeqrecCriteo = _builder('SeqrecCriteo', criteo, '2.0.0',
                         'log(x+1) integers, min-count vocabularies, sequential split.')
+SeqrecCensusKdd = _builder('SeqrecCensusKdd', census_kdd, '2.0.0',
+                           'MMoE paper task groups; UCI train file, test file split 1:1.')
 
 BUILDERS = {'movielens': SeqrecMovielens, 'amazon': SeqrecAmazon, 'census': SeqrecCensus,
-            'criteo': SeqrecCriteo}
+            'criteo': SeqrecCriteo, 'census_kdd': SeqrecCensusKdd}

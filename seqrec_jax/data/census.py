@@ -11,10 +11,14 @@
   rows (num_users = 1), so GAUC equals AUC.
 * Split: a seeded permutation of rows (`valid_frac`, `test_frac`), each split in file order.
 * Source: the packaged `files/adult.csv.gz` (CC BY 4.0, see files/README.md) or `path`.
+  Split into columns by pyarrow (`arrow_rows`); a file with a malformed line goes through the
+  exact line reader (raw.read_delimited), which names or skips (skip_bad_rows) each such line.
 """
 from __future__ import annotations
 
+import io
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -75,10 +79,8 @@ def tag(cfg) -> str:
   return 'adult' if not cfg['path'] else os.path.basename(cfg['path']).split('.')[0]
 
 
-def read(path: str, bad: raw.BadRows) -> dict[str, np.ndarray]:
-  """All 15 columns; strings stripped; numerics int64; labels validated."""
-  if not os.path.exists(path):
-    raise DataError(f'config.data.census.path={path!r} does not exist')
+def columns() -> list[raw.Column]:
+  """The 15 typed columns (numerics >= 0, incomes from _INCOME, no empty strings)."""
   cols = []
   for c in COLUMNS:
     if c in NUMERIC:
@@ -90,10 +92,55 @@ def read(path: str, bad: raw.BadRows) -> dict[str, np.ndarray]:
     else:
       cols.append(raw.Column(c, 'str', check=lambda v: np.char.strip(v.astype(str)) == '',
                              why='empty value (write missing values as ?)'))
+  return cols
+
+
+def arrow_rows(data: bytes, sep: str, cols: Sequence[raw.Column],
+               first_line: int = 1) -> dict[str, np.ndarray] | None:
+  """The rows raw.read_delimited would give for `data` (all lines well formed), split by
+  pyarrow and converted by raw's own column conversion; None where any line or value is
+  malformed (the caller then runs raw.read_delimited, which names or skips those lines)."""
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.csv as pacsv  # pylint: disable=g-import-not-at-top
+  names = [c.name for c in cols]
+  lines = data.split(b'\n')
+  if lines and not lines[-1]:
+    lines.pop()
+  line_nos = first_line + np.flatnonzero([bool(x.rstrip(b'\r')) for x in lines])
+  if not len(line_nos):
+    return None
+  try:
+    table = pacsv.read_csv(
+        pa.py_buffer(data), read_options=pacsv.ReadOptions(column_names=names),
+        parse_options=pacsv.ParseOptions(delimiter=sep, quote_char=False),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names},
+                                             strings_can_be_null=False))
+  except pa.ArrowInvalid:      # a wrong field count, bad UTF-8, ...
+    return None
+  if table.num_rows != len(line_nos):    # e.g. a lone '\r' inside a line
+    return None
+  out = {}
+  for col in cols:
+    vals, bad = raw._convert(table.column(col.name).to_numpy(zero_copy_only=False), col)  # pylint: disable=protected-access
+    if bad.any():
+      return None
+    out[col.name] = vals
+  out['_line'] = line_nos.astype(np.int64)
+  return out
+
+
+def read(path: str, bad: raw.BadRows) -> dict[str, np.ndarray]:
+  """All 15 columns; strings stripped; numerics int64; labels validated."""
+  if not os.path.exists(path):
+    raise DataError(f'config.data.census.path={path!r} does not exist')
+  cols = columns()
   with raw.open_binary(path) as f:
     first = raw.check_header(f, path, COLUMNS, ',')
-    out = raw.concat_chunks(raw.read_delimited(raw.iter_lines(f, path, bad, first_line=first),
-                                               path, ',', cols, bad))
+    data = f.read()
+  out = arrow_rows(data, ',', cols, first)
+  if out is None:   # the exact line reader names (or skips) the malformed lines
+    lines = raw.iter_lines(io.BytesIO(data), path, bad, first_line=first)
+    out = raw.concat_chunks(raw.read_delimited(lines, path, ',', cols, bad))
   if not out or not len(out['_line']):
     raise DataError(f'{path}: no data rows')
   for c in COLUMNS:
