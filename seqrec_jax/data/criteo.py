@@ -21,11 +21,14 @@
   other tokens through a per-field dictionary), writes label, dense and keys to temporary
   per-field files in $TMPDIR (~270 bytes a row: ~12 GB for the 45.8M-line Kaggle file; deleted
   with the Prepared), counts the train keys with np.unique and maps keys to ids with
-  np.searchsorted, chunk by chunk. Measured here (2 shared cores): ~80k rows/s, peak RSS
-  ~1.2 GB at 2M rows. Any line the fast path would not read exactly like the line reader
-  (wrong field count, bad UTF-8, a label other than 0/1, an integer pyarrow parses differently
-  such as '0x1f') sends the whole file to `prepare_exact`, which names or skips each malformed
-  line (skip_bad_rows), ~20k rows/s. Both give identical rows (tests/test_data_criteo.py).
+  np.searchsorted, chunk by chunk. Measured on 5M generated lines (2 cores shared with other
+  jobs, load ~12): 46 CPU-seconds (~110k rows per CPU-second; 142 s wall), peak RSS 1.9 GB,
+  so the 45.8M-line file takes ~7-8 CPU-minutes. Any line the fast path would not read exactly
+  like the line reader (wrong field count, bad UTF-8, a label other than 0/1, an integer that
+  pyarrow parses differently such as '0x1f') sends the whole file to `prepare_exact` (Python
+  per line: ~16k rows per CPU-second against ~90k for the fast path at 200k lines), which
+  names or skips (skip_bad_rows) each malformed line. Both give identical rows
+  (tests/test_data_criteo.py).
 """
 from __future__ import annotations
 
@@ -146,7 +149,7 @@ def _scan(path: str, max_rows: int) -> tuple[int, int]:
 
 
 def prepare_exact(cfg) -> Prepared:
-  """The exact line reader (raw.read_delimited): names every malformed line; ~20k rows/s."""
+  """The exact line reader (raw.read_delimited): names or skips every malformed line."""
   path, v, t = _file(cfg), *_fracs(cfg)
   n, last = _scan(path, int(cfg['max_rows']))
   if n == 0:
