@@ -13,9 +13,9 @@ from seqrec_jax.data.pipeline import train_batches
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _random_store(tmp_path, n=500, users=40, L=7, seed=0):
-  """A random sequence split written as column files: behaviours of `users` users, rows that
-  point into them."""
+def random_sequence_rows(n=500, users=40, L=7, seed=0):
+  """Random stored sequence rows: behaviours of `users` users and rows pointing into them
+  (also used by tests/test_device_split.py)."""
   rng = np.random.default_rng(seed)
   lens = rng.integers(1, 30, users)
   starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
@@ -30,11 +30,16 @@ def _random_store(tmp_path, n=500, users=40, L=7, seed=0):
           'target_cate': rng.integers(0, 6, n).astype(np.int32),
           'label': rng.integers(0, 2, n).astype(np.float32),
           'hist_start': start.astype(np.int64), 'hist_end': end.astype(np.int64)}
+  return rows, beh, DataSpec(num_users=users + 1, num_items=50, num_cates=6, max_len=L)
+
+
+def _random_store(tmp_path, n=500):
+  """random_sequence_rows written as column files (in chunks of 97 rows)."""
+  rows, beh, spec = random_sequence_rows(n)
   fields = {k: (v.shape[1:], v.dtype) for k, v in rows.items()}
   chunks = [{k: v[s:s + 97] for k, v in rows.items()} for s in range(0, n, 97)]
   assert store.write_columns(str(tmp_path / 'train'), fields, iter(chunks)) == n
   store.write_columns(str(tmp_path / 'beh'), {k: ((), np.int32) for k in beh}, [beh])
-  spec = DataSpec(num_users=users + 1, num_items=50, num_cates=6, max_len=L)
   return rows, beh, spec
 
 

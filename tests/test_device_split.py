@@ -9,25 +9,14 @@ import pytest
 from seqrec_jax import multirun, parallel, train
 from seqrec_jax.data import device_split, store
 from seqrec_jax.data.pipeline import ArraySplit, train_batches
+from tests.test_data_store import random_sequence_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _sequence_split(n=300, users=25, L=6, seed=0):
-  rng = np.random.default_rng(seed)
-  lens = rng.integers(1, 20, users)
-  starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-  m = int(lens.sum())
-  beh = {'hist_items': rng.integers(0, 40, m).astype(np.int32),
-         'hist_cates': rng.integers(0, 5, m).astype(np.int32)}
-  u = rng.integers(0, users, n)
-  rows = {'user_id': (u + 1).astype(np.int32),
-          'target_item': rng.integers(0, 40, n).astype(np.int32),
-          'target_cate': rng.integers(0, 5, n).astype(np.int32),
-          'label': rng.integers(0, 2, n).astype(np.float32),
-          'hist_start': starts[u].astype(np.int64),
-          'hist_end': (starts[u] + rng.integers(0, lens[u] + 1)).astype(np.int64)}
-  return store.ColumnSplit(rows, beh, L)
+def _sequence_split(n=300):
+  rows, beh, spec = random_sequence_rows(n, users=25, L=6)
+  return store.ColumnSplit(rows, beh, spec.max_len)
 
 
 def _assert_same(host, dev):
