@@ -55,7 +55,12 @@ class Run:
 
 def vary_of(config) -> dict[str, list]:
   """config.train.vary parsed: {dotted key: [values]} ('' or {} = nothing varies)."""
-  v = config.train.get('vary', '')
+  return parse_vary(config.train.get('vary', ''))
+
+
+def parse_vary(v) -> dict[str, list]:
+  """A train.vary value (a JSON string or a dict) as {dotted key: [values]}; ValueError naming
+  it if it is not a JSON object. Its keys and values are checked by configs/validate.py."""
   if isinstance(v, str):
     if not v.strip():
       return {}
@@ -74,57 +79,22 @@ def is_group(config) -> bool:
   return t.get('runs', 1) != 1 or bool(t.get('run_seeds', ())) or bool(vary_of(config))
 
 
-def _lookup(config, key: str):
-  node = config
-  for part in key.split('.'):
-    if not hasattr(node, 'keys') or part not in node:
-      raise ValueError(f'config.train.vary key {key!r} is not a config key')
-    node = node[part]
-  return node
-
-
 def group_runs(config, num_tasks: int | None = None) -> list[Run]:
-  """The runs of config's group in order (seeds outer, then the vary points, row-major)."""
+  """The runs of config's group in order (seeds outer, then the vary points, row-major).
+  The keys are validated with the rest of the config (configs/validate.py); only what needs
+  the dataset (num_tasks: a varied train.loss_weights' length) is checked here."""
   t = config.train
   seeds = tuple(int(s) for s in t.get('run_seeds', ()))
-  runs = int(t.get('runs', 1))
-  if runs < 1:
-    raise ValueError(f'config.train.runs={runs} must be >= 1')
-  if seeds and runs not in (1, len(seeds)):
-    raise ValueError(f'config.train.runs={runs} disagrees with config.train.run_seeds={seeds} '
-                     f'({len(seeds)} seeds); set one of them')
   if not seeds:
-    seeds = tuple(config.seed + i for i in range(runs))
+    seeds = tuple(config.seed + i for i in range(int(t.get('runs', 1))))
   vary = vary_of(config)
-  for key, values in vary.items():
-    if key == 'seed':
-      raise ValueError('config.train.vary key "seed": set config.train.run_seeds instead')
-    current = _lookup(config, key)
-    if key not in VARY_KEYS:
-      raise ValueError(f'config.train.vary key {key!r} (currently {current!r}) changes shapes '
-                       'or the compiled program, so it cannot vary inside one group; '
-                       f'vectorisable keys: {sorted(VARY_KEYS)}. Run separate groups instead.')
-    if not isinstance(values, (list, tuple)) or not values:
-      raise ValueError(f'config.train.vary[{key!r}]={values!r} must be a non-empty list')
-    for v in values:
-      _check_value(config, key, v, num_tasks)
+  for v in vary.get('train.loss_weights', ()):
+    if num_tasks is not None and len(v) != num_tasks:
+      raise ValueError(f"config.train.vary['train.loss_weights'] value {v!r}: must be a list "
+                       f'of {num_tasks} per-task weights (the dataset has {num_tasks} tasks)')
   keys = sorted(vary)
   points = [dict(zip(keys, p)) for p in itertools.product(*(vary[k] for k in keys))]
   return [Run(i, s, p) for i, (s, p) in enumerate(itertools.product(seeds, points))]
-
-
-def _check_value(config, key: str, v, num_tasks):
-  where = f'config.train.vary[{key!r}] value {v!r}'
-  if key == 'train.loss_weights':
-    if not isinstance(v, (list, tuple)) or (num_tasks is not None and len(v) != num_tasks):
-      raise ValueError(f'{where}: must be a list of {num_tasks} per-task weights')
-    return
-  if not isinstance(v, (int, float)) or isinstance(v, bool):
-    raise ValueError(f'{where}: must be a number')
-  if key == 'model.dropout' and not 0.0 <= v < 1.0:
-    raise ValueError(f'{where}: a dropout rate must be in [0, 1)')
-  if v < 0:
-    raise ValueError(f'{where}: must be >= 0')
 
 
 def run_config(config, run: Run) -> ml_collections.ConfigDict:

@@ -530,3 +530,38 @@ def test_corrupt_init_from_source_is_an_error_never_a_silent_load(tmp_path, seed
   for k, v in state['params'].items():
     np.testing.assert_array_equal(got['params'][k], v, err_msg=k)
   assert (meta['best'], meta['best_step']) == (0.75, 9)
+
+
+# ---------------------------------------------------------------- multi-run keys (issue 28)
+
+MULTIRUN_FAULTS = [  # (key, value, words the error must contain), each refused before any work
+    ('train.runs', 0, 'integer >= 1'),
+    ('train.runs', -2, 'integer >= 1'),
+    ('train.run_seeds', (1.5, 2), 'list of integer seeds'),
+    ('train.loss_weights', ('a',), 'finite numbers >= 0'),
+    ('train.loss_weights', (float('nan'),), 'finite numbers >= 0'),
+    ('train.loss_weights', (-1.0,), 'finite numbers >= 0'),
+    ('train.vary', '{"optim.learning_rate": [NaN]}', 'finite number > 0'),
+    ('train.vary', '{"optim.learning_rate": [0]}', 'finite number > 0'),
+    ('train.vary', '{"optim.weight_decay": ["x"]}', 'finite number >= 0'),
+    ('train.vary', '{"model.mba_lambda": [-1]}', 'finite number >= 0'),
+    ('train.vary', '{"train.loss_weights": [["w"]]}', 'finite numbers >= 0'),
+    ('train.vary', '{"optim.learning_rate": []}', 'non-empty list'),
+    ('train.vary', '{"model.embed_dim": [4, 8]}', 'changes shapes'),
+    ('train.vary', '[1, 2]', 'JSON object'),
+    ('train.vary', '{"optim.learning_rate": [1e-3', 'not a JSON object'),
+]
+
+
+@pytest.mark.parametrize('key,value,words', MULTIRUN_FAULTS,
+                         ids=[f'{k}={v}' for k, v, _ in MULTIRUN_FAULTS])
+def test_each_multirun_fault_is_refused_before_any_work(tiny_config, tmp_path, key, value,
+                                                        words):
+  from seqrec_jax.configs import set_path  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.configs.validate import ConfigError  # pylint: disable=g-import-not-at-top
+  set_path(tiny_config, key, value)
+  wd = tmp_path / 'wd'
+  with pytest.raises(ConfigError) as err:
+    train.train_and_evaluate(tiny_config, str(wd))
+  assert f'config.{key}' in str(err.value) and words in str(err.value), str(err.value)
+  assert not wd.exists()

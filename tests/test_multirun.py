@@ -111,19 +111,19 @@ def test_per_run_early_stopping_selection_and_records(din_group):
 
 
 def test_group_axis_and_config_errors():
+  from seqrec_jax.configs import validate  # pylint: disable=g-import-not-at-top
   cfg = group_config('din')
-  cfg.train.vary = '{"model.hidden": [[8], [16]]}'
-  with pytest.raises(ValueError, match=r"'model.hidden'.*changes shapes.*vectorisable keys"):
-    multirun.group_runs(cfg)
-  cfg.train.vary = '{"model.hiden": [1]}'
-  with pytest.raises(ValueError, match=r"'model.hiden' is not a config key"):
-    multirun.group_runs(cfg)
-  cfg.train.vary = '{"optim.learning_rate": 0.1}'
-  with pytest.raises(ValueError, match=r'must be a non-empty list'):
-    multirun.group_runs(cfg)
+  for vary, words in (('{"model.hidden": [[8], [16]]}',
+                       r"'model.hidden'.*changes shapes.*vectorisable keys"),
+                      ('{"model.hiden": [1]}', r"'model.hiden' is not a config key"),
+                      ('{"optim.learning_rate": 0.1}', r'must be a non-empty list')):
+    cfg.train.vary = vary
+    with pytest.raises(validate.ConfigError, match=words):
+      validate.validate_config(cfg)
   cfg.train.vary, cfg.train.run_seeds, cfg.train.runs = '', (1, 2), 3
-  with pytest.raises(ValueError, match=r'runs=3 disagrees with config.train.run_seeds'):
-    multirun.group_runs(cfg)
+  with pytest.raises(validate.ConfigError,
+                     match=r'runs=3: disagrees with config.train.run_seeds'):
+    validate.validate_config(cfg)
   cfg.train.runs = 1
   cfg.train.vary = '{"optim.learning_rate": [1, 2], "model.dropout": [0.0, 0.1, 0.2]}'
   runs = multirun.group_runs(cfg)
@@ -132,6 +132,32 @@ def test_group_axis_and_config_errors():
   one = multirun.run_config(cfg, runs[5])
   assert (one.seed, one.model.dropout, one.optim.learning_rate) == (1, 0.2, 2.0)
   assert not multirun.is_group(one)
+
+
+def test_multirun_keys_are_validated_with_the_config_before_any_work(tmp_path):
+  """Every bad multi-run key in the one ConfigError, before data, model or workdir (was: after
+  the data loaded and the workdir existed, and NaN / 0 learning rates and non-numeric loss
+  weights were accepted)."""
+  from seqrec_jax.configs import validate  # pylint: disable=g-import-not-at-top
+  cfg = group_config('din')
+  cfg.train.runs, cfg.train.run_seeds = 0, (1, 'b')
+  cfg.train.loss_weights = ('x',)
+  cfg.train.vary = ('{"optim.learning_rate": [NaN, 0, 0.1], "model.dropout": [1.5], '
+                    '"train.loss_weights": [[1, "a"]], "seed": [1, 2]}')
+  wd = tmp_path / 'wd'
+  with pytest.raises(validate.ConfigError) as e:
+    train.train_and_evaluate(cfg, str(wd))
+  msg = str(e.value)
+  for words in ('config.train.runs=0: must be an integer >= 1',
+                "config.train.run_seeds=(1, 'b'): must be a list of integer seeds",
+                "config.train.loss_weights=('x',): must be a list of finite numbers >= 0",
+                "config.train.vary['optim.learning_rate'] value nan: must be a finite number > 0",
+                "config.train.vary['optim.learning_rate'] value 0: must be a finite number > 0",
+                "config.train.vary['model.dropout'] value 1.5: must be in [0, 1)",
+                "config.train.vary['train.loss_weights'] value [1, 'a']: must be a list",
+                'config.train.vary key "seed": set config.train.run_seeds instead'):
+    assert words in msg, (words, msg)
+  assert 'value 0.1' not in msg and not wd.exists()
 
 
 def _main(workdir, **env):

@@ -54,6 +54,11 @@ def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]
   return lambda v: None if v is None else check(v)
 
 
+def _numbers(v) -> str | None:
+  ok = isinstance(v, (list, tuple)) and all(_is_num(w) and w >= 0 for w in v)
+  return None if ok else 'must be a list of finite numbers >= 0 (one weight per task)'
+
+
 def flatten(d, prefix: str = '') -> dict[str, Any]:
   """{'a.b': leaf} for a nested ConfigDict / dict."""
   out = {}
@@ -112,6 +117,7 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
                                                for p in v.split(','))) else (
           "must be 'none', 'all', 'last' or comma-separated hidden-layer indices ('0,1')"),
       'model.lhuc_hidden': _int_at_least(1),
+      'model.mba_lambda': _num_at_least(0),
       'model.attention.normalizer': _one_of(('none', 'softmax', 'sigmoid')),
       'model.attention.activation': _one_of(('same',) + tuple(activations.ACTIVATIONS)),
       'optim.name': _one_of(state.OPTIMIZERS),
@@ -129,6 +135,10 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
       'train.patience': lambda v: None if _is_int(v) else 'must be an integer (<= 0: off)',
       'train.select_metric': _one_of(all_metrics),
       'train.trainable': _one_of(state.TRAINABLE),
+      'train.loss_weights': _numbers,     # their number against the tasks: train._loss_weights
+      'train.runs': _int_at_least(1),
+      'train.run_seeds': lambda v: None if isinstance(v, (list, tuple)) and all(
+          _is_int(x) for x in v) else 'must be a list of integer seeds (() = seed, seed+1, ...)',
       'train.init_from': lambda v: None if isinstance(v, str) else (
           "must be a path string (a workdir or checkpoint directory; '' = random init)"),
       'parallel.strategy': _one_of(parallel.STRATEGIES),
@@ -145,13 +155,15 @@ def validate_config(config) -> None:
   known = flatten(default.get_config())
   problems = [f'config.{k}={flat[k]!r}: unknown key (not in seqrec_jax/configs/default.py; '
               'a misspelling?)' for k in sorted(set(flat) - set(known))]
-  for key, check in _checks().items():
+  checks = _checks()
+  for key, check in checks.items():
     if key not in flat:
       problems.append(f'config.{key} is missing (every config extends configs/default.py)')
       continue
     why = check(flat[key])
     if why:
       problems.append(f'config.{key}={flat[key]!r}: {why}')
+  problems += _group_problems(config, flat, checks)
   if _is_int(flat.get('train.num_steps')) and flat['train.num_steps'] <= 0:
     why = _num_at_least(0, strict=True)(flat.get('train.num_epochs'))
     if why:
@@ -159,6 +171,36 @@ def validate_config(config) -> None:
                       '(train.num_steps <= 0 uses it)')
   if problems:
     raise ConfigError(f'invalid config {_SOURCE}:\n  ' + '\n  '.join(problems))
+
+
+def _group_problems(config, flat: dict[str, Any], checks) -> list[str]:
+  """A multi-run group's keys (seqrec_jax/multirun.py): runs vs run_seeds, and train.vary
+  parsed, each key vectorisable and each value valid for its key (the key's own check)."""
+  from seqrec_jax import multirun  # pylint: disable=g-import-not-at-top
+  out = []
+  runs, seeds = flat.get('train.runs', 1), flat.get('train.run_seeds', ())
+  if _is_int(runs) and isinstance(seeds, (list, tuple)) and seeds and runs not in (1, len(seeds)):
+    out.append(f'config.train.runs={runs}: disagrees with config.train.run_seeds={seeds} '
+               f'({len(seeds)} seeds); set one of them')
+  try:
+    vary = multirun.parse_vary(config['train'].get('vary', ''))
+  except ValueError as e:
+    return out + [str(e)]
+  for key, values in vary.items():
+    where = f'config.train.vary[{key!r}]'
+    if key == 'seed':
+      out.append('config.train.vary key "seed": set config.train.run_seeds instead')
+    elif key not in flat:
+      out.append(f'config.train.vary key {key!r} is not a config key')
+    elif key not in multirun.VARY_KEYS:
+      out.append(f'config.train.vary key {key!r} (currently {flat[key]!r}) changes shapes or '
+                 'the compiled program, so it cannot vary inside one group; vectorisable keys: '
+                 f'{sorted(multirun.VARY_KEYS)}. Run separate groups instead.')
+    elif not isinstance(values, list) or not values:
+      out.append(f'{where}={values!r}: must be a non-empty list')
+    else:
+      out += [f'{where} value {v!r}: {checks[key](v)}' for v in values if checks[key](v)]
+  return out
 
 
 def check_selection(config, tasks) -> None:
