@@ -70,6 +70,8 @@ _TRAIN_TIMEOUT = flags.DEFINE_integer('train_timeout', 1800, 'Seconds per train 
 _CHILD = flags.DEFINE_string('child', '', 'Internal: run one case in this process '
                              '(generate | prepare | read) and print its record.')
 _DATASET = flags.DEFINE_string('dataset', '', 'Internal: the child\'s dataset.')
+_TABLE = flags.DEFINE_string('table', '', 'Print the markdown table of this JSON lines file '
+                             '(the last record of each dataset/case/detail) and exit.')
 
 # Published sizes (scale 1).
 ML_RATINGS, ML_USERS, ML_MOVIES, ML_MAX_MOVIE_ID = 20_000_263, 138_493, 27_278, 131_262
@@ -625,15 +627,17 @@ def warm(path: str) -> int:
 def _time_reads(split, batch: int, rng, max_batches: int, max_seconds: float) -> dict:
   """Reads random batches (sorted row ids); rows, seconds and the median batch's rows/s."""
   n = len(split)
-  rows, times = 0, []
+  rows, times, cpu = 0, [], 0.0
   while len(times) < max_batches and sum(times) < max_seconds:
     idx = np.sort(rng.choice(n, min(batch, n), replace=False))
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.thread_time()
     out = split.__getitems__(idx)
+    cpu += time.thread_time() - c
     times.append(time.perf_counter() - t)
     rows += len(next(iter(out.values())))
   return {'rows': rows, 'seconds': sum(times), 'batches': len(times),
-          'median_batch_rows_per_s': round(min(batch, n) / float(np.median(times)), 1)}
+          'median_batch_rows_per_s': round(min(batch, n) / float(np.median(times)), 1),
+          'cpu_seconds': round(cpu, 3), 'rows_per_cpu_s': round(rows / max(cpu, 1e-9), 1)}
 
 
 def _forget_loaded() -> None:
@@ -757,8 +761,56 @@ def _emit(recs: list[dict], out_path: str) -> None:
         f.write(line + '\n')
 
 
+GOALS = {('movielens20m', 'prepare'): '<= 600 s, <= 12 GB', ('amazon', 'prepare'): '<= 180 s',
+         ('criteo', 'prepare'): '<= 1200 s', ('read', 'disk'): '>= 1M rows/s',
+         ('train', 'never'): '>= 0.9 x memory'}
+
+
+def _detail(r: dict) -> str:
+  if r['case'] == 'read':
+    cache = r['page_cache'].split(' (')[0]
+    return f"{r['source']}{'' if r['source'] == 'memory' else ', ' + cache}, batch {r['batch']}"
+  if r['case'] == 'train':
+    return f"din, in_memory={r['in_memory']}, batch {r['batch']}, run {r.get('repeat', 0)}"
+  if r['case'] == 'generate':
+    return f"{r.get('bytes', 0) / 2**30:.2f} GiB written"
+  if r['case'] == 'prepare':
+    return f"{r.get('prepared_bytes', 0) / 2**30:.2f} GiB prepared"
+  return ''
+
+
+def markdown(records: list[dict]) -> str:
+  """One table row per dataset/case/detail (the last record of each)."""
+  last = {}
+  for r in records:
+    if r.get('error') or r.get('skipped'):
+      continue
+    last[(r['dataset'], r['case'], _detail(r))] = r
+  cols = ['dataset', 'case', 'what', 'rows', 'seconds', 'rows/s', 'rows/s, median batch',
+          'rows per CPU-s', 'peak RSS MB', 'load (1 min)', 'goal']
+  out = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
+  for (d, c, what), r in last.items():
+    goal = GOALS.get((d, c)) or GOALS.get((c, r.get('source') or r.get('in_memory')), '')
+    med = r.get('median_batch_rows_per_s')
+    cpu = r.get('rows_per_cpu_s')
+    rate = r['rows_per_s']
+    if c == 'train' and r.get('disk_over_memory') is not None:
+      what += f" (disk/memory {r['disk_over_memory']:.2f})"
+    out.append('| ' + ' | '.join([
+        d, c, what, f"{r['rows']:,}", f"{r['seconds']:.1f}",
+        f'{rate:,.0f}' if rate else '-', f'{med:,.0f}' if med else '-',
+        f'{cpu:,.0f}' if cpu else '-',
+        f"{r['peak_rss_mb']:,.0f}" if r.get('peak_rss_mb') else '-',
+        f"{r['loadavg'][0]:.1f}", goal]) + ' |')
+  return '\n'.join(out)
+
+
 def main(argv):
   del argv
+  if _TABLE.value:
+    with open(_TABLE.value) as f:
+      print(markdown([json.loads(x) for x in f if x.strip()]))
+    return
   scale, workdir = _SCALE.value, _WORKDIR.value
   if _CHILD.value:
     sys.path.insert(0, ROOT)
