@@ -17,6 +17,18 @@ from __future__ import annotations
 from seqrec_jax.configs import default
 
 
+def _census_model(m):
+  """Model sizes of the census presets (UCI Adult and census-income KDD)."""
+  m.embed_dim = 4
+  m.experts = 8
+  m.expert_hidden = (16,)
+  m.bottom_hidden = (64,)
+  m.tower_hidden = (8,)
+  m.ple_levels = 2
+  m.shared_experts = 4
+  m.specific_experts = 2
+
+
 def get_config(arg: str = 'mmoe_synthetic'):
   parts = (arg or 'mmoe_synthetic').split(',')
   dataset = parts[0]
@@ -50,14 +62,7 @@ def get_config(arg: str = 'mmoe_synthetic'):
     c.train.select_task = 'mean'         # mean MSE over the two tasks
   elif dataset == 'census':
     # Income (main task) and never-married; categorical fields embedded, numbers as dense.
-    c.model.embed_dim = 4
-    c.model.experts = 8
-    c.model.expert_hidden = (16,)
-    c.model.bottom_hidden = (64,)
-    c.model.tower_hidden = (8,)
-    c.model.ple_levels = 2
-    c.model.shared_experts = 4
-    c.model.specific_experts = 2
+    _census_model(c.model)
     c.data.batch_size = 512
     c.data.eval_batch_size = 4096
     c.optim.learning_rate = 3e-3
@@ -70,14 +75,7 @@ def get_config(arg: str = 'mmoe_synthetic'):
   elif dataset == 'census_kdd':
     # UCI census-income (KDD), the MMoE paper's task groups (data/census_kdd.py); the census
     # preset's sizes, 199,523 train rows.
-    c.model.embed_dim = 4
-    c.model.experts = 8
-    c.model.expert_hidden = (16,)
-    c.model.bottom_hidden = (64,)
-    c.model.tower_hidden = (8,)
-    c.model.ple_levels = 2
-    c.model.shared_experts = 4
-    c.model.specific_experts = 2
+    _census_model(c.model)
     c.data.batch_size = 1024
     c.data.eval_batch_size = 8192
     c.optim.learning_rate = 3e-3
