@@ -2,7 +2,7 @@
 
   python -m benchmarks.multirun                          # both cases, as in docs/multirun.md
   python -m benchmarks.multirun --cases=din_synthetic --runs=3 --num_steps=50   # smoke run
-  python -m benchmarks.multirun --cases=din_synthetic --set=data.pack_history=False  # both padded
+  python -m benchmarks.multirun --cases=din_synthetic --override=data.pack_history=False  # padded
 
 Per case, in this one process: the S runs as one group (`config.train.run_seeds` = 0..S-1, one
 `train_and_evaluate` call) and then the same S runs one after another (S calls, seed s each),
@@ -26,7 +26,6 @@ each side (summaries' train_seconds). Training output goes to stderr.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import json
 import os
@@ -60,12 +59,14 @@ def _timed(fn, *args):
   return out, time.perf_counter() - t0
 
 
-def run_case(case: str, runs: int, num_steps: int, workdir: str, extra: dict | None = None
-             ) -> dict:
-  from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
+def run_case(case: str, runs: int, num_steps: int, workdir: str, extra=None) -> dict:
+  """extra: --override 'key=value' strings (or a {key: value} mapping), typed by the case's
+  config (seqrec_jax.configs.parse_overrides, the parser every study uses)."""
+  from seqrec_jax.configs import load_config, parse_overrides  # pylint: disable=g-import-not-at-top
   from seqrec_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   spec, overrides, default_runs, metric = case_setup(case)
+  extra = parse_overrides(extra or {}, load_config(spec))
   runs = runs if runs > 0 else default_runs
   overrides.update({'train.progress': False, **(extra or {})})
   if num_steps > 0:
@@ -104,29 +105,30 @@ def main(argv=None):
   ap.add_argument('--runs', type=int, default=0, help='S (default: the case\'s own, 100 / 5)')
   ap.add_argument('--num_steps', type=int, default=-1,
                   help='> 0: train steps per run (default: the study\'s own protocol)')
-  ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                  help='config override for both sides, e.g. --set=data.pack_history=False')
+  ap.add_argument('--override', '--set', dest='override', action='append', default=[],
+                  metavar='KEY=VALUE', help='config override for both sides, repeatable, typed '
+                  'by the config field it sets (seqrec_jax.configs.parse_overrides), e.g. '
+                  '--override=data.pack_history=False (--set: the old name)')
   ap.add_argument('--workdir', default='', help='checkpoints and metrics (default: a temp dir)')
   args = ap.parse_args(sys.argv[1:] if argv is None else argv)
   from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
   xla_cpu.apply_defaults()  # CPU runtime defaults, as seqrec_jax.main (before any JAX work)
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)      # orbax logs every checkpoint write at INFO
-  extra = {}
-  for kv in args.set:
-    key, sep, raw = kv.partition('=')
-    if not sep:
-      raise SystemExit(f'--set={kv!r}: expected KEY=VALUE')
+  from seqrec_jax.configs import load_config, parse_overrides  # pylint: disable=g-import-not-at-top
+  cases = [c for c in args.cases.split(',') if c]
+  for case in cases:               # every override checked against every case before training
     try:
-      extra[key] = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      extra[key] = raw
+      parse_overrides(args.override, load_config(case_setup(case)[0]))
+    except (KeyError, ValueError) as e:
+      raise SystemExit(f'{case}: {e}') from None
   with tempfile.TemporaryDirectory() as tmp:
     workdir = args.workdir or tmp
     from experiments import sweep  # pylint: disable=g-import-not-at-top
     sweep.use_compilation_cache(os.path.join(tmp, 'cache'))
-    for case in [c for c in args.cases.split(',') if c]:
-      print(json.dumps(run_case(case, args.runs, args.num_steps, workdir, extra)), flush=True)
+    for case in cases:
+      print(json.dumps(run_case(case, args.runs, args.num_steps, workdir, args.override)),
+            flush=True)
 
 
 if __name__ == '__main__':

@@ -5,14 +5,17 @@ PReLU, does softmax help? Baseline: Embedding&MLP with mean pooling (RelaImpr re
   python -m experiments.attention_ablation --full --seeds=5      # + sigmoid, more inputs,
                                                 # other scorers, recency features, bigger data
   python -m experiments.attention_ablation --dataset=movielens --num_steps=2000
+  python -m experiments.attention_ablation --dataset=amazon --override=data.amazon.path=/data/az
 
 Grid (default): inputs {q,k | q,k,q-k,q*k | q,k,outer} x activation {dice, prelu} (main and
 attention MLP alike, as DIN+Dice in the paper) x normaliser {none, softmax} x seeds, plus
 `base` with mean pooling per activation. Every cell is a full train/valid/test run (model
 selection on valid, test reported); cells finished earlier are skipped, so a rerun resumes.
-Writes table.md, table.csv and ablation_auc.png to --outdir (default
-runs/attention_ablation/<dataset>); a default run also copies them to
-docs/results/attention_ablation/<dataset>/ (shown by docs/attention.md).
+Writes table.md, table.csv and ablation_auc.png to <outdir>/<dataset> (--outdir, default
+runs/attention_ablation); a default run also copies them to
+docs/results/attention_ablation/<dataset>/ (shown by docs/attention.md). --dataset takes any
+dataset with DIN's inputs (din_table.FITS); --override=key=value (repeatable) reaches every
+cell, e.g. --override=data.movielens.path=/data/ml-20m.zip.
 """
 from __future__ import annotations
 
@@ -20,17 +23,20 @@ import os
 
 from absl import app, flags
 
-from experiments import publish, resolved, sweep
+from experiments import din_table, publish, resolved, sweep
 from seqrec_jax import metrics, xla_cpu
+from seqrec_jax.configs import define_override_flag, study_overrides
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
   """Defined only when run as a script (see sweep.define_study_flags)."""
-  flags.DEFINE_string('dataset', 'synthetic', 'config.data.name (a registered dataset).')
+  flags.DEFINE_string('dataset', 'synthetic', 'Dataset (config.data.name of din.py:<dataset>): '
+                      + ', '.join(f'{k} ({v})' for k, v in din_table.FITS.items()) + '.')
+  define_override_flag()
   sweep.define_study_flags(10, 'Seeds per cell (>= 3 for mean ± std; 10 for paired CIs).',
-                           'runs/attention_ablation/<dataset>',
+                           'runs/attention_ablation; tables and cells go to <outdir>/<dataset>',
                            'Larger grid and data (not meant for the 15-minute budget).',
                            'the size preset')
   flags.adopt_module_key_flags(sweep)     # list them under this script's --help
@@ -71,13 +77,23 @@ def size_overrides(dataset: str, full: bool, num_steps: int) -> dict:
   return o
 
 
-def make_cells(dataset: str, seeds: int, full: bool, num_steps: int = -1) -> list[sweep.Cell]:
+def extra_overrides(dataset: str, override_flags) -> dict:
+  """--override values (typed by din.py:<dataset>, data.<other dataset>.* dropped); fails on a
+  dataset without DIN's inputs."""
+  return study_overrides('attention_ablation', dataset, override_flags,
+                         f'seqrec_jax/configs/din.py:{dataset}', din_table.FITS, din_table.NEEDS)
+
+
+def make_cells(dataset: str, seeds: int, full: bool, num_steps: int = -1, extra=None
+               ) -> list[sweep.Cell]:
+  """extra: the --override values (extra_overrides), applied last in every cell."""
   base = size_overrides(dataset, full, num_steps)
   cells = []
 
   def add(group, overrides):
     for s in range(seeds):
-      cells.append(sweep.Cell(group=dict(group), overrides={**base, **overrides}, seed=s))
+      cells.append(sweep.Cell(group=dict(group), overrides={**base, **overrides,
+                                                            **(extra or {})}, seed=s))
 
   for act in ACTIVATIONS:
     add({'model': BASELINE, 'scorer': '-', 'inputs': '-', 'activation': act, 'normalizer': '-'},
@@ -220,13 +236,15 @@ def plot(rows: list[dict], path: str, dataset: str, oracle: float | None) -> Non
 def main(argv):
   del argv
   xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
-  outdir = FLAGS.outdir or os.path.join('runs', 'attention_ablation', FLAGS.dataset)
-  cells = make_cells(FLAGS.dataset, FLAGS.seeds, FLAGS.full, FLAGS.num_steps)
+  outdir = os.path.join(FLAGS.outdir or os.path.join('runs', 'attention_ablation'),
+                        FLAGS.dataset)
+  cells = make_cells(FLAGS.dataset, FLAGS.seeds, FLAGS.full, FLAGS.num_steps,
+                     extra_overrides(FLAGS.dataset, FLAGS.override))
   records, wall = sweep.run_study(f'seqrec_jax/configs/din.py:{FLAGS.dataset}', cells, outdir,
                                   FLAGS.seeds, FLAGS.runs_per_group)
   print(report(records, outdir, FLAGS.dataset))
   print(f'wrote {outdir}/table.md, table.csv, ablation_auc.png in {wall / 60:.1f} min')
-  if sweep.publishes():
+  if sweep.publishes() and not FLAGS.override:
     print('copied to', publish.publish(outdir, f'attention_ablation/{FLAGS.dataset}',
                                        ('table.md', 'table.csv', 'ablation_auc.png',
                                         'resolved.md')))

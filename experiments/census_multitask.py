@@ -3,6 +3,7 @@
   bash launch.sh mmoe                             # the synthetic study, then this table
   python -m experiments.census_multitask          # 6 rows x 10 seeds, 10 epochs each
   python -m experiments.census_multitask --full --seeds=5   # 30 epochs, expert-dropout sweep
+  python -m experiments.census_multitask --override=data.census.path=/data/adult.csv.gz
 
 Data: `census` (data/census.py: UCI Adult, 48,842 rows, 70/10/20 split; NOT the larger
 KDD census-income file of the paper, see docs/multitask.md). Rows: single_task (two separate
@@ -12,9 +13,16 @@ main task, as in the paper); the table shows per-task test AUC mean ± std over 
 the paper's "best" column, the test AUCs of the seed with the best valid income AUC, plus
 the gate diagnostics of the last training log (mean over seeds): the largest mean gate weight
 of one expert (1 = polarised) and the gate entropy (log E = uniform).
+--dataset: census or census_kdd (FITS: the table, its selection and the gate diagnostics are
+the income and never-married tasks; census_kdd = the paper's KDD census-income file, its
+task_group 1, config seqrec_jax/configs/multitask.py:census_kdd, needs
+--override=data.census_kdd.path=...); another UCI Adult file is read with
+--override=data.census.path=... (every --override reaches every cell and is recorded in its
+overrides, config and command; other multi-task data: experiments/mmoe_synthetic.py,
+experiments/video.py).
 Writes table.md/.csv, census_income_auc.png, census_never_married_auc.png to --outdir
-(default runs/census_multitask); a default run also copies them to
-docs/results/census_multitask/ (shown by docs/multitask.md).
+(default runs/census_multitask, runs/census_multitask_<dataset> for another dataset); a
+default run also copies them to docs/results/census_multitask/ (shown by docs/multitask.md).
 """
 from __future__ import annotations
 
@@ -25,12 +33,16 @@ import numpy as np
 
 from experiments import publish, resolved, sweep
 from seqrec_jax import xla_cpu
+from seqrec_jax.configs import define_override_flag, study_overrides
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
   """Defined only when run as a script (see sweep.define_study_flags)."""
+  flags.DEFINE_string('dataset', 'census', 'Dataset: ' + ', '.join(
+      f'{k} ({v})' for k, v in FITS.items()) + f'; the study needs {NEEDS}.')
+  define_override_flag()
   sweep.define_study_flags(10, 'Seeds per model (>= 3 for mean ± std; 10 for paired CIs).',
                            'runs/census_multitask',
                            '30 epochs and expert dropout 0.1 / 0.25 / 0.5.', '10 epochs')
@@ -45,7 +57,33 @@ METRICS = tuple(f'eval/{s}/{t}/auc' for s in ('test', 'valid') for t in TASKS) +
     'params', 'gate_max_util', 'gate_entropy')
 
 
-def make_cells(seeds: int, full: bool, num_steps: int = -1) -> list[sweep.Cell]:
+# The study's table, model selection and gate statistics are the income and never-married
+# tasks: only the census data (UCI Adult format, any file via data.census.path) has them.
+FITS = {'census': 'UCI Adult: income + never-married; packaged, another file via '
+                  'data.census.path',
+        'census_kdd': 'UCI census-income (KDD), the MMoE paper\'s data, task_group 1 (income + '
+                      'never-married); needs data.census_kdd.path'}
+NEEDS = 'the tasks income and never_married'
+
+
+def config_spec(dataset: str = 'census') -> str:
+  return f'seqrec_jax/configs/multitask.py:{dataset}'
+
+
+def extra_overrides(dataset: str, override_flags) -> dict:
+  """--override values (typed by multitask.py:<dataset>, data.<other dataset>.* dropped); fails
+  on a dataset without the income and never-married tasks. Another dataset than census also
+  sets data.name in every cell: its cells never share an id with census's."""
+  out = study_overrides('census_multitask', dataset, override_flags, config_spec(dataset),
+                        FITS, NEEDS)
+  if dataset == 'census_kdd' and out.get('data.census_kdd.task_group', 1) != 1:
+    raise app.UsageError('--override=data.census_kdd.task_group: census_multitask reports '
+                         'income and never_married, task group 1 (group 2 is college)')
+  return out if dataset == 'census' else {'data.name': dataset, **out}
+
+
+def make_cells(seeds: int, full: bool, num_steps: int = -1, extra=None) -> list[sweep.Cell]:
+  """extra: the --override values (extra_overrides), applied last in every cell."""
   base = {'train.progress': False}
   if full:
     base['train.num_epochs'] = 30.0
@@ -56,7 +94,7 @@ def make_cells(seeds: int, full: bool, num_steps: int = -1) -> list[sweep.Cell]:
   for p in ((0.1, 0.25, 0.5) if full else (0.25,)):
     rows.append((f'mmoe + expert dropout {p}', {'model.name': 'mmoe',
                                                 'model.expert_dropout': p}))
-  return [sweep.Cell(group={'model': label}, overrides={**base, **o}, seed=s)
+  return [sweep.Cell(group={'model': label}, overrides={**base, **o, **(extra or {})}, seed=s)
           for label, o in rows for s in range(seeds)]
 
 
@@ -95,7 +133,7 @@ COLUMNS = [('model', 'model'), ('income test AUC', 'eval/test/income/auc'),
            ('params', 'params'), ('seeds', 'n_seeds')]
 
 
-def report(records, outdir: str, wall: float) -> str:
+def report(records, outdir: str, wall: float, dataset: str = 'census') -> str:
   add_gate_stats(records, outdir)
   rows = sweep.aggregate(records, METRICS)
   add_best_run(rows, records)
@@ -108,29 +146,31 @@ def report(records, outdir: str, wall: float) -> str:
         r[k] = 'n/a'
   s0 = records[0]['summary']
   cell_wall = sum(r.get('wall_seconds', 0.0) for r in records)
-  notes = (f'Dataset `census` (UCI Adult); mean ± std over seeds '
+  what = {'census': 'UCI Adult', 'census_kdd': 'UCI census-income KDD'}.get(dataset, dataset)
+  notes = (f'Dataset `{dataset}` ({what}); mean ± std over seeds '
            f'{sorted({r["seed"] for r in records})}; every cell selects its state on valid '
            f'income AUC and reports test. "best run" = the seed with the best valid income AUC. '
            f'Gate columns: income gate (OMoE: its single gate) in the last training log; '
            f'n/a = no gate. Steps per cell: {s0["steps"]}. Cells: {len(records)}; summed cell '
            f'wall time {cell_wall / 60:.1f} min; this invocation {wall / 60:.1f} min (finished '
            f'cells are skipped). Config and command of every cell: `{outdir}/cells/*.json`.')
-  text = sweep.write_table(rows, COLUMNS, outdir, title='Census multi-task (income, '
+  name = 'Census' if dataset == 'census' else dataset
+  text = sweep.write_table(rows, COLUMNS, outdir, title=f'{name} multi-task (income, '
                            'never-married): test AUC', notes=notes)
   for t in TASKS:
     sweep.plot_bars(rows, ['model'], f'eval/test/{t}/auc',
                     os.path.join(outdir, f'census_{t}_auc.png'),
-                    title=f'census: {t} test AUC (mean ± std over seeds)')
+                    title=f'{dataset}: {t} test AUC (mean ± std over seeds)')
   comp = resolved.compare(records, lambda r: r['group']['model'], 'shared_bottom', outdir,
                           RESOLVE)
-  res = resolved.markdown(comp, RESOLVE, '#### census: each model vs shared_bottom')
+  res = resolved.markdown(comp, RESOLVE, f'#### {dataset}: each model vs shared_bottom')
   # The MMoE paper's own claims: MMoE vs OMoE (per-task gates vs one gate), and expert
   # dropout vs the MMoE it regularises.
   labels = list(dict.fromkeys(r['group']['model'] for r in records))
   for row, base in (('mmoe', 'omoe'), *((m, 'mmoe') for m in labels if 'expert dropout' in m)):
     comp = resolved.compare(records, lambda r: r['group']['model'], base, outdir, RESOLVE,
                             rows=[row])
-    res += '\n' + resolved.markdown(comp, RESOLVE, f'#### census: {row} vs {base}')
+    res += '\n' + resolved.markdown(comp, RESOLVE, f'#### {dataset}: {row} vs {base}')
   with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
     f.write(res)
   return text + '\n' + res
@@ -139,12 +179,16 @@ def report(records, outdir: str, wall: float) -> str:
 def main(argv):
   del argv
   xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
-  outdir = FLAGS.outdir or os.path.join('runs', 'census_multitask')
-  records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps),
+  dataset = FLAGS.dataset
+  extra = extra_overrides(dataset, FLAGS.override)
+  outdir = FLAGS.outdir or os.path.join(
+      'runs', 'census_multitask' + ('' if dataset == 'census' else f'_{dataset}'))
+  records, wall = sweep.run_study(config_spec(dataset),
+                                  make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps, extra),
                                   outdir, FLAGS.seeds, FLAGS.runs_per_group)
-  print(report(records, outdir, wall))
+  print(report(records, outdir, wall, dataset))
   print(f'wrote {outdir}/table.md, table.csv, census_*_auc.png in {wall / 60:.1f} min')
-  if sweep.publishes():
+  if sweep.publishes() and not extra:
     print('copied to', publish.publish(outdir, 'census_multitask', (
         'table.md', 'table.csv', 'resolved.md', *(f'census_{t}_auc.png' for t in TASKS))))
 

@@ -2,9 +2,14 @@
 
   python -m experiments.dcn_table                       # census (income) + MovieLens, 10 seeds
   python -m experiments.dcn_table --dataset=census --seeds=5
-  python -m experiments.dcn_table --dataset=criteo --criteo_path=/data/criteo \
-      --set=data.criteo.max_rows=2000000               # any config override, repeatable
+  bash launch.sh dcn --dataset=criteo --override=data.criteo.path=/data/dac/train.txt \\
+      --override=data.criteo.max_rows=2000000          # any config override, repeatable
   bash launch.sh dcn [flags...]
+
+--dataset: census, movielens, criteo, synthetic (FITS; each has a preset in configs/dcn.py);
+--override=key=value reaches every cell (typed by the config, recorded in each cell's
+overrides, config and command); --set (old name) and --criteo_path=... (= --dataset=criteo
+--override=data.criteo.path=...) still work.
 
 Per dataset: one row per model, test logloss and AUC mean ± std over seeds (model selection on
 valid logloss), parameters, training examples/s; outdir/<dataset>/table.md + table.csv +
@@ -24,11 +29,19 @@ import numpy as np
 
 from experiments import publish, resolved, sweep
 from seqrec_jax import models, xla_cpu
-from seqrec_jax.configs import load_config
+from seqrec_jax.configs import OVERRIDE_HELP, load_config, study_overrides
 from seqrec_jax.data import load_dataset
 
+# Datasets with a preset in configs/dcn.py (fields a cross network takes: categorical ids and
+# numbers, or a target item with its pooled history).
+FITS = {'census': 'UCI Adult, income task; packaged', 'movielens': 'target + mean-pooled '
+        'history; latest-small offline, any release via data.movielens.path',
+        'criteo': '13 numbers + 26 categorical fields; needs data.criteo.path',
+        'synthetic': 'planted-interest clicks'}
+NEEDS = 'a binary click/label task and a preset in configs/dcn.py'
 _DATASET = flags.DEFINE_string('dataset', 'census,movielens',
-                               'comma list of census | movielens | criteo | synthetic')
+                               'comma list, one table each (outdir/<dataset>): '
+                               + ', '.join(f'{k} ({v})' for k, v in FITS.items()))
 _SEEDS = flags.DEFINE_integer('seeds', 10, 'seeds per row (>= 3 for mean ± std; 10 for '
                              'paired CIs)')
 _OUTDIR = flags.DEFINE_string('outdir', 'runs/dcn_table', 'tables go to outdir/<dataset>/')
@@ -37,7 +50,8 @@ _CRITEO = flags.DEFINE_string('criteo_path', '', 'Criteo files (sets data.criteo
 _QUICK = flags.DEFINE_bool('quick', False, 'a quarter of the epochs (smoke run)')
 _FULL = flags.DEFINE_bool('full', False, 'twice the epochs of the default')
 _MODELS = flags.DEFINE_list('rows', [], 'subset of row names (default: all)')
-_SET = flags.DEFINE_multi_string('set', [], 'extra config override key=value for every cell')
+_OVERRIDE = flags.DEFINE_multi_string('override', [], OVERRIDE_HELP)
+flags.DEFINE_alias('set', 'override')     # the old name
 _RUNS_PER_GROUP = sweep.define_runs_per_group_flag()
 flags.adopt_module_key_flags(sweep)     # list --runs_per_group under this script's --help
 _DOCS = flags.DEFINE_bool('docs', True, 'after a default run (no flag but --dataset/--seeds) copy '
@@ -64,32 +78,33 @@ PAPER = {'criteo': {'paper DCN-V2 AUC': 0.8115}}
 RESOLVE = ('eval/test/logloss', 'eval/test/auc')   # each row vs DNN, paired by seed
 
 
-def _parse(v: str):
-  for cast in (int, float):
-    try:
-      return cast(v)
-    except ValueError:
-      pass
-  if v in ('True', 'False'):
-    return v == 'True'
-  if v.startswith('(') and v.endswith(')'):
-    return tuple(_parse(x.strip()) for x in v[1:-1].split(',') if x.strip())
-  return v
-
-
-def _extra_overrides(dataset: str) -> dict:
-  out = {}
-  for kv in _SET.value:
-    k, sep, v = kv.partition('=')
-    if not sep:
-      raise ValueError(f'--set {kv!r}: expected key=value')
-    if k.startswith('data.') and k.split('.')[1] in ('census', 'movielens', 'criteo',
-                                                     'synthetic') and k.split('.')[1] != dataset:
-      continue                        # another dataset's sub-block
-    out[k] = _parse(v)
-  if dataset == 'criteo' and _CRITEO.value:
-    out['data.criteo.path'] = _CRITEO.value
+def extra_overrides(dataset: str, override_flags=(), criteo_path: str = '') -> dict:
+  """--override values for one dataset's cells: typed by configs/dcn.py:<dataset>, data.<other
+  dataset>.* dropped; criteo_path (--criteo_path) sets data.criteo.path. Fails on a dataset
+  without a preset (FITS)."""
+  out = study_overrides('dcn_table', dataset, override_flags,
+                        f'seqrec_jax/configs/dcn.py:{dataset}', FITS, NEEDS)
+  if dataset == 'criteo' and criteo_path:
+    out['data.criteo.path'] = criteo_path
   return out
+
+
+def common_overrides(dataset: str, scale: float = 1.0, extra=None) -> dict:
+  """What every cell of a dataset sets: the config's epochs x scale, then extra."""
+  base = load_config(f'seqrec_jax/configs/dcn.py:{dataset}')
+  return {'train.num_epochs': base.train.num_epochs * scale, **(extra or {})}
+
+
+def make_cells(dataset: str, seeds: int, scale: float = 1.0, rows=(), extra=None
+               ) -> list[sweep.Cell]:
+  """Every row (or those named in rows) x seeds; the config's epochs x scale, then extra (the
+  --override values, extra_overrides) in every cell."""
+  common = common_overrides(dataset, scale, extra)
+  unknown = sorted(set(rows) - {label for label, _ in ROWS})
+  if unknown:
+    raise ValueError(f'--rows: unknown {unknown}; choose from {[label for label, _ in ROWS]}')
+  return [sweep.Cell({'model': label}, dict(common, **ov), seed)
+          for seed in range(seeds) for label, ov in ROWS if not rows or label in rows]
 
 
 def cross_width(spec: str, overrides: dict) -> str:
@@ -106,12 +121,10 @@ def cross_width(spec: str, overrides: dict) -> str:
 
 def run_dataset(dataset: str) -> str:
   spec = f'seqrec_jax/configs/dcn.py:{dataset}'
-  base = load_config(spec)
   scale = 0.25 if _QUICK.value else (2.0 if _FULL.value else 1.0)
-  common = {'train.num_epochs': base.train.num_epochs * scale, **_extra_overrides(dataset)}
-  rows = [r for r in ROWS if not _MODELS.value or r[0] in _MODELS.value]
-  cells = [sweep.Cell({'model': label}, dict(common, **ov), seed)
-           for seed in range(_SEEDS.value) for label, ov in rows]
+  extra = extra_overrides(dataset, _OVERRIDE.value, _CRITEO.value)
+  cells = make_cells(dataset, _SEEDS.value, scale, _MODELS.value, extra)
+  common = common_overrides(dataset, scale, extra)
   outdir = os.path.join(_OUTDIR.value, dataset)
   t0 = time.time()
   records = sweep.run_sweep(spec, cells, outdir, runs_per_group=_RUNS_PER_GROUP.value)
@@ -137,7 +150,7 @@ def run_dataset(dataset: str) -> str:
            + (' --quick' if _QUICK.value else '') + (' --full' if _FULL.value else '')
            + (f" --rows='{','.join(_MODELS.value)}'" if _MODELS.value else '')
            + (f' --criteo_path={_CRITEO.value}' if dataset == 'criteo' and _CRITEO.value else '')
-           + ''.join(f' --set={kv}' for kv in _SET.value))
+           + ''.join(f' --override={kv}' for kv in _OVERRIDE.value))
   cols = [('model', 'model'), ('test logloss', 'eval/test/logloss'),
           ('test AUC', 'eval/test/auc'), ('valid AUC', 'eval/valid/auc'),
           ('params', 'params'), ('examples/s', 'examples_per_sec'), ('s/run', 'wall'),
@@ -185,8 +198,10 @@ def main(argv):
   datasets = [d for d in _DATASET.value.split(',') if d]
   if _CRITEO.value and 'criteo' not in datasets:
     datasets.append('criteo')
-  default = not (_CRITEO.value or _QUICK.value or _FULL.value or _MODELS.value or _SET.value
-                 or _OUTDIR.value != _OUTDIR.default)
+  default = not (_CRITEO.value or _QUICK.value or _FULL.value or _MODELS.value
+                 or _OVERRIDE.value or _OUTDIR.value != _OUTDIR.default)
+  for d in datasets:                # every dataset and override checked before training
+    extra_overrides(d, _OVERRIDE.value, _CRITEO.value)
   t0 = time.time()
   for d in datasets:
     print(run_dataset(d), flush=True)

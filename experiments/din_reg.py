@@ -6,6 +6,8 @@ regularisation, on MovieLens latest-small and on synthetic data with a large ite
   python -m experiments.din_reg --seeds=8         # resumes: adds seeds 3-7 (the published run)
   python -m experiments.din_reg --dataset=synthetic --seeds=5
   python -m experiments.din_reg --num_steps=200 --outdir=/tmp/din_reg   # smoke run
+  bash launch.sh din_reg --dataset=movielens --override=data.movielens.path=/data/ml-20m.zip \\
+      --override=train.eval_every=2000              # another MovieLens release (any --override)
 
 Protocol: experiments/din_table.py's Adam protocol (Adam 3e-3, cosine, batch 256, d=16, MLP
 200-80, PReLU; attention 80-40 for DIN), model selection on valid GAUC, test reported. The
@@ -42,13 +44,18 @@ import numpy as np
 
 from experiments import din_table, publish, resolved, sweep
 from seqrec_jax import xla_cpu
+from seqrec_jax.configs import define_override_flag, study_overrides
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
   """Defined only when run as a script (see sweep.define_study_flags)."""
-  flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Datasets (movielens, synthetic).')
+  flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Datasets, one table each '
+                    '(<outdir>/<dataset>): ' + ', '.join(f'{k} ({v})' for k, v in
+                                                          din_table.FITS.items())
+                    + '; a dataset without its own GRIDS entry uses movielens\'s grid.')
+  define_override_flag()
   sweep.define_study_flags(3, 'Seeds per row (the tuning cells use seed 0). 3 took 40.9 min '
                            'at load ~9 on the shared 2-core CPU, each further seed ~6 min.',
                            'runs/din_reg', 'Unused (one preset).', 'the preset: 3 epochs on '
@@ -88,21 +95,38 @@ METRICS = ('eval/test/gauc', 'eval/test/auc', 'eval/test/logloss', 'eval/valid/g
 RESOLVE = ('eval/test/gauc', 'eval/test/auc', 'eval/test/logloss')
 
 
+def grids(dataset: str) -> dict:
+  """The tuning grid of a dataset; one without its own entry (e.g. amazon) uses movielens's."""
+  return GRIDS.get(dataset, GRIDS['movielens'])
+
+
+def extra_overrides(dataset: str, override_flags) -> dict:
+  """--override values for one dataset's cells (typed by din.py:<dataset>, data.<other
+  dataset>.* dropped); fails on a dataset without DIN's inputs (din_table.FITS)."""
+  return study_overrides('din_reg', dataset, override_flags,
+                         f'seqrec_jax/configs/din.py:{dataset}', din_table.FITS, din_table.NEEDS)
+
+
 def base_overrides(dataset: str, num_steps: int = -1) -> dict:
   o = din_table.size_overrides(dataset, False)
   if dataset == 'synthetic':
     o.update(SYNTHETIC_VOCAB)
-  # ~10 evaluations per run and a train-loss point every 25 steps: the curves of Fig. 4.
-  o.update({'train.eval_every': 100 if dataset == 'movielens' else 60, 'train.log_every': 25})
+  # ~10 evaluations per run and a train-loss point every 25 steps: the curves of Fig. 4
+  # (other datasets: their config's eval_every; --override=train.eval_every=... sets it).
+  o['train.log_every'] = 25
+  if dataset in ('movielens', 'synthetic'):
+    o['train.eval_every'] = 100 if dataset == 'movielens' else 60
   if num_steps > 0:
     o.update({'train.num_steps': num_steps, 'train.eval_every': max(num_steps // 4, 1)})
   return o
 
 
-def cell(dataset, model, reg, value, seed, num_steps=-1) -> sweep.Cell:
+def cell(dataset, model, reg, value, seed, num_steps=-1, extra=None) -> sweep.Cell:
+  """extra: the --override values (extra_overrides), applied last."""
   ov = {**base_overrides(dataset, num_steps), **dict(MODELS)[model]}
   if reg != 'none':
     ov[KEYS[reg]] = value
+  ov.update(extra or {})
   return sweep.Cell({'model': model, 'reg': reg, 'value': value}, ov, seed)
 
 
@@ -111,14 +135,16 @@ def cell(dataset, model, reg, value, seed, num_steps=-1) -> sweep.Cell:
 PHASES = (('none', 'MBA'), ('dropout', 'filter', 'L2'))
 
 
-def tuning_cells(dataset: str, num_steps: int = -1, regs=REGS) -> list[sweep.Cell]:
+def tuning_cells(dataset: str, num_steps: int = -1, regs=REGS, extra=None
+                 ) -> list[sweep.Cell]:
   out = []
   for model, _ in MODELS:
     if 'none' in regs:
-      out.append(cell(dataset, model, 'none', None, 0, num_steps))
+      out.append(cell(dataset, model, 'none', None, 0, num_steps, extra))
     for reg in REGS[1:]:
       if reg in regs:
-        out += [cell(dataset, model, reg, v, 0, num_steps) for v in GRIDS[dataset][reg]]
+        out += [cell(dataset, model, reg, v, 0, num_steps, extra)
+                for v in grids(dataset)[reg]]
   return out
 
 
@@ -135,8 +161,8 @@ def choose(records: list[dict]) -> dict[tuple[str, str], object]:
 
 
 def final_cells(dataset: str, chosen: dict, seeds: int, num_steps: int = -1,
-                regs=REGS) -> list[sweep.Cell]:
-  return [cell(dataset, model, reg, chosen[(model, reg)], s, num_steps)
+                regs=REGS, extra=None) -> list[sweep.Cell]:
+  return [cell(dataset, model, reg, chosen[(model, reg)], s, num_steps, extra)
           for model, _ in MODELS for reg in REGS for s in range(seeds)
           if (model, reg) in chosen and reg in regs]
 
@@ -296,6 +322,7 @@ def main(argv):
   xla_cpu.apply_defaults()
   logging.set_verbosity(logging.WARNING)
   root = FLAGS.outdir or 'runs/din_reg'
+  extra = {d: extra_overrides(d, FLAGS.override) for d in FLAGS.dataset}  # checked up front
   t0, load0 = time.time(), load()
   tuning_all = {d: [] for d in FLAGS.dataset}
   records_all = {d: [] for d in FLAGS.dataset}
@@ -303,11 +330,11 @@ def main(argv):
   for regs in PHASES:
     for dataset in FLAGS.dataset:
       outdir = os.path.join(root, dataset)
-      tuning_all[dataset] += _run(tuning_cells(dataset, FLAGS.num_steps, regs), dataset,
-                                  outdir)
+      tuning_all[dataset] += _run(tuning_cells(dataset, FLAGS.num_steps, regs,
+                                               extra[dataset]), dataset, outdir)
       records_all[dataset] += _run(final_cells(dataset, choose(tuning_all[dataset]),
-                                               FLAGS.seeds, FLAGS.num_steps, regs),
-                                   dataset, outdir)
+                                               FLAGS.seeds, FLAGS.num_steps, regs,
+                                               extra[dataset]), dataset, outdir)
   parts = []
   for dataset in FLAGS.dataset:
     outdir = os.path.join(root, dataset)
@@ -327,7 +354,8 @@ def main(argv):
   print('\n'.join(parts))
   with open(os.path.join(root, 'report.md'), 'w') as f:
     f.write('\n'.join(parts))
-  if sweep.publishes() and set(FLAGS.dataset) == {'movielens', 'synthetic'}:
+  if (sweep.publishes() and set(FLAGS.dataset) == {'movielens', 'synthetic'}
+      and not FLAGS.override):
     print('copied to', publish.publish(root, 'din_reg', result_files(FLAGS.dataset)))
 
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from experiments import publish, resolved, sweep
 from seqrec_jax import metrics, xla_cpu
+from seqrec_jax.configs import define_override_flag, study_overrides
 
 FLAGS = flags.FLAGS
 
@@ -45,7 +46,8 @@ FLAGS = flags.FLAGS
 def define_flags():
   """Flags are defined only when run as a script, so tests can import this module next to
   other experiments that define flags of the same names (absl flags are global)."""
-  flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Registered dataset names.')
+  flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Datasets, one table each (outdir/'
+                    '<dataset>): ' + ', '.join(f'{k} ({v})' for k, v in FITS.items()) + '.')
   flags.DEFINE_enum('protocol', 'both', ['both', *PROTOCOLS], 'Optimiser protocol of every '
                     'row: adam (Adam 3e-3, cosine, batch 256), paper (the DIN paper: SGD lr 1.0, '
                     'exponential decay rate 0.1, batch 32, clip 5; one epoch; writes to '
@@ -55,8 +57,7 @@ def define_flags():
                     'din_dice); default all.')
   flags.DEFINE_string('outdir', 'runs/din_table', 'Output root; one subdirectory per dataset.')
   flags.DEFINE_bool('full', False, 'Synthetic data with 40k users (not the 30-minute budget).')
-  flags.DEFINE_multi_string('override', [], 'Extra config override key=value for every cell, '
-                            'e.g. data.movielens.path=/data/ml-20m.zip (applied last).')
+  define_override_flag()
   sweep.define_runs_per_group_flag()
   flags.adopt_module_key_flags(sweep)     # list --runs_per_group under this script's --help
   flags.DEFINE_bool('docs', True, 'After a default run (default datasets, --outdir, all models, '
@@ -135,6 +136,20 @@ SYNTHETIC = dict(num_users=5000, num_items=1000, num_cates=20, max_len=30, min_l
                  item_bias_std=0.1, valid_frac=0.1, test_frac=0.1, seed=0)
 
 
+# Datasets with DIN's inputs (a target item and category plus the user's behaviour sequence).
+FITS = {'movielens': 'ratings as clicks; latest-small offline, any release via '
+                     'data.movielens.path', 'synthetic': 'planted interests, with an oracle',
+        'amazon': 'reviews 5-core + meta, needs data.amazon.path'}
+NEEDS = 'behaviour sequences (history item and category ids) and a click label'
+
+
+def cell_overrides(dataset: str, override_flags) -> dict:
+  """--override values for one dataset's cells: typed by its config (din.py:<dataset>),
+  data.<other dataset>.* dropped; fails on a dataset without DIN's inputs."""
+  return study_overrides('din_table', dataset, override_flags,
+                         f'seqrec_jax/configs/din.py:{dataset}', FITS, NEEDS)
+
+
 def size_overrides(dataset: str, full: bool, protocol: str = 'adam') -> dict:
   """PROTOCOL (+ PAPER_PROTOCOL) + per-dataset sizes; --override flags are applied after."""
   if protocol not in PROTOCOLS:
@@ -153,19 +168,6 @@ def size_overrides(dataset: str, full: bool, protocol: str = 'adam') -> dict:
   if protocol == 'paper' and dataset in ('synthetic', 'movielens') and not full:
     o['train.num_epochs'] = PAPER_EPOCHS
   return o
-
-
-def parse_overrides(items) -> dict:
-  out = {}
-  for item in items:
-    key, sep, raw = item.partition('=')
-    if not sep:
-      raise ValueError(f'--override={item!r}: expected key=value')
-    try:
-      out[key] = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      out[key] = raw          # a bare string such as a path
-  return out
 
 
 def make_cells(dataset: str, seeds: int, full: bool, models=(), extra=None,
@@ -504,8 +506,8 @@ def tables(records: list[dict], dataset: str, seeds: int, outdir: str) -> tuple[
 
 def run_dataset(dataset: str, seeds: int, outdir: str, protocol: str
                 ) -> tuple[list[dict], str]:
-  cells = make_cells(dataset, seeds, FLAGS.full, FLAGS.models, parse_overrides(FLAGS.override),
-                     protocol)
+  cells = make_cells(dataset, seeds, FLAGS.full, FLAGS.models,
+                     cell_overrides(dataset, FLAGS.override), protocol)
   records = run_cells(f'seqrec_jax/configs/din.py:{dataset}', cells, outdir,
                       runs_per_group(protocol))
   return tables(records, dataset, seeds, outdir)
@@ -562,6 +564,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)    # orbax logs every save at INFO
   if FLAGS.seeds < 1:
     raise app.UsageError(f'--seeds={FLAGS.seeds} must be >= 1 (>= 3 for mean ± std)')
+  for dataset in FLAGS.dataset:            # every dataset and override checked before training
+    cell_overrides(dataset, FLAGS.override)
   for protocol in PROTOCOLS if FLAGS.protocol == 'both' else [FLAGS.protocol]:
     run_protocol(protocol)
 

@@ -2,6 +2,13 @@
 
   bash launch.sh funnel                         # 3 seeds, both datasets; runs/funnel -> docs
   python -m experiments.funnel --seeds=2 --num_steps=40 --eval_users=200 --outdir=/tmp/f  # smoke
+  bash launch.sh funnel --dataset=movielens --override=data.movielens.path=/data/ml-20m.zip
+
+--dataset (alias of --datasets) takes synthetic and movielens (FITS: the channels need
+time-ordered interaction logs, seqrec_jax/retrieval/data.py). --override=key=value (repeatable):
+data.movielens.path / .genre choose the MovieLens logs, data.synthetic.* the generator, any
+other key (model.*, optim.*, train.*) the pre-ranker's and DIN's config; all enter the stage
+cache key, so two sources never share a workdir.
 
 Per dataset (synthetic planted-interest data with its oracle, MovieLens latest-small offline):
   1. logs, leave-last-out by time (seqrec_jax/retrieval/data.py); `--eval_users` test users
@@ -43,6 +50,7 @@ import numpy as np
 from experiments import publish, sweep
 from seqrec_jax import metrics as M
 from seqrec_jax import xla_cpu
+from seqrec_jax.configs import define_override_flag, study_overrides
 from seqrec_jax.retrieval import data as D
 from seqrec_jax.retrieval import funnel as F
 from seqrec_jax.retrieval.popularity import Popularity
@@ -62,7 +70,11 @@ def define_flags():
   flags.DEFINE_string('outdir', '', 'Output directory (default runs/funnel).')
   flags.DEFINE_integer('num_steps', -1, '> 0: train steps per model (else --epochs).')
   flags.DEFINE_float('epochs', 1.5, 'Epochs of the pre-ranker and DIN.')
-  flags.DEFINE_list('datasets', ['synthetic', 'movielens'], 'synthetic and/or movielens.')
+  flags.DEFINE_list('datasets', ['synthetic', 'movielens'], 'Datasets, in one table: '
+                    + ', '.join(f'{k} ({v})' for k, v in FITS.items()) + '.')
+  flags.DEFINE_alias('dataset', 'datasets')
+  define_override_flag(' Here data.movielens.path/.genre set the MovieLens logs, '
+                       'data.synthetic.* the generator, other keys the rankers\' config.')
   flags.DEFINE_integer('eval_users', 1000, 'Test users (requests) per dataset.')
   flags.DEFINE_integer('max_len', 30, 'History length L of every model.')
   flags.DEFINE_integer('k_retrieve', 500, 'Items each channel returns.')
@@ -83,6 +95,15 @@ def define_flags():
                     'tables and the plot to docs/results/funnel/.')
 
 
+# Datasets the channels can read: time-ordered interaction logs (retrieval/data.py).
+FITS = {'synthetic': 'planted interests, with an oracle',
+        'movielens': 'ratings as interactions; latest-small offline, any release via '
+                     'data.movielens.path'}
+NEEDS = ('time-ordered interaction logs (user, item, category, time) for the leave-last-out '
+         'retrieval split (seqrec_jax/retrieval/data.py)')
+LOGS_KEYS = ('path', 'genre')        # data.movielens.* that movielens_logs reads
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """Everything a dataset's results depend on besides the data (its cache key)."""
@@ -99,12 +120,32 @@ class Settings:
   channels: tuple = ()             # () = every channel that has landed; ('popularity',) only
   synthetic: dict = dataclasses.field(default_factory=dict)   # synthetic_logs overrides
   model_overrides: dict = dataclasses.field(default_factory=dict)  # config overrides of both
+  logs: dict = dataclasses.field(default_factory=dict)   # movielens_logs kwargs (path, genre)
   latency: bool = True
   hard_rates: tuple = ()           # hard_from_ranker: rates > 0 (not in the cache key)
   hard_rows: int = 5000
   hard_m: int = 100
   hard_h: int = 2
   hard_funnel: bool = True
+
+
+def with_overrides(st: Settings, dataset: str, override_flags) -> Settings:
+  """st with the --override values for `dataset` (typed by configs/default.py; data.<other
+  dataset>.* dropped): data.movielens.path/genre -> st.logs, data.synthetic.* -> st.synthetic,
+  the rest -> st.model_overrides. Fails on a dataset the channels cannot read."""
+  ov = study_overrides('funnel', dataset, override_flags, 'default.py', FITS, NEEDS)
+  logs, syn, model = dict(st.logs), dict(st.synthetic), dict(st.model_overrides)
+  for k, v in ov.items():
+    if k.startswith('data.movielens.'):
+      if k.split('.', 2)[2] not in LOGS_KEYS:
+        raise app.UsageError(f'--override={k}: the funnel reads MovieLens through '
+                             f'retrieval/data.py movielens_logs, which takes {LOGS_KEYS} only')
+      logs[k.split('.', 2)[2]] = v
+    elif k.startswith('data.synthetic.'):
+      syn[k.split('.', 2)[2]] = v
+    else:
+      model[k] = v
+  return dataclasses.replace(st, logs=logs, synthetic=syn, model_overrides=model)
 
 
 def _key(obj) -> str:
@@ -352,7 +393,7 @@ def latency(split, q, chans, merged, wd, st: Settings) -> dict[str, dict[str, fl
 def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
   t0 = time.time()
   logs = (D.synthetic_logs(**st.synthetic) if dataset == 'synthetic'
-          else D.movielens_logs())
+          else D.movielens_logs(**st.logs))
   split = D.leave_last_out(logs)
   rng = np.random.default_rng(0)
   users = np.sort(rng.choice(split.eval_users, min(st.eval_users, len(split.eval_users)),
@@ -361,6 +402,8 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
               if k not in ('channels', 'latency') and not k.startswith('hard_')}
   if not settings['neg_power']:     # uniform: the key runs made before the option existed had
     settings.pop('neg_power')
+  if not settings['logs']:          # default logs: the key runs made before --override had
+    settings.pop('logs')
   wd = os.path.join(outdir, f'{dataset}_{_key([settings, logs.fingerprint()])}')
   os.makedirs(wd, exist_ok=True)
   log(f'[{dataset}] {logs.info}; {len(users)} test users; workdir {wd}')
@@ -653,7 +696,8 @@ def main(argv):
       hard_rates=tuple(r for r in map(float, FLAGS.hard_from_ranker_rate) if r > 0),
       hard_rows=FLAGS.hard_rows, hard_m=FLAGS.hard_m, hard_h=FLAGS.hard_h,
       hard_funnel=FLAGS.hard_funnel)
-  results = [run_dataset(ds, seeds, outdir, log, st) for ds in FLAGS.datasets]
+  per_ds = {ds: with_overrides(st, ds, FLAGS.override) for ds in FLAGS.datasets}  # checked first
+  results = [run_dataset(ds, seeds, outdir, log, per_ds[ds]) for ds in FLAGS.datasets]
   load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
   load = load.split('load average:')[-1].strip()
   wall = time.time() - t0
@@ -661,7 +705,7 @@ def main(argv):
   if st.hard_rates:
     print(hard_report(results, outdir, wall, load, st))
   print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min (load {load})')
-  if FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0:
+  if FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0 and not FLAGS.override:
     print('copied to', publish.publish(outdir, 'funnel', FILES))
 
 

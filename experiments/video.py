@@ -2,6 +2,12 @@
 
   bash launch.sh video                     # 5 seeds; writes runs/video, copies to docs/results
   python -m experiments.video --seeds=2 --num_steps=50 --outdir=/tmp/video   # smoke run
+  python -m experiments.video --override=data.video.num_users=20000 --outdir=runs/video_20k
+
+--dataset takes video only (FITS): the study scores click, like, watch time and completion
+against data/video.py's oracle (expected labels, request groups, durations), which no other
+dataset has. --override=key=value (repeatable) reaches every cell (recorded in its overrides,
+config and command), e.g. data.video.* changes the generator, and the report's oracle with it.
 
 Cells (experiments/sweep.py; cells differing only in the seed train as one multi-run group):
 MMoE and PLE with click, like, watch-time (watch_time kind) and completion-rate heads, each
@@ -31,7 +37,7 @@ import numpy as np
 from experiments import publish, resolved, sweep
 from seqrec_jax import evaluate, ranking, xla_cpu
 from seqrec_jax import metrics as M
-from seqrec_jax.configs import default
+from seqrec_jax.configs import define_override_flag, load_config, study_overrides
 from seqrec_jax.data import video
 
 FLAGS = flags.FLAGS
@@ -43,7 +49,16 @@ FILES = ('table.md', 'table.csv', 'fusion.md', 'fusion.csv', 'prerank.md', 'prer
          'models.png', 'fusion.png')
 
 
+FITS = {'video': 'data/video.py\'s generator: click, like, watch time, completion and the '
+                  'oracle of each'}
+NEEDS = ('the video generator\'s tasks (click, like, watch, completion) and its oracle '
+         '(expected labels per impression, request groups, durations)')
+
+
 def define_flags():
+  flags.DEFINE_string('dataset', 'video', 'Dataset: ' + ', '.join(
+      f'{k} ({v})' for k, v in FITS.items()) + f'; the study needs {NEEDS}.')
+  define_override_flag(' data.video.* (the generator) also sets the oracle of the report.')
   sweep.define_study_flags(5, 'Seeds (initialisations) per cell.', 'runs/video',
                            'Unused (the default run is the whole study).', '2 epochs')
   flags.adopt_module_key_flags(sweep)
@@ -64,7 +79,14 @@ def base_overrides(num_steps: int = -1) -> dict:
   return o
 
 
-def make_cells(seeds: int, num_steps: int = -1) -> list[sweep.Cell]:
+def extra_overrides(dataset: str, override_flags) -> dict:
+  """--override values (typed by CONFIG, data.<other dataset>.* dropped); fails on a dataset
+  other than video."""
+  return study_overrides('video', dataset, override_flags, CONFIG, FITS, NEEDS)
+
+
+def make_cells(seeds: int, num_steps: int = -1, extra=None) -> list[sweep.Cell]:
+  """extra: the --override values (extra_overrides), applied last in every cell."""
   base, cells = base_overrides(num_steps), []
   for s in range(seeds):
     for arch in ('mmoe', 'ple'):
@@ -79,6 +101,8 @@ def make_cells(seeds: int, num_steps: int = -1) -> list[sweep.Cell]:
                              'model.senet_excitation': 'sigmoid', 'model.lhuc': 'none'}, s))
     cells.append(sweep.Cell({'model': 'prerank', 'senet': False, 'lhuc': False},
                             {**base, 'model.name': 'prerank'}, s))
+  for c in cells:
+    c.overrides.update(extra or {})
   return cells
 
 
@@ -87,9 +111,14 @@ def _label(g: dict) -> str:
   return g['model'] + senet + (' +LHUC' if g['lhuc'] else '')
 
 
-def _oracle():
-  cfg = default.get_config().data.video
-  return video.oracles(cfg)['test']
+def video_config(extra=None):
+  """The cells' data.video block (the generator's settings, --override included)."""
+  return load_config(CONFIG, {k: v for k, v in (extra or {}).items()
+                              if k.startswith('data.video.')}).data.video
+
+
+def _oracle(vcfg=None):
+  return video.oracles(vcfg or video_config())['test']
 
 
 def model_metrics(preds, labels, orc) -> dict:
@@ -157,8 +186,10 @@ def _diff(d) -> str:
   return f'{d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}]' + (' *' if d['resolved'] else '')
 
 
-def report(records, outdir: str, wall: float) -> str:
-  orc = _oracle()
+def report(records, outdir: str, wall: float, vcfg=None) -> str:
+  """vcfg: the cells' data.video (video_config); default: the config's."""
+  vcfg = vcfg or video_config()
+  orc = _oracle(vcfg)
   per: dict[str, dict[int, dict]] = {}      # label -> seed -> metrics
   preds_of: dict[str, dict[int, np.ndarray]] = {}
   for r in records:
@@ -170,7 +201,7 @@ def report(records, outdir: str, wall: float) -> str:
     lab = _label(r['group'])
     per.setdefault(lab, {})[r['seed']] = model_metrics(preds, labels, orc)
     preds_of.setdefault(lab, {})[r['seed']] = preds
-  ds = video.load(default.get_config().data.video)
+  ds = video.load(vcfg)
   y = ds.splits['test'].all()['labels']
   o = np.stack([orc['click'], orc['like'], orc['watch'], orc['completion']], 1)
   oracle_row = model_metrics(o, y[:, :4], orc)
@@ -209,13 +240,13 @@ def report(records, outdir: str, wall: float) -> str:
   with open(os.path.join(outdir, 'table.csv'), 'w') as f:
     f.write('\n'.join(csv) + '\n')
   text = '\n'.join(lines)
-  text += '\n\n' + fusion_report(preds_of, orc, outdir)
+  text += '\n\n' + fusion_report(preds_of, orc, outdir, vcfg.candidates)
   text += '\n\n' + prerank_report(preds_of, orc, outdir)
   plot(per, oracle_row, outdir)
   return text
 
 
-def fusion_report(preds_of, orc, outdir: str) -> str:
+def fusion_report(preds_of, orc, outdir: str, candidates: int | None = None) -> str:
   base = preds_of.get('mmoe', {})
   res: dict[str, dict[int, float]] = {}
   for s, p in base.items():
@@ -224,7 +255,7 @@ def fusion_report(preds_of, orc, outdir: str) -> str:
   rng = np.random.default_rng(0)
   rand = topk_utility(rng.random(len(orc['request'])), orc)
   lines = [f'### Fusion of the MMoE baseline\'s predictions: oracle utility of the top-{K} '
-           f'of {default.get_config().data.video.candidates} candidates (fraction of the best '
+           f'of {candidates or video_config().candidates} candidates (fraction of the best '
            'top-k; mean [95% CI] over seeds)', '',
            '| fusion | utility | diff vs weighted sum (paired) |', '|---|---|---|']
   csv = ['fusion,utility_mean']
@@ -305,12 +336,13 @@ def _bar(res, rand, outdir: str) -> None:
 def main(argv):
   del argv
   xla_cpu.apply_defaults()
+  extra = extra_overrides(FLAGS.dataset, FLAGS.override)
   outdir = FLAGS.outdir or os.path.join('runs', 'video')
-  records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.num_steps), outdir,
-                                  FLAGS.seeds, FLAGS.runs_per_group)
-  print(report(records, outdir, wall))
+  records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.num_steps, extra),
+                                  outdir, FLAGS.seeds, FLAGS.runs_per_group)
+  print(report(records, outdir, wall, video_config(extra)))
   print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min')
-  if sweep.publishes():
+  if sweep.publishes() and not extra:
     print('copied to', publish.publish(outdir, 'video', FILES))
 
 

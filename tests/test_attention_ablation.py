@@ -95,3 +95,19 @@ def test_resolved_md_pairs_dice_with_prelu_and_softmax_with_none(tmp_path):
   assert len(soft) == 1 and '+0.0100' in soft[0] and 'AUC' in soft[0].split('|')[-2]
   assert sum('| prelu | 3 |' in l for l in lines) == 6
   assert sum('| none | 3 |' in l for l in lines) == 6
+
+
+def test_dataset_and_override_reach_every_cell_config():
+  from absl import app
+  from seqrec_jax.configs import load_config
+  extra = abl.extra_overrides('movielens', ['data.movielens.path=/data/ml-20m.zip',
+                                            'model.embed_dim=4', 'data.synthetic.num_users=9'])
+  assert extra == {'data.movielens.path': '/data/ml-20m.zip', 'model.embed_dim': 4}
+  cells = abl.make_cells('movielens', 2, False, 100, extra)
+  assert not {c.id for c in cells} & {c.id for c in abl.make_cells('movielens', 2, False, 100)}
+  for c in cells:
+    cfg = load_config('seqrec_jax/configs/din.py:movielens', dict(c.overrides, seed=c.seed))
+    assert (cfg.data.name, cfg.data.movielens.path, cfg.model.embed_dim) == (
+        'movielens', '/data/ml-20m.zip', 4)
+  with pytest.raises(app.UsageError, match='behaviour sequences'):
+    abl.extra_overrides('census', [])

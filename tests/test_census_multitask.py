@@ -25,3 +25,39 @@ def test_resolved_compares_mmoe_with_omoe_and_expert_dropout_with_mmoe(tmp_path)
   line = next(l for l in text.splitlines()
               if l.startswith('| mmoe + expert dropout 0.25 | mmoe | 3 |'))
   assert '-0.0200' in line and line.endswith('income auc |')
+
+
+def test_dataset_and_override_reach_every_cell_config():
+  import pytest
+  from absl import app
+  from seqrec_jax.configs import load_config
+  extra = census_multitask.extra_overrides('census', ['data.census.path=/data/adult.csv.gz',
+                                                      'data.census.min_count=5'])
+  assert extra == {'data.census.path': '/data/adult.csv.gz', 'data.census.min_count': 5}
+  cells = census_multitask.make_cells(2, False, 10, extra)
+  assert not {c.id for c in cells} & {c.id for c in census_multitask.make_cells(2, False, 10)}
+  for c in cells:
+    cfg = load_config(census_multitask.CONFIG, dict(c.overrides, seed=c.seed))
+    assert (cfg.data.census.path, cfg.data.census.min_count) == ('/data/adult.csv.gz', 5)
+  with pytest.raises(app.UsageError, match='income and never_married'):
+    census_multitask.extra_overrides('mmoe_synthetic', [])
+  with pytest.raises(app.UsageError, match='data.census.min_count is of type int'):
+    census_multitask.extra_overrides('census', ['data.census.min_count=few'])
+
+
+def test_census_kdd_cells_are_their_own():
+  import pytest
+  from absl import app
+  from seqrec_jax.configs import dataset_blocks, load_config
+  if 'census_kdd' not in dataset_blocks():
+    pytest.skip('data/census_kdd.py not registered')
+  extra = census_multitask.extra_overrides('census_kdd', ['data.census_kdd.path=/data/kdd'])
+  assert extra == {'data.name': 'census_kdd', 'data.census_kdd.path': '/data/kdd'}
+  cells = census_multitask.make_cells(1, False, 10, extra)
+  ids = {c.id for c in census_multitask.make_cells(1, False, 10)}
+  assert not {c.id for c in cells} & ids
+  cfg = load_config(census_multitask.config_spec('census_kdd'),
+                    dict(cells[0].overrides, seed=0))
+  assert (cfg.data.name, cfg.data.census_kdd.path) == ('census_kdd', '/data/kdd')
+  with pytest.raises(app.UsageError, match='task group 1'):
+    census_multitask.extra_overrides('census_kdd', ['data.census_kdd.task_group=2'])

@@ -24,3 +24,25 @@ def test_resolved_report_compares_dcnv2_with_dcn_and_low_rank_with_full(tmp_path
              if l.startswith('| DCN-V2 r=d/4 (stacked) | DCN-V2 full (stacked) | 4 |'))
   assert '+0.0000' in low and low.endswith('none |')     # the same in every seed: no difference
   assert not any(l.startswith('| DCN-Mix') for l in lines)   # rows without records are skipped
+
+
+def test_dataset_and_override_reach_every_cell_config():
+  import pytest
+  from absl import app
+  from seqrec_jax.configs import load_config
+  extra = dcn_table.extra_overrides('criteo', ['data.criteo.path=/data/dac/train.txt',
+                                               'data.criteo.max_rows=2000000',
+                                               'data.movielens.path=/x'])
+  assert extra == {'data.criteo.path': '/data/dac/train.txt', 'data.criteo.max_rows': 2000000}
+  assert dcn_table.extra_overrides('criteo', [], '/old/flag')['data.criteo.path'] == '/old/flag'
+  cells = dcn_table.make_cells('criteo', 2, 0.5, ['DNN', 'DCN (parallel)'], extra)
+  assert len(cells) == 4
+  for c in cells:
+    cfg = load_config('seqrec_jax/configs/dcn.py:criteo', dict(c.overrides, seed=c.seed))
+    assert (cfg.data.name, cfg.data.criteo.path, cfg.data.criteo.max_rows) == (
+        'criteo', '/data/dac/train.txt', 2000000)
+    assert cfg.train.num_epochs == 0.5
+  with pytest.raises(app.UsageError, match='census'):
+    dcn_table.extra_overrides('video', [])
+  with pytest.raises(ValueError, match='unknown'):
+    dcn_table.make_cells('census', 1, rows=['nope'])

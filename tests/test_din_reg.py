@@ -62,3 +62,25 @@ def test_choice_on_valid_tables_and_fig4(tmp_path):
     assert os.path.getsize(os.path.join(out, name)) > 0
   c = din_reg.curves(records[0], out)
   np.testing.assert_allclose(c['train'][:, 1], [0.665, 0.64, 0.615, 0.59])   # loss - reg_loss
+
+
+def test_dataset_and_override_reach_tuning_and_final_cells():
+  import pytest
+  from absl import app
+  extra = din_reg.extra_overrides('movielens', ['data.movielens.path=/data/ml-20m.zip',
+                                                'train.eval_every=2000'])
+  tuning = din_reg.tuning_cells('movielens', extra=extra)
+  final = din_reg.final_cells('movielens', {
+      ('DIN', 'MBA'): 0.1, ('BaseModel', 'none'): None}, 2, extra=extra)
+  assert len(final) == 4
+  for c in tuning + final:
+    cfg = load_config('seqrec_jax/configs/din.py:movielens', dict(c.overrides, seed=c.seed))
+    assert (cfg.data.movielens.path, cfg.train.eval_every) == ('/data/ml-20m.zip', 2000)
+  assert not {c.id for c in tuning} & {c.id for c in din_reg.tuning_cells('movielens')}
+  # A DIN dataset without its own grid (amazon) takes movielens's; a non-DIN one fails.
+  amazon = din_reg.tuning_cells('amazon', extra=din_reg.extra_overrides(
+      'amazon', ['data.amazon.path=/data/amazon']))
+  assert len(amazon) == len(tuning)
+  assert all(c.overrides['data.amazon.path'] == '/data/amazon' for c in amazon)
+  with pytest.raises(app.UsageError, match='amazon'):
+    din_reg.extra_overrides('criteo', [])

@@ -34,16 +34,36 @@ def test_paper_protocol_cells(dataset):
 
 
 def test_user_overrides_win_and_unknown_rows_fail():
-  extra = din_table.parse_overrides(['model.pooling=mean', 'data.movielens.path=/x/ml-20m.zip',
-                                     'model.hidden=(64, 32)'])
+  extra = din_table.cell_overrides('movielens', [
+      'model.pooling=mean', 'data.movielens.path=/x/ml-20m.zip', 'model.hidden=(64, 32)',
+      'train.eval_every=5000', 'data.synthetic.num_users=7'])   # another dataset's: dropped
   assert extra == {'model.pooling': 'mean', 'data.movielens.path': '/x/ml-20m.zip',
-                   'model.hidden': (64, 32)}
+                   'model.hidden': (64, 32), 'train.eval_every': 5000}
   cells = din_table.make_cells('movielens', 1, False, ['base'], extra)
   assert len(cells) == 1 and cells[0].overrides['model.pooling'] == 'mean'
   with pytest.raises(ValueError, match='unknown rows'):
     din_table.make_cells('movielens', 1, False, ['dcn'])
-  with pytest.raises(ValueError, match='key=value'):
-    din_table.parse_overrides(['model.pooling'])
+  from absl import app
+  with pytest.raises(app.UsageError, match='key=value'):
+    din_table.cell_overrides('movielens', ['model.pooling'])
+  with pytest.raises(app.UsageError, match='train.eval_every is of type int'):
+    din_table.cell_overrides('movielens', ['train.eval_every=often'])
+
+
+def test_dataset_and_override_reach_every_cell_config_and_command(tmp_path):
+  from absl import app
+  extra = din_table.cell_overrides('movielens', ['data.movielens.path=/data/ml-20m.zip',
+                                                 'train.eval_every=5000'])
+  cells = din_table.make_cells('movielens', 2, False, ['base', 'din'], extra)
+  plain = din_table.make_cells('movielens', 2, False, ['base', 'din'])
+  assert not {c.id for c in cells} & {c.id for c in plain}   # another source: other cells
+  for c in cells:
+    cfg = load_config('seqrec_jax/configs/din.py:movielens', dict(c.overrides, seed=c.seed))
+    assert (cfg.data.movielens.path, cfg.train.eval_every) == ('/data/ml-20m.zip', 5000)
+    assert '--config.data.movielens.path=/data/ml-20m.zip' in sweep.command(
+        'seqrec_jax/configs/din.py:movielens', c.overrides, str(tmp_path))
+  with pytest.raises(app.UsageError, match='Datasets that fit: movielens'):
+    din_table.cell_overrides('criteo', [])
 
 
 def _fake_train(cfg, workdir):

@@ -56,3 +56,21 @@ def test_tiny_funnel_beats_popularity(tmp_path):
   assert again['seconds'] < res['seconds']
   np.testing.assert_array_equal(again['final']['funnel'][1]['hr@10'],
                                 res['final']['funnel'][1]['hr@10'])
+
+
+def test_dataset_and_override_reach_the_logs_and_the_rankers():
+  from absl import app
+  from experiments import funnel as study
+  st = study.Settings()
+  ml = study.with_overrides(st, 'movielens', ['data.movielens.path=/data/ml-20m.zip',
+                                              'model.embed_dim=4', 'data.synthetic.num_users=9'])
+  assert ml.logs == {'path': '/data/ml-20m.zip'} and ml.synthetic == {}
+  assert ml.model_overrides == {'model.embed_dim': 4}
+  syn = study.with_overrides(st, 'synthetic', ['data.movielens.path=/x',
+                                               'data.synthetic.num_users=900'])
+  assert syn.logs == {} and syn.synthetic == {'num_users': 900}
+  assert study.with_overrides(st, 'synthetic', []) == st
+  with pytest.raises(app.UsageError, match='movielens_logs'):
+    study.with_overrides(st, 'movielens', ['data.movielens.max_len=5'])
+  with pytest.raises(app.UsageError, match='interaction logs'):
+    study.with_overrides(st, 'criteo', [])

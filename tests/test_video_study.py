@@ -26,3 +26,19 @@ def test_topk_utility_and_recall_hand_cases():
   # top-2 of score vs of U: request 0 {0, 1} vs {2, 0 or 1}; request 1 {3, 5} vs {5, 3 or 4}.
   other = np.array([1.0, 0.0, 2.0, 1.0, 0.0, 2.0])
   assert video.topk_recall(score, other, orc['request'], k=2) == pytest.approx(0.75)
+
+
+def test_dataset_and_override_reach_every_cell_config_and_the_oracle():
+  from absl import app
+  from seqrec_jax.configs import load_config
+  extra = video.extra_overrides('video', ['data.video.num_users=300', 'model.embed_dim=4'])
+  assert extra == {'data.video.num_users': 300, 'model.embed_dim': 4}
+  cells = video.make_cells(2, 10, extra)
+  assert not {c.id for c in cells} & {c.id for c in video.make_cells(2, 10)}
+  for c in cells:
+    cfg = load_config(video.CONFIG, dict(c.overrides, seed=c.seed))
+    assert (cfg.data.video.num_users, cfg.model.embed_dim) == (300, 4)
+  assert video.video_config(extra).num_users == 300           # the report's oracle follows
+  assert video.video_config().num_users != 300
+  with pytest.raises(app.UsageError, match='oracle'):
+    video.extra_overrides('movielens', [])

@@ -2,6 +2,15 @@
 
   python -m seqrec_jax.retrieval.two_tower_study --data movielens > ml.jsonl
   python -m seqrec_jax.retrieval.two_tower_study --summarize ml.jsonl
+  python -m seqrec_jax.retrieval.two_tower_study --dataset=movielens \
+      --override=data.movielens.path=/data/ml-20m.zip --override=use_user=true > ml20m.jsonl
+
+--dataset (old name --data): synthetic or movielens (FITS: time-ordered interaction logs).
+--override=key=value (repeatable; the shared parser of every study, seqrec_jax/configs):
+data.movielens.path / .genre choose the MovieLens logs, data.synthetic.* the generator, a
+TwoTowerConfig field (e.g. use_user=true, history=attention) every variant; values take the
+field's type. --overrides='{"use_user": true}' (JSON) still works and is merged. Every JSON
+line records the overrides it ran with.
 
 One JSON line per (variant, split, seed): recall@k / NDCG@k of the leave-last-out valid and test
 targets (retrieval/data.py), the 3-seed program's wall time; popularity (and, on the synthetic
@@ -17,6 +26,7 @@ from typing import Sequence
 from absl import app, flags
 import numpy as np
 
+from seqrec_jax.configs import parse_overrides, study_overrides
 from seqrec_jax.retrieval import data as RD
 from seqrec_jax.retrieval import metrics as RM
 from seqrec_jax.retrieval.popularity import Popularity
@@ -30,6 +40,40 @@ VARIANTS = {
     'hinge': {'loss': 'hinge'},
     'triplet_log': {'loss': 'triplet_log'},
 }
+
+
+# Datasets retrieval/data.py reads as time-ordered interaction logs.
+FITS = {'synthetic': 'planted interests, with an oracle',
+        'movielens': 'ratings as interactions; latest-small offline, any release via '
+                     'data.movielens.path'}
+NEEDS = 'time-ordered interaction logs (user, item, category, time; retrieval/data.py)'
+LOGS_KEYS = ('path', 'genre')        # data.movielens.* that movielens_logs reads
+
+
+def split_overrides(dataset: str, items=(), json_overrides: str = '{}'
+                    ) -> tuple[dict, dict, dict]:
+  """--override items (and the --overrides JSON) -> (logs kwargs, TwoTowerConfig kwargs, all
+  overrides as given, typed): data.movielens.path/genre and data.synthetic.* go to the logs
+  reader of `dataset` (other datasets' data.* keys dropped), the rest are TwoTowerConfig
+  fields. Fails on a dataset without interaction logs or an unknown key."""
+  items = list(items)
+  logs_ov = study_overrides('two_tower_study', dataset, [i for i in items if i.startswith('data.')],
+                            'default.py', FITS, NEEDS)
+  try:
+    tt = parse_overrides(json.loads(json_overrides), TwoTowerConfig(), '--overrides')
+    tt.update(parse_overrides([i for i in items if not i.startswith('data.')], TwoTowerConfig()))
+  except (KeyError, ValueError) as e:
+    raise app.UsageError(str(e.args[0]) if isinstance(e, KeyError) else str(e)) from None
+  logs = {}
+  for k, v in logs_ov.items():
+    if not k.startswith(f'data.{dataset}.'):
+      raise app.UsageError(f'--override={k}: the two-tower study reads only data.{dataset}.* '
+                           '(its logs); set the model through TwoTowerConfig fields')
+    name = k.split('.', 2)[2]
+    if dataset == 'movielens' and name not in LOGS_KEYS:
+      raise app.UsageError(f'--override={k}: movielens_logs takes {LOGS_KEYS} only')
+    logs[name] = v
+  return logs, tt, {**logs_ov, **tt}
 
 
 def evaluate(result: TwoTowerResult, q: dict, ks: Sequence[int]) -> list[dict]:
@@ -108,7 +152,10 @@ def main(argv):
       rows = [json.loads(line) for line in fh if line.startswith('{')]
     print(summarize(rows))
     return
-  logs = RD.movielens_logs() if f.data == 'movielens' else RD.synthetic_logs()
+  logs_kw, tt_kw, recorded = split_overrides(f.dataset, f.override, f.overrides)
+  logs = (RD.movielens_logs(**logs_kw) if f.dataset == 'movielens'
+          else RD.synthetic_logs(**logs_kw))
+  tag = {'data': f.dataset, **({'overrides': recorded} if recorded else {})}
   split = RD.leave_last_out(logs)
   ex = RD.retrieval_examples(split, f.max_len)
   ks = [int(k) for k in f.ks.split(',')]
@@ -121,7 +168,7 @@ def main(argv):
   for name, fn in baselines.items():
     for w, q in qs.items():
       ids = fn(q)
-      print(json.dumps({'data': f.data, 'variant': name, 'split': w,
+      print(json.dumps({**tag, 'variant': name, 'split': w,
                         **{f'recall@{k}': RM.recall_at_k(ids, q['target'], k) for k in ks},
                         **{f'ndcg@{k}': RM.ndcg_at_k(ids, q['target'], k) for k in ks}}),
             flush=True)
@@ -131,7 +178,7 @@ def main(argv):
            for r in filter(None, f.hard_rates.split(','))]
   trained = {}
   for name, kw in runs:
-    cfg = TwoTowerConfig(num_steps=f.steps, **{**kw, **json.loads(f.overrides)})
+    cfg = TwoTowerConfig(**{'num_steps': f.steps, **kw, **tt_kw})
     data = ex
     if cfg.hard_negative_rate > 0:
       if 'softmax' not in trained:
@@ -141,7 +188,7 @@ def main(argv):
     res = trained[name] = train(data, None, cfg, seeds)
     for w, q in qs.items():
       for row in evaluate(res, q, ks):
-        print(json.dumps({'data': f.data, 'variant': name, 'split': w, **row,
+        print(json.dumps({**tag, 'variant': name, 'split': w, **row,
                           'train_wall_s': round(res.wall_s, 1),
                           'final_loss': float(res.losses[-50:, seeds.index(row['seed'])].mean())}),
               flush=True)
@@ -149,7 +196,14 @@ def main(argv):
 
 def define_flags():
   """The CLI's flags (defined on demand: importing this module defines none)."""
-  flags.DEFINE_enum('data', 'movielens', ['movielens', 'synthetic'], 'retrieval/data.py logs')
+  flags.DEFINE_string('dataset', 'movielens', 'Interaction logs (retrieval/data.py): '
+                      + ', '.join(f'{k} ({v})' for k, v in FITS.items()) + '.')
+  flags.DEFINE_alias('data', 'dataset')     # the old name
+  flags.DEFINE_multi_string('override', [], 'key=value, repeatable: data.movielens.path=... / '
+                            'data.movielens.genre=... (MovieLens logs), data.synthetic.<k>=... '
+                            '(the generator), or a TwoTowerConfig field for every variant '
+                            '(e.g. use_user=true); typed like the field it sets, recorded in '
+                            'every JSON line.')
   flags.DEFINE_string('variants', 'softmax,softmax_no_logq,softmax_mixed,bce,hinge,triplet_log',
                       'comma list of VARIANTS')
   flags.DEFINE_string('hard_rates', '', 'comma list of hard_negative_rate values: one variant each '
@@ -160,7 +214,8 @@ def define_flags():
   flags.DEFINE_integer('seeds', 3, 'seeds 0..n-1, one compiled program')
   flags.DEFINE_integer('max_len', 50, 'history length')
   flags.DEFINE_string('ks', '50,200', 'cut-offs')
-  flags.DEFINE_string('overrides', '{}', 'JSON TwoTowerConfig fields for every variant')
+  flags.DEFINE_string('overrides', '{}', 'JSON TwoTowerConfig fields for every variant (the '
+                      'older form of --override; merged, --override wins)')
   flags.DEFINE_string('summarize', '', 'a file of this CLI\'s JSON lines -> markdown table')
 
 
