@@ -183,8 +183,7 @@ def _words(rng, n: int, lo: int, hi: int, vocab=WORDS):
   return pc.binary_join(pa.ListArray.from_arrays(pa.array(off), words), ' ')
 
 
-_HEX4 = np.frombuffer(b''.join(f'{i:04x}'.encode() for i in range(1 << 16)), np.uint8
-                      ).reshape(-1, 4)
+_HEX4 = np.frombuffer(b''.join(f'{i:04x}'.encode() for i in range(1 << 16)), np.uint32)
 
 
 def hex8(x: np.ndarray, missing: np.ndarray | None = None):
@@ -192,7 +191,8 @@ def hex8(x: np.ndarray, missing: np.ndarray | None = None):
   pa, _ = _pa()
   x = np.asarray(x, np.uint32)
   n = len(x)
-  data = np.concatenate([_HEX4[x >> 16], _HEX4[x & 0xFFFF]], axis=1)
+  # 4 hex chars per uint32 of _HEX4 (bytes in order): high half, then low half.
+  data = np.stack([np.take(_HEX4, x >> 16), np.take(_HEX4, x & 0xFFFF)], 1)
   off = np.arange(0, 8 * n + 1, 8, dtype=np.int32)
   if missing is None or not missing.any():
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(off), pa.py_buffer(data)])
@@ -613,6 +613,20 @@ def evict(path: str) -> int:
   return n
 
 
+def resident_fraction(path: str) -> float | None:
+  """Fraction of the bytes of the files under path in the page cache (util-linux fincore)."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+  if not files or not shutil.which('fincore'):
+    return None
+  try:
+    res = subprocess.run(['fincore', '--bytes', '--noheadings', '--raw', '-o', 'RES,SIZE',
+                          *files], capture_output=True, text=True, check=True, timeout=60)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  vals = np.array([[int(x) for x in ln.split()] for ln in res.stdout.splitlines() if ln.strip()])
+  return round(float(vals[:, 0].sum() / max(vals[:, 1].sum(), 1)), 3) if len(vals) else None
+
+
 def warm(path: str) -> int:
   """Reads every file under path once (into the page cache); returns bytes read."""
   n = 0
@@ -659,11 +673,13 @@ def child_read(dataset: str, workdir: str, scale: float, batches=(256, 1024, 409
   for bs in batches:     # a fresh open per size: pages of earlier batches are not mapped yet
     _forget_loaded()
     evict(cfg.data_dir)
+    before = resident_fraction(cfg.data_dir)
     disk = load_dataset(cfg, validate=False).splits['train']
     t = _time_reads(disk, bs, rng, cold_batches, 1e9)
     out.append(_record(dataset, 'read', scale, **t, source='disk',
                        page_cache='cold-ish (posix_fadvise DONTNEED first)', batch=bs,
-                       split_rows=len(disk)))
+                       split_rows=len(disk), resident_before=before,
+                       resident_after=resident_fraction(cfg.data_dir)))
   t0 = time.time()
   nbytes = warm(cfg.data_dir)
   warm_secs = time.time() - t0
@@ -705,6 +721,7 @@ def train_case(dataset: str, workdir: str, scale: float) -> list[dict]:
             f'--config=seqrec_jax/configs/{config_spec(dataset)}', f'--workdir={wd}']
     args += [f'--config.{k}={v}' for k, v in over.items()]
     t0 = time.time()
+    resident = resident_fraction(over['data.data_dir'])
     rate, done_step, rc, peak, err = _run_until_trained(args, wd, steps + 1)
     wall = time.time() - t0
     rows = steps * batch
@@ -712,6 +729,7 @@ def train_case(dataset: str, workdir: str, scale: float) -> list[dict]:
                        model='din', in_memory=mode, repeat=rep, batch=batch, steps=steps,
                        examples_per_s=rate, last_logged_step=done_step,
                        process_seconds=round(wall, 1), peak_rss_mb=round(peak, 1),
+                       prepared_resident_before=resident,
                        exit_code=rc, **({'error': err} if err else {})))
   rates = {m: [r['examples_per_s'] for r in out if r['in_memory'] == m]
            for m in ('never', 'always')}
