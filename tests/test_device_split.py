@@ -9,7 +9,7 @@ import pytest
 from seqrec_jax import multirun, parallel, train
 from seqrec_jax.data import device_split, store
 from seqrec_jax.data.pipeline import ArraySplit, train_batches
-from tests.test_data_store import random_sequence_rows
+from test_data_store import random_sequence_rows  # tests/ is on sys.path (rootdir-less test files)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
