@@ -69,7 +69,7 @@ _TRAIN_REPEATS = flags.DEFINE_integer('train_repeats', 1, 'Train case: (never, a
 _TRAIN_TIMEOUT = flags.DEFINE_integer('train_timeout', 1800, 'Seconds per train run.')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: run one case in this process '
                              '(generate | prepare | read) and print its record.')
-_DATASET = flags.DEFINE_string('dataset', '', 'Internal: the child\'s dataset.')
+_DATASET = flags.DEFINE_string('child_dataset', '', 'Internal: the child\'s dataset.')
 _TABLE = flags.DEFINE_string('table', '', 'Print the markdown table of this JSON lines file '
                              '(the last record of each dataset/case/detail) and exit.')
 
@@ -563,7 +563,7 @@ def _read_with_timeout(p, timeout):
 
 def _child_record(dataset: str, case: str, scale: float, workdir: str, extra=()) -> list[dict]:
   args = [sys.executable, '-m', 'benchmarks.data_scale', f'--child={case}',
-          f'--dataset={dataset}', f'--scale={scale:g}', f'--workdir={workdir}',
+          f'--child_dataset={dataset}', f'--scale={scale:g}', f'--workdir={workdir}',
           f'--batches={",".join(_BATCHES.value)}', f'--read_seconds={_READ_SECONDS.value}',
           f'--cold_batches={_COLD_BATCHES.value}', *extra]
   rc, out, wall, peak = run_child(args)
