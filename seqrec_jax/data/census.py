@@ -79,20 +79,27 @@ def tag(cfg) -> str:
   return 'adult' if not cfg['path'] else os.path.basename(cfg['path']).split('.')[0]
 
 
-def columns() -> list[raw.Column]:
-  """The 15 typed columns (numerics >= 0, incomes from _INCOME, no empty strings)."""
+def typed_columns(names, numeric, kind: str, label: str, label_values) -> list[raw.Column]:
+  """Typed columns of a census table: `numeric` ones of `kind` ('int' | 'float') and >= 0,
+  the `label` column one of `label_values`, every other one a non-empty string (UCI writes a
+  missing value as '?'). Shared with census_kdd.py."""
   cols = []
-  for c in COLUMNS:
-    if c in NUMERIC:
-      cols.append(raw.Column(c, 'int', check=lambda v: v < 0, why='must be >= 0'))
-    elif c == 'income':
+  for c in names:
+    if c in numeric:
+      cols.append(raw.Column(c, kind, check=lambda v: v < 0, why='must be >= 0'))
+    elif c == label:
       cols.append(raw.Column(c, 'str', check=lambda v: ~np.isin(np.char.strip(v.astype(str)),
-                                                               list(_INCOME)),
-                             why=f'income must be one of {sorted(_INCOME)}'))
+                                                               list(label_values)),
+                             why=f'income must be one of {sorted(label_values)}'))
     else:
       cols.append(raw.Column(c, 'str', check=lambda v: np.char.strip(v.astype(str)) == '',
                              why='empty value (write missing values as ?)'))
   return cols
+
+
+def columns() -> list[raw.Column]:
+  """The 15 typed columns (numerics >= 0, incomes from _INCOME, no empty strings)."""
+  return typed_columns(COLUMNS, NUMERIC, 'int', 'income', _INCOME)
 
 
 def arrow_rows(data: bytes, sep: str, cols: Sequence[raw.Column],

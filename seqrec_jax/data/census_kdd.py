@@ -143,18 +143,8 @@ def tag(cfg) -> str:
 def columns() -> list[raw.Column]:
   """42 typed columns: continuous ones finite and >= 0, the label from _INCOME, no empty
   strings (UCI writes missing values as '?')."""
-  cols = []
-  for c in COLUMNS:
-    if c in CONTINUOUS or c == 'instance_weight':
-      cols.append(raw.Column(c, 'float', check=lambda v: v < 0, why='must be >= 0'))
-    elif c == 'income_50k':
-      cols.append(raw.Column(c, 'str', check=lambda v: ~np.isin(np.char.strip(v.astype(str)),
-                                                               list(_INCOME)),
-                             why=f'income must be one of {sorted(_INCOME)}'))
-    else:
-      cols.append(raw.Column(c, 'str', check=lambda v: np.char.strip(v.astype(str)) == '',
-                             why='empty value (write missing values as ?)'))
-  return cols
+  return census.typed_columns(COLUMNS, CONTINUOUS + ('instance_weight',), 'float',
+                              'income_50k', _INCOME)
 
 
 def read(path: str, member: str | None, bad: raw.BadRows) -> dict[str, np.ndarray]:
