@@ -129,11 +129,19 @@ _NUM = r'-?(?:0|[1-9]\d{0,99})(?:\.\d{1,100})?(?:[eE][+-]?\d{1,3})?'
 _INT = r'0|[1-9]\d{0,17}'          # < 10^18 < 2^63
 _PY_ESC = (r'\\(?:[\\\'"abfnrtv]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U000[0-9a-fA-F]{5}'
            r'|U0010[0-9a-fA-F]{4})')
+_JSON_ESC = r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})'
+
+
+def _string(quote: str, plain: str, esc: str) -> str:
+  """A quoted string: runs of plain characters between escapes (unrolled: fast in `re`)."""
+  return f'{quote}{plain}*+(?:{esc}{plain}*+)*+{quote}'
+
+
 _DIALECTS = {
-    'python': dict(str=(r"'(?:[^'\\\n\r\x00]|" + _PY_ESC + r")*+'"
-                        r'|"(?:[^"\\\n\r\x00]|' + _PY_ESC + r')*+"'),
-                   lit='True|False|None', quotes='\'"'),
-    'json': dict(str=r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"',
+    'python': dict(str=(_string("'", r"[^'\\\n\r\x00]", _PY_ESC) + '|' +
+                        _string('"', r'[^"\\\n\r\x00]', _PY_ESC)),
+                   plain=r"'[^'\\\n\r\x00]*+'", lit='True|False|None', quotes='\'"'),
+    'json': dict(str=_string('"', r'[^"\\\x00-\x1f]', _JSON_ESC), plain=r'"[^"\\\x00-\x1f]*+"',
                  lit='true|false|null', quotes='"'),
 }
 
@@ -142,10 +150,11 @@ def _record_pattern(dialect: str, fields: dict[str, str], other_names: tuple[str
   """fields: {key: 'str' | 'int' | 'list' (of strings) | 'lists' (of lists of strings)},
   captured as groups f0, f1, ...; other_names: keys that send a line to the exact reader."""
   d = _DIALECTS[dialect]
-  s = f'(?:{d["str"]})'
+  s, plain = f'(?:{d["str"]})', d['plain']
   sc = f'(?:{s}|{_NUM}|{d["lit"]})'
   l1 = rf'\[ *(?:{sc}(?: *, *{sc})*+)? *\]'
-  l2 = rf'\[ *(?:(?:{sc}|{l1})(?: *, *(?:{sc}|{l1}))*+)? *\]'
+  plain_list = rf'\[(?:{plain}(?:, {plain})*+)?\]'    # the common case, tried first (speed)
+  l2 = rf'(?:{plain_list}|\[ *(?:(?:{sc}|{l1})(?: *, *(?:{sc}|{l1}))*+)? *\])'
   d1 = rf'\{{ *(?:{s} *: *(?:{sc}|{l2})(?: *, *{s} *: *(?:{sc}|{l2}))*+)? *\}}'
   lists = rf'\[ *(?:{s}(?: *, *{s})*+)? *\]'
   value = {'str': s, 'int': f'(?:{_INT})', 'list': lists,
@@ -159,7 +168,8 @@ def _record_pattern(dialect: str, fields: dict[str, str], other_names: tuple[str
 
   kvs = [f'(?:{key([k])}) *: *(?P<f{i}>{value[kind]})'
          for i, (k, kind) in enumerate(fields.items())]
-  kv = '|'.join(kvs + [f'(?:{key(tuple(fields) + other_names, True)}) *: *(?:{sc}|{l2}|{d1})'])
+  other = f'(?:{key(tuple(fields) + other_names, True)}) *: *(?:{sc}|{l2}|{d1})'
+  kv = '|'.join([other] + kvs)
   quote = '|'.join(re.escape(q) for q in d['quotes'])
   return re.compile(rf'\{{ *(?:(?:{kv})(?: *, *(?={quote})|(?= *\}})))*+ *\}}', re.ASCII)
 
@@ -247,7 +257,25 @@ def _read_lines(path, bad, fast, extract):
 # re-read with json.loads and must agree. Otherwise None: the caller reads the file per line.
 _BLOCK = 1 << 24
 _MAX_OPEN = 100            # '[' + '{' bytes of a line read without a Python check
-_SUSPECT = re.compile(rb'NaN|Inf')
+
+
+def _suspect_lines(block: bytes, buf: np.ndarray, ends: np.ndarray) -> list[int]:
+  """Indices of the lines Python's json may read unlike pyarrow: more than _MAX_OPEN
+  brackets (json's recursion limit), or NaN / Inf after ':', ',' or '[' (pyarrow also takes
+  'Inf' and '-NaN', which json refuses)."""
+  opens = np.flatnonzero((buf == ord('[')) | (buf == ord('{')))
+  per_line = np.bincount(np.searchsorted(ends, opens), minlength=len(ends))
+  out = set(np.flatnonzero(per_line > _MAX_OPEN).tolist())
+  for token in (b'NaN', b'Inf'):
+    pos = block.find(token)
+    while pos >= 0:
+      k = pos - 1
+      while k >= 0 and block[k] in b' \t-':
+        k -= 1
+      if k >= 0 and block[k] in b':,[':
+        out.add(int(np.searchsorted(ends, pos)))
+      pos = block.find(token, pos + 1)
+  return sorted(out)
 
 
 def _blocks(f):
@@ -278,7 +306,10 @@ def _line_bounds(block: bytes):
 
 
 def _arrow_block(block: bytes):
+  """(reviewerID, asin: pyarrow string arrays, unixReviewTime int64 [n]) of a certified block
+  of whole lines, else None."""
   import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
   import pyarrow.json as pj  # pylint: disable=g-import-not-at-top
   if b'\r' in block:
     block = block.replace(b'\r\n', b'\n')
@@ -292,10 +323,10 @@ def _arrow_block(block: bytes):
   if bounds is None:
     return None
   buf, starts, ends = bounds
-  if not len(starts):
-    return np.array([], object), np.array([], object), np.zeros(0, np.int64)
   schema = pa.schema([('reviewerID', pa.string()), ('asin', pa.string()),
                       ('unixReviewTime', pa.int64())])
+  if not len(starts):
+    return pa.array([], pa.string()), pa.array([], pa.string()), np.zeros(0, np.int64)
   try:
     t = pj.read_json(io.BytesIO(block), read_options=pj.ReadOptions(block_size=1 << 22),
                      parse_options=pj.ParseOptions(explicit_schema=schema,
@@ -304,23 +335,16 @@ def _arrow_block(block: bytes):
     return None
   if t.num_rows != len(starts) or any(c.null_count for c in t.columns):
     return None
-  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
-  if any(pc.any(pc.equal(pc.binary_length(t.column(k)), 0)).as_py()
-         for k in ('reviewerID', 'asin')):
-    return None
-  user, item = (t.column(k).to_numpy(zero_copy_only=False) for k in ('reviewerID', 'asin'))
+  user, item = (t.column(k).combine_chunks() for k in ('reviewerID', 'asin'))
   ts = t.column('unixReviewTime').to_numpy()
-  if (ts < 0).any():
+  if (ts < 0).any() or any(pc.min(pc.binary_length(c)).as_py() == 0 for c in (user, item)):
     return None
-  opens = np.add.reduceat((buf == ord('[')) | (buf == ord('{')), starts, dtype=np.int64)
-  suspect = set(np.flatnonzero(opens > _MAX_OPEN).tolist())
-  suspect.update(int(np.searchsorted(ends, m.start())) for m in _SUSPECT.finditer(block))
-  for i in sorted(suspect):
+  for i in _suspect_lines(block, buf, ends):
     try:
-      same = _review(json.loads(block[starts[i]:ends[i]])) == (user[i], item[i], int(ts[i]))
+      want = _review(json.loads(block[starts[i]:ends[i]]))
     except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
-      same = False
-    if not same:
+      return None
+    if want != (user[i].as_py(), item[i].as_py(), int(ts[i])):
       return None
   return user, item, ts
 
@@ -336,23 +360,29 @@ def _reviews_arrow(path):
         parts.append(got)
   except DataError:          # a damaged file: the exact reader reports it where it reads it
     return None
-  return tuple(np.concatenate([p[j] for p in parts]) for j in range(3)) if parts else None
+  if not parts:
+    return None
+  return (_str_array([p[0] for p in parts]), _str_array([p[1] for p in parts]),
+          np.concatenate([p[2] for p in parts]).astype(np.int64))
+
+
+def _str_array(chunks) -> np.ndarray:
+  """pyarrow string chunks -> what np.array(list_of_str) makes (fixed-width str), built
+  through the distinct values."""
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
+  enc = pc.dictionary_encode(pa.chunked_array(chunks, pa.string()).combine_chunks())
+  return np.array(enc.dictionary.to_pylist(), str)[enc.indices.to_numpy()]
 
 
 FAST_PARSE = True   # False: the exact reader only (tests compare the two)
-
-
-def _str_array(values: np.ndarray) -> np.ndarray:
-  """What np.array(list_of_str) makes (fixed-width str), built through the distinct values."""
-  uniq, inv = np.unique(values, return_inverse=True)
-  return np.array(uniq.tolist(), str)[inv]
 
 
 def read_reviews(path: str, bad: raw.BadRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(reviewerID str [N], asin str [N], unixReviewTime int64 [N]) in file order."""
   got = _reviews_arrow(path) if FAST_PARSE else None
   if got is not None:
-    return _str_array(got[0]), _str_array(got[1]), got[2].astype(np.int64)
+    return got
   rows = (_read_lines(path, bad, _review_fast, _review) if FAST_PARSE else
           _read_exact(path, bad, _review))
   if not rows:
