@@ -9,6 +9,7 @@ to the plain model). Never a checkpoint past a non-finite step, never a lost sum
 """
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -565,3 +566,111 @@ def test_each_multirun_fault_is_refused_before_any_work(tiny_config, tmp_path, k
     train.train_and_evaluate(tiny_config, str(wd))
   assert f'config.{key}' in str(err.value) and words in str(err.value), str(err.value)
   assert not wd.exists()
+
+
+# ---------------------------------------------------------------- data files (issue 28.9)
+# Random corruptions of raw files: each is a DataError naming the file (and zip member),
+# never a raw zlib / EOF / BadZipFile / Overflow / Recursion / OS error. Row faults are
+# counted with skip_bad_rows=True; file faults stay errors.
+AMZ = os.path.join(ROOT, 'tests', 'fixtures', 'amazon')
+BAD_TIMES = ['1e999', '-1e999', '1' + '0' * 30, '-1', '1.5', 'NaN', 'Infinity', 'true', '"5"']
+
+
+def _amazon_cfg(path, **kw):
+  from seqrec_jax.data import amazon  # pylint: disable=g-import-not-at-top
+  return dict(amazon.DEFAULTS, path=str(path), category='Toys', max_len=4, **kw)
+
+
+def _flip(data: bytes, r, lo: int = 0) -> bytes:
+  b = bytearray(data)
+  for i in r.integers(max(lo, len(b) // 4), len(b) - 8, 8):
+    b[i] ^= 0xA5
+  return bytes(b)
+
+
+def _row_fault(d, r):
+  """A malformed review line (a bad time or deep nesting) in the JSON fixture."""
+  lines = (d / 'reviews_Toys_5.json').read_text().splitlines()
+  i = int(r.integers(len(lines)))
+  if r.random() < 0.5:
+    lines[i] = re.sub(r'"unixReviewTime": \d+', f'"unixReviewTime": {r.choice(BAD_TIMES)}',
+                      lines[i])
+  else:
+    depth = int(r.integers(2000, 200000))
+    lines[i] = lines[i][:-1] + ', "x": ' + '[' * depth + ']' * depth + '}'
+  (d / 'reviews_Toys_5.json').write_text('\n'.join(lines) + '\n')
+  return str(d / 'reviews_Toys_5.json'), i + 1
+
+
+def _amazon_file_fault(d, r, tmp_path):
+  name = str(r.choice(['reviews_Toys_5.json.gz', 'meta_Toys.json.gz']))
+  kind = str(r.choice(['truncate', 'flip', 'dangling', 'loop']))
+  data = (d / name).read_bytes()
+  (d / name).unlink()
+  if kind == 'truncate':
+    (d / name).write_bytes(data[:int(r.integers(1, len(data) - 8))])
+  elif kind == 'flip':
+    (d / name).write_bytes(_flip(data, r, 10))
+  elif kind == 'dangling':
+    os.symlink(tmp_path / 'gone', d / name)
+  else:
+    os.symlink(d / name, d / name)
+  return str(d / name), kind
+
+
+def _movielens_file_fault(tmp_path, r):
+  import zipfile  # pylint: disable=g-import-not-at-top
+  kind = str(r.choice(['zip_flip', 'zip_truncate', 'dangling', 'loop']))
+  if kind.startswith('zip'):
+    z = tmp_path / 'ml.zip'
+    with zipfile.ZipFile(z, 'w', zipfile.ZIP_DEFLATED) as zf:
+      for name in ('ratings.csv', 'movies.csv'):
+        zf.write(os.path.join(FIX, name), f'ml/{name}')
+    data = z.read_bytes()
+    if kind == 'zip_flip':     # inside the ratings member's compressed bytes
+      start = data.find(b'ml/ratings.csv') + 30
+      data = data[:start] + _flip(data[start:start + 200], r) + data[start + 200:]
+    else:
+      data = data[:int(r.integers(10, len(data) - 10))]
+    z.write_bytes(data)
+    return z, str(z), kind
+  d = tmp_path / 'ml'
+  shutil.copytree(FIX, d)
+  name = str(r.choice(['ratings.csv', 'movies.csv']))
+  (d / name).unlink()
+  os.symlink(tmp_path / 'gone' if kind == 'dangling' else d / name, d / name)
+  return d, str(d / name), kind
+
+
+@pytest.mark.parametrize('seed', range(16))
+def test_random_data_file_faults_are_data_errors_naming_the_file(tmp_path, seed):
+  from seqrec_jax.data import amazon  # pylint: disable=g-import-not-at-top
+  r = np.random.default_rng(seed)
+  which = ['amazon_row', 'amazon_file', 'movielens_file'][seed % 3]
+  if which == 'amazon_row':
+    d = tmp_path / 'amz'
+    shutil.copytree(os.path.join(AMZ, 'json'), d)
+    name, line = _row_fault(d, r)
+    with pytest.raises(DataError, match=re.escape(f'{name}, line {line}: ')):
+      amazon.prepare(_amazon_cfg(d))
+    assert amazon.prepare(_amazon_cfg(d, skip_bad_rows=True)).info['bad_rows_skipped'] == 1
+    return
+  if which == 'amazon_file':
+    d = tmp_path / 'amz'
+    shutil.copytree(os.path.join(AMZ, 'literal'), d)
+    name, kind = _amazon_file_fault(d, r, tmp_path)
+    calls = [lambda: amazon.source_fingerprint(_amazon_cfg(d))] if 'link' in kind or kind in (
+        'dangling', 'loop') else []
+    calls += [lambda s=s: amazon.prepare(_amazon_cfg(d, skip_bad_rows=s)) for s in (0, 1)]
+  else:
+    path, name, kind = _movielens_file_fault(tmp_path, r)
+    calls = [lambda: movielens.source_fingerprint(_cfg(path))]
+    calls += [lambda s=s: movielens.prepare(_cfg(path, skip_bad_rows=bool(s))) for s in (0, 1)]
+  for call in calls:
+    try:
+      call()
+    except DataError as e:
+      assert name in str(e), (kind, str(e))
+    else:
+      # Only a flip that leaves the data decodable is allowed through (rows then checked).
+      assert kind in ('flip', 'zip_flip'), kind
