@@ -66,6 +66,8 @@ _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 300, 'Train case steps (after
 _TRAIN_BATCH = flags.DEFINE_integer('train_batch', 1024, 'Train case batch size.')
 _TRAIN_REPEATS = flags.DEFINE_integer('train_repeats', 1, 'Train case: (never, always) pairs, '
                                       'interleaved so load drifts hit both.')
+_TRAIN_ORDER = flags.DEFINE_list('train_order', ['never', 'always'], 'Train case: data.in_memory '
+                                  'modes in the order run within each repeat.')
 _TRAIN_TIMEOUT = flags.DEFINE_integer('train_timeout', 1800, 'Seconds per train run.')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: run one case in this process '
                              '(generate | prepare | read) and print its record.')
@@ -151,10 +153,12 @@ def zipf_ranks(rng, k: int, n: int, s: float, offset: float = 0.0) -> np.ndarray
   return np.minimum((x - a).astype(np.int64), k - 1)
 
 
-def _text_bytes(arr) -> memoryview:
-  """The concatenated bytes of a pyarrow string array (no separators)."""
-  off = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, offset=arr.offset * 4)
-  return memoryview(arr.buffers()[2])[int(off[0]):int(off[-1])]
+def _write_text(f, arr) -> None:
+  """Writes the concatenated bytes of a pyarrow string (chunked) array (no separators)."""
+  for chunk in getattr(arr, 'chunks', [arr]):
+    if len(chunk):
+      off = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, offset=chunk.offset * 4)
+      f.write(memoryview(chunk.buffers()[2])[int(off[0]):int(off[-1])])
 
 
 def _join(*parts):
@@ -286,8 +290,8 @@ def gen_movielens(root: str, scale: float, seed: int) -> dict:
     f.write(b'userId,movieId,rating,timestamp\n')
     for s in range(0, N, block):
       sl = slice(s, s + block)
-      f.write(_text_bytes(_join(_str(user[sl] + 1), ',', _str(movie_ids[movie[sl]]), ',',
-                                _take(ML_STARS, stars[sl]), ',', _str(ts[sl]), '\n')))
+      _write_text(f, _join(_str(user[sl] + 1), ',', _str(movie_ids[movie[sl]]), ',',
+                           _take(ML_STARS, stars[sl]), ',', _str(ts[sl]), '\n'))
   # movies.csv: 'Title words (year)', some 'X, The (year)' (quoted), some with "quotes".
   title = _words(rng, M, 1, 4, tuple(w.capitalize() for w in WORDS))
   year = _str(rng.integers(1915, 2016, M))
@@ -312,7 +316,7 @@ def gen_movielens(root: str, scale: float, seed: int) -> dict:
   genres = pc.if_else(pa.array(none), '(no genres listed)', genres)
   with open(os.path.join(d, 'movies.csv'), 'wb') as f:
     f.write(b'movieId,title,genres\n')
-    f.write(_text_bytes(_join(_str(movie_ids), ',', title, ',', genres, '\n')))
+    _write_text(f, _join(_str(movie_ids), ',', title, ',', genres, '\n'))
   return {'rows': int(N), 'users': int(U), 'movies': int(M),
           'movies_rated': int(len(np.unique(movie))), 'ratings_per_user_max': int(counts.max()),
           'ratings_per_user_median': float(np.median(counts)),
@@ -381,7 +385,7 @@ def gen_amazon(root: str, scale: float, seed: int) -> dict:
   d = os.path.join(root, 'amazon')
   os.makedirs(d, exist_ok=True)
   with gzip.open(os.path.join(d, 'reviews_Electronics_5.json.gz'), 'wb', compresslevel=1) as f:
-    f.write(_text_bytes(lines))
+    _write_text(f, lines)
   del lines, text
   # Metadata: reviewed items cover all 801 leaves; python-literal dicts like the 2014 dump.
   C = min(AMZ_CATES, n_meta)
@@ -417,7 +421,7 @@ def gen_amazon(root: str, scale: float, seed: int) -> dict:
                 "'imUrl': 'http://ecx.images-amazon.com/images/I/", pa_asin, ".jpg', ",
                 rank, "'categories': ", cats, '}\n').take(pa.array(meta_order))
   with gzip.open(os.path.join(d, 'meta_Electronics.json.gz'), 'wb', compresslevel=1) as f:
-    f.write(_text_bytes(lines))
+    _write_text(f, lines)
   return {'rows': int(N), 'users': int(U), 'items': int(I), 'meta_records': int(n_meta),
           'leaf_categories_reviewed': int(len(np.unique(leaf[:I]))),
           'reviews_per_user_min': int(du.min()), 'reviews_per_item_min': int(di.min()),
@@ -708,7 +712,7 @@ def train_case(dataset: str, workdir: str, scale: float) -> list[dict]:
   """DIN examples/s with the train split on disk vs in memory (seqrec_jax.main)."""
   out = []
   steps, batch = _TRAIN_STEPS.value, _TRAIN_BATCH.value
-  for rep, mode in [(r, m) for r in range(_TRAIN_REPEATS.value) for m in ('never', 'always')]:
+  for rep, mode in [(r, m) for r in range(_TRAIN_REPEATS.value) for m in _TRAIN_ORDER.value]:
     wd = os.path.join(workdir, 'runs', f'{dataset}_scale_{scale:g}_{mode}_{rep}')
     shutil.rmtree(wd, ignore_errors=True)
     over = dict(data_overrides(dataset, workdir, scale), **{
@@ -851,8 +855,10 @@ def main(argv):
   for dataset in _DATASETS.value:
     for case in _CASES.value:
       if case == 'generate':
-        _emit(_child_record(dataset, 'generate', scale, workdir,
-                            [f'--seed={_SEED.value}']), out_path)
+        recs = _child_record(dataset, 'generate', scale, workdir, [f'--seed={_SEED.value}'])
+        _emit(recs, out_path)
+        if recs[0].get('error'):
+          break
       elif case == 'prepare':
         shutil.rmtree(prepared_dir(workdir, dataset, scale), ignore_errors=True)
         _emit(_child_record(dataset, 'prepare', scale, workdir), out_path)
