@@ -73,8 +73,10 @@ def _find(cfg) -> tuple[str, str]:
       raise DataError(f'{path}: none of {[n + "(.gz)" for n in names]} found '
                       f'(config.data.amazon.category={cat!r}); '
                       f'it holds {sorted(os.listdir(path))[:10]}')
-    if not os.path.exists(hits[0]):     # a link that dangles or loops
-      raise raw.unreadable_error(hits[0], FileNotFoundError(2, 'No such file or directory'))
+    try:
+      os.stat(hits[0])                  # a link that dangles or loops is named
+    except OSError as e:
+      raise raw.unreadable_error(hits[0], e) from e
     found.append(hits[0])
   return found[0], found[1]
 

@@ -63,7 +63,10 @@ _CORRUPT = (zlib.error, EOFError, zipfile.BadZipFile, gzip.BadGzipFile)
 
 
 def corrupt_error(where: str, e: BaseException) -> DataError:
-  return DataError(f'{where}: the file is corrupt or truncated ({type(e).__name__}: {e}); '
+  kind = type(e).__name__
+  if type(e).__module__ != 'builtins':
+    kind = f'{type(e).__module__}.{kind}'       # zlib.error, gzip.BadGzipFile, ...
+  return DataError(f'{where}: the file is corrupt or truncated ({kind}: {e}); '
                    'download or extract it again')
 
 
