@@ -11,10 +11,15 @@ or whose restored state fails the checksum (flipped bits) is corrupt: resume fal
 the newest periodic checkpoint that restores and verifies, logs which steps it skipped and
 why, and moves them to `<workdir>/corrupt/` (kept for inspection; the replayed run saves
 those steps again). A corrupt `best/` is an error at resume, raised before anything in the
-workdir changes (metrics.jsonl keeps the finished run's summary).
+workdir changes (metrics.jsonl keeps the finished run's summary). A warm start's source
+(read_source) is verified the same way (restore_verified); a corrupt one is an error, never a
+fallback. A save that fails for want of disk space is a CheckpointDiskFullError: one line
+naming the workdir and the last good checkpoint, which stays.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
@@ -33,6 +38,24 @@ class CheckpointMismatchError(ValueError):
 
 class CheckpointCorruptError(RuntimeError):
   pass
+
+
+class CheckpointDiskFullError(OSError):
+  """A save failed for want of disk space (ENOSPC); the message is one line naming the
+  workdir and the last good checkpoint (orbax saves are atomic: a failed one is never
+  'latest', and nothing older is deleted before a save commits)."""
+
+
+def _disk_full(e: BaseException | None) -> bool:
+  """Whether e, or an exception it wraps (orbax re-raises its commit threads' errors,
+  sometimes as another type), is ENOSPC."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if getattr(e, 'errno', None) == errno.ENOSPC or 'No space left on device' in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
 
 
 def state_checksum(state) -> str | None:
@@ -156,11 +179,32 @@ class Checkpointer:
   def _args(state, meta):
     return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
 
+  @contextlib.contextmanager
+  def _writing(self):
+    """Turns a full disk (ENOSPC, raised by this save or by an earlier async one) into one
+    CheckpointDiskFullError line naming the workdir and the last good checkpoint."""
+    try:
+      yield
+    except CheckpointDiskFullError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (orbax wraps errors of its threads)
+      if not _disk_full(e):
+        raise
+      self.latest.reload()
+      last = self.latest.latest_step()
+      kept = (f'the last good checkpoint is step {last} in {self.latest.directory}, and a '
+              'rerun with the same --workdir resumes from it once space is freed'
+              if last is not None else 'no checkpoint had been written yet')
+      raise CheckpointDiskFullError(
+          errno.ENOSPC, f'no space left on device for a checkpoint in workdir {self.workdir} '
+          f'({_reason(e)}); nothing was lost: {kept}') from e
+
   def save(self, step: int, state, meta: dict, best: bool = False):
     meta = dict(meta, fingerprint=self.fingerprint, checksum=state_checksum(state))
     meta['meta_checksum'] = _meta_checksum(meta)
     mgr = self.best if best else self.latest
-    mgr.save(step, args=self._args(state, meta), force=True)
+    with self._writing():
+      mgr.save(step, args=self._args(state, meta), force=True)
 
   def _check(self, meta: dict, where: str):
     got = meta.get('fingerprint', {})
@@ -230,12 +274,33 @@ class Checkpointer:
     return self._restore(self.best, step, abstract_state)
 
   def wait(self):
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
+    with self._writing():
+      self.latest.wait_until_finished()
+      self.best.wait_until_finished()
 
   def close(self):
-    self.latest.close()
-    self.best.close()
+    """Waits for the async saves (raising their errors), then closes both managers."""
+    with self._writing():
+      try:
+        self.wait()
+      finally:
+        self.latest.close()
+        self.best.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, exc, tb):
+    """Closes on any exit; while another error propagates, a close error is logged, not
+    raised over it."""
+    if exc is None:
+      self.close()
+      return
+    try:
+      self.close()
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning('closing the checkpoints of %s after %s: %s', self.workdir,
+                      type(exc).__name__, _reason(e))
 
 
 def _steps_in(d: str) -> list[int]:

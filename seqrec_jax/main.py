@@ -10,7 +10,9 @@ under SLURM / a TPU slice with --distributed=on); see seqrec_jax/distributed.py.
 """
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -30,7 +32,21 @@ def main(argv):
   xla_cpu.apply_defaults()  # CPU runtime defaults, before the backend starts
   distributed.initialize_from_flags()  # before anything touches devices
   from seqrec_jax import train  # pylint: disable=g-import-not-at-top  (keeps --help fast)
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  from seqrec_jax.checkpoint import CheckpointDiskFullError  # pylint: disable=g-import-not-at-top
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except CheckpointDiskFullError as e:
+    _exit_disk_full(e)
+
+
+def _exit_disk_full(e: BaseException):
+  """Ends a run whose disk filled: its traceback, then one last line naming the workdir and
+  the cause. os._exit, after the workdir lock and the managers were released: the failed
+  save's orbax commit threads stay blocked and would print unrelated tracebacks at exit."""
+  traceback.print_exception(e)
+  sys.stdout.flush()
+  print(f'\nerror: {e}', file=sys.stderr, flush=True)
+  os._exit(1)  # pylint: disable=protected-access
 
 
 def _help(argv) -> str:

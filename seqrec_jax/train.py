@@ -527,10 +527,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   config = platform_defaults.resolve(config)   # keys left at None: this platform's speed values
   os.makedirs(workdir, exist_ok=True)
   prog = build_program(config)
-  ckpt = Checkpointer(workdir, config.train.keep_checkpoints, prog.fingerprint)
-  state, ps = init_or_restore(prog, ckpt, workdir)
-  writer = MetricsWriter(workdir, ps.step, hparams=config)
-  state = train_loop(prog, state, ps, ckpt, writer)
-  summary = final_report(prog, state, ps, ckpt, writer, workdir)
-  ckpt.close()
-  return summary
+  # Closed on any exit (its async saves finished or failed) before the workdir lock goes.
+  with Checkpointer(workdir, config.train.keep_checkpoints, prog.fingerprint) as ckpt:
+    state, ps = init_or_restore(prog, ckpt, workdir)
+    writer = MetricsWriter(workdir, ps.step, hparams=config)
+    state = train_loop(prog, state, ps, ckpt, writer)
+    return final_report(prog, state, ps, ckpt, writer, workdir)

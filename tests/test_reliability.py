@@ -1,6 +1,7 @@
 """Reliability (issue 14): no checkpoint past a non-finite step, resume refuses a changed
 config, one run per workdir, corrupt checkpoints fall back, config errors before any work."""
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -243,3 +244,39 @@ def test_unknown_keys_of_an_unlocked_config_are_refused(fast_config, tmp_path):
   with pytest.raises(ConfigError, match=r'config.train.num_stepz=2: unknown key'):
     train.train_and_evaluate(fast_config, str(tmp_path / 'wd'))
   assert not (tmp_path / 'wd').exists()
+
+
+# ---------------------------------------------------------------- full disk (issue 28.10)
+
+def _full_disk_at(monkeypatch, where='/checkpoints/4.'):
+  """orbax's meta write of the checkpoint whose path contains `where` fails with ENOSPC in
+  orbax's commit thread, as on a full disk."""
+  import errno  # pylint: disable=g-import-not-at-top
+  from orbax.checkpoint._src.handlers import json_checkpoint_handler as jh  # pylint: disable=g-import-not-at-top
+  save = jh.JsonCheckpointHandler._save_fn   # pylint: disable=protected-access
+
+  async def full(self, x, directory):
+    if where in str(directory):
+      raise OSError(errno.ENOSPC, 'No space left on device', str(directory))
+    return await save(self, x, directory)
+  monkeypatch.setattr(jh.JsonCheckpointHandler, '_save_fn', full)
+
+
+def test_full_disk_names_the_workdir_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path,
+                                                                        monkeypatch, caplog):
+  from seqrec_jax.checkpoint import CheckpointDiskFullError, read_source  # pylint: disable=g-import-not-at-top
+  _full_disk_at(monkeypatch)
+  wd = str(tmp_path / 'wd')
+  with pytest.raises(CheckpointDiskFullError) as e:
+    train.train_and_evaluate(tiny_config, wd)
+  msg = str(e.value)
+  assert len(msg.splitlines()) == 1, msg
+  assert f'workdir {os.path.abspath(wd)}' in msg and 'no space left on device' in msg.lower()
+  assert 'nothing was lost' in msg and 'last good checkpoint is step 2' in msg
+  _, _, where = read_source(os.path.join(wd, 'checkpoints'))   # restores and verifies
+  assert where.endswith('checkpoints/2')
+  monkeypatch.undo()             # space freed: the rerun resumes from step 2 and finishes
+  caplog.set_level(logging.INFO)
+  assert train.train_and_evaluate(tiny_config, wd)['steps'] == 4
+  assert any(r.getMessage().endswith('at step 2') and 'Resumed' in r.getMessage()
+             for r in caplog.records), [r.getMessage() for r in caplog.records][-20:]

@@ -42,3 +42,30 @@ def test_missing_config_file_leaves_no_workdir(tmp_path):
   assert out.returncode != 0
   assert 'no_such_config.py' in out.stderr
   assert not wd.exists()
+
+
+def test_full_disk_ends_with_one_line_naming_the_workdir_and_the_cause(tmp_path):
+  """The CLI on a disk that fills at the step-4 checkpoint: the last line of stderr names the
+  workdir and the cause (not a shutdown traceback of orbax's commit threads)."""
+  driver = '\n'.join([
+      'import errno, sys',
+      'from orbax.checkpoint._src.handlers import json_checkpoint_handler as jh',
+      'save = jh.JsonCheckpointHandler._save_fn',
+      'async def full(self, x, directory):',
+      "  if '/checkpoints/4.' in str(directory):",
+      "    raise OSError(errno.ENOSPC, 'No space left on device', str(directory))",
+      '  return await save(self, x, directory)',
+      'jh.JsonCheckpointHandler._save_fn = full',
+      'from seqrec_jax import main',
+      "sys.argv = ['seqrec_jax.main'] + sys.argv[1:]",
+      'main.run()'])
+  wd = tmp_path / 'wd'
+  out = subprocess.run([sys.executable, '-c', driver, '--config=seqrec_jax/configs/test.py',
+                        f'--workdir={wd}', '--config.train.progress=False'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0
+  last = [line for line in out.stderr.splitlines() if line.strip()][-1]
+  assert f'workdir {wd}' in last and 'no space left on device' in last.lower(), out.stderr[-3000:]
+  assert 'nothing was lost' in last and 'step 2' in last
+  # The failed save left only orbax's temporary directory (never read; removed by orbax).
+  assert [d for d in os.listdir(wd / 'checkpoints') if d.isdigit()] == ['2']
