@@ -64,8 +64,8 @@ _READ_SECONDS = flags.DEFINE_float('read_seconds', 3.0, 'Warm reads: time per ba
 _COLD_BATCHES = flags.DEFINE_integer('cold_batches', 20, 'Cold-ish reads: batches per size.')
 _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 300, 'Train case steps (after compile).')
 _TRAIN_BATCH = flags.DEFINE_integer('train_batch', 1024, 'Train case batch size.')
-_TRAIN_REPEATS = flags.DEFINE_integer('train_repeats', 1, 'Train case: (never, always) pairs, '
-                                      'interleaved so load drifts hit both.')
+_TRAIN_REPEATS = flags.DEFINE_integer('train_repeats', 2, 'Train case: pairs of runs, ordered '
+                                      'ABBA (never, always, always, never, ...).')
 _TRAIN_ORDER = flags.DEFINE_list('train_order', ['never', 'always'], 'Train case: data.in_memory '
                                   'modes in the order run within each repeat.')
 _TRAIN_TIMEOUT = flags.DEFINE_integer('train_timeout', 1800, 'Seconds per train run.')
@@ -732,7 +732,11 @@ def train_case(dataset: str, workdir: str, scale: float) -> list[dict]:
   """DIN examples/s with the train split on disk vs in memory (seqrec_jax.main)."""
   out = []
   steps, batch = _TRAIN_STEPS.value, _TRAIN_BATCH.value
-  for rep, mode in [(r, m) for r in range(_TRAIN_REPEATS.value) for m in _TRAIN_ORDER.value]:
+  # ABBA: odd repeats run the modes in reverse, so a load that drifts linearly over the runs
+  # (other jobs on the machine) weighs both modes equally.
+  runs = [(r, m) for r in range(_TRAIN_REPEATS.value)
+          for m in (_TRAIN_ORDER.value if r % 2 == 0 else _TRAIN_ORDER.value[::-1])]
+  for rep, mode in runs:
     wd = os.path.join(workdir, 'runs', f'{dataset}_scale_{scale:g}_{mode}_{rep}')
     shutil.rmtree(wd, ignore_errors=True)
     over = dict(data_overrides(dataset, workdir, scale), **{
