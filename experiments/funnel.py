@@ -5,13 +5,13 @@
   bash launch.sh funnel --dataset=movielens --override=data.movielens.path=/data/ml-20m.zip
 
 --dataset (alias of --datasets) takes synthetic and movielens (FITS: the channels need
-time-ordered interaction logs, seqrec_jax/retrieval/data.py). --override=key=value (repeatable):
+time-ordered interaction logs, seqrec_jax/data/retrieval.py). --override=key=value (repeatable):
 data.movielens.path / .genre choose the MovieLens logs, data.synthetic.* the generator, any
 other key (model.*, optim.*, train.*) the pre-ranker's and DIN's config; all enter the stage
 cache key, so two sources never share a workdir.
 
 Per dataset (synthetic planted-interest data with its oracle, MovieLens latest-small offline):
-  1. logs, leave-last-out by time (seqrec_jax/retrieval/data.py); `--eval_users` test users
+  1. logs, leave-last-out by time (seqrec_jax/data/retrieval.py); `--eval_users` test users
      (a fixed random subset) are the requests.
   2. channels (those that have landed: popularity, ItemCF, Swing, UserCF, two-tower) retrieve
      `--k_retrieve` each; items the user already consumed (the whole log before the target)
@@ -19,8 +19,8 @@ Per dataset (synthetic planted-interest data with its oracle, MovieLens latest-s
      funnel.py). Recall / NDCG / HR at K of each channel and of the merge.
   3. the three-tower pre-ranker (models/prerank.py) and DIN train through
      train.train_and_evaluate as one multi-run group of `--seeds` runs each on CTR data from
-     the train part (next interaction vs uniform negatives); their test split is the candidate
-     rows, so the saved test predictions are the candidates' scores.
+     the train part (next interaction vs uniform negatives; a Dataset value, not registered);
+     each run's best-valid variables (checkpoint.load_best) then score the candidates.
   4. final top-10 of: retrieval order, pre-rank only, rank only, the funnel (pre-rank to
      `--n_prerank`, DIN orders those), popularity, and on synthetic data the oracle's top-10.
   5. latency of one request per stage (p50 / p99 ms).
@@ -51,7 +51,7 @@ from experiments import publish, sweep
 from seqrec_jax import metrics as M
 from seqrec_jax import xla_cpu
 from seqrec_jax.configs import define_override_flag, study_overrides
-from seqrec_jax.retrieval import data as D
+from seqrec_jax.data import retrieval as D
 from seqrec_jax.retrieval import funnel as F
 from seqrec_jax.retrieval.popularity import Popularity
 
@@ -95,12 +95,12 @@ def define_flags():
                     'tables and the plot to docs/results/funnel/.')
 
 
-# Datasets the channels can read: time-ordered interaction logs (retrieval/data.py).
+# Datasets the channels can read: time-ordered interaction logs (data/retrieval.py).
 FITS = {'synthetic': 'planted interests, with an oracle',
         'movielens': 'ratings as interactions; latest-small offline, any release via '
                      'data.movielens.path'}
 NEEDS = ('time-ordered interaction logs (user, item, category, time) for the leave-last-out '
-         'retrieval split (seqrec_jax/retrieval/data.py)')
+         'retrieval split (seqrec_jax/data/retrieval.py)')
 LOGS_KEYS = ('path', 'genre')        # data.movielens.* that movielens_logs reads
 
 
@@ -139,7 +139,7 @@ def with_overrides(st: Settings, dataset: str, override_flags) -> Settings:
     if k.startswith('data.movielens.'):
       if k.split('.', 2)[2] not in LOGS_KEYS:
         raise app.UsageError(f'--override={k}: the funnel reads MovieLens through '
-                             f'retrieval/data.py movielens_logs, which takes {LOGS_KEYS} only')
+                             f'data/retrieval.py movielens_logs, which takes {LOGS_KEYS} only')
       logs[k.split('.', 2)[2]] = v
     elif k.startswith('data.synthetic.'):
       syn[k.split('.', 2)[2]] = v
@@ -166,7 +166,7 @@ def _cached(path: str, fn):
 
 # ----------------------------------------------------------------------------- channels
 
-def build_channels(split: D.Split, ex: dict, seeds, log, st: Settings) -> tuple[dict, dict]:
+def build_channels(split: D.TimeSplit, ex: dict, seeds, log, st: Settings) -> tuple[dict, dict]:
   """{name: factory} of every channel that has landed, and notes. A factory returns the channel
   (or {seed: channel} for trained ones) and is called only when a stage's cache is missing."""
   lg, tr = split.logs, split.train
@@ -221,7 +221,7 @@ def _memo(facs: dict, log=None) -> dict:
   return out
 
 
-def _seen_filter(split: D.Split, users: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+def _seen_filter(split: D.TimeSplit, users: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
   """Removes items each user consumed before the test target (whole log), keeps the first k."""
   lg = split.logs
   before = split.part != D.TEST
@@ -261,16 +261,15 @@ def channel_lists(split, q, chans, seeds, wd, log, st: Settings
 def train_rankers(split, q, seeds, wd, dataset, log, st: Settings) -> dict:
   """Trains the pre-ranker and DIN through train.train_and_evaluate, each as one multi-run
   group of len(seeds) runs, once per workdir (the candidates do not enter training).
-  Returns {model: (config, workdir)} for `score`."""
+  Returns {model: (workdir, DataSpec)} for `score`."""
   from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
   from seqrec_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
   # The test split at training time is the valid targets' rows (the candidates are scored
   # afterwards from the best checkpoint); nothing of the test targets is in this dataset.
   vq = D.queries(split, 'valid', st.max_len)
+  name = f'funnel_{dataset}_{os.path.basename(wd)}'
   ds = D.ctr_dataset(split, st.max_len, D.candidate_rows(split, vq, vq['target'][:, None]),
-                     st.neg_per_pos, seed=0, name=f'funnel_{dataset}',
-                     neg_power=st.neg_power)
-  name = D.register(f'funnel_{dataset}_{os.path.basename(wd)}', ds)
+                     st.neg_per_pos, seed=0, name=name, neg_power=st.neg_power)
   n_train = len(ds.splits['train'])
   out = {}
   for model in ('prerank', 'din'):
@@ -289,37 +288,32 @@ def train_rankers(split, q, seeds, wd, dataset, log, st: Settings) -> dict:
     done = os.path.join(mwd, 'funnel_done.json')
     if not os.path.exists(done):
       t = time.time()
-      summary = train_and_evaluate(config, mwd)
+      summary = train_and_evaluate(config, mwd, ds)
       with open(done, 'w') as f:
         json.dump({'seconds': time.time() - t, 'overrides': o, 'train_rows': n_train,
                    'valid_auc': [r.get('eval/valid/auc') for r in summary['runs']]}, f,
                   default=str)
       log(f'  {model}: trained {len(seeds)} runs in {time.time() - t:.0f} s')
-    out[model] = (config, mwd)
+    out[model] = (mwd, ds.spec)
   return out
 
 
-def score(config, mwd: str, rows_of_run: list[dict]) -> list[np.ndarray]:
-  """Run r of the group's best-valid checkpoint scores rows_of_run[r]: [N_r] each."""
+def score(mwd: str, spec, rows_of_run: list[dict]) -> list[np.ndarray]:
+  """Run r of the group's best-valid checkpoint (checkpoint.load_best) scores rows_of_run[r]:
+  [N_r] each; spec: the DataSpec it trained on."""
   import jax  # pylint: disable=g-import-not-at-top
-  from seqrec_jax import evaluate, platform_defaults, steps  # pylint: disable=g-import-not-at-top
-  from seqrec_jax.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  from seqrec_jax import evaluate, models, precision, steps  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.checkpoint import load_best  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data.pipeline import ArraySplit  # pylint: disable=g-import-not-at-top
-  from seqrec_jax.train import build_program  # pylint: disable=g-import-not-at-top
-  config = platform_defaults.resolve(config)
-  prog = build_program(config)
-  ckpt = Checkpointer(mwd, config.train.keep_checkpoints, prog.fingerprint)
-  best = ckpt.restore_best(prog.abstract)
-  ckpt.close()
-  if best is None:
-    raise FileNotFoundError(f'{mwd}: no best checkpoint to score the candidates with')
-  state = jax.device_get(best[0])
-  f = jax.jit(functools.partial(steps.eval_step, tasks=prog.tasks))
+  best = load_best(mwd)
+  cfg = best.config
+  apply = precision.cast_apply(models.build_model(best.model_config, spec).apply,
+                               cfg.model.compute_dtype)
+  f = jax.jit(functools.partial(steps.predict, apply, tasks=spec.tasks))
   out = []
   for r, rows in enumerate(rows_of_run):       # one run's params: no work for the others
-    one = jax.tree.map(lambda x, r=r: x[r], state)
-    preds, _, _ = evaluate.predict(f, one, ArraySplit(rows), config.data.eval_batch_size,
-                                   lambda b: b)
+    preds, _, _ = evaluate.predict(f, best.variables[r], ArraySplit(rows),
+                                   cfg.data.eval_batch_size, lambda b: b)
     out.append(preds[:, 0])
   return out
 
@@ -331,10 +325,10 @@ def candidate_scores(split, q, cand_by_seed, seeds, models_of, wd, log) -> dict:
   ckey = _key([hashlib.sha1(np.stack(blocks).tobytes()).hexdigest()])
   E, N = blocks[0].shape
   out = {}
-  for model, (config, mwd) in models_of.items():
-    def run(config=config, mwd=mwd, model=model):
+  for model, (mwd, spec) in models_of.items():
+    def run(mwd=mwd, spec=spec, model=model):
       t = time.time()
-      p = score(config, mwd, [D.candidate_rows(split, q, b) for b in blocks])
+      p = score(mwd, spec, [D.candidate_rows(split, q, b) for b in blocks])
       log(f'  {model}: scored {len(blocks)} x {E} x {N} candidates in {time.time() - t:.0f} s')
       return {'scores': np.stack([x.reshape(E, N) for x in p])}
     p = _cached(os.path.join(wd, f'scores_{model}_{ckey}.npz'), run)['scores']
@@ -487,12 +481,12 @@ def hard_from_ranker(split, q, ex, merged, quotas, seeds, models_of, wd, log, st
       if 'base' not in box:
         box['base'] = T.train(ex, None, base_cfg, seeds=tuple(seeds))
       ch = box['base'].channel(0, ex['cate_of_item'])
-      config, mwd = models_of['din']
+      mwd, spec = models_of['din']
       rows = HN.subsample(len(ex['item_id']), st.hard_rows)
       t = time.time()
       hard = HN.mine_from_ranker(
           ex, rows, lambda h, u, m: ch.retrieve(h, m, user_id=u)[0],
-          lambda sub, cand: score(config, mwd, [D.candidate_rows(split, sub, cand)])[0],
+          lambda sub, cand: score(mwd, spec, [D.candidate_rows(split, sub, cand)])[0],
           m=st.hard_m, h=st.hard_h, pos_user=lg.user[tr], pos_item=lg.item[tr])
       log(f'  mined {len(rows)} of {len(hard)} examples x {st.hard_h} hard negatives from '
           f'DIN over two-tower top-{st.hard_m} in {time.time() - t:.0f} s')

@@ -47,7 +47,7 @@ from experiments import publish, sweep
 from seqrec_jax import evaluate, xla_cpu
 from seqrec_jax import metrics as M
 from seqrec_jax.configs import define_override_flag, load_config, study_overrides
-from seqrec_jax.data import common, movielens, raw, register_dataset
+from seqrec_jax.data import common, movielens, raw
 from seqrec_jax.data.features import DataSpec, Task
 from seqrec_jax.data.pipeline import ArraySplit, Dataset
 
@@ -144,16 +144,15 @@ def window(a: int, b: int, c: int, src: tuple = DEFAULT_SOURCE) -> Dataset:
   s = stream(src)
   arr, bd = s['arrays'], s['bounds']
   part = lambda lo, hi: ArraySplit({k: v[lo:hi] for k, v in arr.items()})
-  return Dataset(f'ml_stream_{a}_{b}_{c}', s['spec'],
+  return Dataset(dataset_name(a, b, c, src), s['spec'],
                  {'train': part(bd[a], bd[b]), 'valid': part(max(bd[a], bd[b] - VALID_ROWS),
                                                               bd[b]),
                   'test': part(bd[b], bd[c])}, {'stream_dates': s['dates']})
 
 
 def dataset_name(a: int, b: int, c: int, src: tuple = DEFAULT_SOURCE) -> str:
-  name = f'ml_stream_{a}_{b}_{c}' + _tag(src if src != DEFAULT_SOURCE else None)
-  register_dataset(name)(lambda _cfg: window(a, b, c, src))
-  return name
+  """config.data.name of `window(a, b, c, src)` (the value train_and_evaluate is given)."""
+  return f'ml_stream_{a}_{b}_{c}' + _tag(src if src != DEFAULT_SOURCE else None)
 
 
 def run_update(outdir: str, arm: str, a: int, b: int, c: int, epochs: float, seeds: int,
@@ -181,7 +180,7 @@ def run_update(outdir: str, arm: str, a: int, b: int, c: int, epochs: float, see
       return rec
   shutil.rmtree(wd, ignore_errors=True)   # stale or unfinished: its source may have changed
   t0 = time.time()
-  out = train.train_and_evaluate(cfg, wd)
+  out = train.train_and_evaluate(cfg, wd, window(a, b, c, stream_source(extra)))
   rec = {'id': cid, 'arm': arm, 'hours': [a, b, c], 'config': want, 'overrides': o,
          'workdir': wd, 'wall_seconds': round(time.time() - t0, 2),
          'train_seconds': out['train_seconds'], 'steps': out['steps'],

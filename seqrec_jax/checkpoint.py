@@ -13,12 +13,15 @@ why, and moves them to `<workdir>/corrupt/` (kept for inspection; the replayed r
 those steps again). A corrupt `best/` is an error at resume, raised before anything in the
 workdir changes (metrics.jsonl keeps the finished run's summary). A warm start's source
 (read_source) is verified the same way (restore_verified); a corrupt one is an error, never a
-fallback. A save that fails for want of disk space is a CheckpointDiskFullError: one line
-naming the workdir and the last good checkpoint, which stays.
+fallback. `load_best(workdir)` reads a finished run's best-valid variables and config for
+scoring (serving, funnels) without building a training program. A save that fails for want of
+disk space is a CheckpointDiskFullError: one line naming the workdir and the last good
+checkpoint, which stays.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -28,8 +31,11 @@ from typing import Any
 
 from absl import logging
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+
+from seqrec_jax import platform_defaults
 
 
 class CheckpointMismatchError(ValueError):
@@ -213,6 +219,12 @@ class Checkpointer:
         raise CheckpointMismatchError(
             f'checkpoint {where} was written by {key}={got.get(key)!r}, this run has '
             f'{key}={self.fingerprint.get(key)!r}; use a fresh --workdir or the same config')
+    # 'data' (data.fingerprint) only where both record it (older checkpoints do not).
+    if 'data' in got and 'data' in self.fingerprint and got['data'] != self.fingerprint['data']:
+      raise CheckpointMismatchError(
+          f'checkpoint {where} was written on other data than this run\'s (data.fingerprint of '
+          f'the spec and split sizes {got["data"]} != {self.fingerprint["data"]}); give the '
+          'same dataset or use a fresh --workdir')
     if got.get('params') != self.fingerprint.get('params'):
       mine, theirs = self.fingerprint.get('params', {}), got.get('params', {})
       diff = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)][:3]
@@ -355,3 +367,32 @@ def _others(path: str, bad: str) -> str:
   dirs = {os.path.join(r, sub) for r in roots for sub in ('best', 'checkpoints')} | set(roots)
   found = sorted({os.path.join(d, str(s)) for d in dirs for s in _steps_in(d)} - {bad})
   return f' (e.g. {", ".join(found[:4])})' if found else ''
+
+
+@dataclasses.dataclass
+class Best:
+  """A workdir's best-valid state as scoring reads it (`load_best`)."""
+  config: Any                 # the workdir's config.json, resolved for this platform
+  step: int
+  meta: dict                  # the checkpoint's meta (fingerprint; a group's per-run 'runs')
+  variables: list[dict]       # per run (one for a single run): {'params', 'batch_stats'}
+
+  @property
+  def model_config(self):
+    """config.model: builds the module of every run (a group's varied dropout or MBA lambda
+    changes no parameter and no eval-mode prediction)."""
+    return self.config.model
+
+
+def load_best(workdir: str) -> Best:
+  """The best-valid checkpoint of `workdir` (best/, verified as a warm start's source is) as
+  host arrays, one variables dict per run, with the config that trained it. Score with
+  models.build_model(best.model_config, spec) and steps.predict."""
+  state, meta, where = read_source(os.path.join(workdir, 'best'), key='load_best')
+  with open(os.path.join(workdir, 'config.json')) as f:
+    config = platform_defaults.resolve(ml_collections.ConfigDict(json.load(f)))
+  both = {'params': state['params'], 'batch_stats': state.get('batch_stats') or {}}
+  runs = meta.get('runs')
+  per_run = ([jax.tree.map(lambda x, s=s: x[s], both) for s in range(len(runs))]
+             if isinstance(runs, list) else [both])
+  return Best(config, int(where.rsplit('/', 1)[1]), meta, per_run)

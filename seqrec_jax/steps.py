@@ -124,7 +124,13 @@ def task_outputs(logits, tasks: Sequence[Task]):
   return out.reshape(logits.shape)
 
 
-def eval_step(state: TrainState, batch, *, tasks: Sequence[Task]):
-  """Predictions [B, T] (`task_outputs` of the eval-mode logits)."""
-  logits = state.apply_fn(state.variables, batch, train=False)
+def predict(apply_fn, variables, batch, *, tasks: Sequence[Task]):
+  """Predictions [B, T] (`task_outputs` of the eval-mode logits) of `variables` (e.g. a run of
+  checkpoint.load_best) under apply_fn."""
+  logits = apply_fn(variables, batch, train=False)
   return task_outputs(logits.reshape(logits.shape[0], -1), tasks)
+
+
+def eval_step(state: TrainState, batch, *, tasks: Sequence[Task]):
+  """Predictions [B, T] of a TrainState (`predict`)."""
+  return predict(state.apply_fn, state.variables, batch, tasks=tasks)

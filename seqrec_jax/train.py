@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqrec_jax import evaluate, models, multirun, parallel, platform_defaults, precision, steps
+from seqrec_jax import data as data_lib
 from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.configs import validate
 from seqrec_jax.checkpoint import (Checkpointer, CheckpointMismatchError, check_finite_losses,
                                    flat_leaves, param_fingerprint, read_source)
-from seqrec_jax.data import load_dataset
 from seqrec_jax.data import device_split, packing
 from seqrec_jax.data.pipeline import train_batches
 from seqrec_jax.metric_writers import MetricsWriter
@@ -147,9 +147,11 @@ def _init_fn(model, ds, tx, compute_dtype):
   return init_fn
 
 
-def build_program(config) -> Program:
-  """Data, model, mesh and compiled steps for config (one run, or a group: multirun.py)."""
-  ds = load_dataset(config.data)         # validates ids/NaNs before any step
+def build_program(config, dataset=None) -> Program:
+  """Data, model, mesh and compiled steps for config (one run, or a group: multirun.py).
+  dataset: a Dataset value to train on instead of load_dataset(config.data) (data.dataset_for;
+  its name is config.data.name)."""
+  ds = data_lib.dataset_for(config.data, dataset)   # validates ids/NaNs before any step
   tasks = ds.spec.tasks
   validate.check_selection(config, tasks)   # select_metric/select_task vs the tasks
   part = parallel.Partitioner(config.parallel)   # mesh, shardings, jit or pmap
@@ -158,7 +160,8 @@ def build_program(config) -> Program:
   part.check_batch_size(config.data.eval_batch_size, 'config.data.eval_batch_size')
   total_steps = num_train_steps(config, len(ds.splits['train']))
   loss_w = _loss_weights(config, tasks)
-  fingerprint = {'model': config.model.name, 'dataset': config.data.name}
+  fingerprint = {'model': config.model.name, 'dataset': config.data.name,
+                 'data': data_lib.fingerprint(ds)}   # spec and split sizes: same data on resume
   if multirun.is_group(config):
     return _group_program(config, ds, part, total_steps, loss_w, fingerprint)
 
@@ -520,13 +523,16 @@ def final_report(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer,
 
 
 @workdir_lib.guard   # config validation, workdir lock, config.json compared on resume
-def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config, workdir: str, dataset=None) -> dict[str, Any]:
   """Trains config.model on config.data; returns the summary (also the last metrics line).
   With config.train.runs/run_seeds/vary it trains a group of runs as one program
-  (seqrec_jax/multirun.py) and returns {'runs': [one summary per run], ...}."""
+  (seqrec_jax/multirun.py) and returns {'runs': [one summary per run], ...}. dataset: a
+  Dataset value prepared in-process, used instead of load_dataset(config.data); its name must
+  be config.data.name, and a resume must pass the same data (the checkpoints record its
+  data.fingerprint)."""
   config = platform_defaults.resolve(config)   # keys left at None: this platform's speed values
   os.makedirs(workdir, exist_ok=True)
-  prog = build_program(config)
+  prog = build_program(config, dataset)
   # Closed on any exit (its async saves finished or failed) before the workdir lock goes.
   with Checkpointer(workdir, config.train.keep_checkpoints, prog.fingerprint) as ckpt:
     state, ps = init_or_restore(prog, ckpt, workdir)

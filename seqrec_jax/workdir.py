@@ -171,15 +171,16 @@ def check_config(workdir: str, config, write: bool = True) -> None:
 
 
 def guard(train_fn):
-  """Decorates train_and_evaluate(config, workdir): validates the config, then runs under the
-  workdir lock after checking/recording config.json."""
+  """Decorates train_and_evaluate(config, workdir, dataset=None): validates the config, then
+  runs under the workdir lock after checking/recording config.json."""
   @functools.wraps(train_fn)
-  def wrapped(config, workdir: str, *args, **kwargs):
+  def wrapped(config, workdir: str, dataset=None):
     import jax  # pylint: disable=g-import-not-at-top
     from seqrec_jax.configs import validate  # pylint: disable=g-import-not-at-top
-    validate.validate_config(config)        # before any directory exists
+    # Before any directory exists; a Dataset value's name stands in for the registry.
+    validate.validate_config(config, None if dataset is None else dataset.name)
     lead = jax.process_index() == 0
     with lock(workdir) if lead else contextlib.nullcontext():
       check_config(workdir, config, write=lead)
-      return train_fn(config, workdir, *args, **kwargs)
+      return train_fn(config, workdir, dataset)
   return wrapped

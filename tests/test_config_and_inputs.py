@@ -104,17 +104,12 @@ def test_bad_label_and_mask_dtype(tiny_dataset):
 
 
 def test_training_rejects_bad_ids_before_any_step(tiny_config, tmp_path, monkeypatch):
-  from seqrec_jax import data as data_lib, train
-
-  @data_lib.register_dataset('_bad_ids')
-  def _bad(cfg):
-    from seqrec_jax.data import synthetic
-    ds = synthetic.load(cfg.synthetic)
-    ds.splits['valid'].arrays['target_item'][3] = 10 ** 6
-    return ds
-
-  tiny_config.data.name = '_bad_ids'
+  from seqrec_jax import train
+  from seqrec_jax.data import synthetic
+  ds = synthetic.load(tiny_config.data.synthetic)   # a Dataset value: nothing registered
+  ds.name = tiny_config.data.name = '_bad_ids'
+  ds.splits['valid'].arrays['target_item'][3] = 10 ** 6
   with pytest.raises(DataError,
                      match="/valid: field 'target_item' has id 1000000 at row 3, outside"):
-    train.train_and_evaluate(tiny_config, str(tmp_path))
+    train.train_and_evaluate(tiny_config, str(tmp_path), ds)
   assert not os.path.exists(tmp_path / 'checkpoints')

@@ -319,16 +319,12 @@ _TRAIN_BATCHES = train.train_batches
 
 @pytest.mark.parametrize('seed', [0])     # one run (CI time); other seeds pass too
 def test_no_checkpoint_past_a_random_non_finite_step(tiny_config, tmp_path, monkeypatch, seed):
-  from seqrec_jax.data import register_dataset, synthetic  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   from seqrec_jax.data.features import DataSpec  # pylint: disable=g-import-not-at-top
-
-  @register_dataset('_faults_dense')
-  def _dense(data_cfg):   # pylint: disable=unused-variable
-    ds = synthetic.load(data_cfg.synthetic)
-    ds.spec = DataSpec(**{**ds.spec.__dict__, 'dense_dim': 1})
-    for split in ds.splits.values():
-      split.arrays['dense'] = np.zeros((len(split), 1), np.float32)
-    return ds
+  ds = synthetic.load(tiny_config.data.synthetic)   # a Dataset value: nothing registered
+  ds.name, ds.spec = '_faults_dense', DataSpec(**{**ds.spec.__dict__, 'dense_dim': 1})
+  for split in ds.splits.values():
+    split.arrays['dense'] = np.zeros((len(split), 1), np.float32)
 
   r = np.random.default_rng(seed)
   bad_step = int(r.integers(2, 12))
@@ -344,7 +340,7 @@ def test_no_checkpoint_past_a_random_non_finite_step(tiny_config, tmp_path, monk
       yield dict(b, dense=np.full_like(b['dense'], 3e38)) if step >= bad_step else b
   monkeypatch.setattr(train, 'train_batches', batches)
   with pytest.raises(FloatingPointError, match=f'at step {bad_step};') as err:
-    train.train_and_evaluate(c, str(tmp_path))
+    train.train_and_evaluate(c, str(tmp_path), ds)
   saved = [int(d) for sub in ('checkpoints', 'best') if (tmp_path / sub).exists()
            for d in os.listdir(tmp_path / sub) if d.isdigit()]
   assert all(s < bad_step for s in saved), (saved, bad_step, str(err.value))

@@ -76,7 +76,7 @@ def test_train_and_evaluate_resolves_before_reading_data(monkeypatch, tmp_path, 
     raise Stop
 
   monkeypatch.setattr(platform_defaults, 'current_platform', lambda: platform)
-  monkeypatch.setattr(train, 'load_dataset', fake_load)
+  monkeypatch.setattr(train.data_lib, 'dataset_for', fake_load)
   with pytest.raises(Stop):
     train.train_and_evaluate(load_config('din.py:synthetic'), str(tmp_path))
   assert seen['pack_history'] is packed and seen['pack_buckets'] == 32

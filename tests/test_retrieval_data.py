@@ -1,11 +1,11 @@
-"""Leave-last-out by time (seqrec_jax/retrieval/data.py): no leakage, strictly earlier
+"""Leave-last-out by time (seqrec_jax/data/retrieval.py): no leakage, strictly earlier
 histories, the synthetic replay and its oracle."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from seqrec_jax.retrieval import data as D
+from seqrec_jax.data import retrieval as D
 
 
 def _toy() -> D.Logs:
@@ -38,7 +38,7 @@ def test_split_targets_and_histories():
   np.testing.assert_array_equal(ex['item_count'], [0, 2, 2, 1, 0, 0, 1, 0, 0])
 
 
-def _assert_no_leak(sp: D.Split, L: int):
+def _assert_no_leak(sp: D.TimeSplit, L: int):
   lg = sp.logs
   held = {(int(lg.user[r]), int(lg.item[r])) for r in np.concatenate([sp.test_row,
                                                                         sp.valid_row])}

@@ -1,4 +1,7 @@
-"""End-to-end: train, checkpoint, resume (incl. SIGKILL), selection on valid, NaN guard."""
+"""End-to-end: train, checkpoint, resume (incl. SIGKILL), selection on valid, NaN guard, a
+Dataset value instead of the registry, load_best."""
+import dataclasses
+import functools
 import json
 import os
 import signal
@@ -6,12 +9,14 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
-from seqrec_jax import train
+from seqrec_jax import checkpoint, evaluate, models, precision, steps, train
 from seqrec_jax.checkpoint import CheckpointMismatchError
-from seqrec_jax.data import register_dataset, synthetic
+from seqrec_jax.configs.validate import ConfigError
+from seqrec_jax.data import DATASETS, ArraySplit, synthetic
 from seqrec_jax.data.features import DataSpec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,22 +75,55 @@ def test_checkpoint_from_another_model_is_rejected(tiny_config, tmp_path):
     train.train_and_evaluate(tiny_config, str(tmp_path))
 
 
-@register_dataset('_huge_dense')
 def _huge_dense(data_cfg):
   """Synthetic data plus a finite but enormous dense feature: the loss overflows."""
   ds = synthetic.load(data_cfg.synthetic)
+  splits = {name: ArraySplit({**split.arrays, 'dense': np.full(
+      (len(split), 1), 3e38 if name == 'train' else 0.0, np.float32)})
+            for name, split in ds.splits.items()}
   spec = DataSpec(**{**ds.spec.__dict__, 'dense_dim': 1})
-  for name, split in ds.splits.items():
-    n = len(split)
-    split.arrays['dense'] = np.full((n, 1), 3e38 if name == 'train' else 0.0, np.float32)
-  ds.spec = spec
-  return ds
+  return dataclasses.replace(ds, name='_huge_dense', spec=spec, splits=splits)
 
 
 def test_non_finite_loss_stops_with_step_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
   tiny_config.data.name = '_huge_dense'
   with pytest.raises(FloatingPointError, match=r'non-finite training loss .* at step 1;'):
-    train.train_and_evaluate(tiny_config, str(tmp_path))
+    train.train_and_evaluate(tiny_config, str(tmp_path), _huge_dense(tiny_config.data))
+
+
+def test_dataset_value_trains_without_registering_and_pins_the_resume(tiny_config, tmp_path):
+  ds = dataclasses.replace(synthetic.load(tiny_config.data.synthetic), name='_in_memory')
+  before = dict(DATASETS)
+  tiny_config.data.name = '_in_memory'
+  tiny_config.train.num_steps = 2
+  s = train.train_and_evaluate(tiny_config, str(tmp_path), ds)
+  assert s['dataset'] == '_in_memory' and s['steps'] == 2 and DATASETS == before
+  # A resume with other data under the same name: the checkpoints' data fingerprint differs.
+  fewer = dataclasses.replace(ds, splits={**ds.splits, 'train': ArraySplit(
+      {k: v[:-32] for k, v in ds.splits['train'].arrays.items()})})
+  tiny_config.train.num_steps = 4
+  with pytest.raises(CheckpointMismatchError, match='written on other data'):
+    train.train_and_evaluate(tiny_config, str(tmp_path), fewer)
+  assert train.train_and_evaluate(tiny_config, str(tmp_path), ds)['steps'] == 4
+  with pytest.raises(ConfigError, match='name of the Dataset value'):
+    train.train_and_evaluate(tiny_config, str(tmp_path / 'other'),
+                             dataclasses.replace(ds, name='_renamed'))
+  with pytest.raises(ConfigError, match="unknown dataset '_in_memory'"):
+    train.train_and_evaluate(tiny_config, str(tmp_path / 'none'))   # not registered
+
+
+def test_load_best_scores_as_the_summary(tiny_config, tiny_dataset, tmp_path):
+  s = train.train_and_evaluate(tiny_config, str(tmp_path))
+  best = checkpoint.load_best(str(tmp_path))
+  assert best.step == s['best_step'] and len(best.variables) == 1
+  apply = precision.cast_apply(models.build_model(best.model_config, tiny_dataset.spec).apply,
+                               best.config.model.compute_dtype)
+  f = jax.jit(functools.partial(steps.predict, apply, tasks=tiny_dataset.spec.tasks))
+  preds, labels, users = evaluate.predict(f, best.variables[0], tiny_dataset.splits['test'],
+                                          64, lambda b: b)
+  got = evaluate.split_metrics(preds, labels, users, tiny_dataset.spec.tasks, 'eval/test')
+  assert got['eval/test/auc'] == pytest.approx(s['eval/test/auc'], abs=1e-6)
+  assert got['eval/test/logloss'] == pytest.approx(s['eval/test/logloss'], abs=1e-5)
 
 
 def _run_main(workdir, extra=(), **kw):

@@ -148,14 +148,19 @@ def _checks() -> dict[str, Callable[[Any], str | None]]:
   }
 
 
-def validate_config(config) -> None:
-  """Raises ConfigError naming every invalid or unknown key of a training config."""
+def validate_config(config, dataset_name: str | None = None) -> None:
+  """Raises ConfigError naming every invalid or unknown key of a training config.
+  dataset_name: the name of a Dataset value the run is given (train_and_evaluate's
+  `dataset`), which config.data.name must equal instead of naming a registered dataset."""
   from seqrec_jax.configs import default  # pylint: disable=g-import-not-at-top
   flat = flatten(config)
   known = flatten(default.get_config())
   problems = [f'config.{k}={flat[k]!r}: unknown key (not in seqrec_jax/configs/default.py; '
               'a misspelling?)' for k in sorted(set(flat) - set(known))]
   checks = _checks()
+  if dataset_name is not None:
+    checks['data.name'] = lambda v: None if v == dataset_name else (
+        f'must be the name of the Dataset value given ({dataset_name!r})')
   for key, check in checks.items():
     if key not in flat:
       problems.append(f'config.{key} is missing (every config extends configs/default.py)')

@@ -1,13 +1,15 @@
 """Dataset registry: `load_dataset(config.data) -> Dataset` dispatches on config.data.name.
 
-A loader is a function `(data_config) -> Dataset` registered with `@register_dataset(name)`;
-it reads its own sub-block (e.g. config.data.synthetic) and must validate ids against its
-vocabularies (`features.validate_arrays`) before returning.
+A loader is a function `(data_config) -> Dataset` registered with `@register_dataset(name)`
+at import time; it reads its own sub-block (e.g. config.data.synthetic) and must validate ids
+against its vocabularies (`features.validate_arrays`) before returning. Data built in-process
+is passed as a value (`dataset_for`), never registered at run time.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 from typing import Callable
 
@@ -36,18 +38,48 @@ def _load_cached(name: str, cfg_json: str) -> Dataset:
 
 
 def load_dataset(data_cfg, validate: bool = True) -> Dataset:
-  """Loads (and caches in-process) the dataset named by data_cfg.name; validates every split."""
+  """Loads (and caches in-process) the dataset named by data_cfg.name, then `prepare`s it."""
   if data_cfg.name not in DATASETS:
     raise ValueError(f'unknown dataset {data_cfg.name!r} (config.data.name); '
                      f'registered: {sorted(DATASETS)}')
-  ds = _load_cached(data_cfg.name, data_cfg.to_json(sort_keys=True))
-  if validate:   # stored splits (data/store.py) were validated column by column when opened
+  return prepare(_load_cached(data_cfg.name, data_cfg.to_json(sort_keys=True)), data_cfg,
+                 validate)
+
+
+def dataset_for(data_cfg, dataset: Dataset | None = None) -> Dataset:
+  """config.data's dataset: `dataset`, a Dataset value prepared in-process (e.g.
+  data/retrieval.py's ctr_dataset), `prepare`d as a loaded one; else load_dataset(data_cfg).
+  A value's name must be config.data.name: the name is what config.json and the run's
+  checkpoints record (with `fingerprint`), so a resume with other data is refused."""
+  if dataset is None:
+    return load_dataset(data_cfg)
+  if dataset.name != data_cfg.name:
+    raise ValueError(f'config.data.name={data_cfg.name!r} must be the name of the Dataset '
+                     f'value given ({dataset.name!r})')
+  return prepare(dataset, data_cfg)
+
+
+def prepare(ds: Dataset, data_cfg, validate: bool = True) -> Dataset:
+  """A loaded dataset as training reads it: every in-memory split validated (ids and NaNs;
+  stored splits (data/store.py) were validated column by column when opened), item ids
+  filtered to config.data.item_top_k with training id counts on its spec, and
+  config.data.tasks selected (() = all)."""
+  if validate:
     for split_name, split in ds.splits.items():
       if isinstance(split, ArraySplit):
         validate_arrays(split.all(), ds.spec, f'{ds.name}/{split_name}',
                         allow_empty_history=data_cfg.get('allow_empty_history', True))
   ds = _with_id_counts(ds, int(data_cfg.get('item_top_k', 0)))
-  return select_tasks(ds, tuple(data_cfg.get('tasks', ())))   # config.data.tasks; () = all
+  return select_tasks(ds, tuple(data_cfg.get('tasks', ())))
+
+
+def fingerprint(ds: Dataset) -> str:
+  """12 hex digits over a dataset's name, spec (without id counts) and split sizes: what a
+  resume checks besides config.json (a Dataset value is not in it)."""
+  spec = {f.name: getattr(ds.spec, f.name) for f in dataclasses.fields(ds.spec)
+          if f.name != 'id_counts'}
+  sizes = {k: len(v) for k, v in sorted(ds.splits.items())}
+  return hashlib.sha1(repr((ds.name, sorted(spec.items()), sizes)).encode()).hexdigest()[:12]
 
 
 _DERIVED: dict = {}
@@ -127,4 +159,5 @@ def _census_kdd(data_cfg):
 
 
 __all__ = ['DATASETS', 'ArraySplit', 'DataError', 'DataSpec', 'Dataset', 'FeatureSpec', 'Task',
-           'load_dataset', 'register_dataset', 'validate_arrays']
+           'dataset_for', 'fingerprint', 'load_dataset', 'prepare', 'register_dataset',
+           'validate_arrays']

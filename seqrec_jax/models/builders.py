@@ -13,7 +13,7 @@ Layers (seqrec_jax/layers/) take plain arguments and never read a config; model 
     history pooling of config.model.pooling ('attention' = the attention unit);
   * `build_backbone(model_cfg, kind)`: the network between the input block and the logit layer
     (config.model.backbone: 'mlp' = the Head's MLP, 'dcn' / 'dcnv2' = cross network + deep
-    network). "Tower" is kept for the per-task networks of the multi-task models;
+    network). "TaskTower" is kept for the per-task networks of the multi-task models;
   * `sequence_ranker(model_cfg, spec, pooling, backbone)`: the SequenceRanker of base, din,
     dnn, dcn and dcnv2;
   * `build_field_gate(model_cfg)`: config.model.field_gate ('senet': FiBiNET's SENET layer on

@@ -33,7 +33,7 @@ ARCHS = ('single_task', 'shared_bottom', 'omoe', 'mmoe', 'ple')
 INPUTS = ('embed', 'pool', 'din')
 
 
-class Tower(nn.Module):
+class TaskTower(nn.Module):
   """Task tower: MLP then one logit. [B, H] -> [B]. `lhuc` (layers.gating.LHUCGate) scales the
   MLP's hidden layers by gates of `personal` [B, P] (PPNet: a gate per task tower)."""
   hidden: tuple = (32,)
@@ -128,8 +128,8 @@ class MultiTaskRanker(nn.Module):
       else:
         raise ValueError(f'unknown multi-task architecture {self.arch!r}; choose from {ARCHS}')
     lhuc = lambda: self.lhuc.clone() if self.lhuc is not None else None  # noqa: E731
-    logits = [Tower(tuple(self.tower_hidden), self.activation, self.dice_eps, self.dropout,
-                    lhuc(), name=f'tower_{k}')(reps[k], train, personal[k])
+    logits = [TaskTower(tuple(self.tower_hidden), self.activation, self.dice_eps,
+                        self.dropout, lhuc(), name=f'tower_{k}')(reps[k], train, personal[k])
               for k in range(num_tasks)]
     return logits[0] if num_tasks == 1 else jnp.stack(logits, axis=-1)
 

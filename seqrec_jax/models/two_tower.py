@@ -71,7 +71,7 @@ def l2_normalize(x, eps: float = 1e-6):
   return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
-class Tower(nn.Module):
+class EncoderTower(nn.Module):
   """MLP(hidden[:-1]) -> linear Dense(hidden[-1]): [..., in] -> [..., hidden[-1]]."""
   hidden: Sequence[int]
   activation: str = 'relu'
@@ -108,8 +108,8 @@ class TwoTower(nn.Module):
     if not self.temperature > 0:
       raise ValueError(f'two_tower temperature={self.temperature} must be > 0')
     self.embed = Embedder(self.spec, self.embed_dim, self.use_user)
-    self.user_tower = Tower(tuple(self.tower), self.activation)
-    self.item_tower = Tower(tuple(self.tower), self.activation)
+    self.user_tower = EncoderTower(tuple(self.tower), self.activation)
+    self.item_tower = EncoderTower(tuple(self.tower), self.activation)
     s = self.spec
     if s.num_items and s.max_len:
       width = self.embed_dim * (2 if s.num_cates else 1)

@@ -13,7 +13,7 @@ field's type. --overrides='{"use_user": true}' (JSON) still works and is merged.
 line records the overrides it ran with.
 
 One JSON line per (variant, split, seed): recall@k / NDCG@k of the leave-last-out valid and test
-targets (retrieval/data.py), the 3-seed program's wall time; popularity (and, on the synthetic
+targets (data/retrieval.py), the 3-seed program's wall time; popularity (and, on the synthetic
 data, the oracle) as baselines. --hard_rates adds variants trained with hard negatives mined
 from the `softmax` variant's seed-0 model (ranks --hard_ranks of its own retrieval for each
 training example, the positive excluded): a stand-in for the ranker's scores.
@@ -27,7 +27,7 @@ from absl import app, flags
 import numpy as np
 
 from seqrec_jax.configs import parse_overrides, study_overrides
-from seqrec_jax.retrieval import data as RD
+from seqrec_jax.data import retrieval as RD
 from seqrec_jax.retrieval import metrics as RM
 from seqrec_jax.retrieval.popularity import Popularity
 from seqrec_jax.retrieval.train_two_tower import TwoTowerConfig, TwoTowerResult, train
@@ -42,11 +42,11 @@ VARIANTS = {
 }
 
 
-# Datasets retrieval/data.py reads as time-ordered interaction logs.
+# Datasets data/retrieval.py reads as time-ordered interaction logs.
 FITS = {'synthetic': 'planted interests, with an oracle',
         'movielens': 'ratings as interactions; latest-small offline, any release via '
                      'data.movielens.path'}
-NEEDS = 'time-ordered interaction logs (user, item, category, time; retrieval/data.py)'
+NEEDS = 'time-ordered interaction logs (user, item, category, time; data/retrieval.py)'
 LOGS_KEYS = ('path', 'genre')        # data.movielens.* that movielens_logs reads
 
 
@@ -196,7 +196,7 @@ def main(argv):
 
 def define_flags():
   """The CLI's flags (defined on demand: importing this module defines none)."""
-  flags.DEFINE_string('dataset', 'movielens', 'Interaction logs (retrieval/data.py): '
+  flags.DEFINE_string('dataset', 'movielens', 'Interaction logs (data/retrieval.py): '
                       + ', '.join(f'{k} ({v})' for k, v in FITS.items()) + '.')
   flags.DEFINE_alias('data', 'dataset')     # the old name
   flags.DEFINE_multi_string('override', [], 'key=value, repeatable: data.movielens.path=... / '

@@ -12,18 +12,19 @@ Logs (`Logs`): every interaction (user, item, time), grouped by user, time order
     the user has not had yet (`Oracle.next_item_prob`). synthetic.py's own oracle, the click
     probability sigmoid(alpha max_j <v_i, v_hist_j> + beta + b_i), is `Oracle.click_prob`.
 
-Split (`leave_last_out`): per user with >= `min_interactions`, the last interaction is the test
-target, the second last the valid target, the rest is train. Histories are the user's
+TimeSplit (`leave_last_out`): per user with >= `min_interactions`, the last interaction is the
+test target, the second last the valid target, the rest is train. Histories are the user's
 interactions strictly earlier in time (same-second interactions are not each other's history),
 newest `max_len`, right-aligned; so a train example never sees a held-out item, and the test
 query may see the valid item (it is earlier).
 
 Examples: `retrieval_examples` (docs RETRIEVAL_API: user_id, hist_item, hist_cate, item_id,
 cate_id, item_count, cate_of_item) and `ctr_dataset` (the project's batch contract, a
-pipeline.Dataset for train.py): train = every train interaction with a history (label 1) plus
-`neg_per_pos` items drawn uniformly from the items seen in train (label 0); valid = the valid
-targets and their negatives; test = the funnel's candidates of each evaluated user (label 1 on
-the held-out target), so the trained ranker's saved test predictions are the candidates' scores.
+pipeline.Dataset value a ranker trains on: train.train_and_evaluate(config, workdir, ds)):
+train = every train interaction with a history (label 1) plus `neg_per_pos` items drawn
+uniformly from the items seen in train (label 0); valid = the valid targets and their
+negatives; test = the funnel's candidates of each evaluated user (label 1 on the held-out
+target), so the trained ranker's saved test predictions are the candidates' scores.
 """
 from __future__ import annotations
 
@@ -201,7 +202,7 @@ def synthetic_logs(**overrides) -> Logs:
 
 
 @dataclasses.dataclass
-class Split:
+class TimeSplit:
   """Leave-last-out by time: part [N] (TRAIN / VALID / TEST) per interaction of `logs`."""
   logs: Logs
   part: np.ndarray           # [N] int8
@@ -221,7 +222,7 @@ class Split:
     return np.bincount(lg.item[self.train], minlength=lg.num_items).astype(np.int64)
 
 
-def leave_last_out(logs: Logs, min_interactions: int = 3) -> Split:
+def leave_last_out(logs: Logs, min_interactions: int = 3) -> TimeSplit:
   """Per user with >= min_interactions: last = test, second last = valid, rest = train."""
   if min_interactions < 3:
     raise ValueError(f'leave_last_out: min_interactions={min_interactions} must be >= 3 '
@@ -239,10 +240,10 @@ def leave_last_out(logs: Logs, min_interactions: int = 3) -> Split:
   hist_end = common.group_starts(u.astype(np.int64) * (logs.time.max() + 1) + logs.time)
   test_row = np.flatnonzero(part == TEST)
   valid_row = np.flatnonzero(part == VALID)
-  return Split(logs, part, hist_end, starts, u[test_row], valid_row, test_row)
+  return TimeSplit(logs, part, hist_end, starts, u[test_row], valid_row, test_row)
 
 
-def histories(split: Split, rows: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def histories(split: TimeSplit, rows: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
   """(hist_item, hist_cate) [len(rows), max_len]: interactions strictly earlier than each row."""
   lg = split.logs
   cate = lg.cate_of_item[lg.item]
@@ -253,7 +254,7 @@ def histories(split: Split, rows: np.ndarray, max_len: int) -> tuple[np.ndarray,
   return out['hist_items'], out['hist_cates']
 
 
-def queries(split: Split, which: str, max_len: int, users: np.ndarray | None = None) -> dict:
+def queries(split: TimeSplit, which: str, max_len: int, users: np.ndarray | None = None) -> dict:
   """The held-out requests: user_id [E], hist_item / hist_cate [E, L], target [E] for
   which = 'valid' | 'test' (optionally only `users`, a subset of split.eval_users)."""
   rows = {'valid': split.valid_row, 'test': split.test_row}.get(which)
@@ -266,7 +267,7 @@ def queries(split: Split, which: str, max_len: int, users: np.ndarray | None = N
           'target': split.logs.item[rows]}
 
 
-def retrieval_examples(split: Split, max_len: int) -> dict[str, np.ndarray]:
+def retrieval_examples(split: TimeSplit, max_len: int) -> dict[str, np.ndarray]:
   """Training examples for retrieval models (RETRIEVAL_API): every train interaction with a
   non-empty history; plus item_count [I] and cate_of_item [I]."""
   lg = split.logs
@@ -307,7 +308,7 @@ def _with_negatives(split, rows, max_len, neg_per_pos, rng, neg_power=0.0
                is_pos.astype(np.float32))
 
 
-def candidate_rows(split: Split, q: dict, cand: np.ndarray) -> dict[str, np.ndarray]:
+def candidate_rows(split: TimeSplit, q: dict, cand: np.ndarray) -> dict[str, np.ndarray]:
   """Ranker rows of every candidate: q from `queries`, cand [E, C] ids (0 = empty slot, kept
   as item 0 so the rows reshape to [E, C]); label = candidate is the held-out target."""
   E, C = cand.shape
@@ -317,7 +318,7 @@ def candidate_rows(split: Split, q: dict, cand: np.ndarray) -> dict[str, np.ndar
                split.logs.cate_of_item, label.reshape(-1))
 
 
-def ctr_dataset(split: Split, max_len: int, test_rows: dict[str, np.ndarray],
+def ctr_dataset(split: TimeSplit, max_len: int, test_rows: dict[str, np.ndarray],
                 neg_per_pos: int = 2, seed: int = 0, name: str = 'funnel',
                 neg_power: float = 0.0) -> Dataset:
   """The ranker's / pre-ranker's data (batch contract): train and valid from the train part and
@@ -337,10 +338,3 @@ def ctr_dataset(split: Split, max_len: int, test_rows: dict[str, np.ndarray],
   info = {**lg.info, **{f'{k}/rows': len(s) for k, s in splits.items()}}
   return Dataset(name, spec, splits, info)
 
-
-def register(name: str, dataset: Dataset) -> str:
-  """Registers an in-memory dataset under config.data.name = `name` (data.DATASETS) so
-  train.train_and_evaluate trains on it; returns the name."""
-  from seqrec_jax.data import DATASETS  # pylint: disable=g-import-not-at-top
-  DATASETS[name] = lambda data_cfg: dataset
-  return name
