@@ -831,11 +831,13 @@ def markdown(records: list[dict]) -> str:
   for r in records:
     if r.get('error') or r.get('skipped'):
       continue
-    last[(r['dataset'], r['case'], _detail(r))] = r
+    last[(r['dataset'], r['case'], _detail(r), r['scale'])] = r
   cols = ['dataset', 'case', 'what', 'rows', 'seconds', 'rows/s', 'rows/s, median batch',
           'rows per CPU-s', 'peak RSS MB', 'load (1 min)', 'goal']
   out = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
-  for (d, c, what), r in last.items():
+  for (d, c, what, scale), r in last.items():
+    if scale != 1:
+      what += f' (scale {scale:g})'
     goal = GOALS.get((d, c)) or GOALS.get((c, r.get('source') or r.get('in_memory')), '')
     med = r.get('median_batch_rows_per_s')
     cpu = r.get('rows_per_cpu_s')
