@@ -21,23 +21,21 @@ with Dice in both. Finished cells are skipped on rerun (resumable); every cell's
 config and reproducing command are in <outdir>/<dataset>/cells/*.json and listed in commands.md.
 --protocol=paper (PAPER_PROTOCOL, one epoch) adds BaseModel with its lr chosen on valid
 (BASE_LR_GRID; our deviation). A run whose training loss turns non-finite is recorded as diverged
-(run_cells) and counted per row, never averaged in. docs/din_table.md has both tables.
+(its summary says so: run_cells) and counted per row, never averaged in. docs/din_table.md has
+both tables.
 """
 from __future__ import annotations
 
-import ast
 import csv
-import json
 import math
 import os
-import re
 import time
 
 from absl import app, flags, logging
 import numpy as np
 
 from experiments import publish, resolved, sweep
-from seqrec_jax import metrics, xla_cpu
+from seqrec_jax import metrics, multirun, xla_cpu
 from seqrec_jax.configs import define_override_flag, study_overrides
 
 FLAGS = flags.FLAGS
@@ -197,65 +195,43 @@ def _candidate(lr: float) -> str:
   return f'{BASE} lr={lr:g}'
 
 
-def diverged_path(outdir: str, cell: sweep.Cell) -> str:
-  return os.path.join(outdir, 'cells', f'{cell.id}.diverged.json')
-
-
-def _culprit(err: Exception, live: list[sweep.Cell], outdir: str) -> sweep.Cell | None:
-  """The cell a FloatingPointError of the engine names: in a group, 'run r (seed s, {hparams})'
-  (its learning rate picks among the row's lr candidates); a single run names no run, and
-  sweep.run_sweep runs jobs in cell order, so it is the first cell not finished."""
-  m = re.search(r'\(seed (\d+), (\{.*?\})\) of the group', str(err))
-  pending = [c for c in live if not os.path.exists(
-      os.path.join(outdir, 'cells', f'{c.id}.json'))]
-  if m is None:
-    return pending[0] if pending else None
-  seed, hp = int(m.group(1)), ast.literal_eval(m.group(2))
-  lr = hp.get('optim.learning_rate')
-  for c in pending:
-    if c.seed == seed and (lr is None or math.isclose(
-        c.overrides.get('optim.learning_rate', PROTOCOL['optim.learning_rate']), lr,
-        rel_tol=1e-6)):
-      return c
-  return None
-
-
 def run_cells(config_spec: str, cells: list[sweep.Cell], outdir: str, runs_per_group: int,
               train_fn=None, log=print) -> list[dict]:
-  """sweep.run_sweep, but a cell whose training loss turns non-finite (the engine stops its
-  run, or its whole group, with a FloatingPointError) is recorded as diverged in
-  cells/<id>.diverged.json - {'diverged': the error, 'summary': {}} - and the others are run
-  again without it (a group's finished runs are lost and retrained: the engine stops a group
-  together). Rerunning skips diverged cells like finished ones. Records in `cells`' order."""
-  diverged = {}
-  for c in cells:
-    if os.path.exists(diverged_path(outdir, c)):
-      with open(diverged_path(outdir, c)) as f:
-        diverged[c.id] = json.load(f)
-  while True:
-    live = [c for c in cells if c.id not in diverged]
+  """sweep.run_sweep, where a run whose training loss turns non-finite is a diverged record:
+  a group's diverged run is in its summary (`diverged`, `diverged_step`: the engine masks it
+  and trains the others on); a single run, or a group whose every run diverged, stops with the
+  engine's FloatingPointError, recorded as {'diverged': True, 'error': message} for each of
+  its cells. Rerunning skips diverged cells like finished ones. Records in `cells`' order."""
+  return sweep.run_sweep(config_spec, cells, outdir, train_fn=_diverged_as_summary(train_fn),
+                         log=log, runs_per_group=runs_per_group)
+
+
+def _diverged_as_summary(train_fn):
+  """train_fn (default train_and_evaluate), but the engine's FloatingPointError returns
+  summaries marked diverged (one per run of a group) instead of stopping the sweep."""
+  if train_fn is None:
+    from seqrec_jax.train import train_and_evaluate as train_fn  # pylint: disable=g-import-not-at-top
+
+  def fn(cfg, workdir):
     try:
-      done = sweep.run_sweep(config_spec, live, outdir, train_fn=train_fn, log=log,
-                             runs_per_group=runs_per_group)
-      break
+      return train_fn(cfg, workdir)
     except FloatingPointError as e:
-      cell = _culprit(e, live, outdir)
-      if cell is None:
-        raise
-      log(f'{cell.id}: diverged ({e}); recorded, rerunning the rest without it')
-      rec = {'id': cell.id, 'group': cell.group, 'seed': cell.seed,
-             'overrides': dict(cell.overrides, seed=cell.seed), 'diverged': str(e),
-             'summary': {}}
-      os.makedirs(os.path.join(outdir, 'cells'), exist_ok=True)
-      with open(diverged_path(outdir, cell), 'w') as f:
-        json.dump(rec, f, indent=1, sort_keys=True, default=str)
-      diverged[cell.id] = rec
-  by_id = {r['id']: r for r in done}
-  return [diverged.get(c.id) or by_id[c.id] for c in cells]
+      failed = {'diverged': True, 'error': str(e)}
+      if not multirun.is_group(cfg):
+        return failed
+      return {'runs': [dict(failed, seed=r.seed, hparams=r.hparams)
+                       for r in multirun.group_runs(cfg)]}
+  return fn
 
 
 def is_diverged(rec: dict) -> bool:
-  return 'diverged' in rec
+  return bool(rec['summary'].get('diverged'))
+
+
+def diverged_reason(rec: dict) -> str:
+  s = rec['summary']
+  return s.get('error') or (f'non-finite training loss at step {s["diverged_step"]}; '
+                            f'reported: its best-valid state (step {s["best_step"]})')
 
 
 def select_base_lr(records: list[dict]) -> tuple[float | None, list[dict]]:
@@ -446,7 +422,7 @@ def write_commands(records, outdir: str) -> None:
             '|---|---|---|---|\n')
     for r in records:
       if is_diverged(r):
-        f.write(f'| {r["group"]["model"]} | {r["seed"]} | diverged | {r["diverged"]} |\n')
+        f.write(f'| {r["group"]["model"]} | {r["seed"]} | diverged | {diverged_reason(r)} |\n')
         continue
       f.write(f'| {r["group"]["model"]} | {r["seed"]} | '
               f'{r["summary"]["eval/test/gauc"]:.4f} | `{r["command"]}` |\n')

@@ -114,24 +114,6 @@ def param_fingerprint(params) -> dict[str, list[int]]:
   return {k: list(x.shape) for k, x in flat_leaves(params).items()}
 
 
-def check_finite_losses(pending, ckpt: 'Checkpointer') -> None:
-  """Raises FloatingPointError at the first non-finite loss in `pending` ([(step, metrics)],
-  the steps since the last check). The loop calls it before every checkpoint, so no
-  checkpoint holds a state past a non-finite step (the step skips its update, but a
-  checkpoint after it would silently resume a run that skipped steps)."""
-  losses = jax.device_get([m['loss'] for _, m in pending])
-  for (step, _), loss in zip(pending, losses):
-    if not np.all(np.isfinite(loss)):
-      ckpt.wait()
-      last = ckpt.latest.latest_step()
-      where = ckpt.latest.directory
-      good = (f'the last good checkpoint is step {last} in {where}; a rerun resumes from it'
-              if last is not None else f'no checkpoint was written yet ({where})')
-      raise FloatingPointError(
-          f'non-finite training loss {loss} at step {step}; the last finite step is '
-          f'{step - 1}, {good}. For another learning rate or clip_norm use a fresh --workdir.')
-
-
 def restore_verified(mgr, step: int, abstract_state=None, check=None):
   """(state, meta) of checkpoint `step` of orbax manager `mgr`, verified: the meta restores
   and matches its own CRC32, check(meta, where) passes (e.g. the fingerprint), the state

@@ -174,7 +174,10 @@ def run_tx(make_tx, h):
 
 def group_train_step(state, batch, rng, hp, active, *, tasks, make_tx):
   """state: TrainState with [S] leaves; batch [S, B, ...]; rng [S] keys; hp {name: [S, ...]};
-  active [S] bool: runs that stopped early keep their state (masked, not removed)."""
+  active [S] bool: runs that stopped early or diverged keep their state (masked, not removed).
+  metrics['running'] [S]: active and this step's loss finite. A run whose loss turns
+  non-finite keeps the state that loss was computed from; the loop passes 'running' on as
+  the next step's `active`, so the run stays frozen until train.py marks it diverged."""
 
   def one(st, b, r, h):
     tx = run_tx(make_tx, h)
@@ -184,8 +187,9 @@ def group_train_step(state, batch, rng, hp, active, *, tasks, make_tx):
     return new.replace(tx=st.tx), m
 
   new, metrics = jax.vmap(one)(state, batch, rng, hp)
-  keep = lambda n, o: jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)
-  return jax.tree.map(keep, new, state), metrics
+  running = active & jnp.isfinite(metrics['loss'])
+  keep = lambda n, o: jnp.where(running.reshape(running.shape + (1,) * (n.ndim - 1)), n, o)
+  return jax.tree.map(keep, new, state), dict(metrics, running=running)
 
 
 def group_eval_step(state, batch, *, tasks):

@@ -23,8 +23,8 @@ from seqrec_jax import evaluate, models, multirun, parallel, platform_defaults, 
 from seqrec_jax import data as data_lib
 from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.configs import validate
-from seqrec_jax.checkpoint import (Checkpointer, CheckpointMismatchError, check_finite_losses,
-                                   flat_leaves, param_fingerprint, read_source)
+from seqrec_jax.checkpoint import (Checkpointer, CheckpointMismatchError, flat_leaves,
+                                   param_fingerprint, read_source)
 from seqrec_jax.data import device_split, packing
 from seqrec_jax.data.pipeline import train_batches
 from seqrec_jax.metric_writers import MetricsWriter
@@ -91,6 +91,7 @@ class Program:
   fingerprint: dict[str, Any]
   init: Callable[[], Any]               # () -> fresh state
   train: Callable                       # (state, host batch, active [S] bool) -> state, metrics
+                                        # (a group's metrics['running']: multirun.py)
   eval_fn: Callable                     # compiled (state, device batch) -> [(S,) B, T]
   to_device: Callable                   # host eval batch -> device batch
   batches: Callable                     # start step -> iterator of host train batches
@@ -240,7 +241,7 @@ def _group_program(config, ds, part, total_steps, loss_w, fingerprint) -> Progra
 
   def train(state, batch, active):
     return p_train(state, jax.device_put(batch, batch_sh), step_rngs,
-                   hp, jax.device_put(np.asarray(active), on_runs))
+                   hp, jax.device_put(active, on_runs))
 
   def keep_best(best, state, improved):
     return p_copy(state) if best is None else p_best(best, state,
@@ -285,14 +286,15 @@ def _device_split(config, ds, part) -> device_split.DeviceSplit | None:
 class Progress:
   """The loop's state besides the TrainState: per-run bookkeeping and throughput."""
   step: int
-  metas: list[dict]                     # per run: best, best_step, bad_evals, stopped_early
+  metas: list[dict]                     # per run: best, best_step, bad_evals, stopped_early,
+                                        # and diverged once its loss turned non-finite
   best: Any = None                      # a group's best state per run (device), else None
   seen: int = 0
   train_seconds: float = 0.0
 
   @property
   def active(self) -> np.ndarray:
-    return np.array([not m.get('stopped_early') for m in self.metas])
+    return np.array([not (m.get('stopped_early') or m.get('diverged')) for m in self.metas])
 
 
 def warm_start(prog: Program, state):
@@ -366,22 +368,49 @@ def init_or_restore(prog: Program, ckpt: Checkpointer, workdir: str):
   return state, Progress(start, metas, best)
 
 
-def _check_finite(prog: Program, pending, active, ckpt: Checkpointer):
-  """Raises on the first non-finite loss of an active run among the pending steps' metrics;
-  called before every checkpoint, so none holds a state past a non-finite step."""
-  if prog.runs is None:
-    check_finite_losses(pending, ckpt)
-    return
-  for s, mm in jax.device_get(pending):
-    loss = np.reshape(mm['loss'], (-1,))
+def _non_finite(pending, active) -> dict[int, tuple[int, Any]]:
+  """{run: (step, loss)}: the first non-finite loss of each active run among the pending
+  steps ([(step, metrics)], the steps since the last check)."""
+  found = {}
+  losses = jax.device_get([m['loss'] for _, m in pending])
+  for (step, _), loss in zip(pending, losses):
+    loss = np.reshape(loss, (-1,))
     for r in np.flatnonzero(active & ~np.isfinite(loss)):
-      ckpt.wait()
-      last = ckpt.latest.latest_step()
-      raise FloatingPointError(
-          f'non-finite training loss {loss[r]} at step {s} in run {r} (seed '
-          f'{prog.runs[r].seed}, {prog.runs[r].hparams}) of the group; the last good '
-          f'checkpoint is step {last} in {ckpt.latest.directory}. Runs of a group stop '
-          'together: rerun without this point in a fresh --workdir.')
+      found.setdefault(int(r), (step, loss[r]))
+  return found
+
+
+def _diverged_error(prog: Program, ps: Progress, found, ckpt: Checkpointer):
+  ckpt.wait()
+  last, where = ckpt.latest.latest_step(), ckpt.latest.directory
+  good = (f'the last good checkpoint is step {last} in {where}; a rerun resumes from it'
+          if last is not None else f'no checkpoint was written yet ({where})')
+  hint = 'For another learning rate or clip_norm use a fresh --workdir.'
+  if prog.runs is None:
+    step, loss = found[0]
+    return FloatingPointError(f'non-finite training loss {loss} at step {step}; the last '
+                              f'finite step is {step - 1}, {good}. {hint}')
+  runs = '; '.join(f'run {r} (seed {run.seed}, {run.hparams}) at step '
+                   f'{ps.metas[r]["diverged"]["step"]}' for r, run in enumerate(prog.runs))
+  return FloatingPointError(f'non-finite training loss in every run of the group ({runs}); '
+                            f'{good}. {hint}')
+
+
+def check_finite(prog: Program, pending, ps: Progress, active, ckpt: Checkpointer):
+  """The loop's non-finite check, before every checkpoint. A run whose loss turned non-finite
+  is marked diverged in its meta ({'step': the first non-finite step, 'last_finite_step'})
+  and masked from then on like an early-stopped run (its state frozen at that last finite
+  step: multirun.group_train_step); its summary reports its best-valid state. When every run
+  has diverged (a single run: at once) it raises FloatingPointError naming the step and the
+  last good checkpoint. So no checkpoint holds an active run past a non-finite step."""
+  found = _non_finite(pending, active)
+  for r, (step, loss) in found.items():
+    ps.metas[r]['diverged'] = {'step': step, 'last_finite_step': step - 1}
+    if prog.runs is not None:
+      logging.warning('Run %d diverged: non-finite training loss %s at step %d; masked from '
+                      'then on (its summary reports its best-valid state)', r, loss, step)
+  if found and all(m.get('diverged') for m in ps.metas):
+    raise _diverged_error(prog, ps, found, ckpt)
 
 
 def evaluate_and_select(prog: Program, state, prog_state: Progress, sel_key: str,
@@ -427,10 +456,11 @@ def train_loop(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer):
   t0, seen, paused = time.time(), 0, 0.0
   pending = []
   start = ps.step
-  active = ps.active
+  active = mask = ps.active    # mask: a group's device copy, false from a non-finite loss on
   if active.any():
     for batch in prog.batches(start):
-      state, m = prog.train(state, batch, active)
+      state, m = prog.train(state, batch, mask)
+      mask = m.pop('running', mask)
       ps.step += 1
       step = ps.step
       if step == start + 1:
@@ -445,7 +475,8 @@ def train_loop(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer):
       is_save = is_eval or step % config.train.checkpoint_every == 0
       is_log = step % config.train.log_every == 0 or is_eval
       if is_log or is_save:   # every pending step's loss, before any checkpoint of the state
-        _check_finite(prog, pending, active, ckpt)
+        check_finite(prog, pending, ps, active, ckpt)
+        active = ps.active
       if is_log:
         last = {k: np.reshape(v, (S,)) for k, v in jax.device_get(pending[-1][1]).items()}
         seen += gb * S * len(pending)
@@ -455,7 +486,7 @@ def train_loop(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer):
           writer.write({'step': step, **prog.run_field(s), 'train/loss': float(last['loss'][s]),
                         'examples_per_sec': rate,
                         **{f'train/{k}': float(v[s]) for k, v in last.items() if k != 'loss'}})
-        if bar is not None:
+        if bar is not None and active.any():
           bar.update(gb * (step - bar.n // gb))
           bar.set_postfix(loss=f'{float(np.mean(last["loss"][active])):.4f}',
                           ex_s=f'{rate:,.0f}')
@@ -469,6 +500,8 @@ def train_loop(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer):
         ckpt.save(step, state, prog.meta_item(ps.metas, step))
       paused += time.time() - t_pause
       active = ps.active
+      if is_log or is_save:   # the runs' truth after a check (the device mask agrees)
+        mask = active
       if not active.any():
         break
   if bar is not None:
@@ -508,6 +541,8 @@ def final_report(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer,
         summary[f'oracle/{k}'] = v
     if prog.runs is not None:
       summary.update(run=s, hparams=prog.runs[s].hparams)
+    if ps.metas[s].get('diverged'):
+      summary.update(diverged=True, diverged_step=ps.metas[s]['diverged']['step'])
     writer.write({'step': summary['steps'], **prog.run_field(s), 'summary': summary})
     summaries.append(summary)
   if prog.runs is None:

@@ -222,3 +222,85 @@ def test_group_on_8_devices_equals_1_device(din_group, tmp_path):
       for k in b:
         if k.startswith('eval/'):
           assert abs(a[k] - b[k]) <= 1e-4, (layout, k, a[k], b[k])
+
+
+# ------------------------------------------------- a diverged run is masked; the rest go on
+
+def _dense_data(cfg):
+  """The test data with one all-zero dense feature (poisoned per run below)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data.features import DataSpec  # pylint: disable=g-import-not-at-top
+  ds = synthetic.load(cfg.data.synthetic)
+  for split in ds.splits.values():
+    split.arrays['dense'] = np.zeros((len(split), 1), np.float32)
+  return dataclasses.replace(ds, name='_run_dense',
+                             spec=DataSpec(**{**ds.spec.__dict__, 'dense_dim': 1}))
+
+
+_GROUP_BATCHES = multirun.group_batches
+
+
+def _poison(monkeypatch, run, first_bad, stop_at=None):
+  """Group batches whose row `run` overflows the loss from step first_bad on (run None: clean);
+  stop_at: the batch of that step raises instead (a run killed after its checkpoints)."""
+  def batches(split, gb, seeds, start, *a, **kw):
+    for step, b in enumerate(_GROUP_BATCHES(split, gb, seeds, start, *a, **kw), start + 1):
+      if step == stop_at:
+        raise RuntimeError('killed')
+      if run is not None and step >= first_bad:
+        dense = b['dense'].copy()
+        dense[run] = 3e38
+        b = dict(b, dense=dense)
+      yield b
+  monkeypatch.setattr(multirun, 'group_batches', batches)
+
+
+def _diverge_config(tiny_config, seeds):
+  c = tiny_config
+  c.data.name, c.data.pack_history, c.data.device_resident = '_run_dense', False, 'never'
+  c.train.run_seeds = seeds
+  c.train.num_steps, c.train.eval_every, c.train.checkpoint_every = 20, 5, 5
+  c.train.log_every = 20
+  return c
+
+
+def test_diverged_run_is_masked_and_the_others_go_on(tiny_config, tmp_path, monkeypatch):
+  """Run 1's loss turns non-finite at step 7: it is reported diverged with its best-valid
+  state (step 5), frozen at step 6; runs 0 and 2 end bit for bit as in the clean group. A
+  group killed after the divergence resumes with run 1 still masked and diverged."""
+  from seqrec_jax.checkpoint import read_source  # pylint: disable=g-import-not-at-top
+  cfg = _diverge_config(tiny_config, (0, 1, 2))
+  ds = _dense_data(cfg)
+  _poison(monkeypatch, None, None)
+  clean = train.train_and_evaluate(cfg, str(tmp_path / 'clean'), ds)
+  _poison(monkeypatch, 1, 7, stop_at=13)
+  with pytest.raises(RuntimeError, match='killed'):
+    train.train_and_evaluate(cfg, str(tmp_path / 'bad'), ds)
+  saved, meta, where = read_source(str(tmp_path / 'bad' / 'checkpoints'))
+  assert where.endswith('/10') and meta['runs'][1]['diverged'] == {'step': 7,
+                                                                   'last_finite_step': 6}
+  assert 'diverged' not in meta['runs'][0] and 'diverged' not in meta['runs'][2]
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(saved['params']))
+  assert np.asarray(saved['step']).tolist() == [10, 6, 10]
+  _poison(monkeypatch, None, None)    # resumed on clean data: run 1 stays diverged
+  out = train.train_and_evaluate(cfg, str(tmp_path / 'bad'), ds)
+  bad = out['runs'][1]
+  assert bad['diverged'] is True and bad['diverged_step'] == 7, bad
+  assert bad['steps'] == 6 and bad['best_step'] == 5
+  assert np.isfinite(bad['eval/test/auc'])
+  for s in (0, 2):
+    assert 'diverged' not in out['runs'][s]
+    assert {k: v for k, v in out['runs'][s].items() if k not in ('train_seconds',
+                                                                 'examples_per_sec')} == {
+        k: v for k, v in clean['runs'][s].items() if k not in ('train_seconds',
+                                                                'examples_per_sec')}
+
+
+def test_group_whose_every_run_diverged_stops_with_the_error(tiny_config, tmp_path, monkeypatch):
+  cfg = _diverge_config(tiny_config, (0, 1))
+  _poison(monkeypatch, [0, 1], 3)
+  want = (r'non-finite training loss in every run of the group \(run 0 \(seed 0, \{\}\) at '
+          r'step 3; run 1 \(seed 1, \{\}\) at step 3\); no checkpoint was written yet')
+  with pytest.raises(FloatingPointError, match=want):
+    train.train_and_evaluate(cfg, str(tmp_path), _dense_data(cfg))
