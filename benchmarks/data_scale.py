@@ -855,6 +855,8 @@ def markdown(records: list[dict]) -> str:
 
 def main(argv):
   del argv
+  from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  xla_cpu.apply_defaults()  # CPU runtime defaults, as seqrec_jax.main (children inherit them)
   if _TABLE.value:
     with open(_TABLE.value) as f:
       print(markdown([json.loads(x) for x in f if x.strip()]))

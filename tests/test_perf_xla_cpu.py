@@ -108,8 +108,9 @@ main.run()
   assert f'XLA_FLAGS={FLAG}=' in out.stdout, out.stderr[-2000:]
 
 
-# Mains that run no JAX themselves: din_throughput launches benchmarks/worker.py processes.
-NO_JAX_MAINS = {'benchmarks/din_throughput.py'}
+# Mains that run no JAX themselves: din_throughput launches benchmarks/worker.py processes;
+# census_kdd_shape only writes raw files.
+NO_JAX_MAINS = {'benchmarks/din_throughput.py', 'benchmarks/census_kdd_shape.py'}
 MAINS = sorted(
     os.path.relpath(p, ROOT) for d in ('experiments', 'benchmarks')
     for p in glob.glob(os.path.join(ROOT, d, '*.py'))
