@@ -536,6 +536,9 @@ def aggregate(records: Iterable[dict], metrics: Sequence[str]) -> list[dict]:
       row[m] = float(vals.mean()) if len(vals) else float('nan')
       row[m + '_std'] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
     row['ids'] = [r['id'] for r in recs]
+    # Runs of a group that diverged (non-finite loss, train.check_finite) report their
+    # best-valid state and are averaged in; counted so every table says so (write_table).
+    row['diverged_ids'] = [r['id'] for r in recs if r['summary'].get('diverged')]
     rows.append(row)
   return rows
 
@@ -570,6 +573,10 @@ def write_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], outdir
     md.append('| ' + ' | '.join(cells) + ' |')
   if notes:
     md += ['', notes]
+  diverged = [i for r in rows for i in r.get('diverged_ids', ())]
+  if diverged:
+    md += ['', f'{len(diverged)} run(s) diverged (non-finite training loss) and are included '
+           f'with their best-valid state: {", ".join(diverged)}.']
   text = '\n'.join(md) + '\n'
   os.makedirs(outdir, exist_ok=True)
   with open(os.path.join(outdir, f'{basename}.md'), 'w') as f:

@@ -177,3 +177,16 @@ def test_a_malformed_workdir_stamp_is_an_error_naming_it(tmp_path):
   with pytest.raises(sweep.SweepError, match=str(stamp)):
     _run(out, eng)
   assert (out / 'work' / cell.id / 'checkpoint').exists()
+
+
+def test_diverged_runs_are_counted_in_the_table(tmp_path):
+  recs = [{'id': f'c{i}', 'group': {'model': 'din'}, 'summary': {'eval/test/auc': 0.5 + i / 10,
+                                                                   'diverged': i == 2}}
+          for i in range(3)]
+  rows = sweep.aggregate(recs, ['eval/test/auc'])
+  assert rows[0]['diverged_ids'] == ['c2'] and rows[0]['n_seeds'] == 3
+  text = sweep.write_table(rows, [('model', 'model'), ('AUC', 'eval/test/auc')], str(tmp_path))
+  assert '1 run(s) diverged (non-finite training loss)' in text and 'c2' in text
+  clean = sweep.write_table(sweep.aggregate(recs[:2], ['eval/test/auc']),
+                            [('AUC', 'eval/test/auc')], str(tmp_path))
+  assert 'diverged' not in clean
