@@ -325,17 +325,21 @@ def generate(out: str, scale: float = 1.0, seed: int = 0) -> dict:
           'bytes': sum(s['bytes'] for s in stats.values()), 'files': stats}
 
 
-_OUT = flags.DEFINE_string('out', '', 'Directory for census-income.data and census-income.test.')
-_SCALE = flags.DEFINE_float('scale', 1.0, 'Fraction of the published row counts.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Generator seed.')
+def _define_flags():
+  """Flags only when run as a program: benchmarks.data_scale defines --out/--scale/--seed too,
+  and pytest imports both modules into one process."""
+  return (flags.DEFINE_string('out', '', 'Directory for census-income.data and .test.'),
+          flags.DEFINE_float('scale', 1.0, 'Fraction of the published row counts.'),
+          flags.DEFINE_integer('seed', 0, 'Generator seed.'))
 
 
-def main(argv):
+def main(argv, out, scale, seed):
   del argv
-  if not _OUT.value:
+  if not out.value:
     raise app.UsageError('--out is required')
-  print(json.dumps(generate(_OUT.value, _SCALE.value, _SEED.value), sort_keys=True), flush=True)
+  print(json.dumps(generate(out.value, scale.value, seed.value), sort_keys=True), flush=True)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  _flags = _define_flags()
+  app.run(lambda argv: main(argv, *_flags))

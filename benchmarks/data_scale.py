@@ -52,28 +52,37 @@ DATASETS = ('movielens20m', 'amazon', 'criteo')
 CASES = ('generate', 'prepare', 'read', 'train')
 GEN_VERSION = 1
 
-_SCALE = flags.DEFINE_float('scale', 1.0, 'Fraction of the published sizes (rows, users, items).')
-_DATASETS = flags.DEFINE_list('datasets', list(DATASETS), f'Subset of {DATASETS}.')
-_CASES = flags.DEFINE_list('cases', list(CASES), f'Subset of {CASES}.')
-_WORKDIR = flags.DEFINE_string('workdir', '/work/scale_data', 'Raw and prepared files go here.')
-_OUT = flags.DEFINE_string('out', '', 'JSON lines file (default benchmarks/results/data_scale/'
-                           '<UTC date>.jsonl); "-" = stdout only.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Generator seed.')
-_BATCHES = flags.DEFINE_list('batches', ['256', '1024', '4096'], 'Read case batch sizes.')
-_READ_SECONDS = flags.DEFINE_float('read_seconds', 3.0, 'Warm reads: time per batch size.')
-_COLD_BATCHES = flags.DEFINE_integer('cold_batches', 20, 'Cold-ish reads: batches per size.')
-_TRAIN_STEPS = flags.DEFINE_integer('train_steps', 300, 'Train case steps (after compile).')
-_TRAIN_BATCH = flags.DEFINE_integer('train_batch', 1024, 'Train case batch size.')
-_TRAIN_REPEATS = flags.DEFINE_integer('train_repeats', 2, 'Train case: pairs of runs, ordered '
-                                      'ABBA (never, always, always, never, ...).')
-_TRAIN_ORDER = flags.DEFINE_list('train_order', ['never', 'always'], 'Train case: data.in_memory '
-                                  'modes in the order run within each repeat.')
-_TRAIN_TIMEOUT = flags.DEFINE_integer('train_timeout', 1800, 'Seconds per train run.')
-_CHILD = flags.DEFINE_string('child', '', 'Internal: run one case in this process '
-                             '(generate | prepare | read) and print its record.')
-_DATASET = flags.DEFINE_string('child_dataset', '', 'Internal: the child\'s dataset.')
-_TABLE = flags.DEFINE_string('table', '', 'Print the markdown table of this JSON lines file '
-                             '(the last record of each dataset/case/detail) and exit.')
+def _define_flags():
+  """Flags are defined only when this module runs as a program: tests import it beside
+  other mains whose --scale/--seed/--out/--workdir flags would collide in absl."""
+  global _SCALE, _DATASETS, _CASES, _WORKDIR, _OUT, _SEED, _BATCHES  # pylint: disable=global-statement
+  global _READ_SECONDS, _COLD_BATCHES, _TRAIN_STEPS, _TRAIN_BATCH, _TRAIN_REPEATS
+  global _TRAIN_ORDER, _TRAIN_TIMEOUT, _CHILD, _DATASET, _TABLE
+  _SCALE = flags.DEFINE_float('scale', 1.0,
+                              'Fraction of the published sizes (rows, users, items).')
+  _DATASETS = flags.DEFINE_list('datasets', list(DATASETS), f'Subset of {DATASETS}.')
+  _CASES = flags.DEFINE_list('cases', list(CASES), f'Subset of {CASES}.')
+  _WORKDIR = flags.DEFINE_string('workdir', '/work/scale_data',
+                                 'Raw and prepared files go here.')
+  _OUT = flags.DEFINE_string('out', '', 'JSON lines file (default benchmarks/results/data_scale/'
+                             '<UTC date>.jsonl); "-" = stdout only.')
+  _SEED = flags.DEFINE_integer('seed', 0, 'Generator seed.')
+  _BATCHES = flags.DEFINE_list('batches', ['256', '1024', '4096'], 'Read case batch sizes.')
+  _READ_SECONDS = flags.DEFINE_float('read_seconds', 3.0, 'Warm reads: time per batch size.')
+  _COLD_BATCHES = flags.DEFINE_integer('cold_batches', 20, 'Cold-ish reads: batches per size.')
+  _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 300, 'Train case steps (after compile).')
+  _TRAIN_BATCH = flags.DEFINE_integer('train_batch', 1024, 'Train case batch size.')
+  _TRAIN_REPEATS = flags.DEFINE_integer('train_repeats', 2, 'Train case: pairs of runs, ordered '
+                                        'ABBA (never, always, always, never, ...).')
+  _TRAIN_ORDER = flags.DEFINE_list('train_order', ['never', 'always'], 'Train case: data.in_memory '
+                                    'modes in the order run within each repeat.')
+  _TRAIN_TIMEOUT = flags.DEFINE_integer('train_timeout', 1800, 'Seconds per train run.')
+  _CHILD = flags.DEFINE_string('child', '', 'Internal: run one case in this process '
+                               '(generate | prepare | read) and print its record.')
+  _DATASET = flags.DEFINE_string('child_dataset', '', 'Internal: the child\'s dataset.')
+  _TABLE = flags.DEFINE_string('table', '', 'Print the markdown table of this JSON lines file '
+                               '(the last record of each dataset/case/detail) and exit.')
+
 
 # Published sizes (scale 1).
 ML_RATINGS, ML_USERS, ML_MOVIES, ML_MAX_MOVIE_ID = 20_000_263, 138_493, 27_278, 131_262
@@ -897,4 +906,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

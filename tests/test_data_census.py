@@ -15,11 +15,7 @@ FIX = os.path.join(os.path.dirname(__file__), 'fixtures', 'census', 'adult_head4
 
 
 def collect(p):
-  out = {}
-  for name, gen in p.splits.items():
-    chunks = list(gen())
-    out[name] = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-  return out
+  return {name: p.rows(name) for name in p.splits}
 
 
 @pytest.fixture(scope='module')

@@ -72,11 +72,7 @@ def cfg(**kw):
 
 
 def collect(p):
-  out = {}
-  for name, gen in p.splits.items():
-    chunks = list(gen())
-    out[name] = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-  return out
+  return {name: p.rows(name) for name in p.splits}
 
 
 def _column(name, fname='census-income.data'):
