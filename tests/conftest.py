@@ -3,12 +3,21 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+# JAX's persistent compilation cache (what the studies use: experiments/sweep.py), shared by
+# the xdist workers and the subprocesses tests start (set before JAX is imported): most tests
+# compile the same tiny programs again and again. Keyed by the program, JAX version and XLA
+# flags, so a hit is the same executable. tests/test_train.py: 180 s -> 80 s from a cold cache.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                      os.path.join(tempfile.gettempdir(), f'seqrec_jax_test_xla_{os.getuid()}'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 
 # The entry points' CPU runtime defaults (seqrec_jax/xla_cpu.py), applied explicitly as
 # seqrec_jax.main does, so the tests run the configuration users run.

@@ -113,7 +113,7 @@ def test_din_learns_planted_interests_and_beats_mean_pooling(tiny_config, tmp_pa
   c.data.batch_size, c.data.eval_batch_size = 128, 1024
   c.model.embed_dim, c.model.hidden, c.model.attention.hidden = 8, (32, 16), (16, 8)
   c.optim.learning_rate = 5e-3
-  c.train.num_steps, c.train.eval_every, c.train.log_every = 600, 200, 100
+  c.train.num_steps, c.train.eval_every, c.train.log_every = 400, 200, 100
   din = train.train_and_evaluate(c, str(tmp_path / 'din'))
   c.model.name, c.model.pooling = 'base', 'mean'
   base = train.train_and_evaluate(c, str(tmp_path / 'base'))
