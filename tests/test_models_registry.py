@@ -22,7 +22,7 @@ import numpy as np
 import optax
 import pytest
 
-from seqrec_jax import metrics, models, steps
+from seqrec_jax import losses, metrics, models, steps
 from seqrec_jax.configs import load_config
 from seqrec_jax.data import load_dataset, packing
 from seqrec_jax.data.features import FeatureSpec, Task
@@ -166,7 +166,7 @@ def _loss_fn(model, batch_stats, batch, tasks):
     out, _ = model.apply({'params': params, 'batch_stats': batch_stats}, batch, train=True,
                          mutable=['batch_stats'], rngs={'dropout': jax.random.key(4)})
     out = out.reshape(out.shape[0], -1)
-    return steps.task_losses(out, steps.labels_of(batch), tasks).sum()
+    return losses.task_losses(out, losses.labels_of(batch), tasks).sum()
   return loss
 
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqrec_jax import models, steps
+from seqrec_jax import losses, models, steps
 from seqrec_jax.configs import load_config
 from seqrec_jax.data import load_dataset, mmoe_synthetic
 from seqrec_jax.data.features import Task
@@ -151,7 +151,7 @@ def test_gradients_reach_every_expert(arch):
 
   def loss(params):
     out = model.apply({'params': params}, batch, train=False)
-    return steps.task_losses(out, batch['labels'], ds.spec.tasks).sum()
+    return losses.task_losses(out, batch['labels'], ds.spec.tasks).sum()
 
   grads = jax.grad(loss)(v['params'])
   banks = 0

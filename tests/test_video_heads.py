@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqrec_jax import evaluate, metrics, steps
+from seqrec_jax import evaluate, losses, metrics, steps
 from seqrec_jax.data.features import (DataError, DataSpec, Task, validate_arrays,
                                       watch_time_target)
 
@@ -41,7 +41,7 @@ def test_task_losses_hand_computed():
   h34 = -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))
   logits = jnp.array([[0.0, 0.0, 0.0, 2.0], [0.0, np.log(3.0), 0.0, 2.0]], jnp.float32)
   labels = jnp.array([[1.0, 1.0, 0.25, 0.5], [1.0, 3.0, 0.25, 0.5]], jnp.float32)
-  per = np.asarray(steps.task_losses(logits, labels, TASKS))
+  per = np.asarray(losses.task_losses(logits, labels, TASKS))
   np.testing.assert_allclose(per, [np.log(2), (np.log(2) + h34) / 2, np.log(2), 2.25], rtol=1e-5)
   # The watch-time loss is minimised at z = log t.
   g = np.asarray(jax_grad_watch(np.log(3.0), 3.0))
@@ -50,7 +50,7 @@ def test_task_losses_hand_computed():
 
 def jax_grad_watch(z, t):
   import jax  # pylint: disable=g-import-not-at-top
-  return jax.grad(lambda z: steps.task_losses(
+  return jax.grad(lambda z: losses.task_losses(
       jnp.reshape(z, (1, 1)), jnp.array([[t]], jnp.float32), (Task('w', 'watch_time'),))[0])(
           jnp.float32(z))
 

@@ -50,7 +50,7 @@ class FeatureSpec:
     _check_side(self.side, f'FeatureSpec {self.name!r}')
 
 
-# Task kinds: the loss (steps.task_losses), the served prediction (steps.eval_step) and the
+# Task kinds: the loss (losses.task_losses), the served prediction (steps.eval_step) and the
 # metrics (evaluate.split_metrics) of each.
 #   binary           label in {0, 1}; BCE on sigmoid(z); served sigmoid(z); AUC, GAUC, logloss
 #   regression       real label; MSE; served z; MSE

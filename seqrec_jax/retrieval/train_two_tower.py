@@ -15,7 +15,7 @@ single run train(..., seeds=(seeds[s],)): its init key (jax.random.key(seed)), i
 (drawn on the host from a generator seeded with (seed, 1), retrieval/negatives.py) depend on
 its own seed only; the compiled step holds no random number code.
 Why not train.py's multi-run engine: its step is a per-row loss on labels
-(steps.task_losses); the listwise losses need the whole batch's item vectors, sampled catalogue
+(losses.task_losses); the listwise losses need the whole batch's item vectors, sampled catalogue
 columns and per-row hard negatives: a different step, not a small change (docs/retrieval.md).
 
 Losses (cfg.loss; retrieval/losses.py): 'softmax' (in-batch, log-Q corrected if cfg.log_q, plus
