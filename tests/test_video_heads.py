@@ -98,3 +98,54 @@ def test_split_metrics_and_validation_per_kind():
     lab[1, col] = bad
     with pytest.raises(DataError, match=kind):
       validate_arrays({**ok, 'labels': lab}, spec, 'test')
+
+
+def _expected_watch_loss(z, t, prob, form):
+  """E_t[loss(z, t)] under the discrete distribution P(t_i) = prob_i, through losses.task_losses."""
+  task = (Task('w', 'watch_time', loss=form),)
+  logits = jnp.full((len(t), 1), z, jnp.float32)
+  return losses.task_losses(logits, jnp.asarray(t, jnp.float32)[:, None], task,
+                            jnp.asarray(prob, jnp.float32))[0]
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_weighted_watch_loss_optimum_is_expected_watch_time(seed):
+  """For one input whose watch time t varies, the (1 + t)-weighted loss is minimised at
+  exp(z) = E[t]; the notes' soft-label loss at exp(z) = E[y] / E[1 - y] (y = t / (1 + t)),
+  which is not E[t]."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from scipy import optimize  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  t = np.concatenate([[0.0], rng.uniform(0.5, 5.0, 3), rng.uniform(20.0, 120.0, 3)])
+  prob = rng.dirichlet(np.ones(len(t)))
+  mean_t = float(prob @ t)
+  y = t / (1 + t)
+  notes_opt = float(prob @ y) / float(prob @ (1 - y))
+  got = {}
+  for form in ('weighted', 'soft_label'):
+    f = jax.jit(lambda z, form=form: _expected_watch_loss(z, t, prob, form))
+    res = optimize.minimize_scalar(lambda z, f=f: float(f(z)), bracket=(-5.0, 8.0), tol=1e-10)
+    got[form] = np.exp(res.x)
+  np.testing.assert_allclose(got['weighted'], mean_t, rtol=1e-3)
+  np.testing.assert_allclose(got['soft_label'], notes_opt, rtol=1e-3)
+  assert abs(got['soft_label'] / mean_t - 1) > 0.2      # the notes' head is biased here
+  g = jax.grad(lambda z: _expected_watch_loss(z, t, prob, 'weighted'))(jnp.float32(np.log(mean_t)))
+  assert abs(float(g)) < 1e-4
+
+
+def test_task_loss_forms_validated_and_video_heads():
+  with pytest.raises(ValueError, match="loss='weighted'"):
+    Task('click', 'binary', loss='weighted')
+  with pytest.raises(ValueError, match='soft_label'):
+    Task('w', 'watch_time', loss='mse')
+  from seqrec_jax.data import video  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  cfg = dict(video.DEFAULTS, num_users=30, num_items=40, requests_per_user=2, candidates=5)
+  kinds = {}
+  for head in video.WATCH_HEADS:
+    ds = video.load(ml_collections.ConfigDict(dict(cfg, watch_head=head)))
+    kinds[head] = [(t.kind, t.loss) for t in ds.spec.tasks if t.name == 'watch'][0]
+  assert kinds == {'soft_label': ('watch_time', ''), 'weighted': ('watch_time', 'weighted'),
+                   'regression': ('regression', '')}
+  with pytest.raises(ValueError, match='watch_head'):
+    video.load(ml_collections.ConfigDict(dict(cfg, watch_head='mse')))

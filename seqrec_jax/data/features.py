@@ -53,14 +53,22 @@ class FeatureSpec:
 # Task kinds: the loss (losses.task_losses), the served prediction (steps.eval_step) and the
 # metrics (evaluate.split_metrics) of each.
 #   binary           label in {0, 1}; BCE on sigmoid(z); served sigmoid(z); AUC, GAUC, logloss
-#   regression       real label; MSE; served z; MSE
-#   watch_time       label t >= 0 (e.g. seconds); BCE on sigmoid(z) with the soft label
-#                    y = t / (1 + t) (watch_time_target); served exp(z), the watch-time estimate
-#                    (sigmoid(z) = t / (1 + t) <=> z = log t); MAE, Spearman, order AUC
+#   regression       real label; MSE; served z; MSE (on a watch time: the direct regression head)
+#   watch_time       label t >= 0 (e.g. seconds); served exp(z), the watch-time estimate; MAE,
+#                    Spearman, order AUC. Task.loss picks the loss (WATCH_TIME_LOSSES):
+#                      soft_label  BCE on sigmoid(z) with the soft label y = t / (1 + t)
+#                                  (watch_time_target; course notes). sigmoid(z) = y <=> z = log t
+#                                  for one t, but for varying t its optimum is
+#                                  exp(z) = E[y] / E[1 - y], not E[t]
+#                      weighted    the same BCE weighted by (1 + t), i.e. t log sigmoid(z) +
+#                                  log(1 - sigmoid(z)) negated: positives weighted by the watch
+#                                  time, one negative (YouTube's weighted logistic regression,
+#                                  Covington et al. 2016); optimum exactly exp(z) = E[t]
 #   completion_rate  label played / duration in [0, 1]; BCE on sigmoid(z) with that soft label;
 #                    served sigmoid(z); MAE, Spearman, order AUC, logloss
 # (the binary "completed" label, played / duration >= 0.8, is a 'binary' task.)
 TASK_KINDS = ('binary', 'regression', 'watch_time', 'completion_rate')
+WATCH_TIME_LOSSES = ('soft_label', 'weighted')
 
 
 def watch_time_target(t):
@@ -70,10 +78,19 @@ def watch_time_target(t):
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """One prediction target; kind is one of TASK_KINDS (see above)."""
+  """One prediction target; kind is one of TASK_KINDS, loss the kind's form of loss ('' = its
+  default; watch_time: one of WATCH_TIME_LOSSES, default soft_label); see above."""
   name: str
   kind: str = 'binary'
   weight: float = 1.0
+  loss: str = ''
+
+  def __post_init__(self):
+    allowed = WATCH_TIME_LOSSES if self.kind == 'watch_time' else ('',)
+    if self.loss not in ('',) + allowed:
+      raise ValueError(f'Task {self.name!r} (kind {self.kind!r}) has loss={self.loss!r}; '
+                       f'choose from {allowed}' + ('' if self.kind == 'watch_time' else
+                                                   ' (only watch_time has loss forms)'))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,10 +20,14 @@ drawn from the user's interests (category ~ theta_u, then an item of that catego
 for all the user's rows. Features: user_id, target item / cate, history, sparse
 'dur_bucket' (duration decile, 1..10), dense [log D]; both describe the candidate (side 'item'
 in the DataSpec: item towers read them, user towers never). Tasks: click, like (binary), watch
-(watch_time), completion (completion_rate), completed (binary).
+(watch_time), completion (completion_rate), completed (binary). `watch_head` (not part of the
+generator) picks the watch task's head (WATCH_HEADS): the course notes' soft label
+t / (1 + t) (default), the (1 + t)-weighted logistic loss, or direct MSE regression of t
+(served as the raw output).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -34,9 +38,14 @@ from seqrec_jax.data.pipeline import ArraySplit, Dataset
 
 DEFAULTS = dict(num_users=2000, num_items=3000, num_cates=20, max_len=20, candidates=20,
                 requests_per_user=4, interest_alpha=0.3, kappa=4.0, valid_frac=0.1,
-                test_frac=0.2, seed=0)
+                test_frac=0.2, seed=0, watch_head='soft_label')
+GENERATOR_KEYS = tuple(k for k in DEFAULTS if k != 'watch_head')
 TASKS = (Task('click'), Task('like'), Task('watch', 'watch_time'),
          Task('completion', 'completion_rate'), Task('completed'))
+# config.data.video.watch_head -> the watch task (features.py: kinds and watch-time losses).
+WATCH_HEADS = {'soft_label': Task('watch', 'watch_time'),
+               'weighted': Task('watch', 'watch_time', loss='weighted'),
+               'regression': Task('watch', 'regression')}
 ORACLE_KEYS = ('click', 'like', 'watch', 'completion', 'completed')
 SPLITS = ('train', 'valid', 'test')
 
@@ -108,9 +117,18 @@ def generate_with_oracle(num_users, num_items, num_cates, max_len, candidates,
 
 def load(cfg) -> Dataset:
   """Builds the dataset from `config.data.video` (a ConfigDict with DEFAULTS' keys)."""
-  return generate_with_oracle(**{k: cfg[k] for k in DEFAULTS})[0]
+  ds = generate_with_oracle(**{k: cfg[k] for k in GENERATOR_KEYS})[0]
+  head = cfg.get('watch_head', 'soft_label')
+  if head not in WATCH_HEADS:
+    raise ValueError(f'config.data.video.watch_head={head!r}; choose from {sorted(WATCH_HEADS)}')
+  if head == 'soft_label':
+    return ds
+  tasks = tuple(WATCH_HEADS[head] if t.name == 'watch' else t for t in ds.spec.tasks)
+  # New split objects (same arrays): data.prepare caches what it derives per train split.
+  return dataclasses.replace(ds, spec=dataclasses.replace(ds.spec, tasks=tasks), splits={
+      k: ArraySplit(v.all()) for k, v in ds.splits.items()})
 
 
 def oracles(cfg) -> dict:
   """{split: {'click', 'like', 'watch', 'completion', 'completed', 'request', 'duration'}}."""
-  return generate_with_oracle(**{k: cfg[k] for k in DEFAULTS})[1]
+  return generate_with_oracle(**{k: cfg[k] for k in GENERATOR_KEYS})[1]
