@@ -59,7 +59,7 @@ FLAGS = flags.FLAGS
 KS = (50, 100, 500)
 FINAL_K = 10
 FILES = ('retrieval.md', 'retrieval.csv', 'final.md', 'final.csv', 'latency.md', 'latency.csv',
-         'funnel.png')
+         'funnel.png', 'rerank.md', 'rerank.csv', 'rerank.png')
 # Merge quota shares of the channels present (renormalised over those that landed).
 QUOTA_WEIGHTS = {'two_tower': 0.3, 'itemcf': 0.2, 'swing': 0.2, 'usercf': 0.2,
                  'popularity': 0.1}
@@ -433,13 +433,98 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
         lists['popularity'][s][:, :FINAL_K], target, (FINAL_K,))
   if logs.oracle is not None:
     final.update(oracle_rows(split, q, users, seeds))
+  rerank = rerank_stage(split, q, cand, scores, models_of, seeds, st)
   lat = {} if not st.latency else latency(split, q, chans, merged, wd, st)
   hard = {} if not st.hard_rates else hard_from_ranker(
       split, q, ex, merged, quotas, seeds, models_of, wd, log, st)
   return {'hard': hard, 'dataset': dataset, 'retrieval': retr, 'final': final, 'latency': lat,
+          'rerank': rerank,
           'notes': notes, 'quotas': quotas, 'users': len(users),
           'seconds': time.time() - t0, 'info': logs.info,
           'cold_targets': float(np.mean(split.item_count()[target] == 0))}
+
+
+# ----------------------------------------------------------------------------- re-rank stage
+
+RERANK_N = 50        # DIN's top-N (of the pre-ranker's n_prerank) that the re-ranker reorders
+RULE = (1, 3)        # scattering: at most 1 item of a category in any 3 consecutive positions
+RERANK_METRICS = (f'hr@{FINAL_K}', f'ndcg@{FINAL_K}', 'ild', 'categories')   # compared
+
+
+def _policies():
+  from seqrec_jax.rerank.stage import Policy  # pylint: disable=g-import-not-at-top
+  return ((Policy('none'),) + tuple(Policy('mmr', lam) for lam in (0.9, 0.7, 0.5))
+          + tuple(Policy('dpp', th) for th in (0.9, 0.7, 0.5))
+          + tuple(Policy(m, p, scatter=True) for m, p in (('none', 1.0), ('mmr', 0.7),
+                                                          ('dpp', 0.7))))
+
+
+def embedding_table(params, name: str) -> np.ndarray:
+  """The one [vocab, d] leaf at .../<name>/embedding of a params tree (host arrays)."""
+  found = []
+
+  def walk(t, path):
+    if isinstance(t, dict) or hasattr(t, 'items'):
+      for k, v in t.items():
+        walk(v, path + (k,))
+    elif path[-2:] == (name, 'embedding'):
+      found.append(np.asarray(t))
+  walk(params, ())
+  if len(found) != 1:
+    raise ValueError(f'embedding_table: {len(found)} tables named {name!r} in the params '
+                     '(expected one: the ranker\'s Embedder)')
+  return found[0]
+
+
+def rerank_lists(ids, din_prob, item_vec, cate_of_item, target, policies, oracle_vec=None
+                 ) -> dict:
+  """The re-rank stage on the ranker's ordered list ids [E, N] (0 = empty) with its
+  probabilities din_prob [E, N]: relevance = the logit min-max scaled per request, similarity
+  and ILD from item_vec [I, D]. -> {policy name: {metric: [E]}}: hr@10, ndcg@10, ild (on
+  item_vec), categories (distinct in the top 10), violations of RULE (and ild_oracle on
+  oracle_vec [I, D'] when given)."""
+  from seqrec_jax.rerank import metrics as RKM  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.rerank import scatter as SC  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.rerank import stage as RS  # pylint: disable=g-import-not-at-top
+  valid = ids > 0
+  p = np.clip(np.asarray(din_prob, np.float64), 1e-7, 1 - 1e-7)
+  rel = RS.scale_relevance(np.log(p) - np.log1p(-p), valid)
+  emb, cates = item_vec[ids], cate_of_item[ids]
+  out = {}
+  for pol in policies:
+    picks = RS.rerank(pol, rel, emb, cates, FINAL_K, RULE, valid=valid)
+    on = picks >= 0
+    at = np.maximum(picks, 0)
+    m = F.list_metrics(np.where(on, np.take_along_axis(ids, at, 1), 0), target, (FINAL_K,))
+    m['ild'] = np.asarray(RKM.intra_list_distance(emb, picks))
+    m['categories'] = np.asarray(RKM.coverage(cates, picks)) * on.sum(1)
+    m['violations'] = np.asarray(SC.violations(np.take_along_axis(cates, at, 1), *RULE,
+                                               valid=on)).astype(np.float64)
+    if oracle_vec is not None:
+      m['ild_oracle'] = np.asarray(RKM.intra_list_distance(oracle_vec[ids], picks))
+    out[pol.name] = {k: v for k, v in m.items() if k != f'recall@{FINAL_K}'}
+  return out
+
+
+def rerank_stage(split, q, cand, scores, models_of, seeds, st: Settings) -> dict:
+  """{policy name: {seed: {metric: [E]}}}: seed s's funnel list (the pre-ranker's n_prerank,
+  DIN's top RERANK_N) re-ranked by each policy; item vectors = run s's DIN embedding
+  [e_item, e_cate]. Reads the cached scores and DIN's best checkpoint: nothing is trained."""
+  from seqrec_jax.checkpoint import load_best  # pylint: disable=g-import-not-at-top
+  best = load_best(models_of['din'][0])
+  lg = split.logs
+  orc = lg.oracle.item_vec if lg.oracle is not None else None
+  out: dict = {}
+  for r, s in enumerate(seeds):
+    prm = best.variables[r]['params']
+    vec = np.concatenate([embedding_table(prm, 'item'),
+                          embedding_table(prm, 'cate')[lg.cate_of_item]], 1)
+    ids, prob = F.funnel_list(cand[s], scores['prerank'][s], scores['din'][s], st.n_prerank,
+                              min(RERANK_N, st.n_prerank))
+    for name, m in rerank_lists(ids, prob, vec, lg.cate_of_item, q['target'], _policies(),
+                                orc).items():
+      out.setdefault(name, {})[s] = m
+  return out
 
 
 def hard_from_ranker(split, q, ex, merged, quotas, seeds, models_of, wd, log, st: Settings
@@ -654,6 +739,153 @@ def report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> s
   return '\n'.join(rl + [''] + fl + [''] + foot + [''] + ll)
 
 
+def paired_user_bootstrap(diff: np.ndarray, n_boot: int = 10_000, seed: int = 0
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """diff [U, C]: per-user paired differences of C comparisons (seed-averaged) -> (lo [C],
+  hi [C], p [C]): 95% percentile interval of the mean over users resampled with replacement
+  (one resample shared by every comparison) and the two-sided bootstrap p, 2 min(P(<=0),
+  P(>=0)), floored at 1 / n_boot."""
+  u = diff.shape[0]
+  rng = np.random.default_rng(seed)
+  draws = np.concatenate([rng.multinomial(u, np.full(u, 1.0 / u), size=1000).astype(np.float32)
+                          @ diff.astype(np.float32) / u for _ in range(n_boot // 1000)])
+  lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
+  p = np.minimum(1.0, 2 * np.minimum((draws <= 0).mean(0), (draws >= 0).mean(0)))
+  return lo, hi, np.maximum(p, 1.0 / n_boot)
+
+
+def holm(p) -> np.ndarray:
+  """Holm's step-down adjusted p-values of one family (any shape)."""
+  p = np.asarray(p, np.float64)
+  flat = p.ravel()
+  order = np.argsort(flat, kind='stable')
+  adj = np.maximum.accumulate((len(flat) - np.arange(len(flat))) * flat[order])
+  out = np.empty_like(flat)
+  out[order] = np.minimum(adj, 1.0)
+  return out.reshape(p.shape)
+
+
+def rerank_report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> str:
+  """rerank.md / .csv / .png: each policy's relevance and diversity (mean [95% CI] over seeds)
+  and its differences against no re-rank, paired per test user (bootstrap over users of the
+  seed-averaged differences, Holm-corrected over the whole table) and by seed."""
+  names = {'ild': f'ILD@{FINAL_K}', 'categories': f'categories@{FINAL_K}',
+           'violations': f'violations@{FINAL_K}', 'ild_oracle': f'ILD@{FINAL_K} (oracle vectors)',
+           f'hr@{FINAL_K}': f'HR@{FINAL_K}', f'ndcg@{FINAL_K}': f'NDCG@{FINAL_K}'}
+  shown = (f'hr@{FINAL_K}', f'ndcg@{FINAL_K}', 'ild', 'categories', 'violations', 'ild_oracle')
+  base = _policies()[0].name
+  # Differences of every (dataset, policy, metric) against no re-rank: one Holm family.
+  rows = []
+  for res in results:
+    rr = res['rerank']
+    for pol in rr:
+      if pol == base:
+        continue
+      for m in RERANK_METRICS:
+        d = np.mean([rr[pol][s][m] - rr[base][s][m] for s in rr[pol]], 0)     # [U]
+        rows.append((res['dataset'], pol, m, M.paired_diff_ci(
+            {s: rr[pol][s][m].mean() for s in rr[pol]},
+            {s: rr[base][s][m].mean() for s in rr[base]}), d))
+  stat = {}
+  for res in results:       # one bootstrap per dataset (its users), then Holm over all rows
+    idx = [i for i, r in enumerate(rows) if r[0] == res['dataset']]
+    if idx:
+      lo, hi, p = paired_user_bootstrap(np.stack([rows[i][4] for i in idx], 1))
+      stat.update({i: (lo[j], hi[j], p[j]) for j, i in enumerate(idx)})
+  p_holm = holm([stat[i][2] for i in range(len(rows))]) if rows else np.zeros(0)
+  cell = {}
+  for i, (ds, pol, m, sd, d) in enumerate(rows):
+    lo, hi, _ = stat[i]
+    seed_s = (f'seeds [{sd["lo"]:+.4f}, {sd["hi"]:+.4f}]' if np.isfinite(sd['lo'])
+              else 'seeds n/a')
+    cell[ds, pol, m] = (f'{d.mean():+.4f} [{lo:+.4f}, {hi:+.4f}] {seed_s}; '
+                        f'p_Holm {p_holm[i]:.2g}' + (' *' if p_holm[i] < 0.05 else ''),
+                        d.mean(), lo, hi, p_holm[i])
+  vl = [f'### Re-rank stage: DIN\'s top {RERANK_N} re-ranked to the top {FINAL_K} '
+        '(mean [95% CI] over seeds)', '',
+        '| dataset | policy | ' + ' | '.join(names[m] for m in shown) + ' |',
+        '|' + '---|' * (2 + len(shown))]
+  dl = ['### Re-rank minus no re-rank, paired per test user (mean [95% bootstrap interval '
+        'over users] seeds [95% t-interval over seeds]; Holm-adjusted p)', '',
+        '| dataset | policy | ' + ' | '.join(f'Δ {names[m]}' for m in RERANK_METRICS) + ' |',
+        '|' + '---|' * (2 + len(RERANK_METRICS))]
+  csv = ['dataset,policy,' + ','.join(shown) + ','
+         + ','.join(f'd_{m},d_{m}_lo,d_{m}_hi,p_holm_{m}' for m in RERANK_METRICS)]
+  for res in results:
+    ds, rr = res['dataset'], res['rerank']
+    for pol, by_seed in rr.items():
+      vals = [[by_seed[s][m].mean() for s in by_seed] if m in by_seed[next(iter(by_seed))]
+              else None for m in shown]
+      vl.append(f'| {ds} | {pol} | ' + ' | '.join('-' if v is None else _ci(v) for v in vals)
+                + ' |')
+      row = [f'{np.mean(v):.6f}' if v is not None else '' for v in vals]
+      for m in RERANK_METRICS:
+        c = cell.get((ds, pol, m))
+        row += [f'{x:.6g}' for x in c[1:]] if c else [''] * 4
+      csv.append(f'{ds},{pol},' + ','.join(row))
+      if pol != base:
+        dl.append(f'| {ds} | {pol} | ' + ' | '.join(cell[ds, pol, m][0] for m in RERANK_METRICS)
+                  + ' |')
+  users = ', '.join(f'{r["dataset"]} {r["users"]}' for r in results)
+  foot = [f'Seeds {list(seeds)}; test users: {users}. The list re-ranked is the funnel\'s: '
+          f'the pre-ranker keeps its top of the 500 candidates, DIN orders those, its top '
+          f'{RERANK_N} go to the re-ranker (seqrec_jax/rerank/stage.py). Relevance = DIN\'s '
+          'logit min-max scaled to [0, 1] per request; similarity and ILD (mean 1 - cosine over '
+          'the pairs of the top 10) from each seed\'s DIN item vector [e_item, e_cate]: MMR '
+          'and DPP optimise the same embedding ILD measures, so ILD (oracle vectors: the '
+          'generator\'s item vectors, synthetic only) and categories (distinct categories in '
+          'the top 10) are the independent reads. Scattering rule: at most '
+          f'{RULE[0]} item of a category in any {RULE[1]} consecutive positions; violations = '
+          'positions breaking it in the top 10. MMR on the raw cosine; DPP (Chen et al. 2018, '
+          'Algorithm 1) on (1 + cos) / 2 with 0.05 identity. "+ scatter": the model-based '
+          f'step picks 20, the rest follow in DIN\'s order, then the rule.', '',
+          f'Differences: one family of {len(rows)} comparisons ({len(results)} datasets x '
+          f'{len(_policies()) - 1} policies x {len(RERANK_METRICS)} metrics), Holm-corrected; '
+          '* = Holm p < 0.05. The bootstrap resamples test users '
+          '(10,000 draws, the same for every comparison of a dataset) for the seed-averaged '
+          'per-user difference; the seed interval is metrics.paired_diff_ci.', '',
+          f'`{_command()}`: {wall / 60:.1f} min wall (cached stages read) at load average '
+          f'{load}.']
+  with open(os.path.join(outdir, 'rerank.md'), 'w') as f:
+    f.write('\n'.join(vl + [''] + dl + [''] + foot) + '\n')
+  with open(os.path.join(outdir, 'rerank.csv'), 'w') as f:
+    f.write('\n'.join(csv) + '\n')
+  rerank_plot(results, outdir)
+  return '\n'.join(vl + [''] + dl + [''] + foot)
+
+
+def rerank_plot(results, outdir: str) -> None:
+  """NDCG@10 against ILD@10 and against categories@10 of each policy (seed means)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(2, len(results), figsize=(5.5 * len(results), 7.2), squeeze=False)
+  n = f'ndcg@{FINAL_K}'
+  for j, res in enumerate(results):
+    rr = res['rerank']
+    mean = {p: {m: np.mean([rr[p][s][m].mean() for s in rr[p]]) for m in (n, 'ild',
+                                                                          'categories')}
+            for p in rr}
+    for i, x in enumerate(('ild', 'categories')):
+      ax = axes[i, j]
+      for fam, style in (('MMR', 'o-'), ('DPP', 's-')):
+        ps = [p for p in rr if p.startswith(fam) and 'scatter' not in p]
+        ax.plot([mean[p][x] for p in ps], [mean[p][n] for p in ps], style, label=fam)
+      sc = [p for p in rr if 'scatter' in p]
+      ax.plot([mean[p][x] for p in sc], [mean[p][n] for p in sc], 'x', label='+ scatter')
+      nr = _policies()[0].name
+      ax.plot([mean[nr][x]], [mean[nr][n]], 'k*', markersize=10, label=nr)
+      for p in rr:
+        ax.annotate(p.split(' ', 1)[-1].replace('lambda=', 'λ').replace('theta=', 'θ'),
+                    (mean[p][x], mean[p][n]), fontsize=6)
+      ax.set_xlabel({'ild': f'ILD@{FINAL_K} (DIN item vectors)',
+                     'categories': f'distinct categories in the top {FINAL_K}'}[x])
+      ax.set_ylabel(f'NDCG@{FINAL_K}')
+      ax.set_title(res['dataset'], fontsize=9)
+      ax.legend(fontsize=7)
+  sweep.save_figure(fig, os.path.join(outdir, 'rerank.png'))
+
+
 def plot(results, outdir: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -696,6 +928,7 @@ def main(argv):
   load = load.split('load average:')[-1].strip()
   wall = time.time() - t0
   print(report(results, outdir, wall, load, seeds))
+  print(rerank_report(results, outdir, wall, load, seeds))
   if st.hard_rates:
     print(hard_report(results, outdir, wall, load, st))
   print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min (load {load})')

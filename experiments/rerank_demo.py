@@ -108,18 +108,9 @@ def _requests(num: int, seed: int = 0):
   return rel, v[top].astype(np.float32), cate[top].astype(np.int32)
 
 
-def _complete(picks):
-  """picks [R, LONG] -> [R, N]: the picks, then the other candidates in ranker order (the
-  list the scattering rule reorders; candidates are sorted by rel, so ranker order = index)."""
-  rest = np.ones((len(picks), N), bool)
-  np.put_along_axis(rest, np.maximum(picks, 0), False, 1)
-  tail = np.argsort(~rest, axis=1, kind='stable')[:, :N - picks.shape[1]]
-  return np.concatenate([picks, tail], 1)
-
-
 def rerank_table(num: int) -> str:
   import jax  # pylint: disable=g-import-not-at-top
-  from seqrec_jax.rerank import dpp, metrics, mmr, scatter, similarity  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.rerank import dpp, metrics, mmr, scatter, similarity, stage  # pylint: disable=g-import-not-at-top
   rel, emb, cates = _requests(num)
   s_cos = similarity.cosine(emb, shift=False)
   s_dpp = similarity.cosine(emb, identity=0.05)
@@ -148,7 +139,7 @@ def rerank_table(num: int) -> str:
       times.append(1e3 * (time.perf_counter() - t0))
     ms = min(times)
     top = picks[:, :K]
-    full = _complete(picks)
+    full = stage.complete(picks, N)   # the picks, then the rest in ranker order (= index)
     order, _ = scatter.scatter(np.take_along_axis(cates, full, 1), RULE_M, RULE_W)
     after = np.asarray(scatter.take(full, order, fill=-1))[:, :K]
     list_c = np.take_along_axis(cates, np.maximum(top, 0), 1)

@@ -5,7 +5,9 @@ Every stage works on numpy arrays of one batch of requests (users):
   merge          R2's merge_channels (de-duplication, per-channel quotas) -> candidates [U, N]
   stage_lists    the final top-k of each way of using the stages on the same candidates:
                  retrieval order alone, pre-ranker alone, ranker alone, and the chain
-                 (pre-rank the N to n_pre, the ranker orders those, top-k)
+                 (pre-rank the N to n_pre, the ranker orders those, top-k; `funnel_list`
+                 keeps the ranker's top-n of those with its scores for the re-rank stage,
+                 seqrec_jax/rerank/stage.py)
   list_metrics   recall / NDCG / HR at K of any list against the held-out targets
   request_latency  p50 / p99 wall time of one request through a stage (after a warm-up)
 The scores of the pre-ranker and the ranker are arrays aligned with the candidates [U, N]
@@ -78,10 +80,19 @@ def stage_lists(cand: np.ndarray, pre_scores: np.ndarray | None, rank_scores: np
   if rank_scores is not None:
     out['rank only'] = RM.top_k(cand, rank_scores, k)
   if pre_scores is not None and rank_scores is not None:
-    keep = RM.top_k_positions(cand, pre_scores, n_pre)
-    out['funnel'] = RM.top_k(np.take_along_axis(cand, keep, 1),
-                             np.take_along_axis(rank_scores, keep, 1), k)
+    out['funnel'] = funnel_list(cand, pre_scores, rank_scores, n_pre, k)[0]
   return out
+
+
+def funnel_list(cand: np.ndarray, pre_scores: np.ndarray, rank_scores: np.ndarray, n_pre: int,
+                n: int) -> tuple[np.ndarray, np.ndarray]:
+  """The chain's list before the re-rank stage: the pre-ranker keeps n_pre of cand [U, N], the
+  ranker orders those -> (ids [U, n], ranker scores [U, n]) in the ranker's order."""
+  keep = RM.top_k_positions(cand, pre_scores, n_pre)
+  ids = np.take_along_axis(cand, keep, 1)
+  rank = np.take_along_axis(rank_scores, keep, 1)
+  pos = RM.top_k_positions(ids, rank, n)
+  return np.take_along_axis(ids, pos, 1), np.take_along_axis(rank, pos, 1)
 
 
 def list_metrics(ids: np.ndarray, target: np.ndarray, ks: Sequence[int]
