@@ -1,4 +1,5 @@
-"""Resumable sweeps shared by every study in experiments/.
+"""Resumable sweeps shared by every study in experiments/: the cell engine (cells, multi-run
+jobs, records, staleness). Reports: experiments/report.py; a study spec: experiments/study.py.
 
 A sweep is a list of `Cell`s (table-row labels + config overrides + seed). Each finished cell
 writes `outdir/cells/<id>.json` holding its group, seed, exact overrides, the full config, the
@@ -15,20 +16,19 @@ the outdir is ever deleted (`_remove_inside`). docs/reliability.md, "Sweep recor
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import shlex
 import shutil
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from absl import app, flags
 import numpy as np
 
+from experiments import report
 from seqrec_jax import workdir as workdir_lib
 from seqrec_jax.configs import load_config
 
@@ -521,110 +521,7 @@ def group_key(rec) -> tuple:
   return tuple(rec['group'].items())
 
 
-def aggregate(records: Iterable[dict], metrics: Sequence[str]) -> list[dict]:
-  """Groups records by `group`; returns rows with mean/std/n of each metric, in first-seen order."""
-  groups: dict[tuple, list[dict]] = {}
-  for r in records:
-    groups.setdefault(group_key(r), []).append(r)
-  rows = []
-  for key, recs in groups.items():
-    row = dict(key)
-    row['n_seeds'] = len(recs)
-    for m in metrics:
-      vals = np.array([r['summary'].get(m, float('nan')) for r in recs], dtype=np.float64)
-      vals = vals[np.isfinite(vals)] if np.isfinite(vals).any() else vals
-      row[m] = float(vals.mean()) if len(vals) else float('nan')
-      row[m + '_std'] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-    row['ids'] = [r['id'] for r in recs]
-    # Runs of a group that diverged (non-finite loss, train.check_finite) report their
-    # best-valid state and are averaged in; counted so every table says so (write_table).
-    row['diverged_ids'] = [r['id'] for r in recs if r['summary'].get('diverged')]
-    rows.append(row)
-  return rows
-
-
-def fmt(mean: float, std: float, digits: int = 4) -> str:
-  if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-    return 'n/a'
-  return f'{mean:.{digits}f} ± {std:.{digits}f}'
-
-
-def write_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], outdir: str,
-                title: str = '', notes: str = '', basename: str = 'table') -> str:
-  """columns: (header, key) pairs; a key with a '_std' sibling is shown as mean ± std.
-
-  Writes <basename>.md and <basename>.csv (mean and std in separate CSV columns); returns the
-  Markdown.
-  """
-  md = [f'### {title}', ''] if title else []
-  md.append('| ' + ' | '.join(h for h, _ in columns) + ' |')
-  md.append('|' + '|'.join('---' for _ in columns) + '|')
-  for r in rows:
-    cells = []
-    for _, k in columns:
-      v = r.get(k)
-      if k + '_std' in r:
-        cells.append(fmt(v, r[k + '_std']))
-      elif isinstance(v, float):
-        cells.append(f'{v:,.0f}' if abs(v) >= 1000 else f'{v:.1f}' if abs(v) >= 10
-                     else f'{v:.4f}')
-      else:
-        cells.append(str(v))
-    md.append('| ' + ' | '.join(cells) + ' |')
-  if notes:
-    md += ['', notes]
-  diverged = [i for r in rows for i in r.get('diverged_ids', ())]
-  if diverged:
-    md += ['', f'{len(diverged)} run(s) diverged (non-finite training loss) and are included '
-           f'with their best-valid state: {", ".join(diverged)}.']
-  text = '\n'.join(md) + '\n'
-  os.makedirs(outdir, exist_ok=True)
-  with open(os.path.join(outdir, f'{basename}.md'), 'w') as f:
-    f.write(text)
-  with open(os.path.join(outdir, f'{basename}.csv'), 'w', newline='') as f:
-    w = csv.writer(f)
-    header = []
-    for h, k in columns:
-      header += [h, h + ' std'] if rows and k + '_std' in rows[0] else [h]
-    w.writerow(header)
-    for r in rows:
-      line = []
-      for _, k in columns:
-        line += [r.get(k), r.get(k + '_std')] if k + '_std' in r else [r.get(k)]
-      w.writerow(line)
-  return text
-
-
-def plot_bars(rows: Sequence[dict], label_keys: Sequence[str], metric: str, path: str,
-              title: str = '', reference: dict[str, float] | None = None) -> None:
-  """Horizontal bar chart of mean ± std of `metric` per row; dashed lines for references."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  labels = [' / '.join(str(r[k]) for k in label_keys) for r in rows]
-  means = [r[metric] for r in rows]
-  stds = [r.get(metric + '_std', 0.0) for r in rows]
-  fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
-  ax.barh(range(len(rows)), means, xerr=stds, color='tab:blue', alpha=0.8, capsize=3)
-  ax.set_yticks(range(len(rows)), labels, fontsize=8)
-  ax.invert_yaxis()
-  finite = [m for m in means if np.isfinite(m)]
-  lo = min(finite + list((reference or {}).values())) if finite else 0
-  hi = max(finite + list((reference or {}).values())) if finite else 1
-  pad = max((hi - lo) * 0.15, 0.005)
-  ax.set_xlim(lo - pad, hi + pad)
-  for name, v in (reference or {}).items():
-    ax.axvline(v, ls='--', color='tab:red')
-    ax.text(v, -0.6, name, color='tab:red', fontsize=8, ha='center')
-  ax.set_xlabel(metric)
-  ax.set_title(title, fontsize=10)
-  save_figure(fig, path)
-
-
-def save_figure(fig, path: str) -> None:
-  """tight_layout, write `path` (its folder made if missing) at the studies' dpi, close."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+# The report layer (tables, figures) lives in experiments/report.py; these names stay here for
+# the studies not yet ported to experiments/study.py.
+aggregate, fmt, write_table = report.aggregate, report.fmt, report.write_table
+plot_bars, save_figure = report.plot_bars, report.save_figure

@@ -1,0 +1,446 @@
+"""A study's report layer: cells.csv, mean ± std tables, comparison tables, figures.
+
+Every table is written as Markdown and CSV together (`write_table`). Statistics come from
+experiments/stats.py. The data a report reads is compact and committed next to its tables:
+  cells.csv      one line per cell: its group labels, seed, id, diverged, wall_seconds and
+                 every metric the study reports (values JSON-typed: recheck reads them back);
+  bootstrap.csv  one line per comparison test: the test-set bootstrap's point difference,
+                 p-value and percentile interval at every level a Holm family of its size can
+                 ask for (computed from the predictions cells save; `bootstrap_family`).
+A study's tables are rendered from these two files only (experiments/study.py renders them
+after writing them, experiments/recheck.py renders them again and diffs).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from experiments import stats
+from seqrec_jax import evaluate
+
+CELL_KEYS = ('seed', 'id', 'diverged', 'wall_seconds')
+
+
+# ---- cells.csv / bootstrap.csv. ----
+
+def cell_rows(records: Iterable[dict], metrics: Sequence[str]) -> list[dict]:
+  """One flat row per sweep record: group labels, CELL_KEYS, then each metric (NaN if absent)."""
+  rows = []
+  for r in records:
+    row = dict(r['group'])
+    row.update(seed=r['seed'], id=r['id'], diverged=bool(r['summary'].get('diverged')),
+               wall_seconds=r.get('wall_seconds', 0.0))
+    for m in metrics:
+      v = r['summary'].get(m, math.nan)
+      row[m] = float(v) if isinstance(v, (int, float)) else math.nan
+    rows.append(row)
+  return rows
+
+
+def _cell_text(v: Any) -> str:
+  return v if isinstance(v, str) else json.dumps(v)
+
+
+def _cell_value(s: str) -> Any:
+  if s == 'NaN':
+    return math.nan
+  try:
+    return json.loads(s)
+  except ValueError:
+    return s
+
+
+def write_csv(rows: Sequence[dict], path: str) -> None:
+  """rows (equal keys) as CSV, values JSON-encoded (floats round-trip exactly)."""
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  keys = list(dict.fromkeys(k for r in rows for k in r))
+  with open(path, 'w', newline='') as f:
+    w = csv.writer(f, lineterminator='\n')
+    w.writerow(keys)
+    for r in rows:
+      w.writerow([_cell_text(r.get(k, math.nan)) for k in keys])
+
+
+def read_csv(path: str) -> list[dict]:
+  """The rows `write_csv` wrote, values typed back."""
+  with open(path, newline='') as f:
+    reader = csv.reader(f)
+    keys = next(reader, None)
+    if keys is None:
+      raise ValueError(f'{path} is empty (expected a header line)')
+    rows = []
+    for n, line in enumerate(reader, 2):
+      if len(line) != len(keys):
+        raise ValueError(f'{path} line {n}: {len(line)} fields, the header has {len(keys)}')
+      rows.append({k: _cell_value(v) for k, v in zip(keys, line)})
+  return rows
+
+
+# ---- Mean ± std tables. ----
+
+def aggregate(records: Iterable[dict], metrics: Sequence[str]) -> list[dict]:
+  """Groups sweep records by `group`: rows of mean/std/n of each metric, first-seen order
+  (the unported studies' form of `aggregate_cells`)."""
+  groups: dict[tuple, list[dict]] = {}
+  for r in records:
+    groups.setdefault(tuple(r['group'].items()), []).append(r)
+  rows = []
+  for key, recs in groups.items():
+    row = dict(key)
+    row['n_seeds'] = len(recs)
+    for m in metrics:
+      vals = np.array([r['summary'].get(m, float('nan')) for r in recs], dtype=np.float64)
+      vals = vals[np.isfinite(vals)] if np.isfinite(vals).any() else vals
+      row[m] = float(vals.mean()) if len(vals) else float('nan')
+      row[m + '_std'] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    row['ids'] = [r['id'] for r in recs]
+    # Runs of a group that diverged (non-finite loss, train.check_finite) report their
+    # best-valid state and are averaged in; counted so every table says so (write_table).
+    row['diverged_ids'] = [r['id'] for r in recs if r['summary'].get('diverged')]
+    rows.append(row)
+  return rows
+
+
+def aggregate_cells(cells: Sequence[dict], by: Sequence[str], metrics: Sequence[str],
+                    modal: Sequence[str] = ()) -> list[dict]:
+  """Rows of cells.csv grouped by the `by` labels (first-seen order): mean, std (ddof 1) and
+  n of each metric over its finite values. For the `modal` metrics a bimodal row
+  (stats.modes) reports its trained runs' mean ± std and counts the collapsed ones
+  (<metric>_collapsed)."""
+  groups: dict[tuple, list[dict]] = {}
+  for c in cells:
+    groups.setdefault(tuple(c[k] for k in by), []).append(c)
+  rows = []
+  for key, cs in groups.items():
+    row = dict(zip(by, key), n_seeds=len(cs), ids=[c['id'] for c in cs],
+               diverged_ids=[c['id'] for c in cs if c.get('diverged')])
+    for m in metrics:
+      vals = np.array([c.get(m, math.nan) for c in cs], np.float64)
+      if m in modal:
+        collapsed, trained = stats.modes(vals, stats.higher_is_better(m))
+        if collapsed:
+          row[m + '_collapsed'] = f'{len(collapsed)} of {len(cs)}'
+          vals = vals[trained]
+      vals = vals[np.isfinite(vals)]
+      row[m] = float(vals.mean()) if len(vals) else math.nan
+      row[m + '_std'] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    rows.append(row)
+  return rows
+
+
+def fmt(mean: float, std: float, digits: int = 4) -> str:
+  if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+    return 'n/a'
+  return f'{mean:.{digits}f} ± {std:.{digits}f}'
+
+
+def _fmt_value(v) -> str:
+  if isinstance(v, float):
+    if not np.isfinite(v):
+      return 'n/a'
+    return f'{v:,.0f}' if abs(v) >= 1000 else f'{v:.1f}' if abs(v) >= 10 else f'{v:.4f}'
+  return str(v)
+
+
+def write_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], outdir: str,
+                title: str = '', notes: str = '', basename: str = 'table') -> str:
+  """columns: (header, key) pairs; a key with a '_std' sibling is shown as mean ± std (and,
+  where its runs were bimodal, '(k of n collapsed: trained runs)').
+
+  Writes <basename>.md and <basename>.csv (mean and std in separate CSV columns); returns the
+  Markdown.
+  """
+  md = [f'### {title}', ''] if title else []
+  md.append('| ' + ' | '.join(h for h, _ in columns) + ' |')
+  md.append('|' + '|'.join('---' for _ in columns) + '|')
+  collapsed = False
+  for r in rows:
+    cells = []
+    for _, k in columns:
+      if k + '_std' in r:
+        text = fmt(r.get(k), r[k + '_std'])
+        if k + '_collapsed' in r:
+          text += f' ({r[k + "_collapsed"]} collapsed)'
+          collapsed = True
+        cells.append(text)
+      else:
+        cells.append(_fmt_value(r.get(k)))
+    md.append('| ' + ' | '.join(cells) + ' |')
+  if notes:
+    md += ['', notes]
+  if collapsed:
+    md += ['', '"k of n collapsed": the runs split into a collapsed and a trained mode '
+           '(experiments/stats.py, modes); mean ± std of the trained runs.']
+  diverged = [i for r in rows for i in r.get('diverged_ids', ())]
+  if diverged:
+    md += ['', f'{len(diverged)} run(s) diverged (non-finite training loss) and are included '
+           f'with their best-valid state: {", ".join(diverged)}.']
+  text = '\n'.join(md) + '\n'
+  os.makedirs(outdir, exist_ok=True)
+  with open(os.path.join(outdir, f'{basename}.md'), 'w') as f:
+    f.write(text)
+  with open(os.path.join(outdir, f'{basename}.csv'), 'w', newline='') as f:
+    w = csv.writer(f, lineterminator='\n')
+    header = []
+    for h, k in columns:
+      header += [h, h + ' std'] if rows and k + '_std' in rows[0] else [h]
+    w.writerow(header)
+    for r in rows:
+      line = []
+      for _, k in columns:
+        line += [r.get(k), r.get(k + '_std')] if k + '_std' in r else [r.get(k)]
+      w.writerow(line)
+  return text
+
+
+# ---- Comparisons. ----
+
+@dataclasses.dataclass
+class Family:
+  """The comparisons of one table, Holm-corrected together: every (row, baseline) pair on
+  every metric is one test. label: a cells.csv row -> its row label; rows are paired by
+  seed."""
+  name: str                                    # writes <name>.md / <name>.csv
+  title: str
+  pairs: Sequence[tuple[str, str]]             # (row, baseline) labels
+  metrics: Sequence[str]
+  label: Callable[[dict], str]
+
+  def tests(self) -> list[tuple[str, str, str]]:
+    return [(row, base, m) for row, base in self.pairs for m in self.metrics]
+
+
+def _by_label(cells: Sequence[dict], family: Family) -> dict[str, dict[int, dict]]:
+  out: dict[str, dict[int, dict]] = {}
+  for c in cells:
+    out.setdefault(family.label(c), {})[c['seed']] = c
+  return out
+
+
+def paired_seeds(cells: Sequence[dict], family: Family, row: str, base: str,
+                 metric: str) -> tuple[list[int], dict]:
+  """The seeds a test pairs on (both rows' runs in their trained mode) and the modes
+  ({'row': collapsed seeds, 'baseline': ...})."""
+  by = _by_label(cells, family)
+  for label in (row, base):
+    if label not in by:
+      raise KeyError(f'family {family.name!r}: no cells labelled {label!r} (labels: '
+                     f'{sorted(by)})')
+  hib = stats.higher_is_better(metric)
+  collapsed = {}
+  for who, label in (('row', row), ('baseline', base)):
+    seeds = sorted(by[label])
+    lost, _ = stats.modes([by[label][s].get(metric, math.nan) for s in seeds], hib)
+    collapsed[who] = [seeds[i] for i in lost]
+  both = sorted(set(by[row]) & set(by[base]))
+  return [s for s in both if s not in collapsed['row'] and s not in collapsed['baseline']], \
+      collapsed
+
+
+def test_predictions(rec: dict, outdir: str):
+  """(preds [N, T], labels [N, T], users [N]) of a record's best-valid state, or None."""
+  workdir = rec.get('workdir') or os.path.join(outdir, 'work', rec['id'])
+  return evaluate.load_predictions(workdir, 'test', rec.get('run'))
+
+
+def _task_slice(metric: str, tasks: Sequence[str]):
+  """Which prediction columns a metric scores: 'eval/test/<task>/<m>' one, '.../mean/<m>'
+  all, 'eval/test/<m>' the first."""
+  parts = metric.split('/')
+  if len(parts) < 4:
+    return slice(0, 1)
+  if parts[-2] == 'mean':
+    return slice(None)
+  if parts[-2] not in tasks:
+    raise ValueError(f'metric {metric!r}: task {parts[-2]!r} is not one of the study tasks '
+                     f'{list(tasks)}')
+  j = list(tasks).index(parts[-2])
+  return slice(j, j + 1)
+
+
+def bootstrap_family(family: Family, cells: Sequence[dict], records: Sequence[dict],
+                     outdir: str, tasks: Sequence[str] = (), n_boot: int = stats.N_BOOT
+                     ) -> list[dict]:
+  """bootstrap.csv rows of a family's tests, from the test predictions its cells saved (a
+  test whose cells saved none has no row: its table says n/a)."""
+  rec_of = {r['id']: r for r in records}
+  by = _by_label(cells, family)
+  m = len(family.tests())
+  out = []
+  for k, (row, base, metric) in enumerate(family.tests()):
+    seeds, _ = paired_seeds(cells, family, row, base, metric)
+    runs, cols = [], _task_slice(metric, tasks)
+    for s in seeds:
+      a = test_predictions(rec_of[by[row][s]['id']], outdir)
+      b = test_predictions(rec_of[by[base][s]['id']], outdir)
+      if a is None or b is None:
+        runs = []
+        break
+      if not (np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])):
+        raise ValueError(f'{family.name}: {row} and {base} (seed {s}) scored different test '
+                         'rows; they cannot be compared on one test set')
+      runs.append((a[1][:, cols], a[2], a[0][:, cols], b[0][:, cols]))
+    if not runs:
+      continue
+    b = stats.bootstrap_diff(metric, runs, n_boot=n_boot, seed=k)
+    ivs = [stats.boot_interval(b['draws'], lv) for lv in stats.holm_levels(m)]
+    out.append({'table': family.name, 'row': row, 'baseline': base, 'metric': metric,
+                'seeds': seeds, 'unit': b['unit'], 'n_units': b['n_units'],
+                'n_boot': b['n_boot'], 'mean': b['mean'], 'p': b['p'],
+                'lo': [lo for lo, _ in ivs], 'hi': [hi for _, hi in ivs]})
+  return out
+
+
+def compare(cells: Sequence[dict], family: Family, boot: Sequence[dict],
+            alpha: float = stats.ALPHA) -> list[dict]:
+  """Every test of the family: seed interval and bootstrap, each Holm-corrected over the
+  family; resolved = both reject (the seed family alone for a test without a bootstrap)."""
+  by = _by_label(cells, family)
+  boots = {(b['row'], b['baseline'], b['metric']): b for b in boot
+           if b['table'] == family.name}
+  res = []
+  for row, base, metric in family.tests():
+    seeds, collapsed = paired_seeds(cells, family, row, base, metric)
+    sd = stats.seed_diff({s: by[row][s][metric] for s in seeds},
+                         {s: by[base][s][metric] for s in seeds})
+    b = boots.get((row, base, metric))
+    if b is not None and b['seeds'] != seeds:
+      raise ValueError(f'bootstrap.csv: {family.name} {row} vs {base} {metric} paired seeds '
+                       f'{b["seeds"]}, cells.csv pairs {seeds}')
+    med = {who: float(np.median([by[label][s][metric] for s in by[label]
+                                 if s not in collapsed[who]] or [math.nan]))
+           for who, label in (('row', row), ('baseline', base))}
+    res.append({'row': row, 'baseline': base, 'metric': metric, 'seed': sd, 'boot': b,
+                'collapsed': collapsed, 'n_runs': (len(by[row]), len(by[base])),
+                'median_diff': med['row'] - med['baseline']})
+  m = len(res)
+  seed_rej, seed_lv = stats.holm([r['seed']['p'] for r in res], alpha)
+  boot_rej, boot_lv = stats.holm([r['boot']['p'] if r['boot'] else math.nan for r in res],
+                                 alpha)
+  for r, sr, sl, br, bl in zip(res, seed_rej, seed_lv, boot_rej, boot_lv):
+    r['seed_interval'] = stats.t_interval(r['seed'], sl)
+    r['seed_level'], r['seed_resolved'] = sl, sr
+    if r['boot']:
+      j = round(alpha / (1 - bl)) - 1           # level 1 - alpha / (j + 1)
+      r['boot_interval'] = (r['boot']['lo'][j], r['boot']['hi'][j])
+      r['boot_level'], r['boot_resolved'] = bl, br
+    r['resolved'] = sr and (br if r['boot'] else True)
+    r['family_size'] = m
+  return res
+
+
+def _diff(mean: float, iv: tuple[float, float], resolved: bool, digits: int = 4) -> str:
+  if not np.isfinite(mean):
+    return 'n/a'
+  if not all(np.isfinite(iv)):
+    return f'{mean:+.{digits}f} [n/a]'
+  return f'{mean:+.{digits}f} [{iv[0]:+.{digits}f}, {iv[1]:+.{digits}f}]' + (
+      '*' if resolved else '')
+
+
+def metric_name(metric: str) -> str:
+  """'test GAUC' for 'eval/test/gauc', 'test income auc' for 'eval/test/income/auc'."""
+  short = {'eval/test/gauc': 'test GAUC', 'eval/test/auc': 'test AUC',
+           'eval/test/logloss': 'test logloss'}
+  return short.get(metric, metric.removeprefix('eval/').replace('/', ' '))
+
+
+def write_comparisons(results: Sequence[dict], family: Family, outdir: str,
+                      notes: str = '') -> str:
+  """<family.name>.md / .csv: one line per test; returns the Markdown."""
+  head = ['row', 'vs', 'metric', 'seeds', 'Δ (Holm CI, seeds)', 'Δ (Holm CI, test-set '
+          'bootstrap)', 'resolved']
+  modal = any(r['collapsed']['row'] or r['collapsed']['baseline'] for r in results)
+  if modal:
+    head.insert(4, 'collapsed runs (row, vs)')
+    head.insert(5, 'Δ medians (trained runs)')
+  lines = [f'### {family.title}', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  csv_rows = []
+  for r in results:
+    b = r['boot']
+    cells = [r['row'], r['baseline'], metric_name(r['metric']), str(r['seed']['n']),
+             _diff(r['seed']['mean'], r['seed_interval'], r['seed_resolved']),
+             _diff(b['mean'], r['boot_interval'], r['boot_resolved']) if b else
+             'n/a (no saved predictions)', 'yes' if r['resolved'] else 'no']
+    if modal:
+      cells.insert(4, f'{len(r["collapsed"]["row"])} of {r["n_runs"][0]}, '
+                      f'{len(r["collapsed"]["baseline"])} of {r["n_runs"][1]}')
+      cells.insert(5, f'{r["median_diff"]:+.4f}')
+    lines.append('| ' + ' | '.join(cells) + ' |')
+    csv_rows.append({
+        'row': r['row'], 'baseline': r['baseline'], 'metric': r['metric'],
+        'seeds': r['seed']['n'], 'collapsed_row': len(r['collapsed']['row']),
+        'collapsed_baseline': len(r['collapsed']['baseline']),
+        'median_diff': r['median_diff'], 'seed_mean': r['seed']['mean'],
+        'seed_p': r['seed']['p'], 'seed_level': r['seed_level'],
+        'seed_lo': r['seed_interval'][0], 'seed_hi': r['seed_interval'][1],
+        'seed_resolved': r['seed_resolved'],
+        'boot_unit': b['unit'] if b else '', 'boot_mean': b['mean'] if b else math.nan,
+        'boot_p': b['p'] if b else math.nan,
+        'boot_level': r.get('boot_level', math.nan),
+        'boot_lo': r['boot_interval'][0] if b else math.nan,
+        'boot_hi': r['boot_interval'][1] if b else math.nan,
+        'boot_resolved': r.get('boot_resolved', False), 'resolved': r['resolved']})
+  units = sorted({f'{b["unit"]} ({b["n_units"]:,}, {b["n_boot"]} draws)'
+                  for r in results if (b := r['boot'])})
+  m = len(results)
+  lines += ['', (f'Δ = row − vs over the seeds both ran (paired). Family: {m} test(s) (every '
+                 f'row pair × metric of this table), Holm step-down at α = {stats.ALPHA} '
+                 'within it, separately for the seed t-intervals and the test-set bootstrap '
+                 '(percentile) intervals; each interval is shown at its Holm level, so it '
+                 'excludes 0 (*) exactly when Holm rejects. resolved = both reject. '
+                 'Bootstrap resamples: ' + (', '.join(units) if units else 'none') + '.')]
+  if modal:
+    lines += ['', 'Collapsed runs (experiments/stats.py, modes) are left out of the '
+              'intervals: they pair only seeds where both runs trained.']
+  if notes:
+    lines += ['', notes]
+  text = '\n'.join(lines) + '\n'
+  os.makedirs(outdir, exist_ok=True)
+  with open(os.path.join(outdir, f'{family.name}.md'), 'w') as f:
+    f.write(text)
+  write_csv(csv_rows, os.path.join(outdir, f'{family.name}.csv'))
+  return text
+
+
+# ---- Figures. ----
+
+def plot_bars(rows: Sequence[dict], label_keys: Sequence[str], metric: str, path: str,
+              title: str = '', reference: Mapping[str, float] | None = None) -> None:
+  """Horizontal bar chart of mean ± std of `metric` per row; dashed lines for references."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  labels = [' / '.join(str(r[k]) for k in label_keys) for r in rows]
+  means = [r[metric] for r in rows]
+  stds = [r.get(metric + '_std', 0.0) for r in rows]
+  fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
+  ax.barh(range(len(rows)), means, xerr=stds, color='tab:blue', alpha=0.8, capsize=3)
+  ax.set_yticks(range(len(rows)), labels, fontsize=8)
+  ax.invert_yaxis()
+  finite = [m for m in means if np.isfinite(m)]
+  lo = min(finite + list((reference or {}).values())) if finite else 0
+  hi = max(finite + list((reference or {}).values())) if finite else 1
+  pad = max((hi - lo) * 0.15, 0.005)
+  ax.set_xlim(lo - pad, hi + pad)
+  for name, v in (reference or {}).items():
+    ax.axvline(v, ls='--', color='tab:red')
+    ax.text(v, -0.6, name, color='tab:red', fontsize=8, ha='center')
+  ax.set_xlabel(metric)
+  ax.set_title(title, fontsize=10)
+  save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> None:
+  """tight_layout, write `path` (its folder made if missing) at the studies' dpi, close."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

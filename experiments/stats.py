@@ -1,0 +1,302 @@
+"""The statistics every study table uses (experiments/report.py renders them).
+
+For a comparison row - baseline on a metric (a family = the comparisons of one table):
+  * seed interval: the paired difference over the seeds both rows have, Student-t (the
+    training-seed noise; `seed_diff`);
+  * test-set bootstrap: the seed-averaged difference recomputed on resamples of the test set,
+    the same resample for both rows (the test-set sampling noise seeds leave out;
+    `bootstrap_diff`). The unit resampled is the user for GAUC (all of a user's impressions
+    go together) and the row for AUC, logloss and MSE. Runs scored on one test set share each
+    resample; runs on their own test sets (a dataset per seed) are resampled independently;
+  * Holm step-down within the family, separately for the seed and the bootstrap p-values
+    (`holm`). The interval shown for the comparison of Holm rank k (ascending p) of m is at
+    level 1 - alpha / (m - min(k, k_stop) + 1), k_stop the first rank Holm does not reject,
+    so it excludes 0 exactly when Holm rejects. "resolved" = both families reject.
+  * modes (`modes`): runs that split into a collapsed and a trained mode are counted, and the
+    comparison uses the trained runs (never a t-interval over a mixture). The rule: with n >= 4
+    finite values, split the sorted values at their largest gap; the runs are bimodal when
+    that gap exceeds c(n) times the pooled within-group standard deviation, c(n) = max(the
+    99th percentile of that ratio for n Gaussian values (GAP_RATIO_99, simulated), 4). The
+    worse group (low for a higher-is-better metric) is the collapsed mode.
+  * edges (`select_on_grid`): a selection on the edge of its grid extends the grid one step
+    that way (log or linear steps) and reruns, up to `cap` extensions; a choice still on an
+    edge is reported as such.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats as sp_stats
+
+from seqrec_jax import metrics as M
+
+ALPHA = 0.05
+N_BOOT = 2000
+LOWER_IS_BETTER = ('mse', 'logloss', 'loss', 'mae')
+# 99th percentile of (largest gap / pooled within-group std) for n standard normal values
+# (200,000 draws each, numpy default_rng(0)); the false-alarm rate of `modes` is <= 1%.
+GAP_RATIO_99 = {4: 27.9, 5: 13.3, 6: 9.1, 7: 7.0, 8: 5.7, 9: 5.0, 10: 4.5, 11: 4.1, 12: 3.8,
+                13: 3.5, 14: 3.3, 15: 3.2, 16: 3.0, 17: 2.9, 18: 2.8, 19: 2.8, 20: 2.7}
+GAP_RATIO_FLOOR = 4.0
+
+
+def higher_is_better(metric: str) -> bool:
+  """'eval/test/mean/mse' -> False; AUC, GAUC and the like -> True."""
+  return metric.rsplit('/', 1)[-1] not in LOWER_IS_BETTER
+
+
+# ---- Seeds. ----
+
+def seed_diff(a: Mapping[int, float], b: Mapping[int, float]) -> dict:
+  """Paired a - b over the seeds both have: {mean, se, n, p, seeds}; p from the paired t-test
+  (NaN when n < 2 or the differences are all equal)."""
+  seeds = sorted(s for s in set(a) & set(b)
+                 if np.isfinite(a[s]) and np.isfinite(b[s]))
+  d = np.array([a[s] - b[s] for s in seeds], np.float64)
+  n = len(d)
+  mean = float(d.mean()) if n else math.nan
+  se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else math.nan
+  if n > 1 and se > 0:
+    p = float(2 * sp_stats.t.sf(abs(mean) / se, n - 1))
+  else:
+    p = math.nan if n < 2 else (1.0 if mean == 0 else 0.0)
+  return {'mean': mean, 'se': se, 'n': n, 'p': p, 'seeds': seeds}
+
+
+def t_interval(d: Mapping, level: float) -> tuple[float, float]:
+  """The `seed_diff` interval at `level` (NaN when n < 2)."""
+  if d['n'] < 2:
+    return math.nan, math.nan
+  half = sp_stats.t.ppf(0.5 + level / 2, d['n'] - 1) * d['se']
+  return d['mean'] - half, d['mean'] + half
+
+
+# ---- Multiple comparisons. ----
+
+def holm(p: Sequence[float], alpha: float = ALPHA) -> tuple[list[bool], list[float]]:
+  """Holm step-down over a family: (rejected, interval level) per comparison, in input order.
+
+  Sorted by p, rank k (1-based) is rejected while p_(k) <= alpha / (m - k + 1) for it and every
+  rank before it; NaN p-values are never rejected and count in m. The level is
+  1 - alpha / (m - min(k, k_stop) + 1), k_stop the first rank not rejected.
+  """
+  p = np.asarray(p, np.float64)
+  m = len(p)
+  order = np.argsort(np.where(np.isnan(p), np.inf, p), kind='stable')
+  rejected, level = [False] * m, [0.0] * m
+  stop = None
+  for k, i in enumerate(order, 1):
+    if stop is None and not (np.isfinite(p[i]) and p[i] <= alpha / (m - k + 1)):
+      stop = k
+    rejected[i] = stop is None
+    level[i] = 1 - alpha / (m - min(k, stop or k) + 1)
+  return rejected, level
+
+
+# ---- Test-set bootstrap. ----
+
+def _weighted_auc(order, labels, ties_start, counts):
+  """AUC of one run under row weights counts [B, N]: order sorts its scores (ascending),
+  ties_start marks the first row of each tied score group in that order."""
+  c = counts[:, order]
+  y = labels[order]
+  gp = np.add.reduceat(c * y, ties_start, axis=1)
+  gq = np.add.reduceat(c * (1 - y), ties_start, axis=1)
+  below = np.cumsum(gq, axis=1) - gq
+  with np.errstate(divide='ignore', invalid='ignore'):
+    return (gp * (below + 0.5 * gq)).sum(1) / (gp.sum(1) * gq.sum(1))
+
+
+def _auc_parts(scores, labels):
+  order = np.argsort(scores, kind='stable')
+  s = scores[order]
+  return order, np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+
+
+def metric_kind(metric: str) -> str:
+  """'gauc', 'auc', 'logloss' or 'mse' from a summary key such as 'eval/test/income/auc'."""
+  kind = metric.rsplit('/', 1)[-1]
+  if kind not in ('gauc', 'auc', 'logloss', 'mse'):
+    raise ValueError(f'no test-set bootstrap for metric {metric!r} (kind {kind!r}); one of '
+                     'gauc (users), auc, logloss, mse (rows)')
+  return kind
+
+
+class _Run:
+  """One paired seed: per-unit statistics of both rows on one test set."""
+
+  def __init__(self, kind, labels, users, pred_a, pred_b):
+    self.kind = kind
+    labels = np.asarray(labels, np.float64)
+    users = np.asarray(users)
+    pa, pb = np.asarray(pred_a, np.float64), np.asarray(pred_b, np.float64)
+    if labels.ndim == 1:
+      labels, pa, pb = labels[:, None], pa[:, None], pb[:, None]
+    if not labels.shape == pa.shape == pb.shape:
+      raise ValueError(f'bootstrap: labels {labels.shape}, predictions {pa.shape} / '
+                       f'{pb.shape} differ (one paired seed must score the same rows)')
+    self.key = hashlib.sha1(labels.tobytes() + users.tobytes()).hexdigest()
+    self.tasks = labels.shape[1]
+    if kind == 'gauc':
+      self.parts = []
+      for t in range(self.tasks):
+        _, size, auc_a, ok = M._per_group_auc(labels[:, t], pa[:, t], users)  # pylint: disable=protected-access
+        _, _, auc_b, _ = M._per_group_auc(labels[:, t], pb[:, t], users)  # pylint: disable=protected-access
+        self.parts.append((size * ok * auc_a, size * ok * auc_b, size * ok))
+      self.units = len(self.parts[0][2])
+    elif kind == 'auc':
+      self.parts = [(labels[:, t], _auc_parts(pa[:, t], labels), _auc_parts(pb[:, t], labels))
+                    for t in range(self.tasks)]
+      self.units = len(labels)
+    else:
+      eps = 1e-7
+      if kind == 'logloss':
+        def loss(p):
+          p = np.clip(p, eps, 1 - eps)
+          return -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+      else:
+        def loss(p):
+          return (p - labels) ** 2
+      self.diff_row = (loss(pa) - loss(pb)).mean(1)           # [N], mean over tasks
+      self.units = len(labels)
+
+  def diff(self, counts):
+    """The difference a - b under unit weights counts [B, units] -> [B]."""
+    if self.kind == 'gauc':
+      out = []
+      for num_a, num_b, w in self.parts:
+        with np.errstate(divide='ignore', invalid='ignore'):
+          out.append((counts @ num_a - counts @ num_b) / (counts @ w))
+      return np.mean(out, 0)
+    if self.kind == 'auc':
+      return np.mean([_weighted_auc(oa, y, ta, counts) - _weighted_auc(ob, y, tb, counts)
+                      for y, (oa, ta), (ob, tb) in self.parts], 0)
+    return counts @ self.diff_row / counts.sum(1)
+
+
+def bootstrap_diff(metric: str, runs: Sequence[tuple], n_boot: int = N_BOOT,
+                   seed: int = 0) -> dict:
+  """The test-set bootstrap of the seed-averaged difference a - b.
+
+  runs: one (labels [N] or [N, T], users [N], pred_a, pred_b) per paired seed (T tasks: the
+  metric is averaged over them, as 'eval/test/mean/...'). Returns {mean (on the test sets
+  themselves), p (two-sided, (1 + draws on the other side of 0) / (1 + B)), draws [B'] (the
+  finite draws), unit, n_units, n_boot}.
+  """
+  kind = metric_kind(metric)
+  if not runs:
+    raise ValueError(f'bootstrap_diff({metric!r}): no paired runs')
+  rs = [_Run(kind, *r) for r in runs]
+  sets = {}                                       # test set -> its runs (same resample)
+  for r in rs:
+    sets.setdefault(r.key, []).append(r)
+  point = float(np.mean([r.diff(np.ones((1, r.units)))[0] for r in rs]))
+  rng = np.random.default_rng(seed)
+  biggest = max(r.units for r in rs)
+  chunk = max(1, min(n_boot, 1_000_000 // biggest))
+  draws = []
+  for start in range(0, n_boot, chunk):
+    b = min(chunk, n_boot - start)
+    total = np.zeros(b)
+    for members in sets.values():
+      u = members[0].units
+      counts = rng.multinomial(u, np.full(u, 1.0 / u), size=b).astype(np.float64)
+      for r in members:
+        total += r.diff(counts)
+    draws.append(total / len(rs))
+  draws = np.concatenate(draws)
+  draws = draws[np.isfinite(draws)]
+  p = min(1.0, 2 * (1 + min((draws <= 0).sum(), (draws >= 0).sum())) / (1 + len(draws)))
+  return {'mean': point, 'p': float(p), 'draws': draws, 'n_boot': n_boot,
+          'unit': 'users' if kind == 'gauc' else 'rows', 'n_units': biggest}
+
+
+def boot_interval(draws, level: float) -> tuple[float, float]:
+  """Percentile interval of bootstrap draws at `level`."""
+  if len(draws) < 2:
+    return math.nan, math.nan
+  lo, hi = np.quantile(draws, [0.5 - level / 2, 0.5 + level / 2])
+  return float(lo), float(hi)
+
+
+def holm_levels(m: int, alpha: float = ALPHA) -> list[float]:
+  """Every level a Holm family of m can ask for: 1 - alpha / j, j = 1..m."""
+  return [1 - alpha / j for j in range(1, m + 1)]
+
+
+# ---- Modes. ----
+
+def modes(values: Sequence[float], higher_better: bool = True) -> tuple[list[int], list[int]]:
+  """(collapsed, trained) indices into `values` when they are bimodal (module docstring),
+  else ([], every finite index)."""
+  x = np.asarray(values, np.float64)
+  idx = np.flatnonzero(np.isfinite(x))
+  n = len(idx)
+  if n < 4:
+    return [], idx.tolist()
+  order = idx[np.argsort(x[idx], kind='stable')]
+  xs = x[order]
+  gaps = np.diff(xs)
+  j = int(np.argmax(gaps))
+  low, high = xs[:j + 1], xs[j + 1:]
+  within = np.sqrt((((low - low.mean()) ** 2).sum() + ((high - high.mean()) ** 2).sum())
+                   / (n - 2))
+  ratio = max(GAP_RATIO_99.get(n, 0.0), GAP_RATIO_FLOOR)
+  if not gaps[j] > ratio * within or gaps[j] <= 0:
+    return [], idx.tolist()
+  lo_i, hi_i = sorted(order[:j + 1].tolist()), sorted(order[j + 1:].tolist())
+  return (lo_i, hi_i) if higher_better else (hi_i, lo_i)
+
+
+# ---- Grids. ----
+
+@dataclasses.dataclass
+class GridChoice:
+  value: float
+  grid: list[float]                  # every value tried, sorted
+  scores: dict[float, float]
+  at_edge: str                       # '', 'low' or 'high': the choice is still on that edge
+  extensions: int
+
+
+def extend(grid: Sequence[float], side: str, scale: str = 'log') -> float:
+  """The next grid value beyond `side` ('low'/'high'): one step of the grid's own spacing
+  at that end (ratio for scale='log', difference for 'linear')."""
+  g = sorted(grid)
+  if len(g) < 2:
+    raise ValueError(f'extend: a grid of {len(g)} value(s) has no step ({g})')
+  a, b = (g[0], g[1]) if side == 'low' else (g[-1], g[-2])
+  if scale == 'log':
+    if a <= 0 or b <= 0:
+      raise ValueError(f'extend: log steps need positive values, got {g}')
+    return a * (a / b)
+  return a + (a - b)
+
+
+def select_on_grid(grid: Sequence[float], score: Callable[[list[float]], Mapping[float, float]],
+                   higher_better: bool = True, cap: int = 2, scale: str = 'log',
+                   bounds: tuple[float, float] = (-math.inf, math.inf)) -> GridChoice:
+  """Chooses the best grid value, extending the grid past an edge choice up to `cap` times.
+
+  score(values) runs the cells of `values` (new ones only) and returns {value: score}. A
+  value outside `bounds` is never tried: a choice against a bound stays marked at_edge.
+  """
+  tried = sorted(set(grid))
+  scores = dict(score(tried))
+  n_ext = 0
+  while True:
+    pick = (max if higher_better else min)(tried, key=lambda v: scores[v])
+    side = 'low' if pick == tried[0] else 'high' if pick == tried[-1] else ''
+    if not side or n_ext >= cap:
+      break
+    new = extend(tried, side, scale)
+    if not bounds[0] <= new <= bounds[1]:
+      break
+    scores.update(score([new]))
+    tried = sorted(tried + [new])
+    n_ext += 1
+  return GridChoice(pick, tried, scores, side, n_ext)

@@ -1,0 +1,117 @@
+"""experiments/stats.py: Holm step-down, the test-set bootstrap, the bimodal rule, grid edges
+(NumPy only, no training)."""
+import numpy as np
+import pytest
+
+from experiments import stats
+from seqrec_jax import metrics
+
+
+def test_holm_matches_a_hand_computed_family():
+  # Sorted p: 0.005 (<= .05/4), 0.01 (<= .05/3), 0.03 (> .05/2: stop), 0.04.
+  rejected, level = stats.holm([0.01, 0.04, 0.03, 0.005])
+  assert rejected == [True, False, False, True]
+  assert level == pytest.approx([1 - 0.05 / 3, 1 - 0.05 / 2, 1 - 0.05 / 2, 1 - 0.05 / 4])
+  # Uncorrected, 0.03 and 0.04 would pass; NaN counts in m and is never rejected.
+  assert stats.holm([0.001, float('nan')])[0] == [True, False]
+  assert stats.holm([0.03, 0.04])[0] == [False, False]        # 0.03 > 0.05 / 2
+
+
+def test_holm_interval_excludes_zero_exactly_when_holm_rejects():
+  rng = np.random.default_rng(1)
+  for _ in range(50):
+    fam = [stats.seed_diff(dict(enumerate(rng.normal(mu, 1, 8))), dict(enumerate(np.zeros(8))))
+           for mu in rng.uniform(0, 2, 6)]
+    rejected, level = stats.holm([d['p'] for d in fam])
+    for d, rej, lv in zip(fam, rejected, level):
+      lo, hi = stats.t_interval(d, lv)
+      assert rej == (lo > 0 or hi < 0)
+
+
+def test_weighted_auc_and_gauc_points_match_metrics():
+  rng = np.random.default_rng(0)
+  y = rng.integers(0, 2, 300).astype(float)
+  users = rng.integers(0, 20, 300)
+  a = np.round(rng.normal(y, 1), 1)                  # rounded: tied scores
+  b = rng.normal(y * 0.5, 1)
+  runs = [(y, users, a, b)]
+  assert stats.bootstrap_diff('eval/test/auc', runs, 50)['mean'] == pytest.approx(
+      metrics.auc(y, a) - metrics.auc(y, b))
+  assert stats.bootstrap_diff('eval/test/gauc', runs, 50)['mean'] == pytest.approx(
+      metrics.gauc(y, a, users) - metrics.gauc(y, b, users))
+  with pytest.raises(ValueError, match='spearman'):
+    stats.bootstrap_diff('eval/test/spearman', runs)
+
+
+def _coverage(metric, make, truth, sims=200, n_boot=300):
+  hits = 0
+  for s in range(sims):
+    b = stats.bootstrap_diff(metric, [make(np.random.default_rng(s))], n_boot, seed=s)
+    lo, hi = stats.boot_interval(b['draws'], 0.95)
+    hits += lo <= truth <= hi
+  return hits / sims
+
+
+def test_bootstrap_covers_a_known_difference_about_95_percent():
+  # MSE (rows): errors N(0, 1) vs N(0, 1.2^2): the population difference is 1 - 1.44.
+  def mse_data(rng):
+    y = rng.normal(size=400)
+    return y, np.arange(400), y + rng.normal(0, 1, 400), y + rng.normal(0, 1.2, 400)
+  cov = _coverage('eval/test/mse', mse_data, 1 - 1.44)
+  assert 0.90 <= cov <= 0.99, cov
+  # AUC (rows): Gaussian scores, shift 1.0 vs 0.5 on independent noise: AUC = Phi(mu / sqrt 2).
+  from scipy.stats import norm
+  def auc_data(rng):
+    y = (rng.random(400) < 0.5).astype(float)
+    return y, np.arange(400), rng.normal(y * 1.0, 1), rng.normal(y * 0.5, 1)
+  cov = _coverage('eval/test/auc', auc_data, norm.cdf(1 / 2 ** .5) - norm.cdf(.5 / 2 ** .5),
+                  sims=150, n_boot=200)
+  assert 0.88 <= cov <= 0.99, cov
+
+
+def test_bootstrap_pairs_runs_on_one_test_set_and_resamples_own_sets_apart():
+  rng = np.random.default_rng(0)
+  y = rng.normal(size=200)
+  shared = [(y, np.arange(200), y + rng.normal(0, 1, 200), y + rng.normal(0, 1, 200))
+            for _ in range(3)]
+  own = [(z, np.arange(200), z + rng.normal(0, 1, 200), z + rng.normal(0, 1, 200))
+         for z in rng.normal(size=(3, 200))]
+  a = stats.bootstrap_diff('eval/test/mse', shared, 400)
+  b = stats.bootstrap_diff('eval/test/mse', own, 400)
+  assert a['unit'] == 'rows' and a['n_units'] == 200 and 0 < a['p'] <= 1
+  # Independent test sets average out: narrower than one set resampled for all runs.
+  assert np.std(b['draws']) < np.std(a['draws'])
+
+
+def test_modes_finds_collapsed_runs_and_rarely_fires_on_gaussian_seeds():
+  assert stats.modes([0.72, 0.721, 0.50, 0.719, 0.51]) == ([2, 4], [0, 1, 3])
+  assert stats.modes([0.1, 0.11, 0.9, 0.1, 0.12], higher_better=False) == ([2], [0, 1, 3, 4])
+  assert stats.modes([0.7, 0.5, 0.71]) == ([], [0, 1, 2])              # n < 4: no rule
+  assert stats.modes([0.7, np.nan, 0.5, 0.71]) == ([], [0, 2, 3])
+  rng = np.random.default_rng(0)
+  for n in (5, 10):
+    alarms = sum(bool(stats.modes(rng.normal(0.7, 0.01, n))[0]) for _ in range(500))
+    assert alarms <= 10, (n, alarms)                                   # <= 2% (rule: 1%)
+
+
+def test_select_on_grid_extends_an_edge_choice_and_marks_one_left():
+  asked = []
+
+  def runner(peak):
+    def score(values):
+      asked.append(list(values))
+      return {v: -(np.log10(v) - peak) ** 2 for v in values}
+    return score
+
+  got = stats.select_on_grid([1e-2, 1e-1, 1.0], runner(-3.3), cap=3)
+  assert got.value == pytest.approx(1e-3) and got.at_edge == '' and got.extensions == 2
+  assert asked == [[1e-2, 1e-1, 1.0], [pytest.approx(1e-3)], [pytest.approx(1e-4)]]
+  capped = stats.select_on_grid([1e-2, 1e-1, 1.0], runner(-6), cap=1)
+  assert capped.at_edge == 'low' and capped.value == pytest.approx(1e-3)
+  # Linear steps; a bound stops the extension and the edge stays marked.
+  lin = stats.select_on_grid([0.1, 0.3, 0.5], lambda vs: {v: -abs(v - 0.7) for v in vs},
+                             scale='linear', bounds=(0.0, 0.6))
+  assert lin.value == 0.5 and lin.at_edge == 'high' and lin.extensions == 0
+  mse = stats.select_on_grid([0.1, 0.3, 0.5], lambda vs: {v: abs(v - 0.25) for v in vs},
+                             higher_better=False, scale='linear')
+  assert mse.value == 0.3 and mse.at_edge == '' and mse.grid == [0.1, 0.3, 0.5]
