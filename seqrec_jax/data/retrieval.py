@@ -25,6 +25,9 @@ train = every train interaction with a history (label 1) plus `neg_per_pos` item
 uniformly from the items seen in train (label 0); valid = the valid targets and their
 negatives; test = the funnel's candidates of each evaluated user (label 1 on the held-out
 target), so the trained ranker's saved test predictions are the candidates' scores.
+`next_item_dataset` is the two-tower task's Dataset value (tasks/two_tower.py): the same train
+examples as batch-contract rows, the valid / test targets as rows of their queries, and the
+catalogue (cate_of_item, item_count) in its info.
 """
 from __future__ import annotations
 
@@ -338,3 +341,33 @@ def ctr_dataset(split: TimeSplit, max_len: int, test_rows: dict[str, np.ndarray]
   info = {**lg.info, **{f'{k}/rows': len(s) for k, s in splits.items()}}
   return Dataset(name, spec, splits, info)
 
+
+def next_item_dataset(split: TimeSplit, max_len: int, name: str = 'next_item',
+                      hard_item: np.ndarray | None = None) -> Dataset:
+  """The two-tower task's data (batch contract, label 1 on every row): train = the
+  `retrieval_examples` rows (each train interaction with a history; `hard_item` [N, h] of
+  them, 0 = none, adds that column), valid / test = each evaluated user's held-out target
+  (target_item) with its history (`queries`). info['cate_of_item'] [I] and info['item_count']
+  [I] (train occurrences) are the catalogue the task retrieves from and samples negatives
+  by."""
+  lg = split.logs
+  ex = retrieval_examples(split, max_len)
+  ones = lambda n: np.ones(n, np.float32)  # noqa: E731
+  train = _rows(ex['user_id'], ex['hist_item'], ex['hist_cate'], ex['item_id'],
+                lg.cate_of_item, ones(len(ex['item_id'])))
+  if hard_item is not None:
+    hard_item = np.asarray(hard_item, np.int32)
+    if hard_item.ndim != 2 or len(hard_item) != len(ex['item_id']):
+      raise ValueError(f'next_item_dataset: hard_item {hard_item.shape} must be [N, h], N = '
+                       f'{len(ex["item_id"])} train examples (retrieval_examples)')
+    train['hard_item'] = hard_item
+  splits = {'train': ArraySplit(train)}
+  for which in ('valid', 'test'):
+    q = queries(split, which, max_len)
+    splits[which] = ArraySplit(_rows(q['user_id'], q['hist_item'], q['hist_cate'], q['target'],
+                                     lg.cate_of_item, ones(len(q['target']))))
+  spec = DataSpec(num_users=lg.num_users, num_items=lg.num_items, num_cates=lg.num_cates,
+                  max_len=max_len, tasks=(Task('next_item'),))
+  info = {**lg.info, **{f'{k}/rows': len(v) for k, v in splits.items()},
+          'cate_of_item': lg.cate_of_item, 'item_count': split.item_count()}
+  return Dataset(name, spec, splits, info)

@@ -12,6 +12,9 @@ which negatives are real (False: padding, or the row's own positive item -- a fa
                     number of times j is in the candidate set; the positive is corrected too
   in_batch_softmax  sampled_softmax whose candidates are the batch's own positives (column j of
                     row i is item_j); in-batch false negatives (item_j == item_i, j != i) masked
+  two_tower_loss    one of the above ('softmax' | 'bce' | 'hinge' | 'triplet_log') from the
+                    towers' vectors of a step's items (`candidate_ids`): what the two-tower
+                    task (tasks/two_tower.py) differentiates
 
 Log-Q: a softmax over a sample of candidates drawn from Q estimates the full softmax only when
 each candidate's logit is reduced by log Q(j); without it popular items, over-represented as
@@ -101,3 +104,70 @@ def in_batch_softmax(logits, item_id, log_q=None, extra_logit=None, extra_mask=N
            else jnp.broadcast_to(extra_log_q, extra_logit.shape))
       cand_log_q = jnp.concatenate([a, b], 1)
   return sampled_softmax(diag, cand, mask, log_q, cand_log_q)
+
+
+LOSSES = ('softmax', 'bce', 'hinge', 'triplet_log')
+
+
+def candidate_ids(loss: str, batch) -> jax.Array:
+  """Every item a step's loss reads, concatenated: positives target_item [B], then the sampled
+  negatives (cat_item [M] for 'softmax', neg_item [B, n] flattened otherwise) and hard_item
+  [B, h] flattened, each only when in the batch. The towers run once over all of them (one
+  gather, one item tower in the program); `two_tower_loss` splits the vectors back."""
+  neg = batch.get('cat_item' if loss == 'softmax' else 'neg_item')
+  parts = [batch['target_item']] + [x.reshape(-1) for x in (neg, batch.get('hard_item'))
+                                     if x is not None]
+  return jnp.concatenate(parts)
+
+
+def two_tower_loss(loss: str, u, vecs, batch, *, temperature: float, log_q=None,
+                   hard_rate: float = 0.0, margin: float = 0.2, triplet_scale: float = 10.0):
+  """A two-tower step's loss from the towers' outputs (a pure function; the model is not in it).
+
+  u [B, D]: user vectors; vecs [B + M | B + B n (+ B h), D]: item vectors of
+  `candidate_ids(loss, batch)`; batch: target_item [B], cat_item [M] ('softmax': catalogue
+  columns shared by every row) or neg_item [B, n] (the other losses; required), optional
+  hard_item [B, h] with hard_keep [B, h] bool (the slots used this step). log_q [I]: log Q of
+  every item (negatives.log_q; 'softmax' only, None = uncorrected). `temperature` scales the
+  similarities into logits for 'softmax' and 'bce'; 'hinge' / 'triplet_log' use the raw
+  similarity (cosines when the towers normalise). Returns the scalar loss (module docstring)."""
+  if loss not in LOSSES:
+    raise ValueError(f'two_tower_loss: loss={loss!r}; choose from {LOSSES}')
+  pos, hard = batch['target_item'], batch.get('hard_item')
+  b = pos.shape[0]
+  neg = batch.get('cat_item' if loss == 'softmax' else 'neg_item')
+  if neg is None and loss != 'softmax':
+    raise ValueError(f"two_tower_loss: loss={loss!r} needs batch['neg_item'] [B, n]")
+  v, rest = vecs[:b], vecs[b:]
+  if neg is not None:
+    n_vec, rest = rest[:neg.size].reshape(neg.shape + (-1,)), rest[neg.size:]
+  if hard is not None:
+    h_mask = batch['hard_keep']
+    h_sim = jnp.einsum('bd,bhd->bh', u, rest.reshape(hard.shape + (-1,)))        # [B, h]
+  tv = temperature
+  if loss == 'softmax':
+    extra, e_mask, e_lq = [], [], []
+    if neg is not None:                                     # catalogue columns [M]
+      extra.append(u @ n_vec.T / tv)
+      e_mask.append(neg[None, :] != pos[:, None])
+      e_lq.append(None if log_q is None else jnp.broadcast_to(log_q[neg], (b, neg.shape[0])))
+    if hard is not None:
+      extra.append(h_sim / tv)
+      e_mask.append(h_mask)
+      # A kept hard slot is one more expected occurrence of its item in this row's candidates.
+      e_lq.append(None if log_q is None else jnp.log(jnp.exp(log_q[hard]) + hard_rate))
+    kw = {}
+    if extra:
+      kw = dict(extra_logit=jnp.concatenate(extra, 1), extra_mask=jnp.concatenate(e_mask, 1),
+                extra_log_q=None if log_q is None else jnp.concatenate(e_lq, 1))
+    return in_batch_softmax(u @ v.T / tv, pos, None if log_q is None else log_q[pos], **kw)
+  n_sim = jnp.einsum('bd,bnd->bn', u, n_vec)
+  n_mask = neg != pos[:, None]
+  if hard is not None:
+    n_sim, n_mask = jnp.concatenate([n_sim, h_sim], 1), jnp.concatenate([n_mask, h_mask], 1)
+  p_sim = jnp.sum(u * v, -1)
+  if loss == 'bce':
+    return pointwise_bce(p_sim / tv, n_sim / tv, n_mask)
+  if loss == 'hinge':
+    return triplet_hinge(p_sim, n_sim, n_mask, margin)
+  return triplet_log(p_sim, n_sim, n_mask, triplet_scale)

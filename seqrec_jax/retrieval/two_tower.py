@@ -15,7 +15,12 @@ import numpy as np
 
 from seqrec_jax.models.two_tower import TwoTower
 from seqrec_jax.retrieval.index import ItemIndex
-from seqrec_jax.retrieval.train_two_tower import model_batch
+
+
+def model_batch(user_id, hist_item, hist_cate, item_id, cate_id) -> dict:
+  """RETRIEVAL_API arrays -> the batch contract's keys (hist_mask = hist_item != 0)."""
+  return {'user_id': user_id, 'hist_items': hist_item, 'hist_cates': hist_cate,
+          'hist_mask': hist_item != 0, 'target_item': item_id, 'target_cate': cate_id}
 
 
 # Module-level and keyed on the (hashable) model: channels of several seeds share the programs.
