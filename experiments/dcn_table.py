@@ -12,8 +12,12 @@ overrides, config and command); --set (old name) and --criteo_path=... (= --data
 --override=data.criteo.path=...) still work.
 
 Per dataset: one row per model, test logloss and AUC mean ± std over seeds (model selection on
-valid logloss), parameters, training examples/s; outdir/<dataset>/table.md + table.csv +
-auc.png + logloss.png; a default run also copies them to docs/results/dcn_table/<dataset>/.
+valid logloss), parameters, training examples/s; a study spec (experiments/study.py):
+outdir/<dataset>/ cells.csv, bootstrap.csv, meta.json, table.md/.csv, resolved.md/.csv (every
+row vs DNN and the DCN-V2 paper's pairs: seed and test-row bootstrap intervals, Holm over the
+table), auc.png, logloss.png; a default run also copies them to
+docs/results/dcn_table/<dataset>/ (`python -m experiments.recheck dcn_table` recomputes the
+tables from them).
 Cells are resumable (experiments/sweep.py): rerunning skips finished cells.
 """
 from __future__ import annotations
@@ -27,7 +31,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from experiments import publish, resolved, sweep
+from experiments import report, study, sweep
 from seqrec_jax import models, xla_cpu
 from seqrec_jax.configs import OVERRIDE_HELP, load_config, study_overrides
 from seqrec_jax.data import load_dataset
@@ -72,7 +76,7 @@ ROWS = (
                                     'model.structure': 'stacked'}),
 )
 METRICS = ('eval/test/logloss', 'eval/test/auc', 'eval/valid/logloss', 'eval/valid/auc',
-           'params', 'examples_per_sec', 'wall')
+           'params', 'examples_per_sec')
 # DCN-V2 paper (Wang et al., WWW'21), Criteo, DCN-V2: logloss 0.4406, AUC 0.8115.
 PAPER = {'criteo': {'paper DCN-V2 AUC': 0.8115}}
 RESOLVE = ('eval/test/logloss', 'eval/test/auc')   # each row vs DNN, paired by seed
@@ -92,7 +96,9 @@ def extra_overrides(dataset: str, override_flags=(), criteo_path: str = '') -> d
 def common_overrides(dataset: str, scale: float = 1.0, extra=None) -> dict:
   """What every cell of a dataset sets: the config's epochs x scale, then extra."""
   base = load_config(f'seqrec_jax/configs/dcn.py:{dataset}')
-  return {'train.num_epochs': base.train.num_epochs * scale, **(extra or {})}
+  return {'train.num_epochs': base.train.num_epochs * scale,
+          'train.save_predictions': True,       # test predictions: the bootstrap over rows
+          **(extra or {})}
 
 
 def make_cells(dataset: str, seeds: int, scale: float = 1.0, rows=(), extra=None
@@ -119,53 +125,66 @@ def cross_width(spec: str, overrides: dict) -> str:
   return f'd={d}, r={r}'
 
 
-def run_dataset(dataset: str) -> str:
+def command(dataset: str) -> str:
+  """The command line that reproduces this invocation's cells of one dataset."""
+  return (f'python -m experiments.dcn_table --dataset={dataset} --seeds={_SEEDS.value}'
+          + (' --quick' if _QUICK.value else '') + (' --full' if _FULL.value else '')
+          + (f" --rows='{','.join(_MODELS.value)}'" if _MODELS.value else '')
+          + (f' --criteo_path={_CRITEO.value}' if dataset == 'criteo' and _CRITEO.value else '')
+          + ''.join(f' --override={kv}' for kv in _OVERRIDE.value))
+
+
+def meta(records, dataset: str) -> dict:
+  """The shared settings the notes print (from the first cell's config) and the command."""
   spec = f'seqrec_jax/configs/dcn.py:{dataset}'
-  scale = 0.25 if _QUICK.value else (2.0 if _FULL.value else 1.0)
-  extra = extra_overrides(dataset, _OVERRIDE.value, _CRITEO.value)
-  cells = make_cells(dataset, _SEEDS.value, scale, _MODELS.value, extra)
-  common = common_overrides(dataset, scale, extra)
-  outdir = os.path.join(_OUTDIR.value, dataset)
-  t0 = time.time()
-  records = sweep.run_sweep(spec, cells, outdir, runs_per_group=_RUNS_PER_GROUP.value)
-  for r in records:
-    r['summary']['wall'] = r.get('wall_seconds', float('nan'))
-  sum_wall = sum(r['summary']['wall'] for r in records)
-  agg = sweep.aggregate(records, METRICS)
-  order = {label: i for i, (label, _) in enumerate(ROWS)}
-  agg.sort(key=lambda r: order[r['model']])
-  dims = cross_width(spec, common)
-  base = load_config(spec, common)    # the cells' shared settings, for the notes
-  tasks = ','.join(base.data.tasks) if base.data.tasks else 'all tasks'
-  notes = (f'{dataset} ({tasks}); x0 {dims}; {base.model.cross_layers} cross layers, deep '
-           f'{tuple(base.model.hidden)} ReLU, embed {base.model.embed_dim}, batch '
-           f'{base.data.batch_size}, {common["train.num_epochs"]:g} epochs, Adam '
-           f'{base.optim.learning_rate:g}; selection on valid logloss; test metrics, mean ± std '
-           f'over {_SEEDS.value} seeds; examples/s = training-loop throughput (incl. periodic '
-           f'validation and checkpoints) on this shared 2-core machine; s/run = wall seconds '
-           f'per run incl. compile and evals '
-           f'(sum over the {len(records)} runs: {sum_wall:.0f} s; this invocation '
-           f'{time.time() - t0:.0f} s, finished cells are not rerun). Command: '
-           f'python -m experiments.dcn_table --dataset={dataset} --seeds={_SEEDS.value}'
-           + (' --quick' if _QUICK.value else '') + (' --full' if _FULL.value else '')
-           + (f" --rows='{','.join(_MODELS.value)}'" if _MODELS.value else '')
-           + (f' --criteo_path={_CRITEO.value}' if dataset == 'criteo' and _CRITEO.value else '')
-           + ''.join(f' --override={kv}' for kv in _OVERRIDE.value))
-  cols = [('model', 'model'), ('test logloss', 'eval/test/logloss'),
-          ('test AUC', 'eval/test/auc'), ('valid AUC', 'eval/valid/auc'),
-          ('params', 'params'), ('examples/s', 'examples_per_sec'), ('s/run', 'wall'),
-          ('seeds', 'n_seeds')]
+  common = {k: v for k, v in records[0]['overrides'].items()
+            if not k.startswith('model.') and k != 'seed'}
+  base = load_config(spec, common)
+  return {'x0': cross_width(spec, common),
+          'tasks': ','.join(base.data.tasks) if base.data.tasks else 'all tasks',
+          'setup': f'{base.model.cross_layers} cross layers, deep {tuple(base.model.hidden)} '
+                   f'ReLU, embed {base.model.embed_dim}, batch {base.data.batch_size}, '
+                   f'{base.train.num_epochs:g} epochs, Adam {base.optim.learning_rate:g}',
+          'command': command(dataset)}
+
+
+COLUMNS = [('model', 'model'), ('test logloss', 'eval/test/logloss'),
+           ('test AUC', 'eval/test/auc'), ('valid AUC', 'eval/valid/auc'),
+           ('params', 'params'), ('examples/s', 'examples_per_sec'), ('s/run', 'wall'),
+           ('seeds', 'n_seeds')]
+
+
+def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
+  del results
+  dataset = ctx['dataset']
+  for c in cells:
+    c['wall'] = c['wall_seconds']
+  agg = report.aggregate_cells(cells, ('model',), METRICS + ('wall',), modal=RESOLVE)
+  seeds = sorted({c['seed'] for c in cells})
+  notes = (f'{dataset} ({ctx["tasks"]}); x0 {ctx["x0"]}; {ctx["setup"]}; selection on valid '
+           f'logloss; test metrics, mean ± std over {len(seeds)} seeds; examples/s = '
+           f'training-loop throughput (incl. periodic validation and checkpoints) on this '
+           f'shared 2-core machine; s/run = wall seconds per run incl. compile and evals (sum '
+           f'over the {len(cells)} runs: {sum(c["wall"] for c in cells):.0f} s). Comparisons: '
+           f'resolved.md; per-cell values: cells.csv. Command: {ctx["command"]}')
   for r in agg:                       # counts and rates: mean only, as plain numbers
     for k, f in (('params', '{:,.0f}'), ('examples_per_sec', '{:,.0f}'), ('wall', '{:.0f}')):
       r[k] = f.format(r[k])
       r.pop(k + '_std', None)
-  text = sweep.write_table(agg, cols, outdir, title=f'DNN vs DCN vs DCN-V2 on {dataset}',
-                           notes=notes)
-  sweep.plot_bars(agg, ['model'], 'eval/test/auc', os.path.join(outdir, 'auc.png'),
-                  title=f'{dataset}: test AUC (mean ± std)', reference=PAPER.get(dataset))
-  sweep.plot_bars(agg, ['model'], 'eval/test/logloss', os.path.join(outdir, 'logloss.png'),
-                  title=f'{dataset}: test logloss (mean ± std)')
-  return text + '\n' + resolved_report(records, dataset, outdir)
+  report.write_table(agg, COLUMNS, outdir, title=f'DNN vs DCN vs DCN-V2 on {dataset}',
+                     notes=notes)
+  return ['table.md', 'table.csv']
+
+
+def figures(cells, records, outdir: str) -> list[str]:
+  del records
+  dataset = os.path.basename(os.path.normpath(outdir))
+  agg = report.aggregate_cells(cells, ('model',), RESOLVE, modal=RESOLVE)
+  report.plot_bars(agg, ['model'], 'eval/test/auc', os.path.join(outdir, 'auc.png'),
+                   title=f'{dataset}: test AUC (mean ± std)', reference=PAPER.get(dataset))
+  report.plot_bars(agg, ['model'], 'eval/test/logloss', os.path.join(outdir, 'logloss.png'),
+                   title=f'{dataset}: test logloss (mean ± std)')
+  return ['auc.png', 'logloss.png']
 
 
 # The DCN-V2 paper's own comparisons: the new cross layer vs DCN's, low rank and the mixture vs
@@ -176,19 +195,28 @@ PAPER_PAIRS = (('DCN-V2 full (stacked)', 'DCN (parallel)'),
                ('DCN-Mix 4x r=d/4 (stacked)', 'DCN-V2 full (stacked)'))
 
 
-def resolved_report(records: list[dict], dataset: str, outdir: str) -> str:
-  """resolved.md: every row vs DNN, then PAPER_PAIRS; paired by seed."""
-  row_of = lambda r: r['group']['model']
-  comp = resolved.compare(records, row_of, ROWS[0][0], outdir, RESOLVE,
-                          rows=[label for label, _ in ROWS])
-  res = resolved.markdown(comp, RESOLVE, f'#### {dataset}: each row vs {ROWS[0][0]}')
-  pairs = [c for row, base in PAPER_PAIRS
-           for c in resolved.compare(records, row_of, base, outdir, RESOLVE, rows=[row])]
-  res += '\n' + resolved.markdown(pairs, RESOLVE, f"#### {dataset}: the DCN-V2 paper's "
-                                   'comparisons')
-  with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
-    f.write(res)
-  return res
+def families(cells, dataset: str) -> list[report.Family]:
+  """resolved.md: every row vs DNN, then PAPER_PAIRS; one Holm family."""
+  present = {c['model'] for c in cells}
+  base = ROWS[0][0]
+  pairs = [(label, base) for label, _ in ROWS[1:]] + list(PAPER_PAIRS)
+  return [report.Family('resolved', f"{dataset}: each row vs {base}, then the DCN-V2 paper's "
+                        'comparisons', [p for p in pairs if set(p) <= present], RESOLVE,
+                        lambda c: c['model'])]
+
+
+STUDY = study.Study('dcn_table', METRICS, tables, families, (), figures,
+                    meta=meta)
+
+
+def run_dataset(dataset: str, publish_to: str | None) -> None:
+  spec = f'seqrec_jax/configs/dcn.py:{dataset}'
+  scale = 0.25 if _QUICK.value else (2.0 if _FULL.value else 1.0)
+  extra = extra_overrides(dataset, _OVERRIDE.value, _CRITEO.value)
+  cells = make_cells(dataset, _SEEDS.value, scale, _MODELS.value, extra)
+  outdir = os.path.join(_OUTDIR.value, dataset)
+  records = sweep.run_sweep(spec, cells, outdir, runs_per_group=_RUNS_PER_GROUP.value)
+  study.study_main(STUDY, records, outdir, dataset, publish_to)
 
 
 def main(argv):
@@ -204,11 +232,8 @@ def main(argv):
     extra_overrides(d, _OVERRIDE.value, _CRITEO.value)
   t0 = time.time()
   for d in datasets:
-    print(run_dataset(d), flush=True)
-    if _DOCS.value and default and d in ('census', 'movielens'):
-      print('copied to', publish.publish(os.path.join(_OUTDIR.value, d), f'dcn_table/{d}',
-                                         ('table.md', 'table.csv', 'auc.png', 'logloss.png',
-                                          'resolved.md')))
+    run_dataset(d, f'dcn_table/{d}' if _DOCS.value and default and d in ('census', 'movielens')
+                else None)
   print(f'total wall time {time.time() - t0:.0f} s', flush=True)
 
 

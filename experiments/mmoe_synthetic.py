@@ -14,10 +14,13 @@ sinusoids of w_k.x + noise, cos(w1, w2) = the correlation. Every seed draws a ne
 every seed) and a new initialisation, so the spread covers both. Models have
 ~15k parameters each (8 experts of 16 ReLU units, towers of 8; the shared bottom is 128
 wide). Each cell trains 30 epochs of 10k rows with Adam; the state with the lowest mean
-validation MSE is reported on test. Writes table.md/.csv, mse_vs_correlation.png and
-train_loss.png (mean training loss over seeds vs step, one panel per correlation, as the
-paper's Figure 4) to --outdir (default runs/mmoe_synthetic); a default run also copies them
-to docs/results/mmoe_synthetic/ (shown by docs/multitask.md).
+validation MSE is reported on test. A study spec (experiments/study.py): writes cells.csv,
+bootstrap.csv, table.md/.csv, resolved.md/.csv (each model vs shared_bottom and MMoE vs OMoE
+per correlation: seed and test-row bootstrap intervals, Holm over the table),
+mse_vs_correlation.png and train_loss.png (mean training loss over seeds vs step, one panel
+per correlation, as the paper's Figure 4) to --outdir (default runs/mmoe_synthetic); a
+default run also copies them to docs/results/mmoe_synthetic/ (shown by docs/multitask.md;
+`python -m experiments.recheck mmoe_synthetic` recomputes them).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import os
 from absl import app, flags
 import numpy as np
 
-from experiments import publish, sweep
+from experiments import report, study, sweep
 from seqrec_jax import xla_cpu
 from seqrec_jax.data import mmoe_synthetic
 
@@ -45,12 +48,13 @@ MODELS = ('shared_bottom', 'omoe', 'mmoe', 'ple')
 CORRELATIONS = (1.0, 0.9, 0.5)
 FULL_CORRELATIONS = (1.0, 0.9, 0.7, 0.5, 0.3, 0.0)
 METRICS = ('eval/test/mean/mse', 'eval/test/y1/mse', 'eval/test/y2/mse', 'params')
+TASKS = ('y1', 'y2')
 CONFIG = 'seqrec_jax/configs/multitask.py:mmoe_synthetic'
 
 
 def make_cells(seeds: int, full: bool, num_steps: int = -1) -> list[sweep.Cell]:
   models = (('single_task',) if full else ()) + MODELS
-  base = {'train.progress': False}
+  base = {'train.progress': False, 'train.save_predictions': True}   # the bootstrap's input
   if num_steps > 0:
     base.update({'train.num_steps': num_steps, 'train.eval_every': max(num_steps // 4, 1),
                  'train.log_every': max(num_steps // 20, 1)})
@@ -93,10 +97,11 @@ def train_curves(records, outdir: str) -> dict:
   return out
 
 
-def plot(rows, curves, outdir: str) -> None:
+def figures(cells, records, outdir: str) -> list[str]:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  rows = report.aggregate_cells(cells, ('correlation', 'model'), METRICS, modal=METRICS[:3])
   models = list(dict.fromkeys(r['model'] for r in rows))
   fig, ax = plt.subplots(figsize=(6, 4))
   for m in models:
@@ -107,12 +112,11 @@ def plot(rows, curves, outdir: str) -> None:
   ax.set_ylabel('test MSE (mean of the two tasks)')
   ax.set_title('MMoE synthetic study: test MSE vs correlation (mean ± std)', fontsize=10)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(outdir, 'mse_vs_correlation.png'), dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, os.path.join(outdir, 'mse_vs_correlation.png'))
+  curves = train_curves(records, outdir)
   corrs = sorted({k[0] for k in curves}, reverse=True)
   if not corrs:
-    return
+    return ['mse_vs_correlation.png']
   fig, axes = plt.subplots(1, len(corrs), figsize=(4 * len(corrs), 3.4), squeeze=False)
   for ax, c in zip(axes[0], corrs):
     for m in models:
@@ -124,9 +128,8 @@ def plot(rows, curves, outdir: str) -> None:
     ax.set_xlabel('step')
   axes[0][0].set_ylabel('training loss (MSE per task, mean over seeds)')
   axes[0][-1].legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(os.path.join(outdir, 'train_loss.png'), dpi=110)
-  plt.close(fig)
+  report.save_figure(fig, os.path.join(outdir, 'train_loss.png'))
+  return ['mse_vs_correlation.png', 'train_loss.png']
 
 
 COLUMNS = [('correlation', 'correlation'), ('label Pearson', 'label_pearson'),
@@ -135,32 +138,50 @@ COLUMNS = [('correlation', 'correlation'), ('label Pearson', 'label_pearson'),
            ('params', 'params'), ('seeds', 'n_seeds')]
 
 
-def report(records, outdir: str, seeds: int, wall: float) -> str:
-  rows = sweep.aggregate(records, METRICS)
+def families(cells, dataset: str = '') -> list[report.Family]:
+  """Each model vs shared_bottom and MMoE vs OMoE (the paper's claims), per correlation, on
+  the mean test MSE: one table, one Holm family."""
+  del dataset
+  present = {(c['correlation'], c['model']) for c in cells}
+  pairs = [(f'{m} @ {corr}', f'{base} @ {corr}')
+           for corr in dict.fromkeys(c['correlation'] for c in cells)
+           for m, base in [(m, 'shared_bottom') for m in ('single_task', *MODELS)
+                           if m != 'shared_bottom'] + [('mmoe', 'omoe')]
+           if (corr, m) in present and (corr, base) in present]
+  return [report.Family('resolved', 'MMoE synthetic: each model vs shared_bottom, MMoE vs OMoE '
+                        '(test MSE, mean of the two tasks; Δ < 0 = the row is better)', pairs,
+                        ('eval/test/mean/mse',), lambda c: f'{c["model"]} @ {c["correlation"]}')]
+
+
+def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
+  del results, ctx
+  rows = report.aggregate_cells(cells, ('correlation', 'model'), METRICS, modal=METRICS[:3])
+  seeds = sorted({c['seed'] for c in cells})
   stats = {}
   for r in rows:
     r.pop('params_std', None)
     r['params'] = int(r['params'])
     c = r['correlation']
     if c not in stats:
-      stats[c] = label_stats(c, seeds)
+      stats[c] = label_stats(c, len(seeds))
     r['label_pearson'] = stats[c][0]
   label_var = np.mean([v for _, v in stats.values()])
-  s0 = records[0]['summary']
-  cell_wall = sum(r.get('wall_seconds', 0.0) for r in records)
   noise_var = mmoe_synthetic.DEFAULTS['noise_std'] ** 2
+  steps = sorted({int(c['steps']) for c in cells})
   notes = (f'Test MSE per task (lower is better; test label variance {label_var:.2f}, noise '
-           f'variance {noise_var:g}); '
-           f'mean ± std over seeds {sorted({r["seed"] for r in records})}, each seed a new '
-           f'dataset and initialisation; model selection on mean valid MSE. Label Pearson: '
-           f'correlation of y1 and y2 on test (mean over the seeds\' datasets). '
-           f'Steps per cell: {s0["steps"]}. Cells: {len(records)}; summed cell wall time '
-           f'{cell_wall / 60:.1f} min; this invocation {wall / 60:.1f} min (finished cells are '
-           f'skipped). Config and command of every cell: `{outdir}/cells/*.json`.')
-  text = sweep.write_table(rows, COLUMNS, outdir, title='MMoE synthetic study (2 regression '
-                           'tasks, d = 100)', notes=notes)
-  plot(rows, train_curves(records, outdir), outdir)
-  return text
+           f'variance {noise_var:g}); mean ± std over seeds {seeds}, each seed a new dataset '
+           f'and initialisation; model selection on mean valid MSE. Label Pearson: '
+           f'correlation of y1 and y2 on test (mean over the seeds\' datasets). Steps per '
+           f'cell: {", ".join(map(str, steps))}. Cells: {len(cells)}; summed cell wall time '
+           f'{sum(c["wall_seconds"] for c in cells) / 60:.1f} min. Per-cell values: '
+           'cells.csv; comparisons: resolved.md.')
+  report.write_table(rows, COLUMNS, outdir, title='MMoE synthetic study (2 regression '
+                     'tasks, d = 100)', notes=notes)
+  return ['table.md', 'table.csv']
+
+
+STUDY = study.Study('mmoe_synthetic', METRICS + ('steps',), tables, families, TASKS,
+                    figures)
 
 
 def main(argv):
@@ -169,12 +190,9 @@ def main(argv):
   outdir = FLAGS.outdir or os.path.join('runs', 'mmoe_synthetic')
   records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps),
                                   outdir, FLAGS.seeds, FLAGS.runs_per_group)
-  print(report(records, outdir, FLAGS.seeds, wall))
-  print(f'wrote {outdir}/table.md, table.csv, mse_vs_correlation.png, train_loss.png '
-        f'in {wall / 60:.1f} min')
-  if sweep.publishes():
-    print('copied to', publish.publish(outdir, 'mmoe_synthetic', (
-        'table.md', 'table.csv', 'mse_vs_correlation.png', 'train_loss.png')))
+  study.study_main(STUDY, records, outdir,
+                   publish_to='mmoe_synthetic' if sweep.publishes() else None)
+  print(f'sweep: {wall / 60:.1f} min')
 
 
 if __name__ == '__main__':

@@ -75,7 +75,7 @@ def recheck(name: str, docs: str = publish.DOCS, runs: str = '', log=print,
   for sub in found:
     pub = os.path.join(docs, 'results', name, sub)
     with tempfile.TemporaryDirectory() as tmp:
-      for f in ('cells.csv', 'bootstrap.csv'):
+      for f in ('cells.csv', 'bootstrap.csv', 'meta.json'):
         if os.path.exists(os.path.join(pub, f)):
           shutil.copyfile(os.path.join(pub, f), os.path.join(tmp, f))
       if runs:

@@ -272,6 +272,9 @@ def bootstrap_family(family: Family, cells: Sequence[dict], records: Sequence[di
   rec_of = {r['id']: r for r in records}
   by = _by_label(cells, family)
   m = len(family.tests())
+  # Enough draws that the smallest bootstrap p ((1 + 0) / (1 + B) x 2) is half the strictest
+  # Holm threshold alpha / m.
+  n_boot = max(n_boot, math.ceil(4 * m / stats.ALPHA))
   out = []
   for k, (row, base, metric) in enumerate(family.tests()):
     seeds, _ = paired_seeds(cells, family, row, base, metric)

@@ -20,7 +20,9 @@ How to port a study:
      the report.Family of each comparison table (row/baseline labels, metrics, how a cell is
      labelled); tables(cells, results, outdir, dataset): writes its mean ± std tables with
      report.aggregate_cells + report.write_table, returns their file names (no I/O but
-     those, no records: only cells.csv values and constants); figures: report.plot_bars /
+     those, no records: only cells.csv values, ctx and constants); meta(records, dataset):
+     run-wide facts a table's notes need (the command, shapes from the config), written to
+     meta.json and passed in ctx; figures: report.plot_bars /
      report.save_figure; enrich(records, outdir): adds derived summary values (gate
      statistics from metrics.jsonl) before cells.csv is written;
   3. main() = sweep.run_study + study_main; register the study in recheck.STUDIES;
@@ -30,6 +32,7 @@ How to port a study:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Callable, Sequence
 
@@ -40,17 +43,23 @@ from experiments import publish, report
 class Study:
   name: str                                  # docs/results/<name>/
   metrics: Sequence[str]                     # summary keys in cells.csv
-  tables: Callable                           # (cells, results, outdir, dataset) -> [file]
+  tables: Callable                           # (cells, results, outdir, ctx) -> [file]
   families: Callable = lambda cells, dataset: []   # (cells, dataset) -> [report.Family]
   tasks: Sequence[str] = ()                  # the dataset's task order (prediction columns)
   figures: Callable | None = None            # (cells, records, outdir) -> [file]
   enrich: Callable | None = None             # (records, outdir) -> None
+  meta: Callable | None = None               # (records, dataset) -> {key: JSON value}
 
 
 def render(study: Study, outdir: str, dataset: str = '') -> list[str]:
-  """Writes every table of the study from outdir/cells.csv and outdir/bootstrap.csv; returns
-  the file names written (relative to outdir)."""
+  """Writes every table of the study from outdir/cells.csv, bootstrap.csv and meta.json;
+  returns the file names written (relative to outdir). The tables get ctx = {'dataset': ...,
+  **meta.json}."""
   cells = report.read_csv(os.path.join(outdir, 'cells.csv'))
+  ctx = {'dataset': dataset}
+  if os.path.exists(os.path.join(outdir, 'meta.json')):
+    with open(os.path.join(outdir, 'meta.json')) as f:
+      ctx.update(json.load(f))
   boot_path = os.path.join(outdir, 'bootstrap.csv')
   boot = report.read_csv(boot_path) if os.path.exists(boot_path) else []
   names, results = [], {}
@@ -58,7 +67,7 @@ def render(study: Study, outdir: str, dataset: str = '') -> list[str]:
     results[fam.name] = report.compare(cells, fam, boot)
     report.write_comparisons(results[fam.name], fam, outdir)
     names += [f'{fam.name}.md', f'{fam.name}.csv']
-  return names + list(study.tables(cells, results, outdir, dataset))
+  return names + list(study.tables(cells, results, outdir, ctx))
 
 
 def study_main(study: Study, records: Sequence[dict], outdir: str, dataset: str = '',
@@ -73,6 +82,11 @@ def study_main(study: Study, records: Sequence[dict], outdir: str, dataset: str 
   boot = [b for fam in study.families(cells, dataset)
           for b in report.bootstrap_family(fam, cells, records, outdir, study.tasks)]
   names = ['cells.csv']
+  if study.meta:
+    with open(os.path.join(outdir, 'meta.json'), 'w') as f:
+      json.dump(study.meta(records, dataset), f, indent=1, sort_keys=True)
+      f.write('\n')
+    names.append('meta.json')
   if boot:
     report.write_csv(boot, os.path.join(outdir, 'bootstrap.csv'))
     names.append('bootstrap.csv')

@@ -1,7 +1,7 @@
 """dcn_table's resolved.md: every row vs DNN and the DCN-V2 paper's pairs (hand-made records)."""
 from __future__ import annotations
 
-from experiments import dcn_table
+from experiments import dcn_table, report
 
 
 def _records():
@@ -13,16 +13,20 @@ def _records():
           for m, d in shift.items() for s in range(4)]
 
 
-def test_resolved_report_compares_dcnv2_with_dcn_and_low_rank_with_full(tmp_path):
-  text = dcn_table.resolved_report(_records(), 'census', str(tmp_path))
+def test_resolved_compares_dcnv2_with_dcn_and_low_rank_with_full(tmp_path):
+  cells = report.cell_rows(_records(), dcn_table.METRICS)
+  [fam] = dcn_table.families(cells, 'census')
+  text = report.write_comparisons(report.compare(cells, fam, []), fam, str(tmp_path))
   assert (tmp_path / 'resolved.md').read_text() == text
-  assert "#### census: the DCN-V2 paper's comparisons" in text
+  assert "### census: each row vs DNN, then the DCN-V2 paper's comparisons" in text
+  assert 'Family: 10 test(s)' in text                 # 5 pairs with cells x 2 metrics
   lines = text.splitlines()
-  v2 = next(l for l in lines if l.startswith('| DCN-V2 full (stacked) | DCN (parallel) | 4 |'))
-  assert '+0.0030' in v2 and v2.endswith('logloss, AUC |')
+  v2 = next(l for l in lines
+            if l.startswith('| DCN-V2 full (stacked) | DCN (parallel) | test AUC | 4 |'))
+  assert '+0.0030' in v2 and 'n/a (no saved predictions)' in v2 and v2.endswith('| yes |')
   low = next(l for l in lines
-             if l.startswith('| DCN-V2 r=d/4 (stacked) | DCN-V2 full (stacked) | 4 |'))
-  assert '+0.0000' in low and low.endswith('none |')     # the same in every seed: no difference
+             if l.startswith('| DCN-V2 r=d/4 (stacked) | DCN-V2 full (stacked) | test AUC |'))
+  assert '+0.0000' in low and low.endswith('| no |')     # the same in every seed: no difference
   assert not any(l.startswith('| DCN-Mix') for l in lines)   # rows without records are skipped
 
 

@@ -11,8 +11,8 @@ from seqrec_jax import evaluate, metrics
 METRICS = ('eval/test/auc', 'eval/test/gauc')
 
 
-def _tables(cells, results, outdir, dataset):
-  del results, dataset
+def _tables(cells, results, outdir, ctx):
+  del results, ctx
   rows = report.aggregate_cells(cells, ['model'], METRICS, modal=METRICS)
   report.write_table(rows, [('model', 'model'), ('AUC', 'eval/test/auc'),
                             ('GAUC', 'eval/test/gauc'), ('seeds', 'n_seeds')], outdir)
