@@ -252,3 +252,59 @@ def test_training_run_with_mba_filter_dropout_and_saved_predictions(tiny_config,
       summary['eval/test/gauc'], abs=1e-6)
   lines = [json.loads(l) for l in open(os.path.join(tmp_path, 'metrics.jsonl'))]
   assert all(l['train/reg_loss'] > 0 for l in lines if 'train/loss' in l)
+
+
+def test_difacto_penalty_and_update_match_numpy():
+  """model.frequency_reg='difacto': (lambda / 2) sum_j ||w_j||^2 over the distinct non-zero ids
+  present in the batch (no 1 / n_j; no counts needed), gradient lambda * w_j on those rows and 0
+  elsewhere; over an epoch row j is shrunk once per batch that holds it, so its total strength
+  grows with its frequency (DiFacto), while MBA's is about flat (1 / n_j per batch)."""
+  rng = np.random.default_rng(1)
+  lam, b, l = 0.2, 4, 3
+  emb = Embedder(SPEC, embed_dim=3, frequency_reg='difacto')
+  mba = Embedder(dataclasses.replace(SPEC, id_counts=IdCounts.from_counts(
+      {'item': N_ITEM, 'cate': N_CATE})), embed_dim=3)
+  batches = [dict(user_id=np.zeros(b, np.int32),
+                  target_item=rng.integers(0, 8, b).astype(np.int32),
+                  target_cate=rng.integers(0, 4, b).astype(np.int32),
+                  hist_items=rng.integers(0, 8, (b, l)).astype(np.int32),
+                  hist_cates=rng.integers(0, 4, (b, l)).astype(np.int32),
+                  hist_mask=rng.random((b, l)) < 0.5) for _ in range(5)]
+  params = emb.init(jax.random.key(0), batches[0], lam, method=Embedder.mba_penalty)['params']
+  grad_fn = jax.jit(jax.grad(lambda p, x, m: m.apply({'params': p}, x, lam,
+                                                    method=Embedder.mba_penalty)),
+                    static_argnums=2)
+  total = {'difacto': 0.0, 'mba': 0.0}
+  held = np.zeros(8)                          # batches holding each item id
+  w = np.asarray(params['item']['embedding'], np.float64)
+  for batch in batches:
+    m = batch['hist_mask']
+    present = {t: set(np.concatenate(ids).tolist()) - {0} for t, ids in (
+        ('item', [batch['target_item'], batch['hist_items'][m]]),
+        ('cate', [batch['target_cate'], batch['hist_cates'][m]]))}
+    expected = sum((np.asarray(params[t]['embedding'], np.float64)[j] ** 2).sum()
+                   for t in present for j in present[t])
+    value = emb.apply({'params': params}, batch, lam, method=Embedder.mba_penalty)
+    assert float(value) == pytest.approx(0.5 * lam * expected, rel=1e-5)
+    g = np.asarray(grad_fn(params, batch, emb)['item']['embedding'])
+    rows = sorted(present['item'])
+    np.testing.assert_allclose(g[rows], lam * w[rows], rtol=1e-5)
+    assert np.all(np.delete(g, rows, axis=0) == 0.0)
+    held[rows] += 1
+    total['difacto'] = total['difacto'] + g[:, 0] / np.where(w[:, 0] == 0, 1, w[:, 0])
+    gm = np.asarray(grad_fn(params, batch, mba)['item']['embedding'])
+    total['mba'] = total['mba'] + gm[:, 0] / np.where(w[:, 0] == 0, 1, w[:, 0])
+  # Summed shrink coefficient of each item row over the "epoch": lambda * (batches holding it)
+  # for DiFacto, lambda * (batches holding it) / n_j for MBA.
+  np.testing.assert_allclose(total['difacto'], lam * held, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(total['mba'], lam * held / np.maximum(N_ITEM, 1), rtol=1e-5,
+                             atol=1e-7)
+  # A group's run lambda reaches the DiFacto penalty too (multirun.runtime_hparams).
+  from seqrec_jax import multirun  # pylint: disable=g-import-not-at-top
+  with multirun.runtime_hparams({'mba_lambda': jnp.float32(0.05)}):
+    v = emb.apply({'params': params}, batches[0], lam, method=Embedder.mba_penalty)
+  ref = emb.apply({'params': params}, batches[0], 0.05, method=Embedder.mba_penalty)
+  assert float(v) == pytest.approx(float(ref), rel=1e-6)
+  with pytest.raises(ValueError, match='frequency_reg'):
+    Embedder(SPEC, frequency_reg='l2').init(jax.random.key(0), batches[0], lam,
+                                            method=Embedder.mba_penalty)

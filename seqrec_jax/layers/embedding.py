@@ -42,14 +42,19 @@ class Embedder(nn.Module):
   id_dropout: in training, each looked-up id's vector is zeroed with this probability (whole
   vector, independently per sample, position and table; kept ones scaled by 1 / (1 - p)): the
   DIN paper's dropout baseline (Table 4, "discard 50% of feature ids in each sample").
+  frequency_reg: the per-id weight of `mba_penalty` (FREQUENCY_REGS).
   """
   spec: DataSpec
   embed_dim: int = 16
   use_user: bool = False
   init_std: float = 0.05
   id_dropout: float = 0.0
+  frequency_reg: str = 'mba'
 
   def setup(self):
+    if self.frequency_reg not in FREQUENCY_REGS:
+      raise ValueError(f'unknown config.model.frequency_reg {self.frequency_reg!r}; choose '
+                       f'from {FREQUENCY_REGS}')
     s = self.spec
     if s.num_items:
       self.item = _embed(s.num_items, self.embed_dim, 'item', self.init_std)
@@ -98,29 +103,43 @@ class Embedder(nn.Module):
     return out
 
   def mba_penalty(self, batch, mba_lambda: float):
-    """Mini-batch aware regularisation (DIN paper Sec. 4.3.1, eq. 5-6), a scalar:
+    """Frequency-aware L2 of the embedding rows present in the batch, a scalar:
 
-      (mba_lambda / 2) * sum_tables sum_{j in batch, j != 0} ||w_j||^2 / n_j
+      (mba_lambda / 2) * sum_tables sum_{j in batch, j != 0} c_j ||w_j||^2
 
-    over the distinct ids j of each table present in the batch (alpha_mj = 1; a history id is
-    present only where hist_mask is True), n_j = the number of training samples holding j
-    (spec.id_counts). Its gradient w.r.t. row w_j is eq. 6's mba_lambda * alpha_mj / n_j * w_j;
-    rows absent from the batch get exactly zero, and the work is a sort and a gather of the
-    batch's ids, independent of the vocabulary size.
-    Id 0 (padding / OOV) is not regularised.
+    over the distinct ids j of each table present in the batch (a history id is present only
+    where hist_mask is True); id 0 (padding / OOV) is not regularised. Rows absent from the
+    batch get exactly zero gradient, and the work is a sort and a gather of the batch's ids,
+    independent of the vocabulary size. c_j by `frequency_reg`:
+      mba      1 / n_j, n_j = the number of training samples holding j (spec.id_counts): the
+               DIN paper's mini-batch aware regulariser (Sec. 4.3.1 / 5.1, eq. 5-6, alpha_mj =
+               1); gradient mba_lambda / n_j * w_j. Over an epoch an id's penalty is about
+               constant in its frequency (about n_j batches hold it, each adds 1 / n_j).
+      difacto  1: the L2 is applied to an id in every batch that holds it, so over an epoch
+               its strength grows with its frequency (DiFacto, Li et al. WSDM'16: the
+               frequency-adaptive penalty mu_i ~ frequency of feature i; the DIN paper, Sec.
+               6.5: "sets a greater penalty on goods_id with high frequency").
+    The name stays mba_penalty: multirun.runtime_hparams passes each run's lambda to it.
     """
     counts = self.spec.id_counts
-    if counts is None:
+    if counts is None and self.frequency_reg == 'mba':
       raise ValueError(f'model.mba_lambda={mba_lambda} needs training id counts, but the '
                        'DataSpec has none (DataSpec.id_counts; data.load_dataset attaches them)')
     total = jnp.zeros((), jnp.float32)
     for name, arrays in self.table_ids(batch).items():
-      n = counts.counts(name)
-      inv_n = jnp.asarray(1.0 / np.maximum(n, 1), jnp.float32)           # [vocab] constant
       ids = jnp.sort(jnp.concatenate([jnp.ravel(a) for a in arrays]))    # [N]
       first = jnp.concatenate([jnp.ones((1,), bool), ids[1:] != ids[:-1]]) & (ids != 0)
+      if self.frequency_reg == 'mba':
+        inv_n = jnp.asarray(1.0 / np.maximum(counts.counts(name), 1), jnp.float32)  # [vocab]
+        c = jnp.where(first, inv_n[ids], 0.0)
+      else:
+        c = first.astype(jnp.float32)
       table = getattr(self, name) if not name.startswith('sparse_') else self.sparse[
           [f'sparse_{f.name}' for f in self.spec.sparse].index(name)]
       w = table.embedding[ids]                                             # [N, d]
-      total = total + jnp.sum(jnp.where(first, inv_n[ids], 0.0) * jnp.sum(w * w, axis=-1))
+      total = total + jnp.sum(c * jnp.sum(w * w, axis=-1))
     return 0.5 * mba_lambda * total
+
+
+# Per-id weights of Embedder.mba_penalty (config.model.frequency_reg).
+FREQUENCY_REGS = ('mba', 'difacto')

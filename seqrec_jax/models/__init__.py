@@ -28,11 +28,19 @@ def build_model(cfg, spec):
     if cfg.get(key, 0.0) and cfg.name not in EMBED_REGULARISED:
       raise ValueError(f'config.model.{key}={cfg[key]} is implemented for models '
                        f'{sorted(EMBED_REGULARISED)}, not {cfg.name!r}')
+  if cfg.get('input_bn', False) and cfg.name not in INPUT_BN:
+    raise ValueError(f'config.model.input_bn=True is implemented for models {sorted(INPUT_BN)} '
+                     f'(a BatchNorm before their MLP head), not {cfg.name!r}')
+  if cfg.get('frequency_reg', 'mba') != 'mba' and cfg.name not in EMBED_REGULARISED:
+    raise ValueError(f'config.model.frequency_reg={cfg.frequency_reg!r} is implemented for '
+                     f'models {sorted(EMBED_REGULARISED)}, not {cfg.name!r}')
   return MODELS[cfg.name](cfg, spec)
 
 
 # Models whose embedding tables take model.mba_lambda / model.embed_dropout (SequenceRanker).
 EMBED_REGULARISED = frozenset({'base', 'din', 'dnn', 'dcn', 'dcnv2'})
+# Models with models/blocks.Head (config.model.input_bn).
+INPUT_BN = EMBED_REGULARISED | {'wide_deep', 'pnn', 'deepfm'}
 
 
 # Importing the model modules registers them.

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from seqrec_jax.data.features import DataSpec
 from seqrec_jax.data.packing import INDEX_KEY
+from seqrec_jax.layers import activations
 from seqrec_jax.layers.attention import Packed
 from seqrec_jax.layers.embedding import Embedder
 from seqrec_jax.layers.mlp import MLP
@@ -18,9 +19,10 @@ class SequenceInput(nn.Module):
   """Embeds a batch and pools its history with `pooling` (an ATTENTIONS unit).
 
   Returns [B, F]: concat(target [2d], pooled history [2d], user [d]?, sparse fields [F_s*d],
-  dense [D]). In training, `mba_lambda` > 0 sows the mini-batch aware regulariser of the
-  embedding tables (Embedder.mba_penalty) into the 'losses' collection (steps.train_step adds
-  it to the loss) and `id_dropout` drops looked-up id vectors (Embedder).
+  dense [D]). In training, `mba_lambda` > 0 sows the frequency-aware L2 of the embedding
+  tables (Embedder.mba_penalty: `frequency_reg` 'mba', DIN's mini-batch aware regulariser, or
+  'difacto', DiFacto's frequency-adaptive one) into the 'losses' collection (steps.train_step
+  adds it to the loss) and `id_dropout` drops looked-up id vectors (Embedder).
   """
   spec: DataSpec
   pooling: nn.Module | None
@@ -30,13 +32,14 @@ class SequenceInput(nn.Module):
   id_dropout: float = 0.0
   field_gate: nn.Module | None = None  # e.g. layers.gating.SENet: [B, F, d] -> ([B, F, d], _)
   personal: tuple = ()               # LHUC inputs: then returns (x, personal_features(...))
+  frequency_reg: str = 'mba'         # mba | difacto (Embedder.mba_penalty)
 
   @nn.compact
   def __call__(self, batch, train: bool):
     emb = Embedder(self.spec, self.embed_dim, self.use_user, id_dropout=self.id_dropout,
-                   name='embed')
+                   frequency_reg=self.frequency_reg, name='embed')
     if train and self.mba_lambda > 0:
-      self.sow('losses', 'mba', emb.mba_penalty(batch, self.mba_lambda))
+      self.sow('losses', self.frequency_reg, emb.mba_penalty(batch, self.mba_lambda))
     feats = self._fields(emb, batch, train)
     if self.spec.dense_dim:
       feats.append(batch['dense'].astype(jnp.float32))
@@ -93,11 +96,25 @@ def personal_features(emb: Embedder, batch, names) -> jax.Array:
   return jax.lax.stop_gradient(jnp.concatenate(parts, axis=-1))
 
 
+def row_mask(batch):
+  """[B] bool, the rows that count (batch['weight'] > 0), or None when the batch has no
+  weights (every row counts)."""
+  w = batch.get('weight')
+  return None if w is None else w > 0
+
+
 class Head(nn.Module):
-  """MLP (or `backbone`) then one logit per task: [B, F] -> [B] (one task) or [B, T].
+  """(BatchNorm ->) MLP (or `backbone`) then one logit per task: [B, F] -> [B] or [B, T].
 
   `backbone` (models/builders.build_backbone: DCN/DCN-V2 cross + deep) replaces the MLP when set.
   `lhuc` (layers.gating.LHUCGate) scales the MLP's hidden layers by gates of `personal` [B, P].
+  `input_bn` (config.model.input_bn): batch normalisation of the input [B, F] before the MLP,
+  as the released DIN code does (tf.layers.batch_normalization on the concatenated embeddings;
+  momentum 0.99, epsilon 1e-3, learned scale and shift). Training normalises with the batch's
+  statistics over the rows of `mask` [B] (all rows when None) and updates moving averages in
+  'batch_stats'; evaluation uses the moving averages (Flax BatchNorm: they start at mean 0,
+  variance 1 and are not bias-corrected, unlike Dice's). Under pmap the statistics are the
+  global batch's, as Dice's (layers.activations.batch_stats_axis).
   """
   num_tasks: int
   hidden: Sequence[int] = (200, 80)
@@ -106,9 +123,14 @@ class Head(nn.Module):
   dropout: float = 0.0
   backbone: nn.Module | None = None
   lhuc: nn.Module | None = None
+  input_bn: bool = False
 
   @nn.compact
-  def __call__(self, x, train: bool, personal=None):
+  def __call__(self, x, train: bool, personal=None, mask=None):
+    if self.input_bn:
+      axis = activations._BATCH_AXIS.get()  # pmap's batch axis, as Dice  # pylint: disable=protected-access
+      x = nn.BatchNorm(momentum=0.99, epsilon=1e-3, axis_name=axis, name='input_bn')(
+          x, use_running_average=not train, mask=None if mask is None else mask[:, None])
     if self.backbone is not None:
       x = self.backbone(x, train)
     else:
@@ -138,12 +160,15 @@ class SequenceRanker(nn.Module):
   field_gate: nn.Module | None = None  # model.field_gate (SequenceInput)
   lhuc: nn.Module | None = None        # model.lhuc (Head), gated by SequenceInput's `personal`
   personal: tuple = ()
+  input_bn: bool = False             # model.input_bn (Head)
+  frequency_reg: str = 'mba'         # model.frequency_reg (SequenceInput)
 
   @nn.compact
   def __call__(self, batch, train: bool = False):
     x = SequenceInput(self.spec, self.pooling, self.embed_dim, self.use_user, self.mba_lambda,
-                      self.embed_dropout, self.field_gate, self.personal,
+                      self.embed_dropout, self.field_gate, self.personal, self.frequency_reg,
                       name='input')(batch, train)
     x, p = x if self.personal else (x, None)
     return Head(len(self.spec.tasks), self.hidden, self.activation, self.dice_eps,
-                self.dropout, self.backbone, self.lhuc, name='head')(x, train, p)
+                self.dropout, self.backbone, self.lhuc, self.input_bn,
+                name='head')(x, train, p, row_mask(batch))

@@ -49,7 +49,7 @@ from seqrec_jax.data.features import DataSpec
 from seqrec_jax.layers.attention import Pooling
 from seqrec_jax.layers.embedding import Embedder
 from seqrec_jax.models import register_model
-from seqrec_jax.models.blocks import Head, personal_features
+from seqrec_jax.models.blocks import Head, personal_features, row_mask
 from seqrec_jax.models.builders import build_field_gate, build_lhuc
 
 
@@ -200,6 +200,7 @@ class _Deep(nn.Module):
   field_gate: nn.Module | None = None
   lhuc: nn.Module | None = None         # model.lhuc on the deep tower's MLP
   personal: tuple = ()
+  input_bn: bool = False                # model.input_bn: BatchNorm before the deep tower
 
   def fields(self, batch, train):
     """(fields [B, F, d], dense [B, D] | None, LHUC input [B, P] | None)."""
@@ -207,10 +208,12 @@ class _Deep(nn.Module):
                          self.field_gate, self.personal, name='input')(batch, train)
     return out if self.personal else (*out, None)
 
-  def head(self, x, train, personal=None):
-    """[B, F] -> [B, T] (always 2-D here; squeezed by the caller)."""
+  def head(self, x, train, personal=None, mask=None):
+    """[B, F] -> [B, T] (always 2-D here; squeezed by the caller); mask: [B] rows that feed
+    input_bn's batch statistics (blocks.row_mask)."""
     out = Head(len(self.spec.tasks), self.hidden, self.activation, self.dice_eps,
-               self.dropout, lhuc=self.lhuc, name='deep')(x, train, personal)
+               self.dropout, lhuc=self.lhuc, input_bn=self.input_bn, name='deep')(
+                   x, train, personal, mask)
     return out.reshape(out.shape[0], -1)
 
 
@@ -221,7 +224,7 @@ class WideDeep(_Deep):
   def __call__(self, batch, train: bool = False):
     s, t = self.spec, len(self.spec.tasks)
     fields, dense, personal = self.fields(batch, train)
-    deep = self.head(deep_input(fields, dense), train, personal)          # [B, T]
+    deep = self.head(deep_input(fields, dense), train, personal, row_mask(batch))
     wide = LinearFeatures(s, t, self.use_user, name='wide')(batch)        # [B, T]
     if s.num_items and s.max_len:
       mask = batch['hist_mask']
@@ -254,7 +257,8 @@ class PNN(_Deep):
   def __call__(self, batch, train: bool = False):
     fields, dense, personal = self.fields(batch, train)
     x = jnp.concatenate([deep_input(fields, dense), inner_products(fields)], axis=-1)
-    return _squeeze_task(self.head(x, train, personal), len(self.spec.tasks))
+    return _squeeze_task(self.head(x, train, personal, row_mask(batch)),
+                         len(self.spec.tasks))
 
 
 class DeepFM(_Deep):
@@ -265,7 +269,7 @@ class DeepFM(_Deep):
     fields, dense, personal = self.fields(batch, train)
     first = LinearFeatures(self.spec, t, self.use_user, name='linear')(batch)  # [B, T]
     second = fm_second_order(fields)[:, None]                                  # [B, 1]
-    deep = self.head(deep_input(fields, dense), train, personal)               # [B, T]
+    deep = self.head(deep_input(fields, dense), train, personal, row_mask(batch))
     return _squeeze_task(first + second + deep, t)
 
 
@@ -274,7 +278,7 @@ def _deep_kwargs(cfg, spec):
   return dict(embed_dim=cfg.embed_dim, use_user=cfg.use_user_embedding,
               hidden=tuple(cfg.hidden), activation=cfg.activation, dice_eps=cfg.dice_eps,
               dropout=cfg.dropout, pooling=cfg.pooling, field_gate=build_field_gate(cfg),
-              lhuc=lhuc, personal=personal)
+              lhuc=lhuc, personal=personal, input_bn=bool(cfg.get('input_bn', False)))
 
 
 @register_model('lr')
