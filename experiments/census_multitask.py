@@ -20,9 +20,13 @@ task_group 1, config seqrec_jax/configs/multitask.py:census_kdd, needs
 --override=data.census.path=... (every --override reaches every cell and is recorded in its
 overrides, config and command; other multi-task data: experiments/mmoe_synthetic.py,
 experiments/video.py).
-Writes table.md/.csv, census_income_auc.png, census_never_married_auc.png to --outdir
-(default runs/census_multitask, runs/census_multitask_<dataset> for another dataset); a
-default run also copies them to docs/results/census_multitask/ (shown by docs/multitask.md).
+A study spec (experiments/study.py): writes cells.csv, bootstrap.csv, table.md/.csv,
+resolved.md/.csv (each model vs shared_bottom, MMoE vs OMoE, expert dropout vs MMoE: seed and
+test-row bootstrap intervals, Holm over the table), census_income_auc.png,
+census_never_married_auc.png to --outdir (default runs/census_multitask,
+runs/census_multitask_<dataset> for another dataset); a default run also copies them to
+docs/results/census_multitask/ (shown by docs/multitask.md; `python -m experiments.recheck
+census_multitask` recomputes the tables).
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ import os
 from absl import app, flags
 import numpy as np
 
-from experiments import publish, resolved, sweep
+from experiments import report, study, sweep
 from seqrec_jax import xla_cpu
 from seqrec_jax.configs import define_override_flag, study_overrides
 
@@ -84,7 +88,7 @@ def extra_overrides(dataset: str, override_flags) -> dict:
 
 def make_cells(seeds: int, full: bool, num_steps: int = -1, extra=None) -> list[sweep.Cell]:
   """extra: the --override values (extra_overrides), applied last in every cell."""
-  base = {'train.progress': False}
+  base = {'train.progress': False, 'train.save_predictions': True}   # the bootstrap's input
   if full:
     base['train.num_epochs'] = 30.0
   if num_steps > 0:
@@ -114,15 +118,14 @@ def add_gate_stats(records, outdir: str) -> None:
         break
 
 
-def add_best_run(rows, records) -> None:
+def add_best_run(rows, cells) -> None:
   """Per row: test AUCs of the seed with the best valid income AUC (the paper's 'best')."""
-  by_id = {r['id']: r for r in records}
+  by_id = {c['id']: c for c in cells}
   for row in rows:
-    best = max((by_id[i] for i in row['ids']),
-               key=lambda r: r['summary']['eval/valid/income/auc'])
+    best = max((by_id[i] for i in row['ids']), key=lambda c: c['eval/valid/income/auc'])
     row['best_seed'] = best['seed']
     for t in TASKS:
-      row[f'best/{t}'] = best['summary'][f'eval/test/{t}/auc']
+      row[f'best/{t}'] = best[f'eval/test/{t}/auc']
 
 
 COLUMNS = [('model', 'model'), ('income test AUC', 'eval/test/income/auc'),
@@ -133,10 +136,11 @@ COLUMNS = [('model', 'model'), ('income test AUC', 'eval/test/income/auc'),
            ('params', 'params'), ('seeds', 'n_seeds')]
 
 
-def report(records, outdir: str, wall: float, dataset: str = 'census') -> str:
-  add_gate_stats(records, outdir)
-  rows = sweep.aggregate(records, METRICS)
-  add_best_run(rows, records)
+def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
+  del results
+  dataset = ctx['dataset'] or 'census'
+  rows = report.aggregate_cells(cells, ('model',), METRICS, modal=RESOLVE)
+  add_best_run(rows, cells)
   for r in rows:
     for k in ('params', 'gate_max_util', 'gate_entropy'):
       r.pop(k + '_std', None)
@@ -144,36 +148,45 @@ def report(records, outdir: str, wall: float, dataset: str = 'census') -> str:
     for k in ('gate_max_util', 'gate_entropy'):
       if not np.isfinite(r[k]):
         r[k] = 'n/a'
-  s0 = records[0]['summary']
-  cell_wall = sum(r.get('wall_seconds', 0.0) for r in records)
+  steps = sorted({int(c['steps']) for c in cells})
   what = {'census': 'UCI Adult', 'census_kdd': 'UCI census-income KDD'}.get(dataset, dataset)
   notes = (f'Dataset `{dataset}` ({what}); mean ± std over seeds '
-           f'{sorted({r["seed"] for r in records})}; every cell selects its state on valid '
+           f'{sorted({c["seed"] for c in cells})}; every cell selects its state on valid '
            f'income AUC and reports test. "best run" = the seed with the best valid income AUC. '
            f'Gate columns: income gate (OMoE: its single gate) in the last training log; '
-           f'n/a = no gate. Steps per cell: {s0["steps"]}. Cells: {len(records)}; summed cell '
-           f'wall time {cell_wall / 60:.1f} min; this invocation {wall / 60:.1f} min (finished '
-           f'cells are skipped). Config and command of every cell: `{outdir}/cells/*.json`.')
+           f'n/a = no gate. Steps per cell: {", ".join(map(str, steps))}. Cells: {len(cells)}; '
+           f'summed cell wall time {sum(c["wall_seconds"] for c in cells) / 60:.1f} min. '
+           'Comparisons: resolved.md; per-cell values: cells.csv.')
   name = 'Census' if dataset == 'census' else dataset
-  text = sweep.write_table(rows, COLUMNS, outdir, title=f'{name} multi-task (income, '
-                           'never-married): test AUC', notes=notes)
+  report.write_table(rows, COLUMNS, outdir, title=f'{name} multi-task (income, '
+                     'never-married): test AUC', notes=notes)
+  return ['table.md', 'table.csv']
+
+
+def figures(cells, records, outdir: str) -> list[str]:
+  del records
+  rows = report.aggregate_cells(cells, ('model',), RESOLVE, modal=RESOLVE)
   for t in TASKS:
-    sweep.plot_bars(rows, ['model'], f'eval/test/{t}/auc',
-                    os.path.join(outdir, f'census_{t}_auc.png'),
-                    title=f'{dataset}: {t} test AUC (mean ± std over seeds)')
-  comp = resolved.compare(records, lambda r: r['group']['model'], 'shared_bottom', outdir,
-                          RESOLVE)
-  res = resolved.markdown(comp, RESOLVE, f'#### {dataset}: each model vs shared_bottom')
-  # The MMoE paper's own claims: MMoE vs OMoE (per-task gates vs one gate), and expert
-  # dropout vs the MMoE it regularises.
-  labels = list(dict.fromkeys(r['group']['model'] for r in records))
-  for row, base in (('mmoe', 'omoe'), *((m, 'mmoe') for m in labels if 'expert dropout' in m)):
-    comp = resolved.compare(records, lambda r: r['group']['model'], base, outdir, RESOLVE,
-                            rows=[row])
-    res += '\n' + resolved.markdown(comp, RESOLVE, f'#### {dataset}: {row} vs {base}')
-  with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
-    f.write(res)
-  return text + '\n' + res
+    report.plot_bars(rows, ['model'], f'eval/test/{t}/auc',
+                     os.path.join(outdir, f'census_{t}_auc.png'),
+                     title=f'{t} test AUC (mean ± std over seeds)')
+  return [f'census_{t}_auc.png' for t in TASKS]
+
+
+def families(cells, dataset: str) -> list[report.Family]:
+  """Each model vs shared_bottom, then the MMoE paper's own claims: MMoE vs OMoE (per-task
+  gates vs one gate) and expert dropout vs the MMoE it regularises; one Holm family."""
+  labels = list(dict.fromkeys(c['model'] for c in cells))
+  pairs = [(m, 'shared_bottom') for m in labels if m != 'shared_bottom']
+  pairs += [('mmoe', 'omoe')] + [(m, 'mmoe') for m in labels if 'expert dropout' in m]
+  return [report.Family('resolved', f'{dataset or "census"}: each model vs shared_bottom, '
+                        'MMoE vs OMoE, expert dropout vs MMoE',
+                        [p for p in pairs if set(p) <= set(labels)], RESOLVE,
+                        lambda c: c['model'])]
+
+
+STUDY = study.Study('census_multitask', METRICS + ('steps',), tables, families, TASKS,
+                    figures, enrich=add_gate_stats)
 
 
 def main(argv):
@@ -186,11 +199,9 @@ def main(argv):
   records, wall = sweep.run_study(config_spec(dataset),
                                   make_cells(FLAGS.seeds, FLAGS.full, FLAGS.num_steps, extra),
                                   outdir, FLAGS.seeds, FLAGS.runs_per_group)
-  print(report(records, outdir, wall, dataset))
-  print(f'wrote {outdir}/table.md, table.csv, census_*_auc.png in {wall / 60:.1f} min')
-  if sweep.publishes() and not extra:
-    print('copied to', publish.publish(outdir, 'census_multitask', (
-        'table.md', 'table.csv', 'resolved.md', *(f'census_{t}_auc.png' for t in TASKS))))
+  study.study_main(STUDY, records, outdir, dataset if dataset != 'census' else '',
+                   'census_multitask' if sweep.publishes() and not extra else None)
+  print(f'sweep: {wall / 60:.1f} min')
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """census_multitask's resolved.md also carries the MMoE paper's own comparisons (fake runs)."""
 from __future__ import annotations
 
-from experiments import census_multitask, sweep
+from experiments import census_multitask, study, sweep
 
 
 def test_resolved_compares_mmoe_with_omoe_and_expert_dropout_with_mmoe(tmp_path):
@@ -17,14 +17,19 @@ def test_resolved_compares_mmoe_with_omoe_and_expert_dropout_with_mmoe(tmp_path)
   cells = census_multitask.make_cells(3, False, 5)
   out = str(tmp_path)
   recs = sweep.run_sweep(census_multitask.CONFIG, cells, out, train_fn=fake, log=lambda *_: None)
-  census_multitask.report(recs, out, 1.0)
+  study.study_main(census_multitask.STUDY, recs, out)
   text = (tmp_path / 'resolved.md').read_text()
-  assert '#### census: mmoe vs omoe' in text
-  line = next(l for l in text.splitlines() if l.startswith('| mmoe | omoe | 3 |'))
-  assert '+0.0100' in line and line.endswith('income auc |')
+  assert 'MMoE vs OMoE, expert dropout vs MMoE' in text and 'Family: 14 test(s)' in text
+  line = next(l for l in text.splitlines() if l.startswith('| mmoe | omoe | test income auc | 3 |'))
+  assert '+0.0100' in line and line.endswith('| yes |')
   line = next(l for l in text.splitlines()
-              if l.startswith('| mmoe + expert dropout 0.25 | mmoe | 3 |'))
-  assert '-0.0200' in line and line.endswith('income auc |')
+              if l.startswith('| mmoe + expert dropout 0.25 | mmoe | test income auc | 3 |'))
+  assert '-0.0200' in line and line.endswith('| yes |')
+  line = next(l for l in text.splitlines()
+              if l.startswith('| omoe | shared_bottom | test never_married auc | 3 |'))
+  assert '+0.0000' in line and line.endswith('| no |')
+  table = (tmp_path / 'table.md').read_text()
+  assert '| mmoe | 0.9110 ± 0.0010 | 0.9810 ± 0.0010 |' in table
 
 
 def test_dataset_and_override_reach_every_cell_config():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from experiments import resolved, sweep
+from experiments import resolved
 from seqrec_jax import evaluate, metrics
 
 
@@ -51,22 +51,3 @@ def test_no_difference_is_not_resolved_and_missing_predictions_say_so(tmp_path):
   recs = _records(tmp_path / 'none', shift=0.5, save=False)
   [c] = resolved.compare(recs, lambda r: r['group']['model'], 'base', str(tmp_path / 'none'))
   assert c['boot'] is None and 'no saved predictions' in resolved.markdown([c])
-
-
-def test_census_report_writes_resolved_table(tmp_path):
-  from experiments import census_multitask   # pylint: disable=g-import-not-at-top
-
-  def fake(cfg, workdir):
-    del workdir
-    up = 0.01 if cfg.model.name == 'mmoe' else 0.0
-    return {'eval/test/income/auc': 0.90 + up + 0.001 * cfg.seed,
-            'eval/test/never_married/auc': 0.98 + 0.001 * cfg.seed,
-            'eval/valid/income/auc': 0.9, 'eval/valid/never_married/auc': 0.98,
-            'params': 10, 'steps': 5}
-  cells = census_multitask.make_cells(3, False, 5)
-  recs = sweep.run_sweep(census_multitask.CONFIG, cells, str(tmp_path), train_fn=fake,
-                         log=lambda *_: None)
-  text = census_multitask.report(recs, str(tmp_path), 1.0)
-  line = next(l for l in text.splitlines() if l.startswith('| mmoe | shared_bottom'))
-  assert line.endswith('income auc |')                 # +0.01 in every seed: resolved
-  assert '| omoe | shared_bottom | 3 |' in text and (tmp_path / 'resolved.md').exists()
