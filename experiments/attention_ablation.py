@@ -11,9 +11,13 @@ Grid (default): inputs {q,k | q,k,q-k,q*k | q,k,outer} x activation {dice, prelu
 attention MLP alike, as DIN+Dice in the paper) x normaliser {none, softmax} x seeds, plus
 `base` with mean pooling per activation. Every cell is a full train/valid/test run (model
 selection on valid, test reported); cells finished earlier are skipped, so a rerun resumes.
-Writes table.md, table.csv and ablation_auc.png to <outdir>/<dataset> (--outdir, default
-runs/attention_ablation); a default run also copies them to
-docs/results/attention_ablation/<dataset>/ (shown by docs/attention.md). --dataset takes any
+A study spec (experiments/study.py): writes cells.csv, bootstrap.csv, table.md/.csv,
+resolved.md/.csv (each row vs mean pooling), resolved_dice_prelu.md/.csv and
+resolved_softmax.md/.csv (one Holm family each; seed t and test-set bootstrap intervals:
+users for GAUC, rows for AUC and logloss) and ablation_auc.png to <outdir>/<dataset> (--outdir,
+default runs/attention_ablation); a default run also copies them to
+docs/results/attention_ablation/<dataset>/ (shown by docs/attention.md; `python -m
+experiments.recheck attention_ablation` recomputes the tables). --dataset takes any
 dataset with DIN's inputs (din_table.FITS); --override=key=value (repeatable) reaches every
 cell, e.g. --override=data.movielens.path=/data/ml-20m.zip.
 """
@@ -23,7 +27,7 @@ import os
 
 from absl import app, flags
 
-from experiments import din_table, publish, resolved, sweep
+from experiments import din_table, report, study, sweep
 from seqrec_jax import metrics, xla_cpu
 from seqrec_jax.configs import define_override_flag, study_overrides
 
@@ -137,64 +141,71 @@ COLUMNS = [('model', 'model'), ('scorer', 'scorer'), ('inputs', 'inputs'),
            ('params', 'params'), ('examples/s', 'examples_per_sec'), ('seeds', 'n_seeds')]
 
 
-def report(records: list[dict], outdir: str, dataset: str) -> str:
-  add_rela_impr(records)
-  rows = sweep.aggregate(records, METRICS)
+GROUP = ('model', 'scorer', 'inputs', 'activation', 'normalizer')
+
+
+def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
+  del results
+  rows = report.aggregate_cells(cells, GROUP, METRICS, modal=RESOLVE)
   for r in rows:       # params and throughput: show the mean only
     r.pop('params_std', None)
     r.pop('examples_per_sec_std', None)
-  s0 = records[0]['summary']
-  oracle = s0.get('oracle/test/oracle_auc')
-  cell_wall = sum(r.get('wall_seconds', 0.0) for r in records)
-  notes = (f'Dataset `{dataset}`; mean ± std over seeds {sorted({r["seed"] for r in records})}; '
-           f'model selection on valid, test reported. RelaImpr = ((AUC - 0.5) / (AUC_base - 0.5)'
-           f' - 1) x 100 vs `base` + mean pooling with the same activation and seed. '
-           + (f'Oracle (Bayes) test AUC of the generator: {oracle:.4f}. ' if oracle else '')
-           + f'Cells: {len(records)}; summed cell wall time {cell_wall / 60:.1f} min '
-           f'(finished cells are skipped on reruns). Exact config and command of every cell: '
-           f'`{outdir}/cells/*.json`.')
-  text = sweep.write_table(rows, COLUMNS, outdir, title=f'Attention ablation ({dataset})',
-                           notes=notes)
-  plot(rows, os.path.join(outdir, 'ablation_auc.png'), dataset, oracle)
-  return text + '\n' + resolved_report(records, outdir)
+  oracle = cells[0].get('oracle/test/oracle_auc')
+  notes = (f'Dataset `{ctx["dataset"]}`; mean ± std over seeds '
+           f'{sorted({c["seed"] for c in cells})}; model selection on valid, test reported. '
+           'RelaImpr = ((AUC - 0.5) / (AUC_base - 0.5) - 1) x 100 vs `base` + mean pooling with '
+           'the same activation and seed. '
+           + (f'Oracle (Bayes) test AUC of the generator: {oracle:.4f}. '
+              if isinstance(oracle, float) and oracle == oracle else '')
+           + f'Cells: {len(cells)}; summed cell wall time '
+           f'{sum(c["wall_seconds"] for c in cells) / 60:.1f} min. Comparisons: resolved.md '
+           '(each row vs mean pooling), resolved_dice_prelu.md, resolved_softmax.md; per-cell '
+           'values: cells.csv.')
+  report.write_table(rows, COLUMNS, outdir, title=f'Attention ablation ({ctx["dataset"]})',
+                     notes=notes)
+  return ['table.md', 'table.csv']
 
 
-def _row(rec) -> str:
-  return ' / '.join(str(v) for k, v in rec['group'].items() if k != 'activation' and v != '-')
+def figures(cells, records, outdir: str) -> list[str]:
+  del records
+  rows = report.aggregate_cells(cells, GROUP, RESOLVE, modal=RESOLVE)
+  oracle = cells[0].get('oracle/test/oracle_auc')
+  plot(rows, os.path.join(outdir, 'ablation_auc.png'), os.path.basename(os.path.normpath(
+      outdir)), oracle if isinstance(oracle, float) and oracle == oracle else None)
+  return ['ablation_auc.png']
 
 
-def _pairs(records: list[dict], key: str, row: str, base: str, outdir: str) -> list[dict]:
-  """`key` = row vs `key` = base within every DIN configuration that has both, paired by
-  seed; each comparison is labelled with that configuration."""
-  out = []
-  din = [r for r in records if r['group']['model'] != BASELINE]
-  for cfg in dict.fromkeys(tuple((k, v) for k, v in r['group'].items() if k != key)
-                           for r in din):
-    mine = [r for r in din if all(r['group'][k] == v for k, v in cfg)]
-    for c in resolved.compare(mine, lambda r: r['group'][key], base, outdir, RESOLVE,
-                              rows=[row]):
-      g = dict(cfg)        # fixed order: records read back from JSON have sorted keys
-      label = ' / '.join(str(g[k]) for k in ('scorer', 'inputs', 'activation', 'normalizer')
-                         if k != key and g[k] not in ('-', 'mlp'))
-      c['row'], c['baseline'] = f'{label} / {row}', base
-      out.append(c)
-  return out
+def _label(c: dict, drop: str = '') -> str:
+  """A cell's row: its settings but `drop` ('-' and the default scorer left out)."""
+  return ' / '.join(str(c[k]) for k in GROUP if k != drop and c[k] not in ('-', 'mlp'))
 
 
-def resolved_report(records: list[dict], outdir: str) -> str:
-  """resolved.md: every row vs mean pooling with the same activation, then the ablation's two
-  questions (Dice vs PReLU, softmax vs none) within each configuration, paired by seed."""
-  text = ''
-  for act in dict.fromkeys(r['group']['activation'] for r in records):
-    mine = [r for r in records if r['group']['activation'] == act]
-    comp = resolved.compare(mine, _row, BASELINE, outdir, RESOLVE)
-    text += resolved.markdown(comp, RESOLVE, f'#### {act}: each row vs {BASELINE}') + '\n'
-  for key, row, base in (('activation', 'dice', 'prelu'), ('normalizer', 'softmax', 'none')):
-    comp = _pairs(records, key, row, base, outdir)
-    text += resolved.markdown(comp, RESOLVE, f'#### {row} vs {base}, same other settings') + '\n'
-  with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
-    f.write(text)
-  return text
+def families(cells, dataset: str) -> list[report.Family]:
+  """Three tables, one Holm family each: every row vs mean pooling with the same activation;
+  Dice vs PReLU and softmax vs none within every DIN configuration that has both."""
+  del dataset
+  fams = []
+  rows = list(dict.fromkeys(_label(c) for c in cells))
+  base = {c['activation']: _label(c) for c in cells if c['model'] == BASELINE}
+  fams.append(report.Family(
+      'resolved', f'Each row vs {BASELINE} with the same activation',
+      [(r, base[a]) for a in base for r in rows if r not in base.values()
+       and any(_label(c) == r and c['activation'] == a for c in cells)], RESOLVE, _label))
+  din = [c for c in cells if c['model'] != BASELINE]
+  for key, row, other, name in (('activation', 'dice', 'prelu', 'resolved_dice_prelu'),
+                                ('normalizer', 'softmax', 'none', 'resolved_softmax')):
+    label = lambda c, key=key: f'{_label(c, key)} / {c[key]}'
+    have = {label(c) for c in din}
+    configs = dict.fromkeys(_label(c, key) for c in din)
+    fams.append(report.Family(
+        name, f'{row} vs {other}, same other settings',
+        [(f'{g} / {row}', f'{g} / {other}') for g in configs
+         if {f'{g} / {row}', f'{g} / {other}'} <= have], RESOLVE, label))
+  return fams
+
+
+STUDY = study.Study('attention_ablation', METRICS + ('oracle/test/oracle_auc',), tables,
+                    families, (), figures, enrich=lambda records, outdir: add_rela_impr(records))
 
 
 def plot(rows: list[dict], path: str, dataset: str, oracle: float | None) -> None:
@@ -230,7 +241,7 @@ def plot(rows: list[dict], path: str, dataset: str, oracle: float | None) -> Non
   ax.set_xlabel('attention inputs / normaliser')
   ax.set_title(f'DIN attention ablation on {dataset}', fontsize=10)
   ax.legend(fontsize=7, loc='upper center', ncol=3)
-  sweep.save_figure(fig, path)
+  report.save_figure(fig, path)
 
 
 def main(argv):
@@ -242,12 +253,10 @@ def main(argv):
                      extra_overrides(FLAGS.dataset, FLAGS.override))
   records, wall = sweep.run_study(f'seqrec_jax/configs/din.py:{FLAGS.dataset}', cells, outdir,
                                   FLAGS.seeds, FLAGS.runs_per_group)
-  print(report(records, outdir, FLAGS.dataset))
-  print(f'wrote {outdir}/table.md, table.csv, ablation_auc.png in {wall / 60:.1f} min')
-  if sweep.publishes() and not FLAGS.override:
-    print('copied to', publish.publish(outdir, f'attention_ablation/{FLAGS.dataset}',
-                                       ('table.md', 'table.csv', 'ablation_auc.png',
-                                        'resolved.md')))
+  study.study_main(STUDY, records, outdir, FLAGS.dataset,
+                   f'attention_ablation/{FLAGS.dataset}'
+                   if sweep.publishes() and not FLAGS.override else None)
+  print(f'sweep: {wall / 60:.1f} min')
 
 
 if __name__ == '__main__':

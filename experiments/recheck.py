@@ -25,7 +25,7 @@ from absl import app, flags
 
 from experiments import publish, report, study as study_lib
 
-STUDIES = ('mmoe_synthetic', 'dcn_table', 'census_multitask')
+STUDIES = ('mmoe_synthetic', 'dcn_table', 'census_multitask', 'attention_ablation')
 
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from experiments import attention_ablation as abl
-from experiments import sweep
+from experiments import study, sweep
 
 
 def _fake_train(cfg, workdir):
@@ -38,8 +38,9 @@ def test_report_and_rerun_skips_finished_cells(tmp_path):
   cells = abl.make_cells('synthetic', 3, full=False)
   out = str(tmp_path)
   recs = sweep.run_sweep('din.py:synthetic', cells, out, train_fn=_fake_train, log=lambda _: None)
-  text = abl.report(recs, out, 'synthetic')
-  for f in ('table.md', 'table.csv', 'ablation_auc.png'):
+  study.study_main(abl.STUDY, recs, out, 'synthetic')
+  text = open(os.path.join(out, 'table.md')).read()
+  for f in ('table.md', 'table.csv', 'ablation_auc.png', 'cells.csv'):
     assert os.path.getsize(os.path.join(out, f)) > 0
   # Paired RelaImpr: din/dice/softmax seed s vs base/dice seed s.
   r = next(r for r in recs if r['group']['normalizer'] == 'softmax'
@@ -81,20 +82,23 @@ def test_rerun_after_a_base_config_change_reruns_stale_cells(tmp_path, monkeypat
   assert os.path.exists(os.path.join(out, 'cells', f'{cells[0].id}.json.stale'))
 
 
-def test_resolved_md_pairs_dice_with_prelu_and_softmax_with_none(tmp_path):
+def test_resolved_tables_pair_dice_with_prelu_and_softmax_with_none(tmp_path):
   cells = abl.make_cells('synthetic', 3, full=False)
   out = str(tmp_path)
   recs = sweep.run_sweep('din.py:synthetic', cells, out, train_fn=_fake_train, log=lambda _: None)
-  abl.report(recs, out, 'synthetic')
-  text = (tmp_path / 'resolved.md').read_text()
-  lines = text.splitlines()
+  study.study_main(abl.STUDY, recs, out, 'synthetic')
+  assert 'Family: 36 test(s)' in (tmp_path / 'resolved.md').read_text()   # 12 rows x 3
   # _fake_train: dice +0.002 and softmax +0.01 in every seed, so both are resolved on AUC.
-  dice = [l for l in lines if l.startswith('| q,k / none / dice | prelu | 3 |')]
-  soft = [l for l in lines if l.startswith('| q,k,outer / prelu / softmax | none | 3 |')]
-  assert len(dice) == 1 and '+0.0020' in dice[0] and 'AUC' in dice[0].split('|')[-2]
-  assert len(soft) == 1 and '+0.0100' in soft[0] and 'AUC' in soft[0].split('|')[-2]
-  assert sum('| prelu | 3 |' in l for l in lines) == 6
-  assert sum('| none | 3 |' in l for l in lines) == 6
+  lines = (tmp_path / 'resolved_dice_prelu.md').read_text().splitlines()
+  dice = [l for l in lines if l.startswith(
+      '| din / q,k / none / dice | din / q,k / none / prelu | test AUC | 3 |')]
+  assert len(dice) == 1 and '+0.0020' in dice[0] and dice[0].endswith('| yes |')
+  assert sum(' / prelu | test ' in l for l in lines) == 18          # 6 configs x 3 metrics
+  lines = (tmp_path / 'resolved_softmax.md').read_text().splitlines()
+  soft = [l for l in lines if l.startswith(
+      '| din / q,k,outer / prelu / softmax | din / q,k,outer / prelu / none | test AUC | 3 |')]
+  assert len(soft) == 1 and '+0.0100' in soft[0] and soft[0].endswith('| yes |')
+  assert sum(' / none | test ' in l for l in lines) == 18
 
 
 def test_dataset_and_override_reach_every_cell_config():
