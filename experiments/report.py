@@ -204,43 +204,57 @@ def write_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], outdir
 @dataclasses.dataclass
 class Family:
   """The comparisons of one table, Holm-corrected together: every (row, baseline) pair on
-  every metric is one test. label: a cells.csv row -> its row label; rows are paired by
-  seed."""
+  every metric is one test. label: a cells.csv row -> its row label. unit: the cells.csv
+  column that pairs row and baseline (the seed; or e.g. a data seed, whose runs are averaged
+  first: runs that share a dataset are not independent). The bootstrap pairs runs by seed."""
   name: str                                    # writes <name>.md / <name>.csv
   title: str
   pairs: Sequence[tuple[str, str]]             # (row, baseline) labels
   metrics: Sequence[str]
   label: Callable[[dict], str]
+  unit: str = 'seed'
 
   def tests(self) -> list[tuple[str, str, str]]:
     return [(row, base, m) for row, base in self.pairs for m in self.metrics]
 
 
-def _by_label(cells: Sequence[dict], family: Family) -> dict[str, dict[int, dict]]:
-  out: dict[str, dict[int, dict]] = {}
+def _by_label(cells: Sequence[dict], family: Family) -> dict[str, list[dict]]:
+  out: dict[str, list[dict]] = {}
   for c in cells:
-    out.setdefault(family.label(c), {})[c['seed']] = c
+    out.setdefault(family.label(c), []).append(c)
   return out
 
 
-def paired_seeds(cells: Sequence[dict], family: Family, row: str, base: str,
-                 metric: str) -> tuple[list[int], dict]:
-  """The seeds a test pairs on (both rows' runs in their trained mode) and the modes
-  ({'row': collapsed seeds, 'baseline': ...})."""
-  by = _by_label(cells, family)
+def pairing(by: Mapping[str, list[dict]], family: Family, row: str, base: str,
+            metric: str) -> dict:
+  """What a test compares: the trained runs of both rows (stats.modes), their means per
+  unit, the units both have, the runs paired by seed within those units (the bootstrap's) and
+  the collapsed runs' seeds."""
   for label in (row, base):
     if label not in by:
       raise KeyError(f'family {family.name!r}: no cells labelled {label!r} (labels: '
                      f'{sorted(by)})')
   hib = stats.higher_is_better(metric)
-  collapsed = {}
+  out = {'collapsed': {}, 'means': {}, 'kept': {}, 'n_runs': (len(by[row]), len(by[base]))}
   for who, label in (('row', row), ('baseline', base)):
-    seeds = sorted(by[label])
-    lost, _ = stats.modes([by[label][s].get(metric, math.nan) for s in seeds], hib)
-    collapsed[who] = [seeds[i] for i in lost]
-  both = sorted(set(by[row]) & set(by[base]))
-  return [s for s in both if s not in collapsed['row'] and s not in collapsed['baseline']], \
-      collapsed
+    cs = by[label]
+    lost, kept = stats.modes([c.get(metric, math.nan) for c in cs], hib)
+    out['collapsed'][who] = sorted(cs[i]['seed'] for i in lost)
+    out['kept'][who] = {cs[i]['seed']: cs[i] for i in kept}
+    units: dict[Any, list[float]] = {}
+    for i in kept:
+      units.setdefault(cs[i][family.unit], []).append(cs[i][metric])
+    out['means'][who] = {u: float(np.mean(v)) for u, v in units.items()}
+  out['units'] = sorted(set(out['means']['row']) & set(out['means']['baseline']))
+  unit_set = set(out['units'])
+  out['runs'] = [(out['kept']['row'][s], out['kept']['baseline'][s])
+                 for s in sorted(set(out['kept']['row']) & set(out['kept']['baseline']))
+                 if out['kept']['row'][s][family.unit] in unit_set]
+  out['median_diff'] = float(np.median([c[metric] for c in out['kept']['row'].values()]
+                                       or [math.nan])
+                             - np.median([c[metric] for c in out['kept']['baseline'].values()]
+                                         or [math.nan]))
+  return out
 
 
 def test_predictions(rec: dict, outdir: str):
@@ -268,7 +282,8 @@ def bootstrap_family(family: Family, cells: Sequence[dict], records: Sequence[di
                      outdir: str, tasks: Sequence[str] = (), n_boot: int = stats.N_BOOT
                      ) -> list[dict]:
   """bootstrap.csv rows of a family's tests, from the test predictions its cells saved (a
-  test whose cells saved none has no row: its table says n/a)."""
+  test whose cells saved none has no row: its table says n/a). Runs of both rows on one test
+  set are paired; rows on different test sets are resampled apart."""
   rec_of = {r['id']: r for r in records}
   by = _by_label(cells, family)
   m = len(family.tests())
@@ -277,51 +292,54 @@ def bootstrap_family(family: Family, cells: Sequence[dict], records: Sequence[di
   n_boot = max(n_boot, math.ceil(4 * m / stats.ALPHA))
   out = []
   for k, (row, base, metric) in enumerate(family.tests()):
-    seeds, _ = paired_seeds(cells, family, row, base, metric)
-    runs, cols = [], _task_slice(metric, tasks)
-    for s in seeds:
-      a = test_predictions(rec_of[by[row][s]['id']], outdir)
-      b = test_predictions(rec_of[by[base][s]['id']], outdir)
+    pr = pairing(by, family, row, base, metric)
+    cols = _task_slice(metric, tasks)
+    preds = []
+    for ca, cb in pr['runs']:
+      a, b = test_predictions(rec_of[ca['id']], outdir), test_predictions(rec_of[cb['id']],
+                                                                          outdir)
       if a is None or b is None:
-        runs = []
+        preds = []
         break
-      if not (np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])):
-        raise ValueError(f'{family.name}: {row} and {base} (seed {s}) scored different test '
-                         'rows; they cannot be compared on one test set')
-      runs.append((a[1][:, cols], a[2], a[0][:, cols], b[0][:, cols]))
-    if not runs:
+      preds.append((a, b))
+    if not preds:
       continue
-    b = stats.bootstrap_diff(metric, runs, n_boot=n_boot, seed=k)
+    if all(np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2]) for a, b in preds):
+      runs, minus = [(a[1][:, cols], a[2], a[0][:, cols], b[0][:, cols]) for a, b in preds], ()
+    else:
+      runs = [(a[1][:, cols], a[2], a[0][:, cols], None) for a, _ in preds]
+      minus = [(b[1][:, cols], b[2], b[0][:, cols]) for _, b in preds]
+    b = stats.bootstrap_diff(metric, runs, n_boot=n_boot, seed=k, minus=minus)
     ivs = [stats.boot_interval(b['draws'], lv) for lv in stats.holm_levels(m)]
     out.append({'table': family.name, 'row': row, 'baseline': base, 'metric': metric,
-                'seeds': seeds, 'unit': b['unit'], 'n_units': b['n_units'],
-                'n_boot': b['n_boot'], 'mean': b['mean'], 'p': b['p'],
+                'seeds': [ca['seed'] for ca, _ in pr['runs']], 'paired': not minus,
+                'unit': b['unit'], 'n_units': b['n_units'], 'n_boot': b['n_boot'],
+                'mean': b['mean'], 'p': b['p'],
                 'lo': [lo for lo, _ in ivs], 'hi': [hi for _, hi in ivs]})
   return out
 
 
 def compare(cells: Sequence[dict], family: Family, boot: Sequence[dict],
             alpha: float = stats.ALPHA) -> list[dict]:
-  """Every test of the family: seed interval and bootstrap, each Holm-corrected over the
-  family; resolved = both reject (the seed family alone for a test without a bootstrap)."""
+  """Every test of the family: the paired interval over units and the bootstrap, each
+  Holm-corrected over the family; resolved = both reject (the seed family alone for a test
+  without a bootstrap)."""
   by = _by_label(cells, family)
   boots = {(b['row'], b['baseline'], b['metric']): b for b in boot
            if b['table'] == family.name}
   res = []
   for row, base, metric in family.tests():
-    seeds, collapsed = paired_seeds(cells, family, row, base, metric)
-    sd = stats.seed_diff({s: by[row][s][metric] for s in seeds},
-                         {s: by[base][s][metric] for s in seeds})
+    pr = pairing(by, family, row, base, metric)
+    sd = stats.seed_diff({u: pr['means']['row'][u] for u in pr['units']},
+                         {u: pr['means']['baseline'][u] for u in pr['units']})
     b = boots.get((row, base, metric))
+    seeds = [ca['seed'] for ca, _ in pr['runs']]
     if b is not None and b['seeds'] != seeds:
       raise ValueError(f'bootstrap.csv: {family.name} {row} vs {base} {metric} paired seeds '
                        f'{b["seeds"]}, cells.csv pairs {seeds}')
-    med = {who: float(np.median([by[label][s][metric] for s in by[label]
-                                 if s not in collapsed[who]] or [math.nan]))
-           for who, label in (('row', row), ('baseline', base))}
     res.append({'row': row, 'baseline': base, 'metric': metric, 'seed': sd, 'boot': b,
-                'collapsed': collapsed, 'n_runs': (len(by[row]), len(by[base])),
-                'median_diff': med['row'] - med['baseline']})
+                'collapsed': pr['collapsed'], 'n_runs': pr['n_runs'],
+                'median_diff': pr['median_diff']})
   m = len(res)
   seed_rej, seed_lv = stats.holm([r['seed']['p'] for r in res], alpha)
   boot_rej, boot_lv = stats.holm([r['boot']['p'] if r['boot'] else math.nan for r in res],
@@ -357,7 +375,8 @@ def metric_name(metric: str) -> str:
 def write_comparisons(results: Sequence[dict], family: Family, outdir: str,
                       notes: str = '') -> str:
   """<family.name>.md / .csv: one line per test; returns the Markdown."""
-  head = ['row', 'vs', 'metric', 'seeds', 'Δ (Holm CI, seeds)', 'Δ (Holm CI, test-set '
+  units = 'seeds' if family.unit == 'seed' else f'{family.unit}s'
+  head = ['row', 'vs', 'metric', units, f'Δ (Holm CI, {units})', 'Δ (Holm CI, test-set '
           'bootstrap)', 'resolved']
   modal = any(r['collapsed']['row'] or r['collapsed']['baseline'] for r in results)
   if modal:
@@ -393,7 +412,9 @@ def write_comparisons(results: Sequence[dict], family: Family, outdir: str,
   units = sorted({f'{b["unit"]} ({b["n_units"]:,}, {b["n_boot"]} draws)'
                   for r in results if (b := r['boot'])})
   m = len(results)
-  lines += ['', (f'Δ = row − vs over the seeds both ran (paired). Family: {m} test(s) (every '
+  over = ('the seeds both ran (paired)' if family.unit == 'seed' else
+          f'the {units} both ran (paired; each {family.unit} the mean of its runs)')
+  lines += ['', (f'Δ = row − vs over {over}. Family: {m} test(s) (every '
                  f'row pair × metric of this table), Holm step-down at α = {stats.ALPHA} '
                  'within it, separately for the seed t-intervals and the test-set bootstrap '
                  '(percentile) intervals; each interval is shown at its Holm level, so it '

@@ -99,7 +99,7 @@ def holm(p: Sequence[float], alpha: float = ALPHA) -> tuple[list[bool], list[flo
 
 # ---- Test-set bootstrap. ----
 
-def _weighted_auc(order, labels, ties_start, counts):
+def _weighted_auc(order, ties_start, labels, counts):
   """AUC of one run under row weights counts [B, N]: order sorts its scores (ascending),
   ties_start marks the first row of each tied score group in that order."""
   c = counts[:, order]
@@ -111,7 +111,7 @@ def _weighted_auc(order, labels, ties_start, counts):
     return (gp * (below + 0.5 * gq)).sum(1) / (gp.sum(1) * gq.sum(1))
 
 
-def _auc_parts(scores, labels):
+def _auc_parts(scores):
   order = np.argsort(scores, kind='stable')
   s = scores[order]
   return order, np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
@@ -129,28 +129,32 @@ def metric_kind(metric: str) -> str:
 class _Run:
   """One paired seed: per-unit statistics of both rows on one test set."""
 
-  def __init__(self, kind, labels, users, pred_a, pred_b):
+  def __init__(self, kind, labels, users, pred_a, pred_b=None):
+    """pred_b None: the metric of pred_a alone (one side of a comparison across test sets)."""
     self.kind = kind
     labels = np.asarray(labels, np.float64)
     users = np.asarray(users)
-    pa, pb = np.asarray(pred_a, np.float64), np.asarray(pred_b, np.float64)
+    pa = np.asarray(pred_a, np.float64)
+    pb = None if pred_b is None else np.asarray(pred_b, np.float64)
     if labels.ndim == 1:
-      labels, pa, pb = labels[:, None], pa[:, None], pb[:, None]
-    if not labels.shape == pa.shape == pb.shape:
+      labels, pa = labels[:, None], pa[:, None]
+      pb = None if pb is None else pb[:, None]
+    if labels.shape != pa.shape or (pb is not None and pb.shape != pa.shape):
       raise ValueError(f'bootstrap: labels {labels.shape}, predictions {pa.shape} / '
-                       f'{pb.shape} differ (one paired seed must score the same rows)')
+                       f'{None if pb is None else pb.shape} differ (one paired seed must score '
+                       'the same rows)')
     self.key = hashlib.sha1(labels.tobytes() + users.tobytes()).hexdigest()
     self.tasks = labels.shape[1]
     if kind == 'gauc':
       self.parts = []
       for t in range(self.tasks):
         _, size, auc_a, ok = M._per_group_auc(labels[:, t], pa[:, t], users)  # pylint: disable=protected-access
-        _, _, auc_b, _ = M._per_group_auc(labels[:, t], pb[:, t], users)  # pylint: disable=protected-access
+        auc_b = 0.0 if pb is None else M._per_group_auc(labels[:, t], pb[:, t], users)[2]  # pylint: disable=protected-access
         self.parts.append((size * ok * auc_a, size * ok * auc_b, size * ok))
       self.units = len(self.parts[0][2])
     elif kind == 'auc':
-      self.parts = [(labels[:, t], _auc_parts(pa[:, t], labels), _auc_parts(pb[:, t], labels))
-                    for t in range(self.tasks)]
+      self.parts = [(labels[:, t], _auc_parts(pa[:, t]),
+                     None if pb is None else _auc_parts(pb[:, t])) for t in range(self.tasks)]
       self.units = len(labels)
     else:
       eps = 1e-7
@@ -161,7 +165,7 @@ class _Run:
       else:
         def loss(p):
           return (p - labels) ** 2
-      self.diff_row = (loss(pa) - loss(pb)).mean(1)           # [N], mean over tasks
+      self.diff_row = (loss(pa) - (0.0 if pb is None else loss(pb))).mean(1)   # [N]
       self.units = len(labels)
 
   def diff(self, counts):
@@ -173,41 +177,49 @@ class _Run:
           out.append((counts @ num_a - counts @ num_b) / (counts @ w))
       return np.mean(out, 0)
     if self.kind == 'auc':
-      return np.mean([_weighted_auc(oa, y, ta, counts) - _weighted_auc(ob, y, tb, counts)
-                      for y, (oa, ta), (ob, tb) in self.parts], 0)
+      return np.mean([_weighted_auc(*a, y, counts) - (0.0 if b is None else
+                                                     _weighted_auc(*b, y, counts))
+                      for y, a, b in self.parts], 0)
     return counts @ self.diff_row / counts.sum(1)
 
 
 def bootstrap_diff(metric: str, runs: Sequence[tuple], n_boot: int = N_BOOT,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, minus: Sequence[tuple] = ()) -> dict:
   """The test-set bootstrap of the seed-averaged difference a - b.
 
   runs: one (labels [N] or [N, T], users [N], pred_a, pred_b) per paired seed (T tasks: the
-  metric is averaged over them, as 'eval/test/mean/...'). Returns {mean (on the test sets
-  themselves), p (two-sided, (1 + draws on the other side of 0) / (1 + B)), draws [B'] (the
-  finite draws), unit, n_units, n_boot}.
+  metric is averaged over them, as 'eval/test/mean/...'). For rows scored on different test
+  sets (two correlations' datasets), runs hold (labels, users, pred_a, None) and minus the
+  (labels, users, pred_b) of the other side: mean metric of runs - mean metric of minus. Runs
+  on one test set share each resample; distinct sets are resampled independently. Returns
+  {mean (on the test sets themselves), p (two-sided, (1 + draws on the other side of 0) /
+  (1 + B) x 2), draws [B'] (the finite draws), unit, n_units, n_boot}.
   """
   kind = metric_kind(metric)
   if not runs:
     raise ValueError(f'bootstrap_diff({metric!r}): no paired runs')
-  rs = [_Run(kind, *r) for r in runs]
-  sets = {}                                       # test set -> its runs (same resample)
-  for r in rs:
-    sets.setdefault(r.key, []).append(r)
-  point = float(np.mean([r.diff(np.ones((1, r.units)))[0] for r in rs]))
+  sides = [([_Run(kind, *r) for r in runs], 1.0)]
+  if minus:
+    sides.append(([_Run(kind, *r[:3]) for r in minus], -1.0))
+  sets: dict[str, list] = {}                      # test set -> (run, weight): same resample
+  for rs, sign in sides:
+    for r in rs:
+      sets.setdefault(r.key, []).append((r, sign / len(rs)))
+  point = float(sum(w * r.diff(np.ones((1, r.units)))[0]
+                    for members in sets.values() for r, w in members))
   rng = np.random.default_rng(seed)
-  biggest = max(r.units for r in rs)
+  biggest = max(m[0][0].units for m in sets.values())
   chunk = max(1, min(n_boot, 1_000_000 // biggest))
   draws = []
   for start in range(0, n_boot, chunk):
     b = min(chunk, n_boot - start)
     total = np.zeros(b)
     for members in sets.values():
-      u = members[0].units
+      u = members[0][0].units
       counts = rng.multinomial(u, np.full(u, 1.0 / u), size=b).astype(np.float64)
-      for r in members:
-        total += r.diff(counts)
-    draws.append(total / len(rs))
+      for r, w in members:
+        total += w * r.diff(counts)
+    draws.append(total)
   draws = np.concatenate(draws)
   draws = draws[np.isfinite(draws)]
   p = min(1.0, 2 * (1 + min((draws <= 0).sum(), (draws >= 0).sum())) / (1 + len(draws)))
@@ -277,6 +289,38 @@ def extend(grid: Sequence[float], side: str, scale: str = 'log') -> float:
   return a + (a - b)
 
 
+def select_on_grids(grids: Mapping, score: Callable[[dict], Mapping], higher_better: bool = True,
+                    cap: int = 2, scale: str = 'log',
+                    bounds: tuple[float, float] = (-math.inf, math.inf)) -> dict:
+  """`select_on_grid` for several keys at once (e.g. one learning-rate grid per model and
+  correlation), so each round's new cells run together.
+
+  score({key: [values to run]}) -> {key: {value: score}} for those values only. Returns
+  {key: GridChoice}. Every round extends each key whose choice is on an edge (and has
+  extensions left) by one step.
+  """
+  tried = {k: sorted(set(g)) for k, g in grids.items()}
+  scores = {k: dict(v) for k, v in score({k: list(g) for k, g in tried.items()}).items()}
+  n_ext = dict.fromkeys(tried, 0)
+  while True:
+    pending, choice = {}, {}
+    for k, vals in tried.items():
+      pick = (max if higher_better else min)(vals, key=lambda v, k=k: scores[k][v])
+      side = 'low' if pick == vals[0] else 'high' if pick == vals[-1] else ''
+      choice[k] = (pick, side)
+      if side and n_ext[k] < cap:
+        new = extend(vals, side, scale)
+        if bounds[0] <= new <= bounds[1]:
+          pending[k] = [new]
+    if not pending:
+      return {k: GridChoice(p, tried[k], scores[k], side, n_ext[k])
+              for k, (p, side) in choice.items()}
+    for k, v in score(pending).items():
+      scores[k].update(v)
+      tried[k] = sorted(tried[k] + pending[k])
+      n_ext[k] += 1
+
+
 def select_on_grid(grid: Sequence[float], score: Callable[[list[float]], Mapping[float, float]],
                    higher_better: bool = True, cap: int = 2, scale: str = 'log',
                    bounds: tuple[float, float] = (-math.inf, math.inf)) -> GridChoice:
@@ -285,18 +329,5 @@ def select_on_grid(grid: Sequence[float], score: Callable[[list[float]], Mapping
   score(values) runs the cells of `values` (new ones only) and returns {value: score}. A
   value outside `bounds` is never tried: a choice against a bound stays marked at_edge.
   """
-  tried = sorted(set(grid))
-  scores = dict(score(tried))
-  n_ext = 0
-  while True:
-    pick = (max if higher_better else min)(tried, key=lambda v: scores[v])
-    side = 'low' if pick == tried[0] else 'high' if pick == tried[-1] else ''
-    if not side or n_ext >= cap:
-      break
-    new = extend(tried, side, scale)
-    if not bounds[0] <= new <= bounds[1]:
-      break
-    scores.update(score([new]))
-    tried = sorted(tried + [new])
-    n_ext += 1
-  return GridChoice(pick, tried, scores, side, n_ext)
+  return select_on_grids({0: grid}, lambda todo: {0: score(todo[0])}, higher_better, cap,
+                         scale, bounds)[0]

@@ -115,3 +115,28 @@ def test_select_on_grid_extends_an_edge_choice_and_marks_one_left():
   mse = stats.select_on_grid([0.1, 0.3, 0.5], lambda vs: {v: abs(v - 0.25) for v in vs},
                              higher_better=False, scale='linear')
   assert mse.value == 0.3 and mse.at_edge == '' and mse.grid == [0.1, 0.3, 0.5]
+
+
+def test_select_on_grids_extends_only_the_keys_on_an_edge_each_round():
+  peaks = {'a': -2.0, 'b': -4.5}                   # a inside [1e-3, 1e-1]; b below it
+  calls = []
+
+  def score(todo):
+    calls.append({k: len(v) for k, v in todo.items()})
+    return {k: {v: -(np.log10(v) - peaks[k]) ** 2 for v in vals} for k, vals in todo.items()}
+
+  got = stats.select_on_grids({k: [1e-3, 1e-2, 1e-1] for k in peaks}, score, cap=1)
+  assert calls == [{'a': 3, 'b': 3}, {'b': 1}]
+  assert got['a'].value == pytest.approx(1e-2) and got['a'].at_edge == ''
+  assert got['b'].value == pytest.approx(1e-4) and got['b'].at_edge == 'low'   # cap reached
+
+
+def test_bootstrap_across_test_sets_resamples_each_side_on_its_own():
+  rng = np.random.default_rng(0)
+  ya, yb = rng.normal(size=300), rng.normal(size=300)
+  pa, pb = ya + rng.normal(0, 1, 300), yb + rng.normal(0, 1, 300)
+  got = stats.bootstrap_diff('eval/test/mse', [(ya, np.arange(300), pa, None)], 1000,
+                             minus=[(yb, np.arange(300), pb)])
+  assert got['mean'] == pytest.approx(metrics.mse(ya, pa) - metrics.mse(yb, pb))
+  one = stats.bootstrap_diff('eval/test/mse', [(ya, np.arange(300), pa, None)], 1000)
+  assert np.std(got['draws']) == pytest.approx(np.sqrt(2) * np.std(one['draws']), rel=0.2)
