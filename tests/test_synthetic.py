@@ -1,5 +1,6 @@
 """The planted-interest generator: determinism, contract, leakage-free splits, oracle."""
 import numpy as np
+import pytest
 
 from seqrec_jax import metrics as M
 from seqrec_jax.data import synthetic
@@ -68,3 +69,57 @@ def test_local_activation_matters():
   share = same.sum(1) / np.maximum(arr['hist_mask'].sum(1), 1)
   assert M.auc(y, present) > 0.75                  # presence is a strong signal
   assert abs(M.auc(y[present], share[present]) - 0.5) < 0.06   # the share is not
+
+
+def test_intensity_generator_click_prob_and_doubling(tiny_config):
+  """relevance='sum' (dataset synthetic_intensity): p against its definition, computed row by
+  row; doubling every behaviour raises p (the max generator's p is unchanged), and a
+  softmax-normalised attention's output is unchanged while DIN's unnormalised one is not."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.models import builders  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  n, length, k, items = 6, 5, 8, 12
+  v = rng.normal(size=(items + 1, k))
+  v /= np.linalg.norm(v, axis=1, keepdims=True)
+  bias = rng.normal(scale=0.1, size=items + 1)
+  target = rng.integers(1, items + 1, n)
+  hist = rng.integers(1, items + 1, (n, length))
+  hist[:, :2] = target[:, None]                       # two exact matches per row
+  mask = rng.random((n, length)) < 0.8
+  mask[:, 0] = True
+  p = synthetic.click_prob(v, bias, target, hist, mask, 5.0, -2.5, 'sum')
+  for i in range(n):
+    rel = sum(max(0.0, (v[target[i]] @ v[hist[i, j]] - 0.5) / 0.5)
+              for j in range(length) if mask[i, j])
+    assert p[i] == pytest.approx(1 / (1 + np.exp(-(5.0 * rel / 10 - 2.5 + bias[target[i]]))))
+  hist2, mask2 = np.concatenate([hist, hist], 1), np.concatenate([mask, mask], 1)
+  assert (synthetic.click_prob(v, bias, target, hist2, mask2, 5.0, -2.5, 'sum') > p).all()
+  np.testing.assert_allclose(synthetic.click_prob(v, bias, target, hist2, mask2, 5.0, -2.5),
+                             synthetic.click_prob(v, bias, target, hist, mask, 5.0, -2.5))
+  q, keys = jnp.asarray(v[target], jnp.float32), jnp.asarray(v[hist], jnp.float32)
+  keys2 = jnp.concatenate([keys, keys], 1)
+  out = {}
+  tiny_config.model.activation = 'prelu'
+  for norm in ('softmax', 'none'):
+    tiny_config.model.attention.normalizer = norm
+    unit = builders.attention_unit(tiny_config.model)
+    w = jax.jit(lambda unit=unit: unit.init(jax.random.key(0), q, keys, jnp.asarray(mask),
+                                            False))()
+    apply = jax.jit(lambda w, kk, m, unit=unit: unit.apply(w, q, kk, m, False))
+    out[norm] = [np.asarray(apply(w, kk, jnp.asarray(m))) for kk, m in ((keys, mask),
+                                                                         (keys2, mask2))]
+  np.testing.assert_allclose(out['softmax'][0], out['softmax'][1], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(out['none'][0], out['none'][1], atol=1e-4)
+  with pytest.raises(ValueError, match='relevance'):
+    synthetic.click_prob(v, bias, target, hist, mask, 5.0, -2.5, 'mean')
+
+
+def test_intensity_dataset_oracle():
+  ds = synthetic.generate(**SMALL, relevance='sum')
+  assert ds.name == 'synthetic_intensity' and ds.info['relevance'] == 'sum'
+  y = np.concatenate([ds.splits[s].arrays['label'] for s in ds.splits])
+  p = np.concatenate([ds.oracle_prob[s] for s in ds.splits])
+  assert abs(y.mean() - p.mean()) < 0.03               # labels are Bernoulli(p)
+  assert ds.info['test/oracle_auc'] == pytest.approx(M.auc(ds.splits['test'].arrays['label'],
+                                                           ds.oracle_prob['test']))

@@ -115,6 +115,14 @@ def _synthetic(data_cfg):
   return synthetic.load(data_cfg.synthetic)
 
 
+@register_dataset('synthetic_intensity')
+def _synthetic_intensity(data_cfg):
+  """The planted-interest generator (config.data.synthetic) with the click on the summed
+  relevance of the history (data/synthetic.py, relevance 'sum')."""
+  from seqrec_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  return synthetic.load(data_cfg.synthetic, relevance='sum')
+
+
 @register_dataset('mmoe_synthetic')
 def _mmoe_synthetic(data_cfg):
   from seqrec_jax.data import mmoe_synthetic  # pylint: disable=g-import-not-at-top

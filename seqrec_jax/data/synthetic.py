@@ -9,9 +9,19 @@ Generative story (all ids start at 1; 0 is padding):
     impression j sees the newest `max_len` behaviours strictly before it, newest last.
   * The target is an item of a uniformly chosen interest (prob `target_interest_prob`, so
     rare interests are targeted as often as dominant ones) or a uniform random item.
-  * Click probability depends on the *most relevant* behaviour (local activation):
+  * Click probability depends on the *most relevant* behaviour (local activation), relevance
+    'max' (dataset `synthetic`):
         p = sigmoid(alpha * max_j <v_target, v_hist_j> + beta + b_target)
     Mean pooling dilutes a rare interest by its share of the history; attention need not.
+  * Or, relevance 'sum' (dataset `synthetic_intensity`), on the *summed* relevance of the
+    history, so the intensity of an interest (how many relevant behaviours) matters:
+        r_j = max(0, (<v_target, v_hist_j> - TAU) / (1 - TAU)),   TAU = 0.5
+        p = sigmoid(alpha * sum_j r_j / INTENSITY + beta + b_target)
+    A same-category behaviour has r_j ~ 0.9, an unrelated one mostly 0; INTENSITY = 10 such
+    behaviours give the 'max' generator's logit of one exact match. Doubling the relevant
+    behaviours raises p, which a softmax-normalised attention (a weighted average of the
+    history) cannot see; DIN's unnormalised weights can (the DIN paper's reason for no
+    softmax, Sec. 4.3).
 Because p is known, AUC(labels, p) is the Bayes-optimal (oracle) AUC of every split.
 Splits are by user (80/10/10 by default), so valid/test users are never seen in training.
 """
@@ -28,17 +38,39 @@ DEFAULTS = dict(
     impressions_per_user=10, max_interests=5, latent_dim=8, item_noise=0.2,
     noise_behaviour_prob=0.1, target_interest_prob=0.5, alpha=5.0, beta=-2.5,
     item_bias_std=0.1, valid_frac=0.1, test_frac=0.1, seed=0)
+RELEVANCE = {'max': 'synthetic', 'sum': 'synthetic_intensity'}   # -> the dataset's name
+TAU, INTENSITY = 0.5, 10.0
 
 
 def _normalise(x):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
+def click_prob(v, item_bias, target, hist, mask, alpha: float, beta: float,
+               relevance: str = 'max') -> np.ndarray:
+  """The click probability p [N] of impressions: item vectors v [I + 1, k], item_bias [I + 1],
+  target [N], hist [N, L] item ids, mask [N, L] (True = real behaviour); see the module doc.
+  A row without behaviours has relevance 0."""
+  sim = np.einsum('nd,nld->nl', v[target], v[hist])                     # [N, L]
+  if relevance == 'max':
+    rel = np.where(mask, sim, -1.0).max(1) if hist.shape[1] else np.zeros(len(target))
+    rel = np.where(mask.any(1), rel, 0.0)
+  elif relevance == 'sum':
+    r = np.maximum(0.0, (sim - TAU) / (1.0 - TAU))
+    rel = np.where(mask, r, 0.0).sum(1) / INTENSITY
+  else:
+    raise ValueError(f'synthetic: relevance={relevance!r}; choose from {sorted(RELEVANCE)}')
+  return 1.0 / (1.0 + np.exp(-(alpha * rel + beta + item_bias[target])))
+
+
 def generate(num_users, num_items, num_cates, max_len, min_len, impressions_per_user,
              max_interests, latent_dim, item_noise, noise_behaviour_prob,
              target_interest_prob, alpha, beta, item_bias_std, valid_frac, test_frac,
-             seed) -> Dataset:
-  """Generates the dataset. `num_items`/`num_cates` count real ids (vocab = count + 1)."""
+             seed, relevance: str = 'max') -> Dataset:
+  """Generates the dataset. `num_items`/`num_cates` count real ids (vocab = count + 1);
+  relevance 'max' (dataset synthetic) or 'sum' (synthetic_intensity)."""
+  if relevance not in RELEVANCE:
+    raise ValueError(f'synthetic: relevance={relevance!r}; choose from {sorted(RELEVANCE)}')
   if min_len < 0 or min_len > max_len:
     raise ValueError(f'synthetic: min_len={min_len} must be in [0, max_len={max_len}]')
   if max_interests < 1 or max_interests > num_cates:
@@ -87,10 +119,7 @@ def generate(num_users, num_items, num_cates, max_len, min_len, impressions_per_
   t_int = item_of_cate(interests[users, j])
   target = np.where(rng.random(n) < target_interest_prob, t_int,
                     rng.integers(1, num_items + 1, size=n))
-  sim = np.einsum('nd,nld->nl', v[target], v[hist])
-  rel = np.where(mask, sim, -1.0).max(1) if max_len else np.zeros(n)
-  rel = np.where(mask.any(1), rel, 0.0)
-  p = 1.0 / (1.0 + np.exp(-(alpha * rel + beta + item_bias[target])))
+  p = click_prob(v, item_bias, target, hist, mask, alpha, beta, relevance)
   label = (rng.random(n) < p).astype(np.float32)
 
   arrays = dict(
@@ -102,7 +131,7 @@ def generate(num_users, num_items, num_cates, max_len, min_len, impressions_per_
   n_test, n_valid = int(num_users * test_frac), int(num_users * valid_frac)
   split_users = {'test': perm[:n_test], 'valid': perm[n_test:n_test + n_valid],
                  'train': perm[n_test + n_valid:]}
-  splits, info = {}, {'generator': 'planted-interest', 'seed': seed}
+  splits, info = {}, {'generator': 'planted-interest', 'relevance': relevance, 'seed': seed}
   for name, us in split_users.items():
     rows = np.flatnonzero(np.isin(users, us))
     splits[name] = ArraySplit({k: a[rows] for k, a in arrays.items()})
@@ -114,9 +143,9 @@ def generate(num_users, num_items, num_cates, max_len, min_len, impressions_per_
   spec = DataSpec(num_users=num_users + 1, num_items=num_items + 1, num_cates=num_cates + 1,
                   max_len=max_len, tasks=(Task('click'),))
   oracle = {name: p[np.flatnonzero(np.isin(users, us))] for name, us in split_users.items()}
-  return Dataset('synthetic', spec, splits, info, oracle_prob=oracle)
+  return Dataset(RELEVANCE[relevance], spec, splits, info, oracle_prob=oracle)
 
 
-def load(cfg) -> Dataset:
+def load(cfg, relevance: str = 'max') -> Dataset:
   """Builds the dataset from `config.data.synthetic` (a ConfigDict with DEFAULTS' keys)."""
-  return generate(**{k: cfg[k] for k in DEFAULTS})
+  return generate(**{k: cfg[k] for k in DEFAULTS}, relevance=relevance)
