@@ -43,10 +43,11 @@ from seqrec_jax.data import video
 FLAGS = flags.FLAGS
 CONFIG = 'seqrec_jax/configs/multitask.py:video,mmoe'
 TASKS = ('click', 'like', 'watch', 'completion')
+WATCH_HEADS = ('soft_label', 'weighted', 'regression')   # data.video.watch_head
 K = 5
 UTILITY_W = (1.0, 3.0, 1.0 / 30.0)     # click, like, watch seconds
-FILES = ('table.md', 'table.csv', 'fusion.md', 'fusion.csv', 'prerank.md', 'prerank.csv',
-         'models.png', 'fusion.png')
+FILES = ('table.md', 'table.csv', 'heads.md', 'heads.csv', 'fusion.md', 'fusion.csv',
+         'prerank.md', 'prerank.csv', 'models.png', 'fusion.png')
 
 
 FITS = {'video': 'data/video.py\'s generator: click, like, watch time, completion and the '
@@ -64,13 +65,20 @@ def define_flags():
   flags.adopt_module_key_flags(sweep)
 
 
+# Trained to convergence: up to MAX_EPOCHS, evaluated every epoch (218 steps of 512 rows),
+# stopped after PATIENCE evaluations without a better valid click AUC; the best state is
+# reported (before 2026-12-06: 2 epochs, models at click AUC 0.59 against the oracle's 0.785).
+MAX_EPOCHS, PATIENCE, EPOCH_STEPS = 20.0, 2, 218
+
+
 def base_overrides(num_steps: int = -1) -> dict:
   o = {'data.name': 'video', 'data.tasks': TASKS, 'model.input': 'pool',
        'model.pooling': 'mean', 'model.use_user_embedding': True, 'model.embed_dim': 8,
        'model.experts': 4, 'model.expert_hidden': (32,), 'model.tower_hidden': (16,),
        'model.shared_experts': 2, 'model.specific_experts': 1, 'model.lhuc_inputs': ('user',),
        'data.batch_size': 512, 'data.eval_batch_size': 4096, 'optim.learning_rate': 3e-3,
-       'train.num_epochs': 2.0, 'train.eval_every': 218, 'train.checkpoint_every': 10**9,
+       'train.num_epochs': MAX_EPOCHS, 'train.eval_every': EPOCH_STEPS,
+       'train.patience': PATIENCE, 'train.checkpoint_every': 10**9,
        'train.log_every': 50, 'train.select_task': 'click', 'train.select_metric': 'auc',
        'train.save_predictions': True, 'train.progress': False}
   if num_steps > 0:
@@ -101,6 +109,11 @@ def make_cells(seeds: int, num_steps: int = -1, extra=None) -> list[sweep.Cell]:
                              'model.senet_excitation': 'sigmoid', 'model.lhuc': 'none'}, s))
     cells.append(sweep.Cell({'model': 'prerank', 'senet': False, 'lhuc': False},
                             {**base, 'model.name': 'prerank'}, s))
+    # The watch-time head (data/video.py WATCH_HEADS) on the baseline MMoE; soft_label (the
+    # course notes' form) is the mmoe cell above.
+    for head in WATCH_HEADS[1:]:
+      cells.append(sweep.Cell({'model': 'mmoe', 'senet': False, 'lhuc': False, 'watch': head},
+                              {**base, 'model.name': 'mmoe', 'data.video.watch_head': head}, s))
   for c in cells:
     c.overrides.update(extra or {})
   return cells
@@ -108,7 +121,8 @@ def make_cells(seeds: int, num_steps: int = -1, extra=None) -> list[sweep.Cell]:
 
 def _label(g: dict) -> str:
   senet = {True: ' +SENet', 'sigmoid': ' +SENet(sigmoid)'}.get(g['senet'], '')
-  return g['model'] + senet + (' +LHUC' if g['lhuc'] else '')
+  watch = f' [watch: {g["watch"]}]' if g.get('watch', 'soft_label') != 'soft_label' else ''
+  return g['model'] + senet + (' +LHUC' if g['lhuc'] else '') + watch
 
 
 def video_config(extra=None):
@@ -122,6 +136,7 @@ def _oracle(vcfg=None):
 
 
 def model_metrics(preds, labels, orc) -> dict:
+  """The models table's metrics of predictions [N, 4] (click, like, watch, completion)."""
   return {'click AUC': M.auc(labels[:, 0], preds[:, 0]),
           'like AUC': M.auc(labels[:, 1], preds[:, 1]),
           'watch order AUC': M.order_auc(labels[:, 2], preds[:, 2]),
@@ -207,23 +222,29 @@ def report(records, outdir: str, wall: float, vcfg=None) -> str:
   oracle_row = model_metrics(o, y[:, :4], orc)
   keys = list(oracle_row)
   lines = ['### Short-video study: models against the oracle (test; mean [95% CI] over seeds)',
-           '', '| model | seeds | ' + ' | '.join(keys) + ' |', '|' + '---|' * (len(keys) + 2)]
-  csv = ['model,seeds,' + ','.join(keys)]
+           '', '| model | seeds | ' + ' | '.join(keys) + ' | click AUC gap to oracle |',
+           '|' + '---|' * (len(keys) + 3)]
+  csv = ['model,seeds,' + ','.join(keys) + ',click_auc_gap']
+  heads = {lab: by_seed for lab, by_seed in per.items() if '[watch:' in lab}
   for lab, by_seed in per.items():
+    if lab in heads:
+      continue
     vals = [_ci([by_seed[s][k] for s in by_seed]) for k in keys]
-    lines.append(f'| {lab} | {len(by_seed)} | ' + ' | '.join(vals) + ' |')
+    gap = _ci([oracle_row['click AUC'] - by_seed[s]['click AUC'] for s in by_seed])
+    lines.append(f'| {lab} | {len(by_seed)} | ' + ' | '.join(vals) + f' | {gap} |')
     csv.append(f'{lab},{len(by_seed)},' + ','.join(
-        f'{np.mean([by_seed[s][k] for s in by_seed]):.6f}' for k in keys))
+        f'{np.mean([by_seed[s][k] for s in by_seed]):.6f}' for k in keys) +
+        f',{oracle_row["click AUC"] - np.mean([by_seed[s]["click AUC"] for s in by_seed]):.6f}')
   lines.append('| oracle (expected labels) | - | ' + ' | '.join(
-      f'{oracle_row[k]:.4f}' for k in keys) + ' |')
-  csv.append('oracle,0,' + ','.join(f'{oracle_row[k]:.6f}' for k in keys))
+      f'{oracle_row[k]:.4f}' for k in keys) + ' | 0 |')
+  csv.append('oracle,0,' + ','.join(f'{oracle_row[k]:.6f}' for k in keys) + ',0')
   lines += ['', 'Paired differences against the same architecture without SENet / LHUC '
             '(mean [95% CI] over seeds; * = resolved):', '',
             '| model | click AUC diff | watch order AUC diff | watch Spearman vs oracle diff |',
             '|---|---|---|---|']
   for lab, by_seed in per.items():
     base = lab.split(' ')[0]
-    if lab == base or base not in per:
+    if lab == base or base not in per or lab in heads:
       continue
     cols = []
     for k in ('click AUC', 'watch order AUC', 'watch Spearman vs oracle'):
@@ -231,19 +252,103 @@ def report(records, outdir: str, wall: float, vcfg=None) -> str:
                                          {s: v[k] for s, v in per[base].items()})))
     lines.append(f'| {lab} vs {base} | ' + ' | '.join(cols) + ' |')
   cell_wall = sum(r.get('wall_seconds', 0.0) for r in records)
-  lines += ['', f'Cells: {len(records)}; steps per cell: {records[0]["summary"]["steps"]}; '
-            f'summed cell wall time {cell_wall / 60:.1f} min; this invocation '
-            f'{wall / 60:.1f} min. Config and command of every cell: `{outdir}/cells/*.json`.']
+  epochs = [r['summary']['steps'] / EPOCH_STEPS for r in records]
+  best = [r['summary']['best_step'] / EPOCH_STEPS for r in records]
+  lines += ['', f'Cells: {len(records)}; each trained until {PATIENCE} epochs without a better '
+            f'valid click AUC (at most {MAX_EPOCHS:g}): {min(epochs):.0f}-{max(epochs):.0f} '
+            f'epochs, best state at epoch {min(best):.0f}-{max(best):.0f} (reported); summed '
+            f'cell wall time {cell_wall / 60:.1f} min; this invocation {wall / 60:.1f} min. '
+            f'Config and command of every cell: `{outdir}/cells/*.json`.']
   os.makedirs(outdir, exist_ok=True)
   with open(os.path.join(outdir, 'table.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
   with open(os.path.join(outdir, 'table.csv'), 'w') as f:
     f.write('\n'.join(csv) + '\n')
   text = '\n'.join(lines)
+  text += '\n\n' + heads_report(per, preds_of, orc, outdir, vcfg)
   text += '\n\n' + fusion_report(preds_of, orc, outdir, vcfg.candidates)
   text += '\n\n' + prerank_report(preds_of, orc, outdir)
   plot(per, oracle_row, outdir)
   return text
+
+
+def notes_optimum(orc, vcfg, draws: int = 4000, chunk: int = 2048) -> np.ndarray:
+  """[N] what a perfect model of the notes' soft-label loss serves: exp(z*) = E[y] / E[1 - y],
+  y = t / (1 + t), t = r D, r ~ Beta(kappa m, kappa (1 - m)) (data/video.py), by Monte Carlo
+  with `draws` draws per impression (fixed seed)."""
+  rng = np.random.default_rng(0)
+  m, d, k = orc['completion'], orc['duration'], float(vcfg.kappa)
+  out = np.empty(len(m))
+  for lo in range(0, len(m), chunk):
+    sl = slice(lo, lo + chunk)
+    r = rng.beta(k * m[sl, None], k * (1 - m[sl, None]), (len(m[sl]), draws))
+    y = (r * d[sl, None]) / (1 + r * d[sl, None])
+    out[sl] = y.mean(1) / (1 - y).mean(1)
+  return out
+
+
+def head_metrics(served, orc) -> dict:
+  """The served watch time [N] against the oracle's E[t] [N]: rank correlation and
+  calibration."""
+  e = orc['watch']
+  ratio = served / e
+  return {'Spearman vs E[t]': M.spearman(e, served), 'MAE vs E[t] (s)': M.mae(e, served),
+          'mean served / mean E[t]': float(served.mean() / e.mean()),
+          'median served / E[t]': float(np.median(ratio)),
+          'served / E[t], 10th-90th pct': (float(np.quantile(ratio, 0.1)),
+                                           float(np.quantile(ratio, 0.9)))}
+
+
+def heads_report(per, preds_of, orc, outdir: str, vcfg) -> str:
+  """The watch-time heads (data.video.watch_head) of the baseline MMoE against E[t]."""
+  labs = {'soft_label': 'mmoe'} | {h: f'mmoe [watch: {h}]' for h in WATCH_HEADS[1:]}
+  got = {h: {s: head_metrics(p[:, 2], orc) for s, p in preds_of[lab].items()}
+         for h, lab in labs.items() if lab in preds_of}
+  keys = ('Spearman vs E[t]', 'MAE vs E[t] (s)', 'mean served / mean E[t]',
+          'median served / E[t]')
+  lines = ['### Watch-time heads of the MMoE baseline: served value against the oracle E[t] '
+           '(test; mean [95% CI] over seeds)', '',
+           '| head (data.video.watch_head) | loss | served | ' + ' | '.join(keys) +
+           ' | served / E[t], 10th-90th pct | click AUC |', '|' + '---|' * (len(keys) + 5)]
+  csv = ['head,' + ','.join(keys).replace(' ', '_') + ',click_auc']
+  form = {'soft_label': ('BCE(t / (1 + t))', 'exp(z)'),
+          'weighted': ('(1 + t) BCE(t / (1 + t))', 'exp(z)'),
+          'regression': ('MSE(t)', 'z')}
+  for h, by_seed in got.items():
+    pct = [np.mean([by_seed[s]['served / E[t], 10th-90th pct'][i] for s in by_seed])
+           for i in (0, 1)]
+    click = _ci([per[labs[h]][s]['click AUC'] for s in by_seed])
+    lines.append(f'| {h} | {form[h][0]} | {form[h][1]} | ' + ' | '.join(
+        _ci([by_seed[s][k] for s in by_seed]) for k in keys) +
+        f' | {pct[0]:.3f}-{pct[1]:.3f} | {click} |')
+    csv.append(f'{h},' + ','.join(f'{np.mean([by_seed[s][k] for s in by_seed]):.6f}'
+                                  for k in keys) +
+               f',{np.mean([per[labs[h]][s]["click AUC"] for s in by_seed]):.6f}')
+  for name, served in (('perfect soft_label model: E[y] / E[1 - y]', notes_optimum(orc, vcfg)),
+                       ('perfect weighted or regression model: E[t]', orc['watch'])):
+    hm = head_metrics(served, orc)
+    lines.append(f'| {name} | - | - | ' + ' | '.join(f'{hm[k]:.4f}' for k in keys) +
+                 f' | {hm["served / E[t], 10th-90th pct"][0]:.3f}-'
+                 f'{hm["served / E[t], 10th-90th pct"][1]:.3f} | - |')
+    csv.append(f'{name.split(":")[0]},' + ','.join(f'{hm[k]:.6f}' for k in keys) + ',')
+  base = got.get('soft_label', {})
+  lines += ['', 'Paired differences against the soft_label head (mean [95% CI] over seeds; '
+            '* = resolved):', '', '| head | Spearman vs E[t] diff | MAE vs E[t] diff | '
+            'click AUC diff |', '|---|---|---|---|']
+  for h, by_seed in got.items():
+    if h == 'soft_label' or not base:
+      continue
+    cols = [_diff(M.paired_diff_ci({s: v[k] for s, v in by_seed.items()},
+                                   {s: v[k] for s, v in base.items()}))
+            for k in ('Spearman vs E[t]', 'MAE vs E[t] (s)')]
+    cols.append(_diff(M.paired_diff_ci({s: per[labs[h]][s]['click AUC'] for s in by_seed},
+                                       {s: per['mmoe'][s]['click AUC'] for s in base})))
+    lines.append(f'| {h} vs soft_label | ' + ' | '.join(cols) + ' |')
+  with open(os.path.join(outdir, 'heads.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  with open(os.path.join(outdir, 'heads.csv'), 'w') as f:
+    f.write('\n'.join(csv) + '\n')
+  return '\n'.join(lines)
 
 
 def fusion_report(preds_of, orc, outdir: str, candidates: int | None = None) -> str:

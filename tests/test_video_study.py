@@ -9,11 +9,28 @@ from experiments import video
 
 def test_cells_pair_by_seed():
   cells = video.make_cells(5)
-  assert len(cells) == 5 * 10 and {c.seed for c in cells} == set(range(5))
+  assert len(cells) == 5 * 12 and {c.seed for c in cells} == set(range(5))
   groups = {tuple(sorted(c.group.items())) for c in cells}
-  assert len(groups) == 10
+  assert len(groups) == 12
   for c in cells:
     assert c.overrides['train.save_predictions'] and 'seed' not in c.overrides
+    assert c.overrides['train.patience'] == video.PATIENCE
+  heads = {c.overrides.get('data.video.watch_head', 'soft_label') for c in cells}
+  assert heads == set(video.WATCH_HEADS)
+
+
+def test_notes_optimum_is_below_expected_watch_time():
+  """A perfect soft-label model serves E[y] / E[1 - y] (y = t / (1 + t)): E[t] when t barely
+  varies (kappa large), below it when t varies (t / (1 + t) is concave)."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  m, d = np.array([0.2, 0.5, 0.8]), np.array([10.0, 30.0, 100.0])
+  orc = {'completion': m, 'duration': d, 'watch': m * d}
+  tight = video.notes_optimum(orc, ml_collections.ConfigDict({'kappa': 1e6}), draws=2000)
+  np.testing.assert_allclose(tight, m * d, rtol=0.02)
+  loose = video.notes_optimum(orc, ml_collections.ConfigDict({'kappa': 4.0}), draws=2000)
+  assert (loose < m * d).all() and (loose / (m * d)).mean() < 0.85
+  hm = video.head_metrics(m * d, orc)
+  assert hm['Spearman vs E[t]'] == pytest.approx(1.0) and hm['mean served / mean E[t]'] == 1.0
 
 
 def test_topk_utility_and_recall_hand_cases():
