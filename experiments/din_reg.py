@@ -42,7 +42,7 @@ import time
 from absl import app, flags, logging
 import numpy as np
 
-from experiments import din_table, publish, resolved, sweep
+from experiments import din_table, report, stats, study, sweep
 from seqrec_jax import xla_cpu
 from seqrec_jax.configs import define_override_flag, study_overrides
 
@@ -91,7 +91,9 @@ GRIDS = {
 # din_table's generator with a 20x larger item vocabulary (1000 users' worth of rare items).
 SYNTHETIC_VOCAB = {'data.synthetic.num_items': 20000, 'data.synthetic.num_cates': 100}
 METRICS = ('eval/test/gauc', 'eval/test/auc', 'eval/test/logloss', 'eval/valid/gauc',
-           'best_step', 'wall_seconds')
+           'best_step')
+SCALED = ('L2', 'MBA')            # strengths on a log grid: an edge choice extends it
+EXTENSIONS = 1                    # at most this many extra steps past an edge
 RESOLVE = ('eval/test/gauc', 'eval/test/auc', 'eval/test/logloss')
 
 
@@ -148,16 +150,58 @@ def tuning_cells(dataset: str, num_steps: int = -1, regs=REGS, extra=None
   return out
 
 
-def choose(records: list[dict]) -> dict[tuple[str, str], object]:
-  """(model, reg) -> the grid value with the best valid GAUC (ties: the first)."""
+def choose(cells: list[dict]) -> dict[tuple[str, str], object]:
+  """(model, reg) -> the tried value with the best valid GAUC on seed 0 (ties: the smallest);
+  cells: records or cells.csv rows."""
   best: dict[tuple[str, str], tuple[float, object]] = {}
-  for r in records:
-    g = r['group']
-    v = r['summary'].get('eval/valid/gauc', -math.inf)
+  for c in cells:
+    g = c.get('group', c)
+    if c['seed'] != 0:
+      continue
+    v = c['summary'].get('eval/valid/gauc', -math.inf) if 'summary' in c else c['eval/valid/gauc']
     key = (g['model'], g['reg'])
-    if key not in best or v > best[key][0]:
+    if key not in best or v > best[key][0] or (v == best[key][0] and g['value'] is not None
+                                               and g['value'] < best[key][1]):
       best[key] = (v, g['value'])
   return {k: v for k, (_, v) in best.items()}
+
+
+def edges(cells: list[dict]) -> dict[tuple[str, str], str]:
+  """(model, reg) -> 'low'/'high' when its chosen value is the smallest/largest of a grid of
+  several values it tried (the grid was extended up to EXTENSIONS times and still ends there)."""
+  chosen, tried = choose(cells), {}
+  for c in cells:
+    g = c.get('group', c)
+    if c['seed'] == 0 and g['value'] is not None:
+      tried.setdefault((g['model'], g['reg']), set()).add(g['value'])
+  return {k: ('low' if chosen[k] == min(v) else 'high' if chosen[k] == max(v) else '')
+          for k, v in tried.items() if len(v) > 1}
+
+
+def tune(dataset: str, run, num_steps: int = -1, regs=REGS, extra=None) -> list[dict]:
+  """The tuning cells of `regs` (seed 0): every grid value; a strength (L2, MBA) chosen on the
+  edge of its grid extends it x (the grid's ratio) that way, up to EXTENSIONS times
+  (stats.select_on_grids). run(cells) -> records. Returns every tuning record."""
+  records = run(tuning_cells(dataset, num_steps, regs, extra))
+  grids_ = {(m, reg): grids(dataset)[reg] for m, _ in MODELS for reg in regs
+            if reg in SCALED and len(grids(dataset)[reg]) > 1}
+
+  def score(todo):
+    new = {k: v for k, v in todo.items() if not set(v) <= set(grids_[k])}
+    if new:
+      records.extend(run([cell(dataset, m, reg, v, 0, num_steps, extra)
+                          for (m, reg), vs in new.items() for v in vs]))
+    got = {}
+    for r in records:
+      g = r['group']
+      if (g['model'], g['reg']) in todo:
+        got.setdefault((g['model'], g['reg']), {})[g['value']] = r['summary'].get(
+            'eval/valid/gauc', -math.inf)
+    return {k: {v: got[k][v] for v in vs} for k, vs in todo.items()}
+
+  if grids_:
+    stats.select_on_grids(grids_, score, higher_better=True, cap=EXTENSIONS)
+  return records
 
 
 def final_cells(dataset: str, chosen: dict, seeds: int, num_steps: int = -1,
@@ -167,14 +211,14 @@ def final_cells(dataset: str, chosen: dict, seeds: int, num_steps: int = -1,
           if (model, reg) in chosen and reg in regs]
 
 
-def row_label(rec) -> str:
-  g = rec['group']
+def row_label(c) -> str:
+  g = c.get('group', c)
   return f"{g['model']} / {g['reg']}" + ('' if g['value'] is None else f" ({g['value']:g})")
 
 
 def curves(rec: dict, outdir: str) -> dict[str, np.ndarray]:
   """Train data loss (loss - reg_loss) per log step and valid logloss per eval of one cell."""
-  workdir, run = resolved.cell_workdir(rec, outdir)
+  workdir, run = rec.get('workdir') or os.path.join(outdir, 'work', rec['id']), rec.get('run')
   tr, va = [], []
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     for line in f:
@@ -224,78 +268,114 @@ def plot_fig4(records: list[dict], outdir: str, dataset: str) -> None:
     ax.set_ylabel('logloss (data term)')
     ax.legend(fontsize=7, title='solid: valid; dashed: train (batch, EMA 0.3)',
               title_fontsize=7)
-  sweep.save_figure(fig, os.path.join(outdir, 'fig4.png'))
+  report.save_figure(fig, os.path.join(outdir, 'fig4.png'))
 
 
-def grid_table(records: list[dict], outdir: str, dataset: str) -> str:
+def grid_table(cells: list[dict], outdir: str, dataset: str) -> str:
+  """grid.md: every tuning cell (seed 0), its valid GAUC; the chosen value marked, and any
+  still on the edge of its (extended) grid."""
+  chosen, edge = choose(cells), edges(cells)
   lines = [f'#### {dataset}: tuning cells (seed 0), valid GAUC per value', '',
-           '| Model | regulariser | value | valid GAUC | test GAUC | best step |',
-           '|---|---|---|---|---|---|']
-  for r in records:
-    g, s = r['group'], r['summary']
-    value = '-' if g['value'] is None else f"{g['value']:g}"
-    lines.append(f"| {g['model']} | {g['reg']} | {value} | {s['eval/valid/gauc']:.4f} | "
-                 f"{s['eval/test/gauc']:.4f} | {s['best_step']} |")
+           '| Model | regulariser | value | valid GAUC | test GAUC | best step | chosen |',
+           '|---|---|---|---|---|---|---|']
+  for c in sorted((c for c in cells if c['seed'] == 0), key=_table_order):
+    key = (c['model'], c['reg'])
+    value = '-' if c['value'] is None else f"{c['value']:g}"
+    mark = ''
+    if chosen.get(key) == c['value'] and c['value'] is not None:
+      mark = 'yes' + (f' (at the {edge[key]} edge)' if edge.get(key) else '')
+    lines.append(f"| {c['model']} | {c['reg']} | {value} | {c['eval/valid/gauc']:.4f} | "
+                 f"{c['eval/test/gauc']:.4f} | {c['best_step']:.0f} | {mark} |")
+  left = sorted(k for k, v in edge.items() if v)
+  lines += ['', f'A strength chosen on the edge of its grid extends the grid one step that way '
+            f'(x the grid ratio) and reruns, up to {EXTENSIONS} times (stats.select_on_grids). '
+            + (f'Still at an edge: {", ".join(f"{m} {r}" for m, r in left)}.' if left else
+               'No choice is left at an edge.')]
   text = '\n'.join(lines) + '\n'
   with open(os.path.join(outdir, 'grid.md'), 'w') as f:
     f.write(text)
   return text
 
 
-def report(dataset: str, tuning: list[dict], records: list[dict], outdir: str,
-           seeds: int) -> str:
-  for r in records:
-    r['summary']['wall_seconds'] = r.get('wall_seconds', float('nan'))
-  rows = sweep.aggregate([dict(r, group={'row': row_label(r)}) for r in records], METRICS)
+def _final(cells: list[dict]) -> list[dict]:
+  """The cells of the chosen value of every (model, reg): the table's runs."""
+  chosen = choose(cells)
+  return sorted((c for c in cells if chosen.get((c['model'], c['reg']), 0) == c['value']),
+                key=_table_order)
+
+
+def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
+  del results
+  dataset = ctx['dataset']
+  final = _final(cells)
+  seeds = max(c['seed'] for c in final) + 1
+  for c in final:
+    c['row'] = row_label(c)
+  rows = report.aggregate_cells(final, ('row',), METRICS + ('wall_seconds',), modal=RESOLVE)
   for r in rows:               # step and seconds: the mean only
     r.pop('best_step_std', None)
     r.pop('wall_seconds_std', None)
-  table = sweep.write_table(
+  edge = edges(cells)
+  for r, c in zip(rows, [next(c for c in final if c['row'] == r['row']) for r in rows]):
+    if edge.get((c['model'], c['reg'])):
+      r['row'] += f' (edge: {edge[(c["model"], c["reg"])]})'
+  oracle = final[0].get('oracle/test/oracle_gauc')
+  notes = '' if not (isinstance(oracle, float) and oracle == oracle) else (
+      f'Oracle (true click probability) on this test split: GAUC {oracle:.4f}, AUC '
+      f"{final[0]['oracle/test/oracle_auc']:.4f}. ")
+  notes += ('Comparisons: resolved.md (each regulariser vs none), resolved_vs_mba.md, '
+            'resolved_din_vs_base.md; tuning: grid.md; per-cell values: cells.csv.')
+  report.write_table(
       rows, [('Model / regulariser (value)', 'row'), ('seeds', 'n_seeds'),
              ('test GAUC', 'eval/test/gauc'), ('test AUC', 'eval/test/auc'),
              ('test logloss', 'eval/test/logloss'), ('valid GAUC', 'eval/valid/gauc'),
              ('best step', 'best_step'), ('s/run', 'wall_seconds')],
-      outdir, title=f'{dataset}: test metrics (mean ± std over {seeds} seeds)')
-  res = ''
+      outdir, title=f'{dataset}: test metrics (mean ± std over {seeds} seeds)', notes=notes)
+  grid_table(cells, outdir, dataset)
+  return ['table.md', 'table.csv', 'grid.md']
+
+
+def families(cells, dataset: str) -> list[report.Family]:
+  """Three tables, one Holm family each: every regulariser vs none, the others vs MBA (per
+  model), DIN vs BaseModel without regularisation."""
+  del dataset
+  final = _final(cells)
+  label = {(c['model'], c['reg']): row_label(c) for c in final}
+  vs_none, vs_mba = [], []
   for model, _ in MODELS:
-    mine = [r for r in records if r['group']['model'] == model]
-    base = next((row_label(r) for r in mine if r['group']['reg'] == 'none'), None)
-    comp = resolved.compare(mine, row_label, base, outdir, RESOLVE)
-    res += resolved.markdown(comp, RESOLVE, f'#### {dataset}: {model}, each regulariser vs none')
-    res += '\n'
-    mba = next((row_label(r) for r in mine if r['group']['reg'] == 'MBA'), None)
-    comp = [c for c in resolved.compare(mine, row_label, mba, outdir, RESOLVE)
-            if c['row'] != base]
-    res += resolved.markdown(comp, RESOLVE, f'#### {dataset}: {model}, the other regularisers '
-                             'vs MBA') + '\n'
-  din_vs_base = resolved.compare(
-      [r for r in records if r['group']['reg'] == 'none'], row_label, 'BaseModel / none',
-      outdir, RESOLVE)
-  res += resolved.markdown(din_vs_base, RESOLVE, f'#### {dataset}: DIN vs BaseModel, no '
-                           'regularisation')
-  with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
-    f.write(res)
-  grid = grid_table(tuning, outdir, dataset)
-  oracle = records[0]['summary'].get('oracle/test/oracle_gauc') if records else None
-  if oracle:
-    table += (f'\nOracle (true click probability) on this test split: GAUC {oracle:.4f}, AUC '
-              f"{records[0]['summary']['oracle/test/oracle_auc']:.4f}.\n")
-  plot_fig4(list({r['id']: r for r in tuning + records}.values()), outdir, dataset)
-  return table + '\n' + res + '\n' + grid
+    none, mba = label.get((model, 'none')), label.get((model, 'MBA'))
+    vs_none += [(label[(model, r)], none) for r in REGS[1:] if none and (model, r) in label]
+    vs_mba += [(label[(model, r)], mba) for r in REGS[1:-1] if mba and (model, r) in label]
+  base = [(label[('DIN', 'none')], label[('BaseModel', 'none')])] if {
+      ('DIN', 'none'), ('BaseModel', 'none')} <= set(label) else []
+  # Only the chosen values' cells carry a row label the pairs name; the others are tuning.
+  lab = lambda c: row_label(c) if (c['model'], c['reg']) in label else ''
+  return [report.Family('resolved', 'Each regulariser vs none (same model)', vs_none, RESOLVE,
+                        lab),
+          report.Family('resolved_vs_mba', 'The other regularisers vs MBA (same model)', vs_mba,
+                        RESOLVE, lab),
+          report.Family('resolved_din_vs_base', 'DIN vs BaseModel, no regularisation', base,
+                        RESOLVE, lab)]
+
+
+def figures(cells, records, outdir: str) -> list[str]:
+  del cells
+  plot_fig4(records, outdir, os.path.basename(os.path.normpath(outdir)))
+  return ['fig4.png']
+
+
+STUDY = study.Study('din_reg', METRICS + ('oracle/test/oracle_gauc', 'oracle/test/oracle_auc'),
+                    tables, families, (), figures)
 
 
 def load() -> str:
   return subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
 
 
-def result_files(datasets) -> list[str]:
-  return ['report.md'] + [f'{d}/{n}' for d in datasets
-                          for n in ('table.md', 'table.csv', 'resolved.md', 'grid.md',
-                                    'fig4.png')]
 
 
 def _table_order(rec) -> tuple:
-  g = rec['group']
+  g = rec.get('group', rec)
   return ([m for m, _ in MODELS].index(g['model']), REGS.index(g['reg']), rec['seed'])
 
 
@@ -330,33 +410,22 @@ def main(argv):
   for regs in PHASES:
     for dataset in FLAGS.dataset:
       outdir = os.path.join(root, dataset)
-      tuning_all[dataset] += _run(tuning_cells(dataset, FLAGS.num_steps, regs,
-                                               extra[dataset]), dataset, outdir)
+      run = lambda cells, dataset=dataset, outdir=outdir: _run(cells, dataset, outdir)
+      tuning_all[dataset] += tune(dataset, run, FLAGS.num_steps, regs, extra[dataset])
       records_all[dataset] += _run(final_cells(dataset, choose(tuning_all[dataset]),
                                                FLAGS.seeds, FLAGS.num_steps, regs,
                                                extra[dataset]), dataset, outdir)
-  parts = []
+  publishes = (sweep.publishes() and set(FLAGS.dataset) == {'movielens', 'synthetic'}
+               and not FLAGS.override)
   for dataset in FLAGS.dataset:
     outdir = os.path.join(root, dataset)
-    tuning, records = tuning_all[dataset], records_all[dataset]
-    tuning.sort(key=_table_order)
-    records.sort(key=_table_order)
-    text = report(dataset, tuning, records, outdir, FLAGS.seeds)
-    cell_s = sum(r.get('wall_seconds', 0.0) for r in
-                 {r['id']: r for r in tuning + records}.values())
-    text += (f'\n{dataset}: the {len({r["id"] for r in tuning + records})} cells took '
-             f'{cell_s / 60:.1f} min wall in total (sum of per-cell times, run now or earlier).\n')
-    parts.append(text)
+    records = list({r['id']: r for r in tuning_all[dataset] + records_all[dataset]}.values())
+    study.study_main(STUDY, records, outdir, dataset,
+                     f'din_reg/{dataset}' if publishes else None)
   when = ('tables rebuilt from finished cells (--report_only)' if FLAGS.report_only
-          else f'this invocation (both datasets): {(time.time() - t0) / 60:.1f} min wall')
-  parts.append(f'Wall time, {when}. Load before: `{load0}`; after: `{load()}` (2 CPU cores '
-               'shared with other jobs).\n')
-  print('\n'.join(parts))
-  with open(os.path.join(root, 'report.md'), 'w') as f:
-    f.write('\n'.join(parts))
-  if (sweep.publishes() and set(FLAGS.dataset) == {'movielens', 'synthetic'}
-      and not FLAGS.override):
-    print('copied to', publish.publish(root, 'din_reg', result_files(FLAGS.dataset)))
+          else f'this invocation: {(time.time() - t0) / 60:.1f} min wall')
+  print(f'Wall time, {when}. Load before: `{load0}`; after: `{load()}` (2 CPU cores '
+        'shared with other jobs).')
 
 
 if __name__ == '__main__':

@@ -3,8 +3,9 @@ import json
 import os
 
 import numpy as np
+import pytest
 
-from experiments import din_reg, sweep
+from experiments import din_reg, study, sweep
 from seqrec_jax import evaluate
 from seqrec_jax.configs import load_config
 
@@ -42,23 +43,36 @@ def _fake_train(cfg, workdir):
           'eval/valid/gauc': g, 'best_step': 100}
 
 
-def test_choice_on_valid_tables_and_fig4(tmp_path):
+def test_choice_on_valid_edge_extension_tables_and_fig4(tmp_path):
   out = str(tmp_path / 'synthetic')
   spec = 'seqrec_jax/configs/din.py:synthetic'
   quiet = dict(train_fn=_fake_train, log=lambda *_: None)
-  tuning = sweep.run_sweep(spec, din_reg.tuning_cells('synthetic', 10), out, **quiet)
+  run = lambda cells: sweep.run_sweep(spec, cells, out, **quiet)
+  tuning = din_reg.tune('synthetic', run, 10)
   chosen = din_reg.choose(tuning)
   assert chosen[('DIN', 'MBA')] == 3.0 and chosen[('BaseModel', 'none')] is None
+  # L2 ties everywhere (no gain): the smallest value, the low edge, is extended once (1e-6).
+  l2 = sorted(r['group']['value'] for r in tuning
+              if r['group']['reg'] == 'L2' and r['group']['model'] == 'DIN')
+  assert l2 == pytest.approx([1e-6, 1e-5, 1e-4, 1e-3])
+  assert din_reg.edges(tuning)[('DIN', 'L2')] == 'low'
+  assert din_reg.edges(tuning)[('DIN', 'MBA')] == ''
   cells = din_reg.final_cells('synthetic', chosen, 3, 10)
   records = sweep.run_sweep(spec, cells, out, **quiet)
   assert len(records) == 2 * 5 * 3
   # Seed 0 of each final row is its tuning cell: not trained twice.
   assert {r['id'] for r in records if r['seed'] == 0} <= {r['id'] for r in tuning}
-  text = din_reg.report('synthetic', tuning, records, out, 3)
-  assert '| BaseModel / MBA (3) | 3 |' in text
-  mba = next(l for l in open(os.path.join(out, 'resolved.md')) if l.startswith('| DIN / MBA'))
-  assert mba.rstrip().endswith('GAUC, AUC, logloss |')     # resolved by both intervals
-  for name in ('table.md', 'grid.md', 'fig4.png'):
+  recs = list({r['id']: r for r in tuning + records}.values())
+  study.study_main(din_reg.STUDY, recs, out, 'synthetic')
+  text = open(os.path.join(out, 'table.md')).read()
+  assert '| BaseModel / MBA (3) | 3 |' in text and '| DIN / L2 (1e-06) (edge: low) | 3 |' in text
+  mba = next(l for l in open(os.path.join(out, 'resolved.md'))
+             if l.startswith('| DIN / MBA (3) | DIN / none | test GAUC |'))
+  assert mba.rstrip().endswith('| yes |')     # resolved by both intervals
+  assert 'users (200, ' in open(os.path.join(out, 'resolved.md')).read()
+  assert '| yes (at the low edge) |' in open(os.path.join(out, 'grid.md')).read()
+  for name in ('table.md', 'grid.md', 'fig4.png', 'resolved_vs_mba.md',
+               'resolved_din_vs_base.md', 'cells.csv', 'bootstrap.csv'):
     assert os.path.getsize(os.path.join(out, name)) > 0
   c = din_reg.curves(records[0], out)
   np.testing.assert_allclose(c['train'][:, 1], [0.665, 0.64, 0.615, 0.59])   # loss - reg_loss
