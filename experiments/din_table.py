@@ -34,7 +34,7 @@ import time
 from absl import app, flags, logging
 import numpy as np
 
-from experiments import publish, resolved, sweep
+from experiments import publish, report, stats, study, sweep
 from seqrec_jax import metrics, multirun, xla_cpu
 from seqrec_jax.configs import define_override_flag, study_overrides
 
@@ -84,9 +84,9 @@ PAPER = {
                            'DIN with Dice': 0.8871},
 }
 RESOLVE = ('eval/test/gauc', 'eval/test/auc', 'eval/test/logloss')   # vs BaseModel, per seed
-METRICS = ('eval/test/gauc', 'rela_impr', 'eval/test/auc', 'eval/test/logloss',
-           'eval/valid/gauc', 'peak_train_loss', 'best_step', 'params', 'examples_per_sec',
-           'wall_seconds')
+CELL_METRICS = ('eval/test/gauc', 'rela_impr', 'eval/test/auc', 'eval/test/logloss',
+                'eval/valid/gauc', 'peak_train_loss', 'best_step', 'params', 'examples_per_sec')
+METRICS = CELL_METRICS + ('wall_seconds',)      # the table's (wall_seconds: cells.csv's own)
 
 
 # The comparison's protocol, pinned here (not inherited from shared defaults that other
@@ -121,6 +121,7 @@ PAPER_EPOCHS = 1.0
 # Our deviation, labelled as such: BaseModel with the paper's SGD, decay, batch and clip but its
 # learning rate chosen on valid GAUC (mean over seeds) from this grid; 1.0 is the literal row.
 BASE_LR_GRID = (1.0, 0.3, 0.1)
+LR_EXTENSIONS = 1                 # a choice on the grid's edge: at most this many steps past it
 BASE_TUNED = 'BaseModel (lr on valid)'
 # Runs per multi-run group for each protocol, measured (docs/din_table.md, "Execution"): under
 # Adam (batch 256) a group was slower per run than cells one by one for BaseModel and DIN, so
@@ -169,7 +170,10 @@ def size_overrides(dataset: str, full: bool, protocol: str = 'adam') -> dict:
 
 
 def make_cells(dataset: str, seeds: int, full: bool, models=(), extra=None,
-               protocol: str = 'adam') -> list[sweep.Cell]:
+               protocol: str = 'adam', base_lrs=BASE_LR_GRID[1:], literal: bool = True
+               ) -> list[sweep.Cell]:
+  """Every row x seed; under the paper protocol BaseModel also at each of base_lrs (the lr
+  candidates of BASE_TUNED; literal=False: the candidates only, not the rows)."""
   keys = [r[0] for r in ROWS]
   unknown = sorted(set(models) - set(keys))
   if unknown:
@@ -178,12 +182,12 @@ def make_cells(dataset: str, seeds: int, full: bool, models=(), extra=None,
   for key, label, ov in ROWS:
     if models and key not in models:
       continue
-    for seed in range(seeds):
+    for seed in range(seeds if literal else 0):
       cells.append(sweep.Cell({'model': label},
                               {**size_overrides(dataset, full, protocol), **ov, **(extra or {})},
                               seed))
     if key == 'base' and protocol == 'paper':   # the lr candidates of BASE_TUNED (not 1.0)
-      for lr in BASE_LR_GRID[1:]:
+      for lr in base_lrs:
         for seed in range(seeds):
           cells.append(sweep.Cell({'model': _candidate(lr)},
                                   {**size_overrides(dataset, full, protocol), **ov,
@@ -234,24 +238,37 @@ def diverged_reason(rec: dict) -> str:
                             f'reported: its best-valid state (step {s["best_step"]})')
 
 
-def select_base_lr(records: list[dict]) -> tuple[float | None, list[dict]]:
-  """BASE_TUNED: among the lr candidates (BaseModel is lr 1.0) with no diverged seed, the one of
-  highest mean valid GAUC; its records relabelled BASE_TUNED. (None, []) without candidates."""
-  cands = {1.0: BASE, **{lr: _candidate(lr) for lr in BASE_LR_GRID[1:]}}
-  if not any(r['group']['model'] in list(cands.values())[1:] for r in records):
-    return None, []                  # no lr candidates were run (the adam protocol)
+def _lr_of(label: str) -> float | None:
+  """The learning rate of BaseModel's rows under the paper protocol (BASE: 1.0)."""
+  if label == BASE:
+    return 1.0
+  return float(label.split('=', 1)[1]) if label.startswith(f'{BASE} lr=') else None
+
+
+def select_base_lr(cells: list[dict]) -> tuple[float | None, str | None, str]:
+  """BASE_TUNED: among BaseModel's learning rates (BASE is lr 1.0, the candidates BASE lr=x)
+  with no diverged seed, the one of highest mean valid GAUC (ties: the smaller). Returns (lr,
+  its row label, 'low'/'high' when it is the smallest/largest rate tried, else ''); (None,
+  None, '') without candidates (the adam protocol) or without an undiverged one."""
+  rates: dict[float, list[dict]] = {}
+  for c in cells:
+    lr = _lr_of(c['model'])
+    if lr is not None:
+      rates.setdefault(lr, []).append(c)
+  if len(rates) < 2:
+    return None, None, ''
   best, best_val = None, -math.inf
-  for lr, label in cands.items():
-    recs = [r for r in records if r['group']['model'] == label]
-    if not recs or any(is_diverged(r) for r in recs):
+  for lr in sorted(rates):
+    cs = rates[lr]
+    if any(c['diverged'] for c in cs):
       continue
-    val = float(np.mean([r['summary']['eval/valid/gauc'] for r in recs]))
+    val = float(np.mean([c['eval/valid/gauc'] for c in cs]))
     if val > best_val:
       best, best_val = lr, val
   if best is None:
-    return None, []
-  return best, [dict(r, group={'model': BASE_TUNED}) for r in records
-                if r['group']['model'] == cands[best]]
+    return None, None, ''
+  edge = 'low' if best == min(rates) else 'high' if best == max(rates) else ''
+  return best, rates[best][0]['model'], edge
 
 
 def add_rela_impr(records: list[dict]) -> None:
@@ -265,7 +282,6 @@ def add_rela_impr(records: list[dict]) -> None:
     b = base.get(r['seed'])
     r['summary']['rela_impr'] = (metrics.rela_impr(r['summary']['eval/test/gauc'], b)
                                  if b is not None else float('nan'))
-    r['summary']['wall_seconds'] = r.get('wall_seconds', float('nan'))
 
 
 def add_peak_loss(records: list[dict], outdir: str) -> None:
@@ -277,28 +293,37 @@ def add_peak_loss(records: list[dict], outdir: str) -> None:
       r['summary']['peak_train_loss'] = max(losses) if losses else float('nan')
 
 
-def row_labels(records: list[dict]) -> list[str]:
+def enrich(records: list[dict], outdir: str) -> None:
+  add_peak_loss(records, outdir)
+  add_rela_impr(records)
+
+
+def row_labels(have) -> list[str]:
   """Table rows in the paper's order; BASE_TUNED and the lr candidates after BaseModel."""
-  have = {r['group']['model'] for r in records}
+  cands = sorted((x for x in have if x != BASE and _lr_of(x) is not None), key=_lr_of,
+                 reverse=True)
   out = []
   for _, label, _ in ROWS:
     out.append(label)
     if label == BASE:
-      out += [BASE_TUNED] + [_candidate(lr) for lr in BASE_LR_GRID[1:]]
+      out += [BASE_TUNED] + cands
   return [x for x in out if x in have]
 
 
-def aggregate(records: list[dict]) -> list[dict]:
-  """sweep.aggregate over the finished runs of each row, plus 'n_diverged': the row's runs whose
-  training loss turned non-finite (never averaged in; a row with none finished shows n/a)."""
-  finished = sweep.aggregate([r for r in records if not is_diverged(r)], METRICS)
-  by = {r['model']: r for r in finished}
+def rows_of(cells: list[dict]) -> list[dict]:
+  """report.aggregate_cells over the finished runs of each row (BASE_TUNED: the chosen
+  candidate's runs), plus 'n_diverged': the row's runs whose training loss turned non-finite
+  (never averaged in; a row with none finished shows n/a)."""
+  done = [c for c in cells if not c['diverged']]
+  _, cand, _ = select_base_lr(cells)
+  if cand:
+    done += [dict(c, model=BASE_TUNED) for c in done if c['model'] == cand]
+  by = {r['model']: r for r in report.aggregate_cells(done, ('model',), METRICS, modal=RESOLVE)}
   rows = []
-  for label in row_labels(records):
+  for label in row_labels({c['model'] for c in cells} | ({BASE_TUNED} if cand else set())):
     row = by.get(label) or {'model': label, 'n_seeds': 0, 'ids': [],
                             **{k: float('nan') for m in METRICS for k in (m, m + '_std')}}
-    row['n_diverged'] = sum(1 for r in records if r['group']['model'] == label
-                            and is_diverged(r))
+    row['n_diverged'] = sum(1 for c in cells if c['model'] == label and c['diverged'])
     rows.append(row)
   return rows
 
@@ -316,7 +341,8 @@ def _pm(row, key, digits=4, pct=False):
   m, s = row.get(key, float('nan')), row.get(key + '_std', 0.0)
   if m is None or (isinstance(m, float) and math.isnan(m)):
     return 'n/a'
-  return f'{m:+.2f} ± {s:.2f} %' if pct else f'{m:.{digits}f} ± {s:.{digits}f}'
+  text = f'{m:+.2f} ± {s:.2f} %' if pct else f'{m:.{digits}f} ± {s:.{digits}f}'
+  return text + (f' ({row[key + "_collapsed"]} collapsed)' if key + '_collapsed' in row else '')
 
 
 def dataset_table(rows, dataset: str, info: dict, outdir: str) -> str:
@@ -413,7 +439,7 @@ def plot_rela_impr(per_ds: dict, path: str) -> None:
   ax.set_ylabel('RelaImpr vs BaseModel on GAUC (%)')
   ax.set_title('DIN paper Table 3: ours (mean ± std over seeds) vs published', fontsize=10)
   ax.legend(fontsize=7)
-  sweep.save_figure(fig, path)
+  report.save_figure(fig, path)
 
 
 def write_commands(records, outdir: str) -> None:
@@ -430,8 +456,9 @@ def write_commands(records, outdir: str) -> None:
 
 def result_files(datasets) -> list[str]:
   """What a run leaves in --outdir for the docs: the report, the combined table and plot, and
-  each dataset's table, plot and commands."""
-  per_ds = ('table.md', 'table.csv', 'gauc.png', 'commands.md', 'resolved.md')
+  each dataset's cells, tables, plot and commands."""
+  per_ds = ('cells.csv', 'bootstrap.csv', 'table.md', 'table.csv', 'resolved.md',
+            'resolved.csv', 'gauc.png', 'commands.md')
   return (['report.md', 'table.md', 'table.csv', 'rela_impr.png']
           + [f'{d}/{name}' for d in datasets for name in per_ds])
 
@@ -440,53 +467,115 @@ def runs_per_group(protocol: str) -> int:
   return FLAGS.runs_per_group if FLAGS['runs_per_group'].present else RUNS_PER_GROUP[protocol]
 
 
-def tables(records: list[dict], dataset: str, seeds: int, outdir: str) -> tuple[list[dict], str]:
-  """Tables, resolved marks, plot and commands of one dataset's records (run or loaded)."""
-  add_peak_loss(records, outdir)
-  best_lr, tuned = select_base_lr(records)
-  records = records + tuned
-  add_rela_impr(records)
-  rows = aggregate(records)
-  done = [r for r in records if not is_diverged(r)]
-  info = {k.split('/', 1)[1]: v for k, v in (done[0]['summary'] if done else {}).items()
-          if k.startswith('oracle/')}
-  text = dataset_table(rows, dataset, info, outdir)
+def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
+  """table.md/.csv of one dataset from its cells.csv."""
+  del results
+  dataset = ctx['dataset']
+  rows = rows_of(cells)
+  done = [c for c in cells if not c['diverged']]
+  info = {k.split('/', 1)[1]: done[0][k] for k in ORACLE
+          if done and isinstance(done[0].get(k), float) and math.isfinite(done[0][k])}
+  dataset_table(rows, dataset, info, outdir)
+  best_lr, cand, edge = select_base_lr(cells)
+  notes = []
   if best_lr is not None:
-    text += (f'\n{BASE_TUNED} (our deviation from the paper): BaseModel with the paper\'s SGD, '
-             f'decay, batch and clip, its learning rate chosen on mean valid GAUC from '
-             f'{list(BASE_LR_GRID)} (rows {BASE} = lr 1.0 and {BASE} lr=x): lr {best_lr:g}.\n')
-  n_div = sum(is_diverged(r) for r in records)
-  text += (f'\nDiverged runs (non-finite training loss; never averaged in, their seeds drop out '
-           f'of the paired comparisons): {n_div}.\n')
+    tried = sorted({_lr_of(c['model']) for c in cells} - {None}, reverse=True)
+    notes.append(f'{BASE_TUNED} (our deviation from the paper): BaseModel with the paper\'s '
+                 f'SGD, decay, batch and clip, its learning rate chosen on mean valid GAUC from '
+                 f'{[float(f"{x:g}") for x in tried]} (rows {BASE} = lr 1.0 and {BASE} lr=x; '
+                 f'a choice on the grid\'s edge extends it one step, up to {LR_EXTENSIONS} '
+                 f'time(s)): lr {best_lr:g}' + (f', still at the {edge} edge' if edge else '')
+                 + '.')
+  n_div = sum(bool(c['diverged']) for c in cells)
+  notes.append(f'Diverged runs (non-finite training loss; never averaged in, their seeds drop '
+               f'out of the paired comparisons): {n_div}. Comparisons: resolved.md; per-cell '
+               'values: cells.csv; commands: commands.md.')
+  with open(os.path.join(outdir, 'table.md'), 'a') as f:
+    f.write('\n' + '\n\n'.join(notes) + '\n')
+  return ['table.md', 'table.csv']
+
+
+def families(cells, dataset: str) -> list[report.Family]:
+  """One Holm family: every row vs BaseModel (and vs the lr-tuned BaseModel, when one was
+  chosen), and DIN with Dice vs DIN (the paper's Sec. 6.6). Diverged runs never pair."""
+  have = {c['model'] for c in cells if not c['diverged']}
+  _, cand, _ = select_base_lr(cells)
   order = [r[1] for r in ROWS]
-  res = ''
-  # Every row against BaseModel (and BASE_TUNED), and Dice against PReLU (the paper's Sec. 6.6).
-  pairs = [(BASE, order)] + ([(BASE_TUNED, order)] if best_lr is not None else []) + [
-      ('DIN', ['DIN with Dice'])]
-  for base, rows_vs in pairs:
-    comp = resolved.compare(done, lambda r: r['group']['model'], base, outdir, RESOLVE,
-                            rows=[x for x in rows_vs if x != base])
-    if not comp:
-      continue
-    res += resolved.markdown(comp, RESOLVE, f'#### {dataset}: which differences from {base} '
-                             'are resolved') + '\n'
-  with open(os.path.join(outdir, 'resolved.md'), 'w') as f:
-    f.write(res)
-  text += '\n' + res
-  ref = {'oracle': info['test/oracle_gauc']} if 'test/oracle_gauc' in info else None
-  sweep.plot_bars(rows, ['model'], 'eval/test/gauc', os.path.join(outdir, 'gauc.png'),
-                  title=f'{dataset}: test GAUC (mean ± std over {seeds} seeds)', reference=ref)
+  pairs = [(x, BASE) for x in order if x != BASE and {x, BASE} <= have]
+  if cand and cand != BASE:
+    pairs += [(x, cand) for x in order if x != cand and {x, cand} <= have]
+  if {'DIN', 'DIN with Dice'} <= have:
+    pairs.append(('DIN with Dice', 'DIN'))
+  title = f'{dataset}: every row vs {BASE}' + (f' and vs {cand} (= {BASE_TUNED})'
+                                               if cand and cand != BASE else '') + \
+      ', DIN with Dice vs DIN'
+  return [report.Family('resolved', title, pairs, RESOLVE,
+                        lambda c: c['model'] + (' (diverged)' if c['diverged'] else ''))]
+
+
+def figures(cells, records, outdir: str) -> list[str]:
+  """gauc.png and commands.md (each cell's command, from its record)."""
+  rows = rows_of(cells)
+  done = [c for c in cells if not c['diverged']]
+  oracle = done[0].get('oracle/test/oracle_gauc') if done else None
+  ref = {'oracle': oracle} if isinstance(oracle, float) and math.isfinite(oracle) else None
+  seeds = len({c['seed'] for c in cells})
+  report.plot_bars(rows, ['model'], 'eval/test/gauc', os.path.join(outdir, 'gauc.png'),
+                   title=f'{os.path.basename(outdir)}: test GAUC (mean ± std over {seeds} '
+                   'seeds)', reference=ref)
   write_commands(records, outdir)
-  return rows, text
+  return ['gauc.png', 'commands.md']
 
 
-def run_dataset(dataset: str, seeds: int, outdir: str, protocol: str
-                ) -> tuple[list[dict], str]:
-  cells = make_cells(dataset, seeds, FLAGS.full, FLAGS.models,
-                     cell_overrides(dataset, FLAGS.override), protocol)
-  records = run_cells(f'seqrec_jax/configs/din.py:{dataset}', cells, outdir,
-                      runs_per_group(protocol))
-  return tables(records, dataset, seeds, outdir)
+def combined(per_ds: dict, outdir: str) -> list[str]:
+  """The root table (the paper's layout) and rela_impr.png from every dataset's cells."""
+  rows = {d: rows_of(cells) for d, cells in per_ds.items()}
+  combined_table(rows, outdir)
+  return ['table.md', 'table.csv']
+
+
+ORACLE = ('oracle/test/oracle_gauc', 'oracle/test/oracle_auc', 'oracle/test/oracle_logloss')
+STUDY = study.Study('din_table', CELL_METRICS + ORACLE, tables, families, (), figures, enrich,
+                    combined=combined, from_records=('commands.md',))
+
+
+def extend_base_lr(config_spec: str, dataset: str, seeds: int, outdir: str, rpg: int,
+                   records: list[dict], extra=None, full: bool = False, train_fn=None,
+                   log=print) -> list[dict]:
+  """The paper protocol's BaseModel learning rate: a choice on the edge of the tried grid
+  extends it one step that way (x the grid ratio) and reruns every seed, up to LR_EXTENSIONS
+  times (stats.select_on_grids). Returns the records with the new candidates' runs."""
+  records = list(records)
+
+  def score(todo):
+    new = [lr for lr in todo['base'] if lr not in BASE_LR_GRID]
+    if new:
+      records.extend(run_cells(config_spec, make_cells(
+          dataset, seeds, full, ['base'], extra, 'paper', base_lrs=new, literal=False),
+          outdir, rpg, train_fn=train_fn, log=log))
+    out = {}
+    for lr in todo['base']:
+      label = BASE if lr == 1.0 else _candidate(lr)
+      rs = [r for r in records if r['group']['model'] == label]
+      out[lr] = (-math.inf if not rs or any(is_diverged(r) for r in rs) else
+                 float(np.mean([r['summary']['eval/valid/gauc'] for r in rs])))
+    return {'base': out}
+
+  stats.select_on_grids({'base': BASE_LR_GRID}, score, cap=LR_EXTENSIONS)
+  return records
+
+
+def run_dataset(dataset: str, seeds: int, outdir: str, protocol: str) -> list[dict]:
+  """Runs (or loads) one dataset's cells and reports them; returns its cells.csv rows."""
+  spec = f'seqrec_jax/configs/din.py:{dataset}'
+  extra = cell_overrides(dataset, FLAGS.override)
+  cells = make_cells(dataset, seeds, FLAGS.full, FLAGS.models, extra, protocol)
+  records = run_cells(spec, cells, outdir, runs_per_group(protocol))
+  if protocol == 'paper' and (not FLAGS.models or 'base' in FLAGS.models):
+    records = extend_base_lr(spec, dataset, seeds, outdir, runs_per_group(protocol), records,
+                             extra, FLAGS.full)
+  study.study_main(STUDY, records, outdir, dataset)
+  return report.read_csv(os.path.join(outdir, 'cells.csv'))
 
 
 def _load() -> str:
@@ -501,12 +590,17 @@ def run_protocol(protocol: str) -> None:
   outdir = FLAGS.outdir + ('_paper' if paper else '')
   t0, c0, load0 = time.time(), time.process_time(), _load()
   start = time.strftime('%Y-%m-%d %H:%M', time.gmtime())
-  per_ds, details = {}, []
+  cells, details = {}, []
   for dataset in FLAGS.dataset:
-    rows, text = run_dataset(dataset, seeds, os.path.join(outdir, dataset), protocol)
-    per_ds[dataset], details = rows, details + [text]
+    cells[dataset] = run_dataset(dataset, seeds, os.path.join(outdir, dataset), protocol)
+    for name in ('table.md', 'resolved.md'):
+      with open(os.path.join(outdir, dataset, name)) as f:
+        details.append(f.read())
   os.makedirs(outdir, exist_ok=True)
-  combined = combined_table(per_ds, outdir)
+  combined(cells, outdir)
+  with open(os.path.join(outdir, 'table.md')) as f:
+    table = f.read()
+  per_ds = {d: rows_of(c) for d, c in cells.items()}
   plot_rela_impr(per_ds, os.path.join(outdir, 'rela_impr.png'))
   cell_s = sum(r['wall_seconds'] * r['n_seeds'] for rows in per_ds.values() for r in rows
                if r['model'] != BASE_TUNED and r['n_seeds'])
@@ -514,7 +608,7 @@ def run_protocol(protocol: str) -> None:
   what = ('Adam 3e-3, cosine, batch 256' if not paper else
           f'the paper\'s: SGD lr 1.0, exponential decay rate 0.1, batch 32, clip 5, '
           f'{PAPER_EPOCHS:g} epoch')
-  report = (combined + '\n' + '\n'.join(details) + '\n'
+  text = (table + '\n' + '\n'.join(details) + '\n'
             f'{seeds} seeds per model, protocol {protocol} ({what}); runs per group '
             f'{runs_per_group(protocol)}. This invocation ({start} UTC): {wall / 60:.1f} min '
             f'wall, {cpu / 60:.1f} min CPU (all threads), load average (1, 5, 15 min) {load0} '
@@ -522,15 +616,16 @@ def run_protocol(protocol: str) -> None:
             f'the cells (run now or by an earlier, resumed invocation) took {cell_s / 60:.1f} '
             'min wall in total; s/run is a cell\'s wall time (train + evals; a group\'s time '
             f'divided by its runs). Outputs: {outdir}/ (table.md/.csv, rela_impr.png, '
-            '<dataset>/table.md, resolved.md, gauc.png, commands.md, cells/*.json).\n')
-  print(report)
+            '<dataset>/table.md, resolved.md, gauc.png, commands.md, cells.csv, '
+            'cells/*.json).\n')
+  print(text)
   with open(os.path.join(outdir, 'report.md'), 'w') as f:
-    f.write(report)
+    f.write(text)
   default_run = (set(FLAGS.dataset) == {'movielens', 'synthetic'} and not FLAGS.models
                  and not FLAGS.override and FLAGS.outdir == FLAGS['outdir'].default)
   if FLAGS.docs and default_run:
-    study = 'din_table' if not FLAGS.full else 'din_table_full'
-    print('copied to', publish.publish(outdir, study + ('/paper' if paper else ''),
+    name = 'din_table' if not FLAGS.full else 'din_table_full'
+    print('copied to', publish.publish(outdir, name + ('/paper' if paper else ''),
                                        result_files(FLAGS.dataset)))
 
 

@@ -25,7 +25,8 @@ from absl import app, flags
 
 from experiments import publish, report, study as study_lib
 
-STUDIES = ('mmoe_synthetic', 'dcn_table', 'census_multitask', 'attention_ablation')
+STUDIES = ('mmoe_synthetic', 'dcn_table', 'census_multitask', 'attention_ablation', 'mmoe_paper',
+           'din_reg', 'din_table')
 
 
 
@@ -86,18 +87,29 @@ def recheck(name: str, docs: str = publish.DOCS, runs: str = '', log=print,
         report.write_csv(boot, os.path.join(tmp, 'bootstrap.csv'))
         ok &= _same(os.path.join(tmp, 'bootstrap.csv'), os.path.join(pub, 'bootstrap.csv'),
                     f'{name}/{sub}', log)
-      names = study_lib.render(spec, tmp, sub)
+      names = study_lib.render(spec, tmp, os.path.basename(sub))
       for n in names:
         ok &= _same(os.path.join(tmp, n), os.path.join(pub, n), f'{name}/{sub}', log)
       left = sorted(os.path.basename(p) for p in glob.glob(os.path.join(pub, '*.md'))
                     + glob.glob(os.path.join(pub, '*.csv')))
-      stray = [n for n in left if n not in names and n not in ('cells.csv', 'bootstrap.csv')]
+      stray = [n for n in left if n not in names and n not in (
+          'cells.csv', 'bootstrap.csv', *spec.from_records)]
       if stray:
         log(f'{name}/{sub}: published but not written by the study: {", ".join(stray)}')
         ok = False
       log(f'{name}/{sub}: {len(names)} table file(s) recomputed from cells.csv'
           + (' and bootstrap.csv' if os.path.exists(os.path.join(pub, 'bootstrap.csv'))
              else ''))
+  if spec.combined:
+    for parent in sorted({os.path.dirname(f) for f in found if f}):
+      with tempfile.TemporaryDirectory() as tmp:
+        per_ds = {os.path.basename(f): report.read_csv(os.path.join(
+            docs, 'results', name, f, 'cells.csv')) for f in found
+                  if f and os.path.dirname(f) == parent}
+        for n in spec.combined(per_ds, tmp):
+          ok &= _same(os.path.join(tmp, n), os.path.join(docs, 'results', name, parent, n),
+                      f'{name}/{parent}', log)
+        log(f'{name}/{parent}: combined tables of {", ".join(per_ds)} recomputed')
   return ok
 
 

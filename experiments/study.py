@@ -49,6 +49,9 @@ class Study:
   figures: Callable | None = None            # (cells, records, outdir) -> [file]
   enrich: Callable | None = None             # (records, outdir) -> None
   meta: Callable | None = None               # (records, dataset) -> {key: JSON value}
+  # A study of several datasets may add tables over all of them, one folder up:
+  combined: Callable | None = None           # ({dataset: cells}, outdir) -> [file]
+  from_records: Sequence[str] = ()           # files written from records (not rechecked)
 
 
 def render(study: Study, outdir: str, dataset: str = '') -> list[str]:

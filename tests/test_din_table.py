@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from experiments import din_table, publish, sweep
+from experiments import din_table, publish, report, sweep
 from seqrec_jax.configs import load_config
 
 
@@ -82,7 +82,7 @@ def test_tables_rela_impr_and_resume(tmp_path):
   records = sweep.run_sweep('seqrec_jax/configs/din.py:synthetic', cells, out,
                             train_fn=_fake_train, log=lambda *_: None)
   din_table.add_rela_impr(records)
-  rows = sweep.aggregate(records, din_table.METRICS)
+  rows = din_table.rows_of(report.cell_rows(records, din_table.STUDY.metrics))
   by = {r['model']: r for r in rows}
   # Per seed: ((0.63 + s/1000 - 0.5) / (0.60 + s/1000 - 0.5) - 1) * 100, s = 0, 1, 2.
   want = [((0.63 + s / 1000 - 0.5) / (0.60 + s / 1000 - 0.5) - 1) * 100 for s in range(3)]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from experiments import din_table
+from experiments import din_table, report, study
 from seqrec_jax import multirun
 from seqrec_jax.configs import load_config
 
@@ -88,7 +88,12 @@ def test_diverged_runs_are_reported_not_averaged(tmp_path, rpg):
   assert div == {('BaseModel lr=0.1', 1), ('BaseModel', 2)} | {('LR', s) for s in range(3)}
   # Every cell trains once: a diverged run never stops the others (no retries).
   assert sum(calls) == len(cells) and (rpg == 1 or 9 in calls)
-  rows, text = din_table.tables(records, 'synthetic', 3, out)
+  records = din_table.extend_base_lr(SPEC, 'synthetic', 3, out, rpg, records, train_fn=fn,
+                                     log=logs.append)     # lr 0.3 is inside the grid: no runs
+  assert sum(calls) == len(cells)
+  study.study_main(din_table.STUDY, records, out, 'synthetic')
+  text = ''.join(open(os.path.join(out, n)).read() for n in ('table.md', 'resolved.md'))
+  rows = din_table.rows_of(report.read_csv(os.path.join(out, 'cells.csv')))
   by = {r['model']: r for r in rows}
   assert (by['BaseModel']['n_seeds'], by['BaseModel']['n_diverged']) == (2, 1)
   assert by['BaseModel']['eval/test/gauc'] == pytest.approx(0.6005)     # seeds 0 and 1 only
@@ -98,9 +103,10 @@ def test_diverged_runs_are_reported_not_averaged(tmp_path, rpg):
   assert '| BaseModel (lr on valid) | 3 |' in text and 'lr 0.3.' in text
   assert by['BaseModel (lr on valid)']['eval/test/gauc'] == pytest.approx(0.621)
   # DIN vs BaseModel pairs only the two seeds BaseModel finished.
-  assert '| DIN | BaseModel | 2 |' in text and '| DIN | BaseModel (lr on valid) | 3 |' in text
-  assert text.count('| BaseModel | BaseModel (lr on valid) |') == 1
-  assert '| DIN with Dice | DIN | 3 |' in text
+  assert '| DIN | BaseModel | test GAUC | 2 |' in text
+  assert '| DIN | BaseModel lr=0.3 | test GAUC | 3 |' in text
+  assert text.count('| BaseModel | BaseModel lr=0.3 | test GAUC |') == 1
+  assert '| DIN with Dice | DIN | test GAUC | 3 |' in text
   combined = din_table.combined_table({'synthetic': rows}, str(tmp_path))
   assert '(1 of 3 diverged)' in combined and 'BaseModel (lr on valid)' in combined
   # A rerun trains nothing: finished and diverged cells are both skipped.
@@ -111,6 +117,23 @@ def test_diverged_runs_are_reported_not_averaged(tmp_path, rpg):
 
 
 def test_no_lr_variant_without_candidates():
-  recs = [{'id': f'b{s}', 'seed': s, 'group': {'model': 'BaseModel'},
-           'summary': {'eval/valid/gauc': 0.6}} for s in range(2)]
-  assert din_table.select_base_lr(recs) == (None, [])
+  cells = [{'id': f'b{s}', 'seed': s, 'model': 'BaseModel', 'diverged': False,
+            'eval/valid/gauc': 0.6} for s in range(2)]
+  assert din_table.select_base_lr(cells) == (None, None, '')
+
+
+def test_base_lr_on_the_grid_edge_extends_it_once(tmp_path, monkeypatch):
+  out = str(tmp_path / 'synthetic')
+  cells = din_table.make_cells('synthetic', 2, False, ['base'], protocol='paper')
+  fn, calls = _fake_train(set())
+  plain = _summary
+  best_low = lambda cfg: dict(plain(cfg), **{'eval/valid/gauc': -cfg.optim.learning_rate})
+  monkeypatch.setattr(sys.modules[__name__], '_summary', best_low)
+  records = din_table.run_cells(SPEC, cells, out, 30, train_fn=fn, log=lambda *_: None)
+  records = din_table.extend_base_lr(SPEC, 'synthetic', 2, out, 30, records, train_fn=fn,
+                                     log=lambda *_: None)
+  lrs = sorted({r['group']['model'] for r in records})
+  assert lrs == ['BaseModel', 'BaseModel lr=0.0333333', 'BaseModel lr=0.1', 'BaseModel lr=0.3']
+  cells_csv = report.cell_rows(records, din_table.STUDY.metrics)
+  assert din_table.select_base_lr(cells_csv) == (pytest.approx(0.1 / 3), 'BaseModel lr=0.0333333',
+                                                 'low')
