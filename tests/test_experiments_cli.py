@@ -103,17 +103,19 @@ def test_two_tower_study_dataset_and_override():
   from absl import app
   from seqrec_jax.retrieval import two_tower_study as S
   logs, tt, rec = S.split_overrides(
-      'movielens', ['data.movielens.path=/data/ml-20m.zip', 'use_user=true',
-                    'data.synthetic.num_users=9'], '{"history": "attention", "use_user": false}')
+      'movielens', ['data.movielens.path=/data/ml-20m.zip', 'model.use_user_embedding=true',
+                    'data.synthetic.num_users=9'],
+      '{"model.two_tower.history": "attention", "model.use_user_embedding": false}')
   assert logs == {'path': '/data/ml-20m.zip'}
-  assert tt == {'history': 'attention', 'use_user': True}          # --override wins over JSON
-  assert rec == {'data.movielens.path': '/data/ml-20m.zip', 'history': 'attention',
-                 'use_user': True}
+  assert tt == {'model.two_tower.history': 'attention',
+                'model.use_user_embedding': True}                # --override wins over JSON
+  assert rec == {'data.movielens.path': '/data/ml-20m.zip',
+                 'model.two_tower.history': 'attention', 'model.use_user_embedding': True}
   assert S.split_overrides('synthetic', ['data.synthetic.num_users=500'])[0] == {
       'num_users': 500}
   with pytest.raises(app.UsageError, match='interaction logs'):
     S.split_overrides('census')
-  with pytest.raises(app.UsageError, match="field 'nope' does not exist"):
+  with pytest.raises(app.UsageError, match="config key 'nope' does not exist"):
     S.split_overrides('movielens', ['nope=1'])
   with pytest.raises(app.UsageError, match='reads only data.movielens'):
     S.split_overrides('movielens', ['data.batch_size=3'])

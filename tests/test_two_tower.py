@@ -1,104 +1,82 @@
-"""Two-tower retrieval: the model's towers, training (seeds vmapped == single runs, learning on
-a planted dataset) and the TwoTowerChannel against brute force.
+"""Two-tower retrieval as a task on the training loop (tasks/two_tower.py): it learns planted
+clusters far above popularity, writes its retrieval metrics, stops early, resumes bit for bit
+after a SIGKILL; its loss modes; the TwoTowerChannel read back from the workdir against brute
+force; the towers' field sides.
 
 The registry contract tests (tests/test_models_registry.py) cover 'two_tower' as a ranker too.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import numpy as np
 import optax
 import pytest
 
-from seqrec_jax import models
+from seqrec_jax import checkpoint, models
 from seqrec_jax.configs import load_config
 from seqrec_jax.data import video
 from seqrec_jax.data.features import FeatureSpec
-from seqrec_jax.retrieval import negatives as NEG
-from seqrec_jax.retrieval import train_two_tower as T
+from seqrec_jax.retrieval import losses as L
 from seqrec_jax.retrieval import two_tower_study as S
+from seqrec_jax.retrieval.popularity import Popularity
+from seqrec_jax.retrieval.two_tower import channels, model_batch
+from seqrec_jax.tasks.two_tower import TwoTowerTask
 
-CLUSTERS, PER, MAX_LEN, SEQ = 6, 20, 8, 10
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import two_tower_run as R  # noqa: E402  pylint: disable=g-import-not-at-top
 
-
-@functools.lru_cache(maxsize=1)
-def planted(num_users: int = 360, seed: int = 0):
-  """Each user draws SEQ + 1 distinct items from one of CLUSTERS clusters of PER items (uniform
-  within it); categories are random, so only the ids carry the clusters. Train: next-item
-  examples at positions 2..SEQ-1; test: the last item given the previous MAX_LEN."""
-  rng = np.random.default_rng(seed)
-  num_items = CLUSTERS * PER + 1
-  cate_of_item = np.concatenate([[0], rng.integers(1, 5, num_items - 1)]).astype(np.int32)
-  ex = {'user_id': [], 'hist_item': [], 'item_id': []}
-  test = {'user_id': [], 'hist_item': [], 'item_id': []}
-
-  def add(out, u, seq, t):
-    past = seq[max(0, t - MAX_LEN):t]
-    out['user_id'].append(u)
-    out['hist_item'].append(np.pad(past, (MAX_LEN - len(past), 0)))
-    out['item_id'].append(seq[t])
-
-  for u in range(1, num_users + 1):
-    seq = 1 + rng.integers(CLUSTERS) * PER + rng.choice(PER, SEQ + 1, replace=False)
-    for t in range(2, SEQ):
-      add(ex, u, seq, t)
-    add(test, u, seq, SEQ)
-  ex = {k: np.asarray(v, np.int32) for k, v in ex.items()}
-  test = {k: np.asarray(v, np.int32) for k, v in test.items()}
-  ex['hist_cate'], ex['cate_id'] = cate_of_item[ex['hist_item']], cate_of_item[ex['item_id']]
-  cat = {'item_count': np.bincount(ex['item_id'], minlength=num_items),
-         'cate_of_item': cate_of_item}
-  return ex, cat, test
+ROOT = R.ROOT
 
 
-# These runs are compile-bound (120 steps of a tiny model): XLA's backend optimisation level 0
-# halves the compile time of the tests' programs on CPU (3.9 -> 2.3 s for the 4-loss program).
-FAST_COMPILE = {'xla_backend_optimization_level': 0}
-CFG = T.TwoTowerConfig(embed_dim=8, tower=(32, 16), batch_size=128, num_steps=120,
-                       learning_rate=1e-2)
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """(workdir, summary) of tests/two_tower_run.py's group of 2 runs, trained in process."""
+  wd = str(tmp_path_factory.mktemp('two_tower') / 'run')
+  return wd, R.run(wd)
 
 
-@functools.lru_cache(maxsize=1)
-def trained():
-  ex, cat, _ = planted()
-  return T.train(ex, cat, CFG, seeds=(0, 1, 2), compiler_options=FAST_COMPILE)
+def _metrics(wd):
+  with open(os.path.join(wd, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
 
 
-def recall_at(ids, target):
-  return float((ids == target[:, None]).any(1).mean())
-
-
-def test_learns_planted_clusters_far_above_popularity():
-  _, cat, test = planted()
-  res = trained()
-  assert res.losses.shape == (CFG.num_steps, 3) and np.isfinite(res.losses).all()
-  assert (res.losses[-10:].mean(0) < res.losses[:10].mean(0) - 1.0).all(), res.losses[[0, -1]]
-  pop = np.argsort(-cat['item_count'][1:])[:10] + 1
-  pop_recall = float(np.isin(test['item_id'], pop).mean())
-  for s in range(3):
-    ids, _ = res.channel(s, cat['cate_of_item']).retrieve(test['hist_item'], 10)
+def test_learns_planted_clusters_far_above_popularity(trained):
+  wd, out = trained
+  ds = R.dataset()
+  test = ds.splits['test'].all()
+  pop = Popularity(ds.info['item_count']).retrieve(test['hist_items'], 10)[0]
+  pop_recall = float((pop == test['target_item'][:, None]).any(1).mean())
+  assert len(out['runs']) == 2
+  for run in out['runs']:
     # Ideal: 10 of the cluster's 20 - 8 unseen items ~ 0.8; popularity ~ 10/120.
-    assert recall_at(ids, test['item_id']) > max(0.4, 4 * pop_recall), (s, pop_recall)
+    assert run['eval/test/recall@10'] > max(0.4, 4 * pop_recall), (run, pop_recall)
+    assert run['eval/valid/recall@50'] >= run['eval/valid/recall@10']
+  # Every evaluation of every run is in metrics.jsonl, with the retrieval metrics.
+  evals = [r for r in _metrics(wd) if 'eval/valid/recall@10' in r]
+  assert sorted((r['step'], r['run']) for r in evals) == [
+      (s, r) for s in (30, 60, 90, 120) for r in (0, 1)]
+  assert {'eval/valid/ndcg@10', 'eval/valid/recall@50'} <= set(evals[0])
+  first = [r['eval/valid/recall@10'] for r in evals if r['step'] == 30]
+  assert all(r['eval/valid/recall@10'] > max(first) for r in evals if r['step'] == 120)
+  # The channels read back from the workdir retrieve what the task evaluated.
+  chans = channels(wd, ds)
+  for run, ch in zip(out['runs'], chans):
+    ids, _ = ch.retrieve(test['hist_items'], 10)
+    got = float((ids == test['target_item'][:, None]).any(1).mean())
+    assert got == pytest.approx(run['eval/test/recall@10'], abs=1e-9)
 
 
-def test_vmapped_seeds_equal_single_runs():
-  ex, cat, _ = planted()
-  group = trained()
-  single = T.train(ex, cat, CFG, seeds=(1,), compiler_options=FAST_COMPILE)
-  np.testing.assert_allclose(single.losses[:, 0], group.losses[:, 1], rtol=2e-4, atol=2e-4)
-  for a, b in zip(jax.tree.leaves(single.params_of(0)), jax.tree.leaves(group.params_of(1))):
-    np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
-  assert not np.allclose(group.losses[:, 0], group.losses[:, 1])   # seeds differ
-
-
-def test_channel_equals_brute_force_and_excludes_history():
-  _, cat, test = planted()
-  res = trained()
-  ch = res.channel(0, cat['cate_of_item'], chunk=100)
-  hist = test['hist_item'][:150]
+def test_channel_equals_brute_force_and_excludes_history(trained):
+  ch = channels(trained[0], R.dataset(), chunk=100)[0]
+  hist = R.dataset().splits['test'].all()['hist_items'][:150]
   ids, scores = ch.retrieve(hist, 15)
   assert ids.shape == (150, 15) and ids.dtype == np.int32 and scores.dtype == np.float32
   u = ch.user_vectors(hist)
@@ -116,72 +94,124 @@ def test_channel_equals_brute_force_and_excludes_history():
   assert np.any([np.isin(kept[r], hist[r]).any() for r in range(len(hist))])
 
 
-def test_cosine_towers_and_forward():
-  _, cat, test = planted()
-  res = trained()
-  ch = res.channel(2, cat['cate_of_item'])
-  u, v = ch.user_vectors(test['hist_item']), ch.item_vectors * CFG.temperature
+def test_cosine_towers_and_forward(trained):
+  ch = channels(trained[0], R.dataset())[1]
+  test = R.dataset().splits['test'].all()
+  temp = ch.model.temperature
+  u, v = ch.user_vectors(test['hist_items']), ch.item_vectors * temp
   np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, rtol=1e-5)
   np.testing.assert_allclose(np.linalg.norm(v[1:], axis=1), 1.0, rtol=1e-5)
-  b = T.model_batch(test['user_id'], test['hist_item'], cat['cate_of_item'][test['hist_item']],
-                    test['item_id'], cat['cate_of_item'][test['item_id']])
-  logits = jax.jit(res.model.apply)({'params': res.params_of(2)}, b)
-  np.testing.assert_allclose(logits, (u * v[test['item_id']]).sum(1) / CFG.temperature,
+  cate = ch.cate_of_item
+  b = model_batch(np.zeros_like(test['user_id']), test['hist_items'],
+                  cate[test['hist_items']], test['target_item'], cate[test['target_item']])
+  logits = jax.jit(ch.model.apply)({'params': ch.params}, b)
+  np.testing.assert_allclose(logits, (u * v[test['target_item']]).sum(1) / temp,
                              rtol=1e-4, atol=1e-4)
 
 
-def test_every_loss_mode_descends_with_catalogue_and_hard_negatives():
+def test_early_stopping_on_valid_recall(tmp_path):
+  """A learning rate too small to move recall@10: the first evaluation stays the best, and
+  with patience 1 every run stops at the second (step 20 of 120)."""
+  out = R.run(str(tmp_path), {'optim.learning_rate': 1e-9, 'train.eval_every': 10,
+                              'train.patience': 1, 'train.num_steps': 120})
+  for run in out['runs']:
+    assert run['best_step'] == 10 and run['steps'] == 20, run
+  assert max(r['step'] for r in _metrics(str(tmp_path)) if 'eval/valid/recall@10' in r) == 20
+
+
+def test_sigkill_mid_training_then_rerun_is_bit_identical(trained, tmp_path):
+  """The run of `trained`, SIGKILLed in a subprocess after its step-10 checkpoint and rerun
+  (in process): the same best-valid params of both runs, bit for bit, and the same metrics
+  (the negatives of each step come from (seed, step), the batch order from (seed, epoch))."""
+  wd = str(tmp_path / 'killed')
+  # Slow steps, so the kill lands mid-run.
+  proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests', 'two_tower_run.py'), wd],
+                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, 'SEQREC_TEST_STEP_DELAY': '0.05'})
+  ckdir = os.path.join(wd, 'checkpoints')
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    done = [int(d) for d in os.listdir(ckdir) if d.isdigit()] if os.path.isdir(ckdir) else []
+    if done and max(done) >= 10:
+      break
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = max(int(d) for d in os.listdir(ckdir) if d.isdigit())
+  assert 10 <= killed_at < 120, killed_at
+  got, want = R.run(wd), trained[1]          # the rerun resumes in process
+  for g, w in zip(got['runs'], want['runs']):
+    for k, v in w.items():
+      if k.startswith('eval/') or k in ('best_step', 'steps'):
+        assert g[k] == v, (k, g[k], v)
+  a, b = checkpoint.load_best(wd), checkpoint.load_best(trained[0])
+  assert a.step == b.step
+  for x, y in zip(jax.tree.leaves(a.variables), jax.tree.leaves(b.variables)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_every_loss_mode_descends_with_catalogue_and_hard_negatives(trained):
   """Each loss (softmax with M shared catalogue columns; the others with per-row count^0.75
-  negatives), hard negatives at rate 0.5: the gradient is finite, reaches both towers, and a
-  small step along it lowers that loss (same negatives). One compiled program for all four."""
-  ex, cat, _ = planted()
-  batch = {k: ex[k][:128] for k in T._KEYS}   # pylint: disable=protected-access
-  batch['hard_item'] = np.random.default_rng(0).integers(
-      0, len(cat['cate_of_item']), (128, 3)).astype(np.int32)
-  cfgs = [dataclasses.replace(CFG, loss=loss, num_catalogue=16, num_negatives=4,
-                              hard_negative_rate=0.5) for loss in T.LOSSES]
-  model, params = trained().model, {'params': trained().params_of(0)}   # trained towers
-  sampler = NEG.CatalogueSampler(cat['item_count'])
-  batches = [T.draw_negatives(np.random.default_rng(3), batch, cfg, sampler) for cfg in cfgs]
-  fns = [functools.partial(T.loss_fn, model=model, cfg=cfg, consts=T.constants(cat, cfg))
-         for cfg in cfgs]
+  negatives), hard negatives at rate 0.5, through the task's prepare_batch and loss: the
+  gradient is finite, reaches both towers, and a small step along it lowers that loss (same
+  negatives). One compiled program for all four."""
+  ds = R.dataset()
+  rows = ds.splits['train'].__getitems__(np.arange(128))
+  rows['hard_item'] = np.random.default_rng(0).integers(
+      0, ds.spec.num_items, (128, 3)).astype(np.int32)
+  tasks = [TwoTowerTask(R.config({'train.two_tower.loss': loss,
+                                  'train.two_tower.num_catalogue': 16,
+                                  'train.two_tower.num_negatives': 4,
+                                  'train.two_tower.hard_negative_rate': 0.5}), ds)
+           for loss in L.LOSSES]
+  batches = [t.prepare_batch(rows, seed=0, step=3) for t in tasks]
+  assert 'cat_item' in batches[0] and batches[1]['neg_item'].shape == (128, 4)
+  assert batches[0]['hard_keep'].any() and not batches[0]['hard_keep'].all()
+  params = checkpoint.load_best(trained[0]).variables[0]['params']        # trained towers
+  fns = [lambda p, b, t=t: t.loss({'params': p}, b, None, {}).loss for t in tasks]
+  # Compile-bound: XLA's backend optimisation level 0 halves this program's compile on CPU.
   value_and_grads = jax.jit(
-      lambda ps, bs: [jax.value_and_grad(f)(p, batch=b) for f, p, b in zip(fns, ps, bs)],
-      compiler_options=FAST_COMPILE)
-  out = value_and_grads([params['params']] * 4, batches)
-  step = jax.jit(lambda p, g: jax.tree.map(lambda a, d: a - 0.02 * d / optax.tree.norm(g), p, g))
-  after = value_and_grads([step(params['params'], g) for _, g in out], batches)
-  for cfg, (loss, g), (loss2, _) in zip(cfgs, out, after):
+      lambda ps, bs: [jax.value_and_grad(f)(p, b) for f, p, b in zip(fns, ps, bs)],
+      compiler_options={'xla_backend_optimization_level': 0})
+  out = value_and_grads([params] * 4, batches)
+  step = lambda g: jax.tree.map(lambda a, d: a - 0.02 * d / optax.tree.norm(g), params, g)
+  after = value_and_grads([step(g) for _, g in out], batches)
+  for t, (loss, g), (loss2, _) in zip(tasks, out, after):
     norms = [float(optax.tree.norm(g[k])) for k in ('item_tower', 'user_tower', 'embed')]
-    assert np.isfinite(float(loss)) and min(norms) > 0, (cfg.loss, norms)
-    assert float(loss2) < float(loss), (cfg.loss, loss, loss2)
+    assert np.isfinite(float(loss)) and min(norms) > 0, (t.cfg.loss, norms)
+    assert float(loss2) < float(loss), (t.cfg.loss, loss, loss2)
+  # prepare_batch is a function of (seed, step): what makes a resume draw the same negatives.
+  again = tasks[1].prepare_batch(rows, seed=0, step=3)
+  np.testing.assert_array_equal(again['neg_item'], batches[1]['neg_item'])
+  assert not np.array_equal(tasks[1].prepare_batch(rows, seed=0, step=4)['neg_item'],
+                            batches[1]['neg_item'])
 
 
-def test_config_errors_name_the_key():
-  with pytest.raises(ValueError, match='TwoTowerConfig.loss'):
-    T.TwoTowerConfig(loss='listwise')
-  with pytest.raises(ValueError, match='hard_negative_rate'):
-    T.TwoTowerConfig(hard_negative_rate=1.5)
-  ex, cat, _ = planted()
-  with pytest.raises(ValueError, match='item_count'):
-    T.train(ex, {'cate_of_item': cat['cate_of_item']}, CFG)
+def test_task_errors_name_the_key():
+  ds = R.dataset()
+  with pytest.raises(ValueError, match=r"select_metric='recall@20'.*ks=\(10, 50\)"):
+    TwoTowerTask(R.config({'train.two_tower.select_metric': 'recall@20'}), ds)
+  with pytest.raises(ValueError, match=r"info\['item_count'\]"):
+    TwoTowerTask(R.config(), dataclasses.replace(ds, info={'cate_of_item': [0] * 121}))
+  with pytest.raises(ValueError, match="model.name='two_tower', not 'din'"):
+    TwoTowerTask(R.config({'model.name': 'din'}), ds)
 
 
-def test_study_mines_hard_negatives_and_summarizes_paired_differences():
-  ex, cat, _ = planted()
-  ex = dict(ex, cate_of_item=cat['cate_of_item'])
-  hard = S.mine_hard(trained(), ex, 5, 20, per_row=3)
-  assert hard.shape == (len(ex['item_id']), 3)
-  liked = {(u, i) for u, i in zip(ex['user_id'], ex['item_id'])}
-  assert not any((u, h) in liked for u, row in zip(ex['user_id'], hard) for h in row if h)
-  in_hist = (hard[:, :, None] == ex['hist_item'][:, None, :]) & (hard[:, :, None] > 0)
+def test_study_mines_hard_negatives_and_summarizes_paired_differences(trained):
+  rows = R.dataset().splits['train'].all()
+  hard = S.mine_hard(channels(trained[0], R.dataset())[0], rows, 5, 20, per_row=3)
+  assert hard.shape == (len(rows['target_item']), 3)
+  liked = {(u, i) for u, i in zip(rows['user_id'], rows['target_item'])}
+  assert not any((u, h) in liked for u, row in zip(rows['user_id'], hard) for h in row if h)
+  in_hist = (hard[:, :, None] == rows['hist_items'][:, None, :]) & (hard[:, :, None] > 0)
   assert not in_hist.any()
   assert (hard > 0).mean() > 0.5                 # mostly real items, from the same cluster
-  rows = [{'variant': 'softmax', 'split': 'test', 'seed': s, 'recall@50': r}
-          for s, r in enumerate([0.20, 0.22, 0.21])]
-  rows += [{'variant': 'bce', 'split': 'test', 'seed': s, 'recall@50': r}
-           for s, r in enumerate([0.10, 0.13, 0.10])]
-  table = S.summarize(rows)
+  table = S.summarize(
+      [{'variant': 'softmax', 'split': 'test', 'seed': s, 'recall@50': r}
+       for s, r in enumerate([0.20, 0.22, 0.21])]
+      + [{'variant': 'bce', 'split': 'test', 'seed': s, 'recall@50': r}
+         for s, r in enumerate([0.10, 0.13, 0.10])])
   # Paired differences -0.10, -0.09, -0.11: mean -0.100, sd 0.01, t(0.975, 2) = 4.303.
   assert '| bce | 0.110 ± 0.017 | -0.100 ± 0.025 (resolved) |' in table, table
 

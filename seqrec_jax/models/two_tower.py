@@ -20,7 +20,7 @@ the positive orthant, where no two cosines are negative. The history never sees 
 (that is what lets the item side be precomputed), so the attention unit's query is a learned
 vector. `__call__(batch)` returns the logit of (row's user, row's target item) [B], plus a
 learned per-task bias for T > 1 tasks ([B, T]: the tasks share the similarity); retrieval
-training (retrieval/train_two_tower.py) uses `user_vectors` / `item_vectors` and its own losses.
+training (tasks/two_tower.py) uses `user_vectors` / `item_vectors` and its own losses.
 """
 from __future__ import annotations
 
@@ -177,15 +177,12 @@ class TwoTower(nn.Module):
 @register_model('two_tower')
 def two_tower(cfg, spec: DataSpec):
   """config.model: embed_dim, use_user_embedding, activation ('dice' -> relu: the towers keep
-  no batch statistics), field_gate (SENet over the user tower's embedded fields) and optional
-  two_tower_{tower, history, similarity, temperature} (defaults (64, 32), 'mean', 'cosine',
-  0.05); attention.num_heads for history='attention'."""
-  if cfg.get('lhuc', 'none') != 'none':
+  no batch statistics), field_gate (SENet over the user tower's embedded fields),
+  two_tower.{tower, history, similarity, temperature} (configs/two_tower.py's KEYS) and
+  attention.num_heads for history='attention'."""
+  if cfg.lhuc != 'none':
     raise ValueError(f"config.model.lhuc={cfg.lhuc!r} is not implemented for two_tower")
-  return TwoTower(spec, cfg.embed_dim, cfg.use_user_embedding,
-                  tuple(cfg.get('two_tower_tower', (64, 32))),
-                  cfg.get('two_tower_history', 'mean'),
-                  cfg.get('attention', {}).get('num_heads', 2),
-                  cfg.get('two_tower_similarity', 'cosine'),
-                  float(cfg.get('two_tower_temperature', 0.05)),
+  t = cfg.two_tower
+  return TwoTower(spec, cfg.embed_dim, cfg.use_user_embedding, tuple(t.tower), t.history,
+                  cfg.attention.num_heads, t.similarity, float(t.temperature),
                   'relu' if cfg.activation == 'dice' else cfg.activation, build_field_gate(cfg))

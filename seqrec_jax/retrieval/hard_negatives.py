@@ -1,9 +1,9 @@
 """Hard negatives mined from the ranker (issue 21): items the ranker scored high for a training
-example's history but that the user never clicked, for `TwoTowerConfig.hard_negative_rate`.
+example's history but that the user never clicked, for `train.two_tower.hard_negative_rate`.
 
   rows = subsample(len(ex['item_id']), 5000)
   hard = mine_from_ranker(ex, rows, retrieve, score, m=100, h=2, pos_user=..., pos_item=...)
-  train(dict(ex, hard_item=hard), None, TwoTowerConfig(hard_negative_rate=0.1), seeds)
+  ds = data.retrieval.next_item_dataset(split, max_len, hard_item=hard)   # tasks/two_tower.py
 
 retrieve(hist_item [n, L], user_id [n], m) -> ids [n, m] is the trained two-tower's top-m
 (history excluded); score(sub, cand [n, m]) -> [n, m] is the ranker's score of each

@@ -4,7 +4,8 @@ Item vectors of the whole catalogue are computed once at construction (the item 
 on the item only) and held in an index; a request computes the user vector from its history
 and takes the top-k of the similarities, never item 0 and, by default, never an item of the
 user's own history. The index is retrieval/index.py's `ItemIndex` (exact jax.lax.top_k over the
-matmul, or jax.lax.approx_max_k with method='approx').
+matmul, or jax.lax.approx_max_k with method='approx'). `channels(workdir, ds)` reads each run's
+channel back from a trained workdir (tasks/two_tower.py on the training loop).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import functools
 import jax
 import numpy as np
 
+from seqrec_jax import checkpoint, models
 from seqrec_jax.models.two_tower import TwoTower
 from seqrec_jax.retrieval.index import ItemIndex
 
@@ -84,3 +86,14 @@ class TwoTowerChannel:
       out_ids.append(ids)
       out_scores.append(scores)
     return np.concatenate(out_ids), np.concatenate(out_scores)
+
+
+def channels(workdir: str, ds, **kwargs) -> list[TwoTowerChannel]:
+  """Each run's best-valid TwoTowerChannel of a two-tower workdir (train.train_and_evaluate
+  with configs/two_tower.py; checkpoint.load_best), in run order. ds: the Dataset it trained
+  on (its spec, and info['cate_of_item']: data/retrieval.next_item_dataset); kwargs:
+  TwoTowerChannel's (method, chunk, name)."""
+  best = checkpoint.load_best(workdir)
+  model = models.build_model(best.model_config, ds.spec)
+  return [TwoTowerChannel(model, v['params'], ds.info['cate_of_item'], **kwargs)
+          for v in best.variables]

@@ -77,6 +77,10 @@ class TwoTowerTask(base.Task):
         raise ValueError(f'the two_tower task reads ids and histories only; dataset '
                          f'{ds.name!r} has {side}-side sparse / dense columns (not implemented: '
                          'the catalogue would need every item\'s features)')
+    if config.data.pack_history:
+      raise ValueError('config.data.pack_history=True: the two_tower task evaluates a catalogue '
+                       'of items (no histories to pack) and its towers read padded histories; '
+                       'set it False (configs/two_tower.py does)')
     self.model = models.build_model(config.model, spec)
     if not isinstance(self.model, TwoTower):
       raise ValueError(f"config.train.task='two_tower' trains config.model.name='two_tower', "
