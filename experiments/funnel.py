@@ -166,7 +166,8 @@ def _cached(path: str, fn):
 
 # ----------------------------------------------------------------------------- channels
 
-def build_channels(split: D.TimeSplit, ex: dict, seeds, log, st: Settings) -> tuple[dict, dict]:
+def build_channels(split: D.TimeSplit, ex: dict, seeds, log, st: Settings, wd: str
+                   ) -> tuple[dict, dict]:
   """{name: factory} of every channel that has landed, and notes. A factory returns the channel
   (or {seed: channel} for trained ones) and is called only when a stage's cache is missing."""
   lg, tr = split.logs, split.train
@@ -184,24 +185,35 @@ def build_channels(split: D.TimeSplit, ex: dict, seeds, log, st: Settings) -> tu
       continue
     facs[name] = lambda fit=fit: fit(user, item, lg.num_users, lg.num_items)
     notes[name] = 'R2 defaults'
-  try:
-    from seqrec_jax.retrieval import train_two_tower as T  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    notes['two_tower'] = f'not available ({type(e).__name__})'
-  else:
-    steps = st.num_steps if st.num_steps > 0 else st.two_tower_steps
-    cfg = T.TwoTowerConfig(loss='softmax', log_q=True, num_steps=steps, batch_size=512)
+  steps = st.num_steps if st.num_steps > 0 else st.two_tower_steps
 
-    def two_tower():
-      t = time.time()
-      res = T.train(ex, None, cfg, seeds=tuple(seeds))
-      log(f'  two_tower: trained {len(seeds)} seeds x {steps} steps in {time.time() - t:.0f} s')
-      return {s: res.channel(i, ex['cate_of_item']) for i, s in enumerate(seeds)}
-    facs['two_tower'] = two_tower
-    notes['two_tower'] = f'in-batch softmax + log-Q, {steps} steps of 512'
+  def two_tower():
+    return two_tower_channels(split, seeds, os.path.join(wd, 'two_tower'), steps, log, st)
+  facs['two_tower'] = two_tower
+  notes['two_tower'] = f'in-batch softmax + log-Q, {steps} steps of 512'
   for name in facs:
     log(f'  channel {name}: {notes[name]}')
   return _memo(facs, log), notes
+
+
+def two_tower_channels(split: D.TimeSplit, seeds, twd: str, steps: int, log, st: Settings,
+                       hard_item=None, rate: float = 0.0) -> dict:
+  """{seed: TwoTowerChannel}: the two-tower task (configs/two_tower.py: in-batch softmax with
+  log-Q, batch 512) trained as one group of len(seeds) runs in twd by train.train_and_evaluate
+  (a finished workdir is read back), each run's best-valid state (channels)."""
+  from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.retrieval.two_tower import channels  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  ds = D.next_item_dataset(split, st.max_len, hard_item=hard_item)
+  o = {'data.name': ds.name, 'data.batch_size': 512, 'train.num_steps': steps,
+       'train.runs': len(seeds), 'train.run_seeds': tuple(seeds),
+       'train.eval_every': max(steps // 4, 1), 'train.checkpoint_every': max(steps // 4, 1),
+       'train.two_tower.hard_negative_rate': float(rate)}
+  t = time.time()
+  train_and_evaluate(load_config('two_tower.py', o), twd, ds)
+  log(f'  two_tower (hard rate {rate:g}): {len(seeds)} seeds x {steps} steps in '
+      f'{time.time() - t:.0f} s')
+  return dict(zip(seeds, channels(twd, ds)))
 
 
 def _memo(facs: dict, log=None) -> dict:
@@ -403,7 +415,7 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
   log(f'[{dataset}] {logs.info}; {len(users)} test users; workdir {wd}')
   q = D.queries(split, 'test', st.max_len, users)
   ex = D.retrieval_examples(split, st.max_len)
-  chans, notes = build_channels(split, ex, seeds, log, st)
+  chans, notes = build_channels(split, ex, seeds, log, st, wd)
   lists = channel_lists(split, q, chans, seeds, wd, log, st)
   # Merge order = quota share (merge_channels takes channels in order: the merged list starts
   # with the largest channel's best items).
@@ -536,26 +548,22 @@ def hard_from_ranker(split, q, ex, merged, quotas, seeds, models_of, wd, log, st
   top st.hard_h stay. One hard_item set for every seed and rate. Returns {name: {'recall':
   {seed: metrics}, 'final': {seed: metrics} (funnel top-10, if st.hard_funnel)}}."""
   from seqrec_jax.retrieval import hard_negatives as HN  # pylint: disable=g-import-not-at-top
-  from seqrec_jax.retrieval import train_two_tower as T  # pylint: disable=g-import-not-at-top
   steps = st.num_steps if st.num_steps > 0 else st.two_tower_steps
-  base_cfg = T.TwoTowerConfig(loss='softmax', log_q=True, num_steps=steps, batch_size=512)
   tag = f'hard_n{st.hard_rows}_m{st.hard_m}_h{st.hard_h}'
   k, lg, tr = st.k_retrieve, split.logs, split.train
   box: dict = {}
+  # Rate 0 is the funnel's own two-tower channel (same config and data): its workdir.
+  twd = lambda rate: os.path.join(wd, 'two_tower' if rate == 0 else f'two_tower_{tag}_r{rate:g}')
 
   def lists_of(rate):
     def run():
-      cfg = dataclasses.replace(base_cfg, hard_negative_rate=rate)
-      data = dict(ex, hard_item=mined()) if rate > 0 else ex
-      t = time.time()
-      res = T.train(data, None, cfg, seeds=tuple(seeds))
-      log(f'  two_tower hard rate {rate}: trained {len(seeds)} seeds in {time.time() - t:.0f} s')
+      chans = two_tower_channels(split, seeds, twd(rate), steps, log, st,
+                                 mined() if rate > 0 else None, rate)
       if rate == 0:
-        box['base'] = res
+        box['base'] = chans
       out = {}
-      for i, s in enumerate(seeds):
-        ids, _ = res.channel(i, ex['cate_of_item']).retrieve(
-            q['hist_item'], k + 200, user_id=q['user_id'])
+      for s in seeds:
+        ids, _ = chans[s].retrieve(q['hist_item'], k + 200, user_id=q['user_id'])
         out[f's{s}'] = _seen_filter(split, q['user_id'], np.asarray(ids), k)
       return out
     got = _cached(os.path.join(wd, 'channels', f'two_tower_{tag}_r{rate:g}_k{k}.npz'), run)
@@ -564,8 +572,8 @@ def hard_from_ranker(split, q, ex, merged, quotas, seeds, models_of, wd, log, st
   def mined():
     def run():
       if 'base' not in box:
-        box['base'] = T.train(ex, None, base_cfg, seeds=tuple(seeds))
-      ch = box['base'].channel(0, ex['cate_of_item'])
+        box['base'] = two_tower_channels(split, seeds, twd(0.0), steps, log, st)
+      ch = box['base'][seeds[0]]
       mwd, spec = models_of['din']
       rows = HN.subsample(len(ex['item_id']), st.hard_rows)
       t = time.time()
