@@ -218,7 +218,7 @@ def row_label(c) -> str:
 
 def curves(rec: dict, outdir: str) -> dict[str, np.ndarray]:
   """Train data loss (loss - reg_loss) per log step and valid logloss per eval of one cell."""
-  workdir, run = rec.get('workdir') or os.path.join(outdir, 'work', rec['id']), rec.get('run')
+  workdir, run = report.cell_workdir(rec, outdir)
   tr, va = [], []
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     for line in f:

@@ -257,10 +257,16 @@ def pairing(by: Mapping[str, list[dict]], family: Family, row: str, base: str,
   return out
 
 
+def cell_workdir(rec: dict, outdir: str) -> tuple[str, int | None]:
+  """(workdir, run index or None) of a sweep record: 'workdir'/'run' when the multi-run engine
+  wrote them, else <outdir>/work/<id> (sweep.run_sweep's single-run layout)."""
+  return rec.get('workdir') or os.path.join(outdir, 'work', rec['id']), rec.get('run')
+
+
 def test_predictions(rec: dict, outdir: str):
   """(preds [N, T], labels [N, T], users [N]) of a record's best-valid state, or None."""
-  workdir = rec.get('workdir') or os.path.join(outdir, 'work', rec['id'])
-  return evaluate.load_predictions(workdir, 'test', rec.get('run'))
+  workdir, run = cell_workdir(rec, outdir)
+  return evaluate.load_predictions(workdir, 'test', run)
 
 
 def _task_slice(metric: str, tasks: Sequence[str]):
