@@ -7,8 +7,10 @@
 * `<workdir>/config.json`: the full resolved config of the first run. A later run into the same
   workdir (a resume, or a rerun of a finished run) must have the same config except for
   `NEUTRAL_KEYS`, which cannot change results; every other difference is refused, each key
-  with its old and new value. With nothing to resume yet (no checkpoint) the new config
-  replaces the old one.
+  with its old and new value. A key missing from the old config.json (added to the table
+  since) is no difference when the new config has it at its default (configs/keys.py: a new
+  key's default is what runs did before it existed). With nothing to resume yet (no
+  checkpoint) the new config replaces the old one.
 
 `guard` wraps `train_and_evaluate` with both (and with config validation, before anything is
 built or any directory is created).
@@ -38,10 +40,6 @@ NEUTRAL_KEYS = ('train.log_every', 'train.progress', 'train.checkpoint_every',
                 'parallel.strategy', 'data.pack_history', 'data.pack_buckets',
                 'data.pack_max_fill', 'data.device_resident', 'data.device_memory_fraction')
 _MISSING = '<missing>'
-# Keys added after runs may have recorded config.json, with the value those runs ran with: a
-# key missing from the old config and at this value in the new one is no difference.
-ADDED_KEYS = {'train.init_from': '', 'train.trainable': 'all', 'data.device_resident': 'auto',
-              'data.device_memory_fraction': 0.25}
 
 
 class WorkdirLockedError(RuntimeError):
@@ -95,32 +93,38 @@ def flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   return out
 
 
+@functools.lru_cache(maxsize=1)
+def _defaults() -> dict[str, Any]:
+  from seqrec_jax.configs import default  # pylint: disable=g-import-not-at-top
+  return flatten(default.get_config().to_dict())
+
+
 def added_at_old_value(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
   """`key` was added to the config after `old` (flat) was recorded, and `new` (flat) sets it to
-  the value runs had before it existed: no difference."""
-  return key in ADDED_KEYS and key not in old and new.get(key) == ADDED_KEYS[key]
+  its default, which is what runs did before it existed (configs/keys.py): no difference."""
+  return key not in old and key in _defaults() and new.get(key, _MISSING) == _defaults()[key]
 
 
 def _neutral(key: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
   if key in NEUTRAL_KEYS:
     return True
-  if added_at_old_value(key, old, new):
-    return True
   constant = all(c.get('optim.schedule') == 'constant' for c in (old, new))
-  steps = [c.get('train.num_steps', -1) for c in (old, new)]
+  steps = [c.get('train.num_steps') for c in (old, new)]
   if key == 'train.num_epochs':       # unused when both runs give num_steps
     return all(isinstance(s, int) and s > 0 for s in steps)
   if key == 'train.num_steps':
     # Extending a run is exact when the learning rate does not depend on the total, the old
     # last step was an evaluation anyway, and the new total is larger.
-    ev = old.get('train.eval_every')
+    ev = old['train.eval_every']
     return (constant and all(isinstance(s, int) and s > 0 for s in steps) and
             steps[1] >= steps[0] and isinstance(ev, int) and ev > 0 and steps[0] % ev == 0)
   return False
 
 
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-  """'key: old -> new' for each result-changing difference of two flattened configs."""
+  """'key: old -> new' for each result-changing difference of two flattened configs; a key
+  missing from `old` (added since it was recorded) is at its default there."""
+  old = {**_defaults(), **old}
   out = []
   for k in sorted(set(old) | set(new)):
     a, b = old.get(k, _MISSING), new.get(k, _MISSING)

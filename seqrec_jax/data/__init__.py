@@ -68,9 +68,9 @@ def prepare(ds: Dataset, data_cfg, validate: bool = True) -> Dataset:
     for split_name, split in ds.splits.items():
       if isinstance(split, ArraySplit):
         validate_arrays(split.all(), ds.spec, f'{ds.name}/{split_name}',
-                        allow_empty_history=data_cfg.get('allow_empty_history', True))
-  ds = _with_id_counts(ds, int(data_cfg.get('item_top_k', 0)))
-  return select_tasks(ds, tuple(data_cfg.get('tasks', ())))
+                        allow_empty_history=data_cfg.allow_empty_history)
+  ds = _with_id_counts(ds, int(data_cfg.item_top_k))
+  return select_tasks(ds, tuple(data_cfg.tasks))
 
 
 def fingerprint(ds: Dataset) -> str:

@@ -39,7 +39,7 @@ def _builder(name: str, data_cfg):
     raise app.UsageError(f'{name!r} is not a TFDS-backed dataset; choose from '
                          f'{sorted(builders.BUILDERS)}')
   b = tfds_source.make_builder(builders.BUILDERS[name], data_cfg[name].to_dict(),
-                               data_cfg.get('data_dir', ''))
+                               data_cfg.data_dir)
   t0 = time.time()
   built = tfds_source.prepare(b)
   return b, built, time.time() - t0

@@ -33,20 +33,24 @@ import re
 
 import numpy as np
 
+from seqrec_jax.configs.keys import Key, defaults, integer, text
 from seqrec_jax.data import common, raw
 from seqrec_jax.data.common import Prepared
 from seqrec_jax.data.features import DataError, DataSpec, Task
 
-DEFAULTS = dict(
-    # directory with reviews_<category>_5.json(.gz) + meta_<category>.json(.gz)
-    path='',
-    category='Electronics',  # DIN paper: Electronics 5-core
-    max_len=50,              # L: newest behaviours kept
-    neg_seed=1234,           # negative sampling (the DIN code seeds random with 1234)
-    same_time_history=True,  # DIN code: sorted prefix (same-day reviews count as history)
-    min_item_count=1,        # counted over training-visible positions
-    skip_bad_rows=False,
+KEYS = (
+    Key('path', '', 'directory with reviews_<category>_5.json(.gz) + meta_<category>.json(.gz)',
+        text()),
+    Key('category', 'Electronics', 'DIN paper: Electronics 5-core', text()),
+    Key('max_len', 50, 'L: newest behaviours kept', integer(1)),
+    Key('neg_seed', 1234, 'negative sampling (the DIN code seeds random with 1234)', integer()),
+    Key('same_time_history', True,
+        'DIN code: sorted prefix (same-day reviews count as history)'),
+    Key('min_item_count', 1, 'items seen fewer times at training-visible positions -> id 0',
+        integer(0)),
+    Key('skip_bad_rows', False, 'True: count and skip malformed rows instead of failing'),
 )
+DEFAULTS = defaults(KEYS)
 HOMEPAGE = 'https://jmcauley.ucsd.edu/data/amazon/'
 CITATION = ('R. He and J. McAuley. Ups and downs: Modeling the visual evolution of fashion '
             'trends with one-class collaborative filtering. WWW 2016. / J. McAuley et al. '

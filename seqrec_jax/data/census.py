@@ -22,18 +22,23 @@ from typing import Sequence
 
 import numpy as np
 
+from seqrec_jax.configs.keys import Key, defaults, integer, names, number, text
 from seqrec_jax.data import common, raw
 from seqrec_jax.data.features import DataError, DataSpec, FeatureSpec, Task
 from seqrec_jax.data.common import Prepared
 
-DEFAULTS = dict(
-    path='',                        # '' = the packaged files/adult.csv.gz
-    valid_frac=0.1, test_frac=0.2, split_seed=0,
-    min_count=1,                    # categorical values seen fewer times in train -> id 0
-    drop_columns=('education',),    # inputs removed besides the label columns
-    log_columns=('capital-gain', 'capital-loss'),   # log(1 + x) before standardising
-    skip_bad_rows=False,
+KEYS = (
+    Key('path', '', "'' = the packaged files/adult.csv.gz", text()),
+    Key('valid_frac', 0.1, 'fraction of rows in valid', number(0, 1)),
+    Key('test_frac', 0.2, 'fraction of rows in test', number(0, 1)),
+    Key('split_seed', 0, 'seed of the row split', integer()),
+    Key('min_count', 1, 'categorical values seen fewer times in train -> id 0', integer(0)),
+    Key('drop_columns', ('education',), 'inputs removed besides the label columns', names()),
+    Key('log_columns', ('capital-gain', 'capital-loss'), 'log(1 + x) before standardising',
+        names(lambda: NUMERIC)),
+    Key('skip_bad_rows', False, 'True: count and skip malformed rows instead of failing'),
 )
+DEFAULTS = defaults(KEYS)
 HOMEPAGE = 'https://doi.org/10.24432/C5XW20'
 CITATION = ('Becker, B. and Kohavi, R. (1996). Adult. UCI Machine Learning Repository. '
             'https://doi.org/10.24432/C5XW20')

@@ -28,6 +28,7 @@ import zipfile
 
 import numpy as np
 
+from seqrec_jax.configs.keys import Key, defaults, integer, names, number, one_of, text
 from seqrec_jax.data import census, common, raw
 from seqrec_jax.data.common import Prepared
 from seqrec_jax.data.features import DataError, DataSpec, FeatureSpec, Task
@@ -36,17 +37,22 @@ COLLEGE = ('Some college but no degree', 'Associates degree-occup /vocational',
            'Associates degree-academic program', 'Bachelors degree(BA AB BS)',
            'Masters degree(MA MS MEng MEd MSW MBA)', 'Prof school degree (MD DDS DVM LLB JD)',
            'Doctorate degree(PhD EdD)')
-DEFAULTS = dict(
-    path='',                  # directory or zip with census-income.data / .test (or .gz)
-    task_group=1,             # 1: income + never_married; 2: college + never_married
-    valid_share=0.5,          # share of census-income.test rows in valid (the rest: test)
-    split_seed=0,
-    min_count=1,              # categorical values seen fewer times in train -> id 0
-    drop_columns=(),          # inputs removed besides the label columns
-    log_columns=(),           # continuous columns log(1 + x)'d before standardising
-    college_levels=COLLEGE,   # education values that make task group 2's `college` label 1
-    skip_bad_rows=False,
+KEYS = (
+    Key('path', '', 'directory or zip with census-income.data / .test (or .gz)', text()),
+    Key('task_group', 1, '1: income + never_married; 2: college + never_married',
+        one_of((1, 2))),
+    Key('valid_share', 0.5, 'share of census-income.test rows in valid (the rest: test)',
+        number(0, 1)),
+    Key('split_seed', 0, 'seed of the valid/test split', integer()),
+    Key('min_count', 1, 'categorical values seen fewer times in train -> id 0', integer(0)),
+    Key('drop_columns', (), 'inputs removed besides the label columns', names()),
+    Key('log_columns', (), 'continuous columns log(1 + x)\'d before standardising',
+        names(lambda: CONTINUOUS)),
+    Key('college_levels', COLLEGE, "education values that make task group 2's `college` "
+        'label 1', names()),
+    Key('skip_bad_rows', False, 'True: count and skip malformed rows instead of failing'),
 )
+DEFAULTS = defaults(KEYS)
 HOMEPAGE = 'https://doi.org/10.24432/C5N30T'
 CITATION = ('Lane, T. and Kohavi, R. (2000). Census-Income (KDD). UCI Machine Learning '
             'Repository. https://doi.org/10.24432/C5N30T; task groups from Ma, J. et al. (2018). '

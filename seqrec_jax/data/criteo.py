@@ -42,17 +42,21 @@ from absl import logging
 
 import numpy as np
 
+from seqrec_jax.configs.keys import Key, defaults, integer, number, text
 from seqrec_jax.data import common, raw
 from seqrec_jax.data.common import Prepared
 from seqrec_jax.data.features import DataError, DataSpec, FeatureSpec, Task
 
-DEFAULTS = dict(
-    path='',             # train.txt(.gz) or a directory holding it
-    max_rows=0,          # > 0: only the first max_rows lines
-    min_count=10,        # categorical values seen fewer times in train -> id 0
-    valid_frac=1 / 14, test_frac=1 / 14, split_seed=0,
-    skip_bad_rows=False,
+KEYS = (
+    Key('path', '', 'train.txt(.gz) or a directory holding it', text()),
+    Key('max_rows', 0, '> 0: only the first max_rows lines', integer(0)),
+    Key('min_count', 10, 'categorical values seen fewer times in train -> id 0', integer(0)),
+    Key('valid_frac', 1 / 14, 'fraction of lines in valid', number(0, 1)),
+    Key('test_frac', 1 / 14, 'fraction of lines in test', number(0, 1)),
+    Key('split_seed', 0, 'seed of the valid/test coin', integer()),
+    Key('skip_bad_rows', False, 'True: count and skip malformed rows instead of failing'),
 )
+DEFAULTS = defaults(KEYS)
 HOMEPAGE = 'https://www.kaggle.com/c/criteo-display-ad-challenge'
 CITATION = 'Criteo Labs. Display Advertising Challenge (Kaggle), 2014.'
 INTS = tuple(f'I{i}' for i in range(1, 14))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from seqrec_jax.configs.keys import Key, defaults, integer, number
 from seqrec_jax.data.features import DataSpec, Task
 from seqrec_jax.data.pipeline import ArraySplit, Dataset
 
@@ -46,9 +47,19 @@ BETAS = (0.019483, -2.262205, 0.073403, 0.215109, 1.221374,
 
 # Sizes: the paper trains "until enough data"; >= 200k rows make every step of the paper study
 # see rows no earlier step saw (one pass, i.e. fresh samples each step).
-DEFAULTS = dict(
-    dim=100, correlation=0.5, scale=1.0, num_sin=10, noise_std=0.1, num_train=200_000,
-    num_valid=50_000, num_test=50_000, seed=0)
+KEYS = (
+    Key('dim', 100, 'input width d', integer(1)),
+    Key('correlation', 0.5, 'p: cosine similarity of the two tasks\' weight vectors',
+        number(-1, 1)),
+    Key('scale', 1.0, 'c: scale of the task weight vectors', number()),
+    Key('num_sin', 10, 'sinusoids in each label (the paper: 10)', integer(1)),
+    Key('noise_std', 0.1, 'label noise standard deviation', number(0)),
+    Key('num_train', 200_000, 'train rows', integer(1)),
+    Key('num_valid', 50_000, 'valid rows', integer(1)),
+    Key('num_test', 50_000, 'test rows', integer(1)),
+    Key('seed', 0, 'generator seed', integer()),
+)
+DEFAULTS = defaults(KEYS)
 SPLITS = ('train', 'valid', 'test')
 
 

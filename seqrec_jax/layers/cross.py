@@ -29,7 +29,7 @@ from seqrec_jax.layers.mlp import MLP
 
 CROSS_TYPES = ('full', 'lowrank', 'mix')
 STRUCTURES = ('stacked', 'parallel')
-_NONLINEAR = {'tanh': jnp.tanh, 'relu': nn.relu, 'sigmoid': jax.nn.sigmoid,
+NONLINEARITIES = {'tanh': jnp.tanh, 'relu': nn.relu, 'sigmoid': jax.nn.sigmoid,
               'identity': lambda x: x}
 
 
@@ -99,10 +99,10 @@ class CrossMixLayer(nn.Module):
     if k < 1:
       raise ValueError(f'mix cross layer needs experts >= 1 (config.model.cross_experts), '
                        f'got {k}')
-    if self.nonlinearity not in _NONLINEAR:
+    if self.nonlinearity not in NONLINEARITIES:
       raise ValueError(f'unknown nonlinearity {self.nonlinearity!r}; choose from '
-                       f'{sorted(_NONLINEAR)}')
-    g = _NONLINEAR[self.nonlinearity]
+                       f'{sorted(NONLINEARITIES)}')
+    g = NONLINEARITIES[self.nonlinearity]
     init = nn.initializers.glorot_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))
     v = self.param('v', init, (k, d, r))
     c = self.param('c', init, (k, r, r))

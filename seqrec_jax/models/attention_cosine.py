@@ -24,5 +24,5 @@ class CosineAttention(nn.Module):
 
 @register_attention('cosine')
 def _cosine(cfg):                        # cfg: config.model.attention
-  return CosineAttention(normalizer=cfg.get('normalizer', 'softmax'))
+  return CosineAttention(normalizer=cfg.normalizer)
 # [example:end]

@@ -28,6 +28,7 @@ from typing import Callable
 import flax.linen as nn
 import ml_collections
 
+from seqrec_jax.configs import default
 from seqrec_jax.layers.activations import ACTIVATIONS
 from seqrec_jax.layers.attention import (NORMALIZERS, BilinearAttention, DinAttention,
                                          DotAttention, MultiHeadTargetAttention, Pooling)
@@ -51,19 +52,30 @@ def register_attention(name: str):
   return deco
 
 
+def _complete(cfg) -> ml_collections.ConfigDict:
+  """An attention block with every key: cfg's over the table's defaults (configs/default.py:
+  model.attention.*, with activation and dice_eps those of model.*)."""
+  model = default.get_config().model
+  out = ml_collections.ConfigDict(model.attention.to_dict())
+  out.activation, out.dice_eps = model.activation, model.dice_eps
+  out.update(dict(cfg))
+  return out
+
+
 def build_attention(cfg) -> nn.Module:
-  """cfg: an attention config block (`model.attention`); cfg.name selects the registry entry."""
+  """cfg: an attention block (`model.attention` with activation resolved, or any subset of
+  its keys: the rest take their defaults); cfg.name selects the registry entry."""
+  cfg = _complete(cfg)
   if cfg.name not in ATTENTIONS:
     raise ValueError(f'unknown attention {cfg.name!r} ({_SRC}.name); '
                      f'registered: {sorted(ATTENTIONS)}')
-  norm = cfg.get('normalizer', 'none')
-  if norm not in NORMALIZERS:
-    raise ValueError(f'unknown normalizer {norm!r} ({_SRC}.normalizer); choose from {NORMALIZERS}')
-  act = cfg.get('activation', 'dice')
-  if act not in ACTIVATIONS:
-    raise ValueError(f'unknown activation {act!r} ({_SRC}.activation; models resolve '
+  if cfg.normalizer not in NORMALIZERS:
+    raise ValueError(f'unknown normalizer {cfg.normalizer!r} ({_SRC}.normalizer); choose from '
+                     f'{NORMALIZERS}')
+  if cfg.activation not in ACTIVATIONS:
+    raise ValueError(f'unknown activation {cfg.activation!r} ({_SRC}.activation; models resolve '
                      f"'same' to config.model.activation); choose from {ACTIVATIONS}")
-  bad = [p for p in cfg.get('inputs', ()) if p not in PARTS]
+  bad = [p for p in cfg.inputs if p not in PARTS]
   if bad:
     raise ValueError(f'unknown attention input(s) {bad} ({_SRC}.inputs={tuple(cfg.inputs)}); '
                      f'choose an ordered subset of {PARTS}')
@@ -78,7 +90,7 @@ def attention_unit(model_cfg) -> nn.Module:
   (so the attention MLP and the main MLP are selectable separately or together) and Dice's
   eps from config.model.dice_eps."""
   att = ml_collections.ConfigDict(model_cfg.attention.to_dict())
-  if att.get('activation', 'same') == 'same':
+  if att.activation == 'same':
     att.activation = model_cfg.activation
   att.dice_eps = model_cfg.dice_eps
   return build_attention(att)
@@ -104,7 +116,7 @@ def build_backbone(model_cfg, kind: str | None = None) -> nn.Module | None:
   with config.model.activation; structure (stacked | parallel), number of cross layers, rank and
   experts come from config.model.structure / cross_layers / cross_rank / cross_experts /
   cross_nonlinearity."""
-  kind = kind or model_cfg.get('backbone', 'mlp')
+  kind = kind or model_cfg.backbone
   if kind == 'mlp':
     return None
   if kind == 'dcn':
@@ -127,15 +139,14 @@ def sequence_ranker(model_cfg, spec, pooling: nn.Module | None,
   backbone overrides config.model.backbone."""
   c = model_cfg
   lhuc, personal = build_lhuc(c, spec, tuple(c.hidden))
-  kind = backbone or c.get('backbone', 'mlp')
+  kind = backbone or c.backbone
   if lhuc is not None and kind != 'mlp':
     raise ValueError(f'config.model.lhuc={c.lhuc!r} scales the MLP head; backbone {kind!r} '
                      "(config.model.backbone or the model) has none: set model.lhuc='none'")
   return SequenceRanker(spec, pooling, c.embed_dim, c.use_user_embedding, tuple(c.hidden),
                         c.activation, c.dice_eps, c.dropout, build_backbone(c, backbone),
-                        float(c.get('mba_lambda', 0.0)), float(c.get('embed_dropout', 0.0)),
-                        build_field_gate(c), lhuc, personal, bool(c.get('input_bn', False)),
-                        c.get('frequency_reg', 'mba'))
+                        float(c.mba_lambda), float(c.embed_dropout),
+                        build_field_gate(c), lhuc, personal, bool(c.input_bn), c.frequency_reg)
 
 
 FIELD_GATES = ('none', 'senet')
@@ -144,15 +155,15 @@ FIELD_GATES = ('none', 'senet')
 def build_field_gate(model_cfg) -> nn.Module | None:
   """config.model.field_gate: 'none' -> None; 'senet' -> layers.gating.SENet with
   config.model.senet_reduction and config.model.senet_excitation (relu | sigmoid)."""
-  kind = model_cfg.get('field_gate', 'none')
+  kind = model_cfg.field_gate
   if kind == 'none':
     return None
   if kind != 'senet':
     raise ValueError(f'unknown config.model.field_gate {kind!r}; choose from {FIELD_GATES}')
-  exc = model_cfg.get('senet_excitation', 'relu')
+  exc = model_cfg.senet_excitation
   if exc not in EXCITATIONS:
     raise ValueError(f'unknown config.model.senet_excitation {exc!r}; choose from {EXCITATIONS}')
-  r = float(model_cfg.get('senet_reduction', 3.0))
+  r = float(model_cfg.senet_reduction)
   if not r >= 1:
     raise ValueError(f'config.model.senet_reduction must be >= 1, got {r}')
   return SENet(r, exc)
@@ -182,10 +193,10 @@ def build_lhuc(model_cfg, spec, sizes: tuple) -> tuple[nn.Module | None, tuple]:
   """(layers.gating.LHUCGate | None, personalisation field names) of config.model.lhuc for an
   MLP with hidden `sizes`. The gate reads config.model.lhuc_inputs: 'user' (the user id; needs
   config.model.use_user_embedding) and/or sparse field names of the dataset."""
-  layers = lhuc_layers(model_cfg.get('lhuc', 'none'), len(sizes))
+  layers = lhuc_layers(model_cfg.lhuc, len(sizes))
   if not layers:
     return None, ()
-  names = tuple(model_cfg.get('lhuc_inputs', ('user',)))
+  names = tuple(model_cfg.lhuc_inputs)
   sparse = [f.name for f in spec.sparse]
   bad = [n for n in names if n != 'user' and n not in sparse]
   if bad or not names:
@@ -194,42 +205,40 @@ def build_lhuc(model_cfg, spec, sizes: tuple) -> tuple[nn.Module | None, tuple]:
   if 'user' in names and not model_cfg.use_user_embedding:
     raise ValueError("config.model.lhuc_inputs has 'user' but config.model.use_user_embedding "
                      'is False (no user table to read); enable it or list user fields only')
-  return LHUCGate(tuple(sizes), layers, int(model_cfg.get('lhuc_hidden', 64))), names
+  return LHUCGate(tuple(sizes), layers, int(model_cfg.lhuc_hidden)), names
 
 
-# The built-in units: config block -> layer with plain arguments.
+# The built-in units: a complete attention block (build_attention) -> layer with plain arguments.
 
 def _position(cfg) -> dict:
-  return dict(use_position=bool(cfg.get('use_position', False)),
-              max_position=int(cfg.get('max_position', 64)))
+  return dict(use_position=bool(cfg.use_position), max_position=int(cfg.max_position))
 
 
 @register_attention('din')
 def _din(cfg):
   return DinAttention(inputs=tuple(cfg.inputs), hidden=tuple(cfg.hidden),
                       activation=cfg.activation, normalizer=cfg.normalizer,
-                      dice_eps=cfg.get('dice_eps', 1e-8), **_position(cfg))
+                      dice_eps=cfg.dice_eps, **_position(cfg))
 
 
 @register_attention('dot')
 def _dot(cfg):
-  return DotAttention(False, cfg.get('normalizer', 'softmax'), **_position(cfg))
+  return DotAttention(False, cfg.normalizer, **_position(cfg))
 
 
 @register_attention('scaled_dot')
 def _scaled_dot(cfg):
-  return DotAttention(True, cfg.get('normalizer', 'softmax'), **_position(cfg))
+  return DotAttention(True, cfg.normalizer, **_position(cfg))
 
 
 @register_attention('bilinear')
 def _bilinear(cfg):
-  return BilinearAttention(cfg.get('normalizer', 'softmax'), **_position(cfg))
+  return BilinearAttention(cfg.normalizer, **_position(cfg))
 
 
 @register_attention('multihead')
 def _multihead(cfg):
-  return MultiHeadTargetAttention(int(cfg.get('num_heads', 2)), cfg.get('normalizer', 'softmax'),
-                                  **_position(cfg))
+  return MultiHeadTargetAttention(int(cfg.num_heads), cfg.normalizer, **_position(cfg))
 
 
 for _mode in POOLINGS:

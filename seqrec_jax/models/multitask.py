@@ -136,7 +136,7 @@ class MultiTaskRanker(nn.Module):
 
 def input_pooling(cfg) -> nn.Module | None:
   """The history unit of config.model.input: None ('embed'), a Pooling ('pool') or DIN ('din')."""
-  kind = cfg.get('input', 'embed')
+  kind = cfg.input
   if kind == 'embed':
     return None
   if kind == 'pool':

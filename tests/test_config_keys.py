@@ -1,0 +1,78 @@
+"""The one table of config keys (configs/keys.py, configs/default.py: KEYS): every key has a
+help text and a check, option lists come from their owners, errors name key, value and the
+allowed values, and a workdir recorded before a key existed still resumes at its default."""
+import json
+import os
+import shutil
+
+import pytest
+
+from seqrec_jax import state, workdir
+from seqrec_jax.configs import default, help as config_help, keys, load_config, validate
+from seqrec_jax.layers import attention
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LEGACY = os.path.join(ROOT, 'tests', 'fixtures', 'legacy_single_run')
+
+
+def test_every_key_has_help_a_check_and_a_valid_default():
+  flat = keys.flatten(default.get_config())
+  assert sorted(flat) == sorted(default.BY_PATH) and len(default.BY_PATH) == len(default.KEYS)
+  for k in default.KEYS:
+    assert len(k.help) > 5, k.path
+    assert k.check(k.default, k.path) is None, k.path
+    why = k.check(object(), k.path)                       # no key accepts anything
+    assert why and ('must be' in why or 'unknown' in why), (k.path, why)
+  with pytest.raises(ValueError, match="'seed' is declared twice"):
+    keys.build(default.KEYS[:1] * 2)
+
+
+def test_help_lists_every_key_with_its_help_rule_and_changed_default():
+  text = config_help.describe(load_config('test.py'), 'test.py')
+  lines = text.splitlines()
+  for k in default.KEYS:
+    line = next(x for x in lines if x.startswith(f'  {k.path} = '))
+    assert k.help in line and f'[{k.check.rule()}]' in line, line
+  line = next(x for x in lines if x.startswith('  train.num_steps = 4 '))
+  assert '(default -1)' in line and 'overrides num_epochs' in line
+  assert '[data.movielens]' in lines and 'newest behaviours' in text
+
+
+@pytest.mark.parametrize('key,value,allowed', [
+    ('optim.name', 'adamm', f'must be one of {sorted(state.OPTIMIZERS)}'),
+    ('model.attention.normalizer', 'softmx', f'must be one of {sorted(attention.NORMALIZERS)}'),
+    ('data.movielens.genre', 'middle', "must be one of ['first', 'last']"),
+    ('model.hidden', (64, 0), 'must be a tuple of integers >= 1'),
+    ('data.device_memory_fraction', 0.0, 'must be in (0, 1]'),
+    ('model.attention.name', 'dott', "unknown attention unit 'dott' "
+     '(config.model.attention.name); registered: ['),
+])
+def test_a_wrong_value_names_key_value_and_allowed_values(key, value, allowed):
+  cfg = load_config('test.py', {key: value})
+  with pytest.raises(validate.ConfigError) as e:
+    validate.validate_config(cfg)
+  assert f'config.{key}={value!r}: {allowed}' in str(e.value)
+
+
+def test_option_lists_are_read_from_their_owners(monkeypatch):
+  check = default.BY_PATH['optim.name'].check
+  assert check('lion') == f'must be one of {sorted(state.OPTIMIZERS)}'
+  monkeypatch.setattr(state, 'OPTIMIZERS', state.OPTIMIZERS + ('lion',))
+  assert check('lion') is None
+
+
+def test_a_workdir_recorded_before_a_key_existed_resumes_at_its_default(tmp_path):
+  """tests/fixtures/legacy_single_run's config.json (commit 61ba59b) lacks keys added since
+  (e.g. train.task): a resume with them at their defaults is allowed, any other value refused."""
+  recorded = json.load(open(os.path.join(LEGACY, 'config.json')))
+  assert 'task' not in recorded['train']
+  wd = tmp_path / 'wd'
+  os.makedirs(wd / 'checkpoints' / '2')                  # a checkpoint to resume from
+  shutil.copy(os.path.join(LEGACY, 'config.json'), wd / 'config.json')
+  cfg = load_config('test.py', {'model.name': 'base', 'model.activation': 'dice',
+                                'data.pack_history': False, 'train.keep_checkpoints': 1})
+  cfg.train.num_steps = cfg.train.eval_every = cfg.train.checkpoint_every = 2
+  workdir.check_config(str(wd), cfg, write=False)
+  cfg.train.task = 'two_tower'
+  with pytest.raises(workdir.ConfigChangedError, match=r"train.task: 'ranking' -> 'two_tower'"):
+    workdir.check_config(str(wd), cfg, write=False)
