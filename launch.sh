@@ -13,7 +13,8 @@
 #   dcn         DNN vs DCN vs DCNv2 table                        (experiments/dcn_table.py)
 #   video       short-video study: SENet, LHUC, video heads, fusion, pre-ranker (experiments/video.py)
 #   incremental warm starts: daily retrain vs hourly embeddings-only updates (experiments/incremental.py)
-#   funnel      retrieval channels -> pre-rank -> DIN, end to end (experiments/funnel.py)
+#   funnel      retrieval channels -> pre-rank -> DIN -> re-rank, end to end (experiments/funnel.py)
+#   cold_start  warm vs new items vs new users, the unknown-id bucket (experiments/cold_start.py)
 #   multihost   N local processes with jax.distributed on 127.0.0.1 (benchmarks/multihost.sh)
 #   bench       DIN throughput/latency vs PyTorch peers           (benchmarks/din_throughput.py)
 #   lock        regenerate requirements.lock from pyproject.toml  (docs/development.md)
@@ -65,6 +66,7 @@ case "$cmd" in
   video)     setup; exec .venv/bin/python -m experiments.video "$@" ;;
   incremental) setup; exec .venv/bin/python -m experiments.incremental "$@" ;;
   funnel)    setup; exec .venv/bin/python -m experiments.funnel "$@" ;;
+  cold_start) setup; exec nice -n 10 .venv/bin/python -m experiments.cold_start "$@" ;;
   multihost) setup; exec bash benchmarks/multihost.sh "$@" ;;
   bench)     setup peers
              # DeepCTR (TF/Keras) peer in its own venv: TF must not enter .venv (tfds changes

@@ -47,7 +47,7 @@ import time
 from absl import app, flags
 import numpy as np
 
-from experiments import publish, sweep
+from experiments import publish, stats, sweep
 from seqrec_jax import metrics as M
 from seqrec_jax import xla_cpu
 from seqrec_jax.configs import define_override_flag, study_overrides
@@ -274,40 +274,48 @@ def train_rankers(split, q, seeds, wd, dataset, log, st: Settings) -> dict:
   """Trains the pre-ranker and DIN through train.train_and_evaluate, each as one multi-run
   group of len(seeds) runs, once per workdir (the candidates do not enter training).
   Returns {model: (workdir, DataSpec)} for `score`."""
-  from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
-  from seqrec_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
   # The test split at training time is the valid targets' rows (the candidates are scored
   # afterwards from the best checkpoint); nothing of the test targets is in this dataset.
   vq = D.queries(split, 'valid', st.max_len)
   name = f'funnel_{dataset}_{os.path.basename(wd)}'
   ds = D.ctr_dataset(split, st.max_len, D.candidate_rows(split, vq, vq['target'][:, None]),
                      st.neg_per_pos, seed=0, name=name, neg_power=st.neg_power)
-  n_train = len(ds.splits['train'])
   out = {}
   for model in ('prerank', 'din'):
     mwd = os.path.join(wd, model)
-    o = {'data.name': name, 'model.name': model, 'data.batch_size': 512,
-         'data.eval_batch_size': 8192, 'optim.learning_rate': 2e-3,
-         'train.num_epochs': st.epochs, 'train.runs': len(seeds),
-         'train.run_seeds': tuple(seeds), 'train.progress': False, 'train.log_every': 100,
-         'train.checkpoint_every': 10**9}
-    steps = st.num_steps if st.num_steps > 0 else int(st.epochs * n_train / 512)
-    if st.num_steps > 0:
-      o['train.num_steps'] = st.num_steps
-    o['train.eval_every'] = max(steps // 3, 1)
-    o.update(st.model_overrides)
-    config = load_config('default.py', o)
-    done = os.path.join(mwd, 'funnel_done.json')
-    if not os.path.exists(done):
-      t = time.time()
-      summary = train_and_evaluate(config, mwd, ds)
-      with open(done, 'w') as f:
-        json.dump({'seconds': time.time() - t, 'overrides': o, 'train_rows': n_train,
-                   'valid_auc': [r.get('eval/valid/auc') for r in summary['runs']]}, f,
-                  default=str)
-      log(f'  {model}: trained {len(seeds)} runs in {time.time() - t:.0f} s')
+    train_group(ds, model, mwd, seeds, st.epochs, st.num_steps, st.model_overrides, log)
     out[model] = (mwd, ds.spec)
   return out
+
+
+def train_group(ds, model: str, mwd: str, seeds, epochs: float, num_steps: int,
+                overrides: dict, log) -> None:
+  """Trains config.model.name=`model` on the Dataset value `ds` as one multi-run group of
+  len(seeds) runs in mwd (train.train_and_evaluate; batch 512, Adam 2e-3, eval three times),
+  once: a finished group leaves funnel_done.json and is not retrained."""
+  from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  n_train = len(ds.splits['train'])
+  o = {'data.name': ds.name, 'model.name': model, 'data.batch_size': 512,
+       'data.eval_batch_size': 8192, 'optim.learning_rate': 2e-3,
+       'train.num_epochs': epochs, 'train.runs': len(seeds),
+       'train.run_seeds': tuple(seeds), 'train.progress': False, 'train.log_every': 100,
+       'train.checkpoint_every': 10**9}
+  steps = num_steps if num_steps > 0 else int(epochs * n_train / 512)
+  if num_steps > 0:
+    o['train.num_steps'] = num_steps
+  o['train.eval_every'] = max(steps // 3, 1)
+  o.update(overrides)
+  config = load_config('default.py', o)
+  done = os.path.join(mwd, 'funnel_done.json')
+  if not os.path.exists(done):
+    t = time.time()
+    summary = train_and_evaluate(config, mwd, ds)
+    with open(done, 'w') as f:
+      json.dump({'seconds': time.time() - t, 'overrides': o, 'train_rows': n_train,
+                 'valid_auc': [r.get('eval/valid/auc') for r in summary['runs']]}, f,
+                default=str)
+    log(f'  {model}: trained {len(seeds)} runs in {time.time() - t:.0f} s')
 
 
 def score(mwd: str, spec, rows_of_run: list[dict]) -> list[np.ndarray]:
@@ -747,30 +755,31 @@ def report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> s
   return '\n'.join(rl + [''] + fl + [''] + foot + [''] + ll)
 
 
-def paired_user_bootstrap(diff: np.ndarray, n_boot: int = 10_000, seed: int = 0
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """diff [U, C]: per-user paired differences of C comparisons (seed-averaged) -> (lo [C],
-  hi [C], p [C]): 95% percentile interval of the mean over users resampled with replacement
-  (one resample shared by every comparison) and the two-sided bootstrap p, 2 min(P(<=0),
-  P(>=0)), floored at 1 / n_boot."""
-  u = diff.shape[0]
+def user_bootstrap(values: np.ndarray, groups: np.ndarray | None = None,
+                   n_boot: int = 10_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """values [R, C]: per-request values (e.g. seed-averaged paired differences) of C
+  comparisons; groups [R]: each request's user (None = one user per request) -> (draws
+  [n_boot, C]: the mean over requests when users are resampled with replacement, one resample
+  shared by every comparison; p [C]: two-sided, (1 + draws on the other side of 0) / (1 + B)
+  doubled, as stats.bootstrap_diff). Intervals: stats.boot_interval(draws[:, c], level)."""
+  values = np.asarray(values, np.float64).reshape(len(values), -1)
+  if groups is None:
+    sums, counts = values, np.ones(len(values))
+  else:
+    _, inv = np.unique(groups, return_inverse=True)
+    sums = np.zeros((inv.max() + 1, values.shape[1]))
+    np.add.at(sums, inv, values)
+    counts = np.bincount(inv).astype(np.float64)
+  u = len(counts)
   rng = np.random.default_rng(seed)
-  draws = np.concatenate([rng.multinomial(u, np.full(u, 1.0 / u), size=1000).astype(np.float32)
-                          @ diff.astype(np.float32) / u for _ in range(n_boot // 1000)])
-  lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
-  p = np.minimum(1.0, 2 * np.minimum((draws <= 0).mean(0), (draws >= 0).mean(0)))
-  return lo, hi, np.maximum(p, 1.0 / n_boot)
-
-
-def holm(p) -> np.ndarray:
-  """Holm's step-down adjusted p-values of one family (any shape)."""
-  p = np.asarray(p, np.float64)
-  flat = p.ravel()
-  order = np.argsort(flat, kind='stable')
-  adj = np.maximum.accumulate((len(flat) - np.arange(len(flat))) * flat[order])
-  out = np.empty_like(flat)
-  out[order] = np.minimum(adj, 1.0)
-  return out.reshape(p.shape)
+  draws = []
+  for start in range(0, n_boot, 1000):
+    c = rng.multinomial(u, np.full(u, 1.0 / u), size=min(1000, n_boot - start))
+    c = c.astype(np.float64)
+    draws.append((c @ sums) / (c @ counts)[:, None])
+  draws = np.concatenate(draws)
+  side = np.minimum((draws <= 0).sum(0), (draws >= 0).sum(0))
+  return draws, np.minimum(1.0, 2 * (1 + side) / (1 + len(draws)))
 
 
 def rerank_report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> str:
@@ -791,34 +800,36 @@ def rerank_report(results: list[dict], outdir: str, wall: float, load: str, seed
         continue
       for m in RERANK_METRICS:
         d = np.mean([rr[pol][s][m] - rr[base][s][m] for s in rr[pol]], 0)     # [U]
-        rows.append((res['dataset'], pol, m, M.paired_diff_ci(
+        rows.append((res['dataset'], pol, m, stats.seed_diff(
             {s: rr[pol][s][m].mean() for s in rr[pol]},
             {s: rr[base][s][m].mean() for s in rr[base]}), d))
-  stat = {}
-  for res in results:       # one bootstrap per dataset (its users), then Holm over all rows
+  # One bootstrap per dataset (its users); Holm over the table, bootstrap and seed p apart.
+  boot = {}
+  for res in results:
     idx = [i for i, r in enumerate(rows) if r[0] == res['dataset']]
     if idx:
-      lo, hi, p = paired_user_bootstrap(np.stack([rows[i][4] for i in idx], 1))
-      stat.update({i: (lo[j], hi[j], p[j]) for j, i in enumerate(idx)})
-  p_holm = holm([stat[i][2] for i in range(len(rows))]) if rows else np.zeros(0)
+      draws, p = user_bootstrap(np.stack([rows[i][4] for i in idx], 1))
+      boot.update({i: (draws[:, j], p[j]) for j, i in enumerate(idx)})
+  rej_b, lev_b = stats.holm([boot[i][1] for i in range(len(rows))])
+  rej_s, lev_s = stats.holm([r[3]['p'] for r in rows])
   cell = {}
   for i, (ds, pol, m, sd, d) in enumerate(rows):
-    lo, hi, _ = stat[i]
-    seed_s = (f'seeds [{sd["lo"]:+.4f}, {sd["hi"]:+.4f}]' if np.isfinite(sd['lo'])
-              else 'seeds n/a')
-    cell[ds, pol, m] = (f'{d.mean():+.4f} [{lo:+.4f}, {hi:+.4f}] {seed_s}; '
-                        f'p_Holm {p_holm[i]:.2g}' + (' *' if p_holm[i] < 0.05 else ''),
-                        d.mean(), lo, hi, p_holm[i])
+    lo, hi = stats.boot_interval(boot[i][0], lev_b[i])
+    slo, shi = stats.t_interval(sd, lev_s[i])
+    seed_s = f'seeds [{slo:+.4f}, {shi:+.4f}]' if np.isfinite(slo) else 'seeds n/a'
+    ok = rej_b[i] and rej_s[i]
+    cell[ds, pol, m] = (f'{d.mean():+.4f} [{lo:+.4f}, {hi:+.4f}] {seed_s}' + (' *' if ok else ''),
+                        d.mean(), lo, hi, boot[i][1], int(ok))
   vl = [f'### Re-rank stage: DIN\'s top {RERANK_N} re-ranked to the top {FINAL_K} '
         '(mean [95% CI] over seeds)', '',
         '| dataset | policy | ' + ' | '.join(names[m] for m in shown) + ' |',
         '|' + '---|' * (2 + len(shown))]
-  dl = ['### Re-rank minus no re-rank, paired per test user (mean [95% bootstrap interval '
-        'over users] seeds [95% t-interval over seeds]; Holm-adjusted p)', '',
+  dl = ['### Re-rank minus no re-rank, paired per test user (mean [bootstrap interval over '
+        'users] seeds [t-interval over seeds], both at their Holm level; * = resolved)', '',
         '| dataset | policy | ' + ' | '.join(f'Δ {names[m]}' for m in RERANK_METRICS) + ' |',
         '|' + '---|' * (2 + len(RERANK_METRICS))]
   csv = ['dataset,policy,' + ','.join(shown) + ','
-         + ','.join(f'd_{m},d_{m}_lo,d_{m}_hi,p_holm_{m}' for m in RERANK_METRICS)]
+         + ','.join(f'd_{m},d_{m}_lo,d_{m}_hi,p_boot_{m},resolved_{m}' for m in RERANK_METRICS)]
   for res in results:
     ds, rr = res['dataset'], res['rerank']
     for pol, by_seed in rr.items():
@@ -829,7 +840,7 @@ def rerank_report(results: list[dict], outdir: str, wall: float, load: str, seed
       row = [f'{np.mean(v):.6f}' if v is not None else '' for v in vals]
       for m in RERANK_METRICS:
         c = cell.get((ds, pol, m))
-        row += [f'{x:.6g}' for x in c[1:]] if c else [''] * 4
+        row += [f'{x:.6g}' for x in c[1:]] if c else [''] * 5
       csv.append(f'{ds},{pol},' + ','.join(row))
       if pol != base:
         dl.append(f'| {ds} | {pol} | ' + ' | '.join(cell[ds, pol, m][0] for m in RERANK_METRICS)
@@ -848,10 +859,12 @@ def rerank_report(results: list[dict], outdir: str, wall: float, load: str, seed
           'Algorithm 1) on (1 + cos) / 2 with 0.05 identity. "+ scatter": the model-based '
           f'step picks 20, the rest follow in DIN\'s order, then the rule.', '',
           f'Differences: one family of {len(rows)} comparisons ({len(results)} datasets x '
-          f'{len(_policies()) - 1} policies x {len(RERANK_METRICS)} metrics), Holm-corrected; '
-          '* = Holm p < 0.05. The bootstrap resamples test users '
-          '(10,000 draws, the same for every comparison of a dataset) for the seed-averaged '
-          'per-user difference; the seed interval is metrics.paired_diff_ci.', '',
+          f'{len(_policies()) - 1} policies x {len(RERANK_METRICS)} metrics), Holm step-down '
+          '(experiments/stats.py) separately over the bootstrap and the seed p-values; each '
+          'interval is at its Holm level (it excludes 0 exactly when Holm rejects); * = both '
+          'reject. The bootstrap resamples test users (10,000 draws, one resample for every '
+          'comparison of a dataset) for the seed-averaged per-user difference; the seed '
+          'interval is the paired t over seeds (stats.seed_diff).', '',
           f'`{_command()}`: {wall / 60:.1f} min wall (cached stages read) at load average '
           f'{load}.']
   with open(os.path.join(outdir, 'rerank.md'), 'w') as f:
