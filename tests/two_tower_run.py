@@ -22,7 +22,7 @@ CONFIG = 'seqrec_jax/configs/two_tower.py'
 # Two runs as one group, four evaluations; ~3 s of training on a 2-core CPU.
 OVERRIDES = {'model.embed_dim': 8, 'model.two_tower.tower': (32, 16), 'data.batch_size': 128,
              'data.eval_batch_size': 512, 'optim.learning_rate': 1e-2,
-             'train.num_steps': 120, 'train.eval_every': 30, 'train.checkpoint_every': 10,
+             'train.num_steps': 120, 'train.eval_every': 30, 'train.checkpoint_every': 30,
              'train.log_every': 10, 'train.runs': 2, 'train.two_tower.ks': (10, 50),
              'train.two_tower.select_metric': 'recall@10'}
 
