@@ -29,15 +29,34 @@ from __future__ import annotations
 
 import numpy as np
 
+from seqrec_jax.configs.keys import Key, defaults, integer, number
 from seqrec_jax.data.features import DataSpec, Task
 from seqrec_jax.data.pipeline import ArraySplit, Dataset
 from seqrec_jax import metrics
 
-DEFAULTS = dict(
-    num_users=60000, num_items=500, num_cates=40, max_len=30, min_len=3,
-    impressions_per_user=10, max_interests=5, latent_dim=8, item_noise=0.2,
-    noise_behaviour_prob=0.1, target_interest_prob=0.5, alpha=5.0, beta=-2.5,
-    item_bias_std=0.1, valid_frac=0.1, test_frac=0.1, seed=0)
+KEYS = (
+    Key('num_users', 60000, 'users (split 80/10/10 by user by default)', integer(1)),
+    Key('num_items', 500, 'items (ids 1..num_items)', integer(1)),
+    Key('num_cates', 40, 'categories, each with a latent vector u_c', integer(1)),
+    Key('max_len', 30, 'L: newest behaviours an impression sees', integer(1)),
+    Key('min_len', 3, 'behaviours before a user\'s first impression (<= max_len)', integer(0)),
+    Key('impressions_per_user', 10, 'impressions per user', integer(1)),
+    Key('max_interests', 5, 'a user has 2..max_interests interest categories (<= num_cates)',
+        integer(1)),
+    Key('latent_dim', 8, 'k: width of the latent vectors', integer(1)),
+    Key('item_noise', 0.2, 'v_i = normalise(u_c + item_noise * z_i)', number(0)),
+    Key('noise_behaviour_prob', 0.1, 'a behaviour is any item instead of an interest\'s',
+        number(0, 1)),
+    Key('target_interest_prob', 0.5, 'the target is an item of an interest (else uniform)',
+        number(0, 1)),
+    Key('alpha', 5.0, 'click logit scale of the relevance', number()),
+    Key('beta', -2.5, 'click logit offset', number()),
+    Key('item_bias_std', 0.1, 'std of the per-item logit bias b_target', number(0)),
+    Key('valid_frac', 0.1, 'fraction of users in valid', number(0, 1)),
+    Key('test_frac', 0.1, 'fraction of users in test', number(0, 1)),
+    Key('seed', 0, 'generator seed', integer()),
+)
+DEFAULTS = defaults(KEYS)
 RELEVANCE = {'max': 'synthetic', 'sum': 'synthetic_intensity'}   # -> the dataset's name
 TAU, INTENSITY = 0.5, 10.0
 

@@ -33,12 +33,29 @@ import functools
 import numpy as np
 from scipy import special, stats
 
+from seqrec_jax.configs.keys import Key, defaults, integer, number, one_of
 from seqrec_jax.data.features import DataSpec, FeatureSpec, Task
 from seqrec_jax.data.pipeline import ArraySplit, Dataset
 
-DEFAULTS = dict(num_users=2000, num_items=3000, num_cates=20, max_len=20, candidates=20,
-                requests_per_user=4, interest_alpha=0.3, kappa=4.0, valid_frac=0.1,
-                test_frac=0.2, seed=0, watch_head='soft_label')
+KEYS = (
+    Key('num_users', 2000, 'users, each with interests theta_u', integer(1)),
+    Key('num_items', 3000, 'items (category, quality, duration)', integer(1)),
+    Key('num_cates', 20, 'C: categories', integer(1)),
+    Key('max_len', 20, "past items in every row's history", integer(1)),
+    Key('candidates', 20, 'impressions per request', integer(1)),
+    Key('requests_per_user', 4, 'requests per user (split train / valid / test at random)',
+        integer(1)),
+    Key('interest_alpha', 0.3, 'theta_u ~ Dirichlet(interest_alpha * 1_C)',
+        number(0, lo_open=True)),
+    Key('kappa', 4.0, 'completion r ~ Beta(kappa m, kappa (1 - m))', number(0, lo_open=True)),
+    Key('valid_frac', 0.1, 'fraction of requests in valid', number(0, 1)),
+    Key('test_frac', 0.2, 'fraction of requests in test', number(0, 1)),
+    Key('seed', 0, 'generator seed', integer()),
+    Key('watch_head', 'soft_label', "the watch task's head (WATCH_HEADS): soft_label "
+        '(t / (1 + t)) | weighted ((1 + t)-weighted logistic) | regression (MSE on t)',
+        one_of(lambda: tuple(WATCH_HEADS))),
+)
+DEFAULTS = defaults(KEYS)
 GENERATOR_KEYS = tuple(k for k in DEFAULTS if k != 'watch_head')
 TASKS = (Task('click'), Task('like'), Task('watch', 'watch_time'),
          Task('completion', 'completion_rate'), Task('completed'))
