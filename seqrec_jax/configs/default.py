@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from seqrec_jax.configs import two_tower as _two_tower
 from seqrec_jax.configs.keys import (Key, block, boolean, build, integer, names, number,
                                      numbers, one_of, optional, owner, registered, satisfies,
                                      sizes, text)
@@ -26,6 +27,15 @@ def _lower(v) -> str:
 def _lhuc(v) -> bool:
   return isinstance(v, str) and (v in ('none', 'all', 'last') or all(
       p.strip().lstrip('-').isdigit() for p in v.split(',')))
+
+
+def _dataset(name: str, module) -> tuple[Key, ...]:
+  """data.<name>: the dataset module's KEYS; a module with DEFAULTS only (not yet declared
+  with KEYS) gets type checks and a pointer to the module."""
+  if hasattr(module, 'KEYS'):
+    return block(f'data.{name}', module.KEYS)
+  return tuple(Key(f'data.{name}.{k}', v, f'{name} generator argument (seqrec_jax/data/'
+                   f'{name}.py)') for k, v in module.DEFAULTS.items())
 
 
 SEED = (Key('seed', 0, 'PRNG seed of init, dropout, batch order and negatives', integer()),)
@@ -65,14 +75,14 @@ DATA = (
     Key('data.device_memory_fraction', 0.25,
         'device_resident=auto: share of device memory the stored columns may take',
         number(0, 1, lo_open=True)),
-    *block('data.synthetic', synthetic.KEYS),
-    *block('data.movielens', movielens.KEYS),
-    *block('data.amazon', amazon.KEYS),
-    *block('data.census', census.KEYS),
-    *block('data.criteo', criteo.KEYS),
-    *block('data.census_kdd', census_kdd.KEYS),
-    *block('data.mmoe_synthetic', mmoe_synthetic.KEYS),
-    *block('data.video', video.KEYS),
+    *_dataset('synthetic', synthetic),
+    *_dataset('movielens', movielens),
+    *_dataset('amazon', amazon),
+    *_dataset('census', census),
+    *_dataset('criteo', criteo),
+    *_dataset('census_kdd', census_kdd),
+    *_dataset('mmoe_synthetic', mmoe_synthetic),
+    *_dataset('video', video),
 )
 
 MODEL = (
@@ -246,7 +256,8 @@ PARALLEL = (
         integer(1)),
 )
 
-KEYS = SEED + DATA + MODEL + OPTIM + TRAIN + PARALLEL
+# Families that keep their keys in their config file (model.two_tower.*, train.two_tower.*).
+KEYS = SEED + DATA + MODEL + OPTIM + TRAIN + PARALLEL + _two_tower.KEYS
 BY_PATH = {k.path: k for k in KEYS}
 
 
