@@ -210,7 +210,7 @@ def plan_jobs(seeds: Sequence[int], configs: Sequence[dict], runs_per_group: int
 
 def _same_config(old, want) -> bool:
   """A finished cell's recorded config equals the wanted one, up to keys added to the config
-  since (missing from the record and at the value runs had before: workdir.ADDED_KEYS)."""
+  since (missing from the record and at their defaults: workdir.added_at_old_value)."""
   if old == want:
     return True
   if not isinstance(old, dict):
