@@ -29,15 +29,6 @@ def _lhuc(v) -> bool:
       p.strip().lstrip('-').isdigit() for p in v.split(',')))
 
 
-def _dataset(name: str, module) -> tuple[Key, ...]:
-  """data.<name>: the dataset module's KEYS; a module with DEFAULTS only (not yet declared
-  with KEYS) gets type checks and a pointer to the module."""
-  if hasattr(module, 'KEYS'):
-    return block(f'data.{name}', module.KEYS)
-  return tuple(Key(f'data.{name}.{k}', v, f'{name} generator argument (seqrec_jax/data/'
-                   f'{name}.py)') for k, v in module.DEFAULTS.items())
-
-
 SEED = (Key('seed', 0, 'PRNG seed of init, dropout, batch order and negatives', integer()),)
 
 DATA = (
@@ -75,14 +66,14 @@ DATA = (
     Key('data.device_memory_fraction', 0.25,
         'device_resident=auto: share of device memory the stored columns may take',
         number(0, 1, lo_open=True)),
-    *_dataset('synthetic', synthetic),
-    *_dataset('movielens', movielens),
-    *_dataset('amazon', amazon),
-    *_dataset('census', census),
-    *_dataset('criteo', criteo),
-    *_dataset('census_kdd', census_kdd),
-    *_dataset('mmoe_synthetic', mmoe_synthetic),
-    *_dataset('video', video),
+    *block('data.synthetic', synthetic.KEYS),
+    *block('data.movielens', movielens.KEYS),
+    *block('data.amazon', amazon.KEYS),
+    *block('data.census', census.KEYS),
+    *block('data.criteo', criteo.KEYS),
+    *block('data.census_kdd', census_kdd.KEYS),
+    *block('data.mmoe_synthetic', mmoe_synthetic.KEYS),
+    *block('data.video', video.KEYS),
 )
 
 MODEL = (
