@@ -32,8 +32,9 @@ Arms, each scored on test days 2..DAYS-1 (the days where every arm has updated a
              the course notes warn about)
   scratch    each day, a new model from scratch on days 0..d (EPOCHS_SCRATCH epochs)
 Seeds are train.runs (one multi-run program per update; run s continues run s). Differences
-are paired by seed (metrics.paired_diff_ci) against `daily`. Every update is one
-train_and_evaluate in its own workdir (a single evaluation at the last step: no selection).
+are paired by seed against `daily` (video.holm_diffs: seed intervals, Holm over the table).
+Every update is one train_and_evaluate in its own workdir (a single evaluation at the last
+step: no selection).
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ import time
 from absl import app, flags
 import numpy as np
 
-from experiments import publish, sweep
+from experiments import publish, sweep, video
 from seqrec_jax import evaluate, xla_cpu
 from seqrec_jax import metrics as M
 from seqrec_jax.configs import define_override_flag, load_config, study_overrides
@@ -273,8 +274,14 @@ def report(jobs, outdir: str, seeds: int, wall: float, loads: tuple,
       per_day[arm].append([M.auc(y[day == t], p[day == t]) for t in range(2, DAYS)])
   keys = ('AUC', 'GAUC', 'logloss')
   fmt = lambda v: f'{v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}]'
-  dif = lambda d: f'{d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}]' + (
-      ' *' if d['resolved'] else '')
+  # Every paired difference of the table, Holm together (video.holm_diffs: the study
+  # framework's seed intervals): each arm vs daily, then the extra pairs below the table.
+  extra_pairs = (('hourly', 'hourly_all'), ('hourly_only', 'hourly'), ('hourly_only', 'frozen'))
+  pairs = [(a, 'daily') for a in ARMS if a != 'daily'] + list(extra_pairs)
+  vals = lambda a, k: {r: per[a][r][k] for r in range(seeds)}
+  diffs = iter(video.holm_diffs([(vals(a, k), vals(b, k), k != 'logloss')
+                                 for a, b in pairs for k in keys]))
+  diff_of = {(a, b, k): next(diffs) for a, b in pairs for k in keys}
   s = stream(src)
   lines = [f'### Next-day test on the MovieLens stream: days 2-{DAYS - 1} of {DAYS} '
            f'({s["dates"][2]} .. {s["dates"][-1]}; {len(labels)} ratings), mean [95% CI] '
@@ -289,23 +296,17 @@ def report(jobs, outdir: str, seeds: int, wall: float, loads: tuple,
     wall_u = np.mean([r['wall_seconds'] for r in recs])
     train_u = np.mean([r['train_seconds'] for r in recs])
     cols = [fmt(M.mean_ci([per[arm][r][k] for r in range(seeds)])) for k in keys]
-    diffs = ['-'] * 3 if arm == 'daily' else [
-        dif(M.paired_diff_ci({r: per[arm][r][k] for r in range(seeds)},
-                             {r: per['daily'][r][k] for r in range(seeds)})) for k in keys]
+    diffs = ['-'] * 3 if arm == 'daily' else [diff_of[arm, 'daily', k] for k in keys]
     note = f' (1 daily + {HOURS - 1} hourly)' if arm in ('hourly', 'hourly_all') else ''
     lines.append(f'| {LABELS[arm]} | ' + ' | '.join(cols + diffs) +
                  f' | {upd}{note} | {wall_u:.1f} | {train_u:.1f} |')
     csv.append(f'{arm},' + ','.join(f'{np.mean([per[arm][r][k] for r in range(seeds)]):.6f}'
                                     for k in keys) + f',{upd},{wall_u:.2f},{train_u:.2f}')
-  pair = lambda a, b, k: dif(M.paired_diff_ci({r: per[a][r][k] for r in range(seeds)},
-                                              {r: per[b][r][k] for r in range(seeds)}))
-  lines += ['', f'{LABELS["hourly"]} minus {LABELS["hourly_all"]} (paired): ' + ', '.join(
-      f'{k} {pair("hourly", "hourly_all", k)}' for k in keys) + '.']
-  for other in ('hourly', 'frozen'):
-    lines += ['', f'{LABELS["hourly_only"]} minus {LABELS[other]} (paired): ' + ', '.join(
-        f'{k} {pair("hourly_only", other, k)}' for k in keys) + '.']
+  for a, b in extra_pairs:
+    lines += ['', f'{LABELS[a]} minus {LABELS[b]} (paired): ' + ', '.join(
+        f'{k} {diff_of[a, b, k]}' for k in keys) + '.']
   summed = sum(r['wall_seconds'] for arm in ARMS for r in jobs[arm])
-  lines += ['', '* = the paired 95% CI excludes 0. Wall/train seconds: one update of all '
+  lines += ['', video.HOLM_NOTE + ' Wall/train seconds: one update of all '
             f'{seeds} seeds as one multi-run program (train s: stepping only, no compile/eval); '
             f'daily + hourly rows: the hourly updates (their daily retrain is the daily '
             f'row\'s); the no-retrain row: its hourly updates. '

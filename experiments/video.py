@@ -15,7 +15,7 @@ with and without SENet field gating (model.field_gate) and LHUC gates on the tow
 user id (model.lhuc), MMoE with SENet's sigmoid excitation, and the three-tower pre-ranker
 `prerank` on the same tasks. The data
 (one dataset, data seed 0) is fixed; seeds are initialisations and batch orders, so every
-comparison is paired by seed (metrics.paired_diff_ci).
+comparison is paired by seed (holm_diffs: the study framework's seed intervals with Holm).
 
 Reported (test split):
   models   click / like AUC, watch-time order AUC, Spearman and MAE, completion MAE, and the
@@ -35,6 +35,7 @@ from absl import app, flags
 import numpy as np
 
 from experiments import publish, resolved, sweep
+from experiments import report as study_report
 from seqrec_jax import evaluate, ranking, xla_cpu
 from seqrec_jax import metrics as M
 from seqrec_jax.configs import define_override_flag, load_config, study_overrides
@@ -97,23 +98,31 @@ def make_cells(seeds: int, num_steps: int = -1, extra=None) -> list[sweep.Cell]:
   """extra: the --override values (extra_overrides), applied last in every cell."""
   base, cells = base_overrides(num_steps), []
   for s in range(seeds):
+    # Ordered by what the docs read first (a cut-short run has the baselines, the watch heads
+    # and SENet): groups train in the order their cells first appear.
+    arch_cells = {}
     for arch in ('mmoe', 'ple'):
       for gate in ('none', 'senet'):
         for lhuc in ('none', 'all'):
-          cells.append(sweep.Cell(
+          arch_cells[arch, gate, lhuc] = sweep.Cell(
               {'model': arch, 'senet': gate == 'senet', 'lhuc': lhuc == 'all'},
-              {**base, 'model.name': arch, 'model.field_gate': gate, 'model.lhuc': lhuc}, s))
+              {**base, 'model.name': arch, 'model.field_gate': gate, 'model.lhuc': lhuc}, s)
+    cells.append(arch_cells['mmoe', 'none', 'none'])
+    # The watch-time head (data/video.py WATCH_HEADS) on the baseline MMoE; soft_label (the
+    # course notes' form) is the mmoe cell above.
+    for head in WATCH_HEADS[1:]:
+      cells.append(sweep.Cell({'model': 'mmoe', 'senet': False, 'lhuc': False, 'watch': head},
+                              {**base, 'model.name': 'mmoe', 'data.video.watch_head': head}, s))
+    cells += [arch_cells[k] for k in (('mmoe', 'senet', 'none'), ('ple', 'none', 'none'),
+                                      ('ple', 'senet', 'none'))]
     # SENet with a sigmoid excitation (gates in (0, 1), never exactly 0), MMoE only.
     cells.append(sweep.Cell({'model': 'mmoe', 'senet': 'sigmoid', 'lhuc': False},
                             {**base, 'model.name': 'mmoe', 'model.field_gate': 'senet',
                              'model.senet_excitation': 'sigmoid', 'model.lhuc': 'none'}, s))
     cells.append(sweep.Cell({'model': 'prerank', 'senet': False, 'lhuc': False},
                             {**base, 'model.name': 'prerank'}, s))
-    # The watch-time head (data/video.py WATCH_HEADS) on the baseline MMoE; soft_label (the
-    # course notes' form) is the mmoe cell above.
-    for head in WATCH_HEADS[1:]:
-      cells.append(sweep.Cell({'model': 'mmoe', 'senet': False, 'lhuc': False, 'watch': head},
-                              {**base, 'model.name': 'mmoe', 'data.video.watch_head': head}, s))
+    cells += [arch_cells[k] for k in (('mmoe', 'none', 'all'), ('ple', 'none', 'all'),
+                                      ('mmoe', 'senet', 'all'), ('ple', 'senet', 'all'))]
   for c in cells:
     c.overrides.update(extra or {})
   return cells
@@ -197,8 +206,35 @@ def _ci(vals) -> str:
   return f'{m:.4f} [{lo:.4f}, {hi:.4f}]'
 
 
-def _diff(d) -> str:
-  return f'{d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}]' + (' *' if d['resolved'] else '')
+def holm_diffs(tests) -> list[str]:
+  """Paired differences row - baseline over seeds, one per test (row values {seed: v},
+  baseline values {seed: v}, higher_is_better), Holm step-down over the whole list: the
+  study framework's statistics (experiments/report.compare: seed t-intervals shown at their
+  Holm level; runs in a collapsed mode, stats.modes, left out and counted). Returns
+  '+d [lo, hi]' per test, ' *' where Holm rejects."""
+  cells, pairs = [], []
+  for i, (a, b, higher) in enumerate(tests):
+    sign = 1.0 if higher else -1.0           # modes read 'v' as higher-is-better
+    for side, vals in (('row', a), ('base', b)):
+      cells += [{'label': f'{i}/{side}', 'seed': s, 'v': sign * v} for s, v in vals.items()]
+    pairs.append((f'{i}/row', f'{i}/base'))
+  fam = study_report.Family('diffs', '', pairs, ['v'], lambda c: c['label'])
+  out = []
+  for (_, _, higher), r in zip(tests, study_report.compare(cells, fam, [])):
+    sign = 1.0 if higher else -1.0
+    lo, hi = sorted(sign * x for x in r['seed_interval'])
+    lost = r['collapsed']['row'] + r['collapsed']['baseline']
+    out.append(f'{sign * r["seed"]["mean"]:+.4f} [{lo:+.4f}, {hi:+.4f}]'
+               + (' *' if r['seed_resolved'] else '')
+               + (f' (collapsed seeds left out: {lost})' if lost else ''))
+  return out
+
+
+HOLM_NOTE = ('Paired over seeds; Holm step-down at alpha 0.05 over every difference of the '
+             'table, each interval shown at its Holm level (experiments/stats.py via '
+             'report.compare), * = Holm rejects; runs in a collapsed mode (stats.modes) are '
+             'left out and named. No test-set bootstrap (these metrics are not among '
+             'stats.bootstrap_diff\'s).')
 
 
 def report(records, outdir: str, wall: float, vcfg=None) -> str:
@@ -239,18 +275,19 @@ def report(records, outdir: str, wall: float, vcfg=None) -> str:
       f'{oracle_row[k]:.4f}' for k in keys) + ' | 0 |')
   csv.append('oracle,0,' + ','.join(f'{oracle_row[k]:.6f}' for k in keys) + ',0')
   lines += ['', 'Paired differences against the same architecture without SENet / LHUC '
-            '(mean [95% CI] over seeds; * = resolved):', '',
+            '(mean [Holm CI] over seeds):', '',
             '| model | click AUC diff | watch order AUC diff | watch Spearman vs oracle diff |',
             '|---|---|---|---|']
-  for lab, by_seed in per.items():
-    base = lab.split(' ')[0]
-    if lab == base or base not in per or lab in heads:
-      continue
-    cols = []
-    for k in ('click AUC', 'watch order AUC', 'watch Spearman vs oracle'):
-      cols.append(_diff(M.paired_diff_ci({s: v[k] for s, v in by_seed.items()},
-                                         {s: v[k] for s, v in per[base].items()})))
-    lines.append(f'| {lab} vs {base} | ' + ' | '.join(cols) + ' |')
+  rows = [lab for lab in per if lab != lab.split(' ')[0] and lab.split(' ')[0] in per
+          and lab not in heads]
+  dkeys = ('click AUC', 'watch order AUC', 'watch Spearman vs oracle')
+  diffs = iter(holm_diffs([({s: v[k] for s, v in per[lab].items()},
+                            {s: v[k] for s, v in per[lab.split(' ')[0]].items()}, True)
+                           for lab in rows for k in dkeys]))
+  for lab in rows:
+    lines.append(f'| {lab} vs {lab.split(" ")[0]} | ' + ' | '.join(
+        next(diffs) for _ in dkeys) + ' |')
+  lines += ['', HOLM_NOTE]
   cell_wall = sum(r.get('wall_seconds', 0.0) for r in records)
   epochs = [r['summary']['steps'] / EPOCH_STEPS for r in records]
   best = [r['summary']['best_step'] / EPOCH_STEPS for r in records]
@@ -332,18 +369,21 @@ def heads_report(per, preds_of, orc, outdir: str, vcfg) -> str:
                  f'{hm["served / E[t], 10th-90th pct"][1]:.3f} | - |')
     csv.append(f'{name.split(":")[0]},' + ','.join(f'{hm[k]:.6f}' for k in keys) + ',')
   base = got.get('soft_label', {})
-  lines += ['', 'Paired differences against the soft_label head (mean [95% CI] over seeds; '
-            '* = resolved):', '', '| head | Spearman vs E[t] diff | MAE vs E[t] diff | '
-            'click AUC diff |', '|---|---|---|---|']
-  for h, by_seed in got.items():
-    if h == 'soft_label' or not base:
-      continue
-    cols = [_diff(M.paired_diff_ci({s: v[k] for s, v in by_seed.items()},
-                                   {s: v[k] for s, v in base.items()}))
-            for k in ('Spearman vs E[t]', 'MAE vs E[t] (s)')]
-    cols.append(_diff(M.paired_diff_ci({s: per[labs[h]][s]['click AUC'] for s in by_seed},
-                                       {s: per['mmoe'][s]['click AUC'] for s in base})))
-    lines.append(f'| {h} vs soft_label | ' + ' | '.join(cols) + ' |')
+  lines += ['', 'Paired differences against the soft_label head (mean [Holm CI] over seeds):',
+            '', '| head | Spearman vs E[t] diff | MAE vs E[t] diff (s) | '
+            'mean served / mean E[t] diff | click AUC diff |', '|---|---|---|---|---|']
+  others = [h for h in got if h != 'soft_label'] if base else []
+  tests = []
+  for h in others:
+    tests += [({s: v[k] for s, v in got[h].items()}, {s: v[k] for s, v in base.items()},
+               k != 'MAE vs E[t] (s)')
+              for k in ('Spearman vs E[t]', 'MAE vs E[t] (s)', 'mean served / mean E[t]')]
+    tests.append(({s: per[labs[h]][s]['click AUC'] for s in got[h]},
+                  {s: per['mmoe'][s]['click AUC'] for s in base}, True))
+  diffs = iter(holm_diffs(tests))
+  for h in others:
+    lines.append(f'| {h} vs soft_label | ' + ' | '.join(next(diffs) for _ in range(4)) + ' |')
+  lines += ['', HOLM_NOTE]
   with open(os.path.join(outdir, 'heads.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
   with open(os.path.join(outdir, 'heads.csv'), 'w') as f:
@@ -362,15 +402,18 @@ def fusion_report(preds_of, orc, outdir: str, candidates: int | None = None) -> 
   lines = [f'### Fusion of the MMoE baseline\'s predictions: oracle utility of the top-{K} '
            f'of {candidates or video_config().candidates} candidates (fraction of the best '
            'top-k; mean [95% CI] over seeds)', '',
-           '| fusion | utility | diff vs weighted sum (paired) |', '|---|---|---|']
+           '| fusion | utility | diff vs weighted sum (paired, Holm CI) |', '|---|---|---|']
   csv = ['fusion,utility_mean']
   ws = res.get('weighted sum', {})
+  diffs = iter(holm_diffs([(by_seed, ws, True) for name, by_seed in res.items()
+                           if name != 'weighted sum']))
   for name, by_seed in res.items():
-    d = '-' if name == 'weighted sum' else _diff(M.paired_diff_ci(by_seed, ws))
+    d = '-' if name == 'weighted sum' else next(diffs)
     lines.append(f'| {name} | {_ci(list(by_seed.values()))} | {d} |')
     csv.append(f'{name},{np.mean(list(by_seed.values())):.6f}')
   lines.append(f'| random order | {rand:.4f} | - |')
   lines.append('| oracle utility | 1.0000 | - |')
+  lines += ['', HOLM_NOTE]
   csv.append(f'random,{rand:.6f}')
   with open(os.path.join(outdir, 'fusion.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
