@@ -1,6 +1,8 @@
 """Dice / PReLU against NumPy references (DIN paper eq. 8-9), and activation selection in models."""
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -167,3 +169,30 @@ def test_attention_and_main_mlp_activations_are_separately_selectable(main, attn
 def test_dice_eps_comes_from_config():
   model, _, _ = _modules('dice', 'same', eps=1e-3)
   assert model.dice_eps == 1e-3 and model.pooling.dice_eps == 1e-3
+
+
+def test_vmapped_dice_equals_per_run_dice_and_has_no_transpose():
+  """A multi-run group vmaps Dice over runs: forward, batch stats and gradients equal each run's
+  own Dice, and the compiled gradient moves no [S, N, F] activation (ops.colsum's vmap rule)."""
+  dice, v, _ = _dice_vars()
+  xs = np.stack([_batch(s)[0] for s in range(3)])                        # [S=3, 4, 5, 3]
+  mask = _batch()[1]
+  alphas = np.random.default_rng(2).normal(size=(3, 3)).astype(np.float32)
+
+  def run(x, alpha):
+    out, new = dice.apply(dict(v, params={'alpha': alpha}), x, train=True, mask=mask,
+                          mutable=['batch_stats'])
+    return jnp.sum(out * x), (out, new['batch_stats'])
+
+  grad = jax.jit(jax.grad(run, (0, 1), has_aux=True))
+  vmapped = jax.jit(jax.vmap(grad)).lower(xs, alphas).compile()
+  got = vmapped(xs, alphas)
+  for s in range(3):
+    want = grad(xs[s], alphas[s])
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(np.asarray(a)[s], b, rtol=1e-5, atol=1e-6)
+  hlo = vmapped.as_text()
+  # A transpose or copy of a rank >= 3 array ([S, N, F] or [N, S, F]) is the vmapped dot's.
+  moves = [l for l in hlo.splitlines()
+           if re.search(r'= f32\[\d+,\d+,[\d,]+\]\S* (transpose|copy)\(', l)]
+  assert not moves, moves[:3]

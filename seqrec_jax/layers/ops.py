@@ -7,7 +7,7 @@ Dice's batch statistics and their gradients. The functions here compute the same
 with dots, and give Dice a backward pass that touches each activation a fixed small number
 of times (DIN train step, packed, L=50: +4% examples/s and per CPU-second, interleaved A/B):
 
-  * `colsum(a)`: a [..., F] -> [F], the sum over all leading axes, as a dot;
+  * `wsum(w, a)`, `colsum(a)`: weighted sums over rows, as dots (a reduce under vmap);
   * `dice_train(x, w, alpha, eps)`: Dice with batch statistics (DIN eq. 8-9) and its
     analytic gradient.
 
@@ -22,12 +22,33 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.custom_batching import custom_vmap
+
+
+@custom_vmap
+def wsum(w, a):
+  """w [N], a [N, F] -> [F]: sum_n w_n a_n, as a dot (fast on XLA CPU).
+
+  Under vmap (a multi-run group's step: a [S, N, F]) a reduce over N instead: vmap of a dot
+  whose w is unbatched (ones, or a mask shared by the runs) moves the run axis beside F, a
+  transpose and copy of a (DIN with Dice, S = 5: docs/multirun.md "Speed").
+  """
+  return w @ a
+
+
+@wsum.def_vmap
+def _wsum_vmap(axis_size, in_batched, w, a):
+  del axis_size
+  w_batched, a_batched = in_batched
+  if not a_batched:
+    return w @ a, w_batched                       # [S, N] @ [N, F] or [N] @ [N, F]
+  return (w[..., None] * a).sum(-2), True         # w [N] or [S, N], a [S, N, F] -> [S, F]
 
 
 def colsum(a):
-  """a [..., F] -> [F]: sum over all leading axes (a dot with ones: fast on XLA CPU)."""
+  """a [..., F] -> [F]: sum over all leading axes (wsum with ones)."""
   a2 = a.reshape(-1, a.shape[-1])
-  return jnp.ones((a2.shape[0],), a.dtype) @ a2
+  return wsum(jnp.ones((a2.shape[0],), a.dtype), a2)
 
 
 def _identity_sum(x):
@@ -55,9 +76,9 @@ def dice_train(x, w, alpha, eps: float, batch_sum=_identity_sum):
 
 def _dice_forward(x, w, alpha, eps, batch_sum):
   cnt = jnp.maximum(batch_sum(w.sum()), 1.0)
-  mean = batch_sum(w @ x) / cnt
+  mean = batch_sum(wsum(w, x)) / cnt
   d = x - mean
-  var = batch_sum(w @ jnp.square(d)) / cnt
+  var = batch_sum(wsum(w, jnp.square(d))) / cnt
   r = jax.lax.rsqrt(var + eps)
   p = jax.nn.sigmoid(d * r)
   y = x * (alpha + (1 - alpha) * p)
