@@ -12,26 +12,39 @@ from seqrec_jax.data.features import Task, labels_2d
 from seqrec_jax.data.pipeline import Split, eval_batches
 
 
+def outputs(eval_fn: Callable, variables, split: Split, batch_size: int, to_device: Callable,
+            process_index: int = 0, process_count: int = 1, axis: int = 0):
+  """eval_fn(variables, device batch) -> a pytree of replicated arrays whose `axis` is the
+  batch's rows (1 under a leading run axis [S, B, ...]); returns the same pytree of host numpy
+  arrays over the whole split in order, the last batch's padding dropped."""
+  out = []
+  for batch, n_valid in eval_batches(split, batch_size, process_index, process_count):
+    # Outputs are replicated, so every process holds all rows of the global batch.
+    p = jax.device_get(eval_fn(variables, to_device(batch)))
+    keep = (slice(None),) * axis + (slice(n_valid),)
+    out.append(jax.tree.map(lambda x, k=keep: np.asarray(x)[k], p))
+  return jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *out)
+
+
+def labels_and_users(split: Split):
+  """(labels [N, T] float64, users [N]) of the whole split, read on the host (every process)."""
+  labels, users = [], []
+  n = len(split)
+  for start in range(0, n, 65536):
+    b = split.__getitems__(np.arange(start, min(n, start + 65536)))
+    labels.append(np.asarray(labels_2d(b), np.float64))
+    users.append(np.asarray(b['user_id']))
+  return np.concatenate(labels), np.concatenate(users)
+
+
 def predict(eval_fn: Callable, state, split: Split, batch_size: int, to_device: Callable,
             process_index: int = 0, process_count: int = 1, run_axis: bool = False):
   """Returns (preds [N, T], labels [N, T], users [N]) for the whole split, in order.
 
   run_axis: eval_fn returns [S, B, T] (a multi-run group); preds are then [S, N, T]."""
-  preds, labels, users = [], [], []
-  for batch, n_valid in eval_batches(split, batch_size, process_index, process_count):
-    p = eval_fn(state, to_device(batch))
-    # Outputs are replicated, so every process holds all rows of the global batch.
-    p = np.asarray(jax.device_get(p))
-    preds.append(p[:, :n_valid] if run_axis else p[:n_valid])
-  # Labels/users come from the host split directly (all rows, every process).
-  n = len(split)
-  for start in range(0, n, 65536):
-    rows = np.arange(start, min(n, start + 65536))
-    b = split.__getitems__(rows)
-    labels.append(np.asarray(labels_2d(b), np.float64))
-    users.append(np.asarray(b['user_id']))
-  return (np.concatenate(preds, axis=1 if run_axis else 0), np.concatenate(labels),
-          np.concatenate(users))
+  preds = outputs(eval_fn, state, split, batch_size, to_device, process_index, process_count,
+                  axis=1 if run_axis else 0)
+  return (preds, *labels_and_users(split))
 
 
 def split_metrics(preds, labels, users, tasks: Sequence[Task], prefix: str) -> dict[str, float]:

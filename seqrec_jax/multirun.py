@@ -1,25 +1,28 @@
-"""Many runs as one program: a leading run axis [S] on every TrainState leaf, one vmapped step.
+"""Many runs as one program: a leading run axis [S] on every TrainState leaf, one step.
 
-A group is `config.train.run_seeds` (() = seed, seed+1, ..., seed+runs-1) crossed with every
-point of `config.train.vary` (JSON {dotted key: [values]}; several keys are crossed, in sorted
-key order), row-major with the seeds outer. Run s is the single run whose config is
+Every program of train.py is a group of S >= 1 runs (a single run is S = 1). A group is
+`config.train.run_seeds` (() = seed, seed+1, ..., seed+runs-1) crossed with every point of
+`config.train.vary` (JSON {dotted key: [values]}; several keys are crossed, in sorted key
+order), row-major with the seeds outer. Run s is the single run whose config is
 `run_config(config, runs[s])`: its own seed (init, data order, dropout keys) and its own values
-of the varied keys, which are runtime inputs of the one compiled step (no recompiles):
+of the varied keys, which are runtime values of the one compiled step (no recompiles):
 
-  optim.learning_rate   the optimiser is rebuilt inside the vmapped step from a traced value
-  optim.weight_decay    (adamw only; the state structure does not depend on either)
+  optim.learning_rate   injected optimiser hyper-parameters (optax.inject_hyperparams,
+  optim.weight_decay    state.make_optimizer): each run's values live in its optimiser state;
+  optim.momentum        (sgd) a varied decay / momentum builds its step for every run
   model.dropout         every MLP's nn.Dropout takes the run's rate (flax method interception)
   model.mba_lambda      the mini-batch aware penalty (linear in lambda) takes the run's lambda
   train.loss_weights    [T] per-task weights of the summed loss
 
-Any other key changes shapes or the program and is an error naming it. The loop in train.py
-is the same for one run and for a group; this module holds what differs (see docs/multirun.md).
+The last three reach the task's loss as `hparams` (tasks/base.py). Any other key changes
+shapes or the program and is an error naming it (configs/validate.py). The loop, the step and
+the checkpoints are train.py's for every S; this module holds the group's runs and values
+(see docs/multirun.md).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 from typing import Any, Sequence
@@ -29,17 +32,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from seqrec_jax import parallel, steps
-from seqrec_jax.data.pipeline import _prefetch, epoch_permutation
+from seqrec_jax.data.pipeline import train_batches
 from seqrec_jax.layers.mlp import MLP
-from seqrec_jax.state import make_optimizer
 
 # dotted config key -> name of the per-run hyper-parameter array the step receives.
 VARY_KEYS = {'optim.learning_rate': 'learning_rate', 'optim.weight_decay': 'weight_decay',
-             'model.dropout': 'dropout_keep', 'model.mba_lambda': 'mba_lambda',
-             'train.loss_weights': 'loss_weights'}
+             'optim.momentum': 'momentum', 'model.dropout': 'dropout_keep',
+             'model.mba_lambda': 'mba_lambda', 'train.loss_weights': 'loss_weights'}
 # Keys whose module is built with the largest value of the group (so the layer exists when any
 # run uses it) and called with each run's value (`runtime_hparams`).
 _PLACEHOLDER_KEYS = ('model.dropout', 'model.mba_lambda')
@@ -166,77 +166,9 @@ def runtime_hparams(h: dict[str, Any]):
     yield
 
 
-def run_tx(make_tx, h):
-  """The optimiser of one run from its hyper-parameters {name: value} (traced in the step;
-  the group's state is initialised with the same overrides, so the structures agree)."""
-  return make_tx(**{k: h[k] for k in ('learning_rate', 'weight_decay') if k in h})
-
-
-def group_train_step(state, batch, rng, hp, active, *, tasks, make_tx):
-  """state: TrainState with [S] leaves; batch [S, B, ...]; rng [S] keys; hp {name: [S, ...]};
-  active [S] bool: runs that stopped early or diverged keep their state (masked, not removed).
-  metrics['running'] [S]: active and this step's loss finite. A run whose loss turns
-  non-finite keeps the state that loss was computed from; the loop passes 'running' on as
-  the next step's `active`, so the run stays frozen until train.py marks it diverged."""
-
-  def one(st, b, r, h):
-    tx = run_tx(make_tx, h)
-    with runtime_hparams(h):
-      new, m = steps.train_step(st.replace(tx=tx), b, r, tasks=tasks,
-                                task_weights=h.get('loss_weights'))
-    return new.replace(tx=st.tx), m
-
-  new, metrics = jax.vmap(one)(state, batch, rng, hp)
-  running = active & jnp.isfinite(metrics['loss'])
-  keep = lambda n, o: jnp.where(running.reshape(running.shape + (1,) * (n.ndim - 1)), n, o)
-  return jax.tree.map(keep, new, state), dict(metrics, running=running)
-
-
-def group_eval_step(state, batch, *, tasks):
-  """[S] state, shared batch [B, ...] -> predictions [S, B, T]."""
-  return jax.vmap(lambda st: steps.eval_step(st, batch, tasks=tasks))(state)
-
-
-def keep_best(best, state, improved):
-  """Per run: state where improved [S] else best."""
-  return jax.tree.map(
-      lambda b, s: jnp.where(improved.reshape(improved.shape + (1,) * (s.ndim - 1)), s, b),
-      best, state)
-
-
-def stacked_shardings(single_sh, mesh):
-  """Shardings of a single run's state -> the same with a leading run axis (on `runs`)."""
-  lead = parallel.RUNS if parallel.RUNS in mesh.axis_names else None
-  return jax.tree.map(lambda s: NamedSharding(mesh, P(lead, *s.spec)), single_sh)
-
-
-def run_axis_sharding(mesh, *rest) -> NamedSharding:
-  lead = parallel.RUNS if parallel.RUNS in mesh.axis_names else None
-  return NamedSharding(mesh, P(lead, *rest))
-
-
 def group_batches(split, global_batch: int, seeds: Sequence[int], start_step: int,
                   num_steps: int, prefetch: int = 2):
-  """Yields [S, B, ...] host batches for steps [start_step, num_steps): row s is exactly the
-  batch a single run with seed seeds[s] reads at that step (data/pipeline.train_batches)."""
-  n = len(split)
-  spe = n // global_batch
-  if spe == 0:
-    raise ValueError(f'train split has {n} rows, fewer than one global batch ({global_batch})')
-  cache: dict[int, list[np.ndarray]] = {}
-
-  def make(step):
-    epoch, pos = divmod(step, spe)
-    if epoch not in cache:
-      cache.clear()
-      cache[epoch] = [epoch_permutation(s, epoch, n) for s in seeds]
-    rows = np.stack([np.sort(p[pos * global_batch:(pos + 1) * global_batch])
-                     for p in cache[epoch]])
-    b = split.__getitems__(rows.reshape(-1))
-    return {k: v.reshape(rows.shape + v.shape[1:]) for k, v in b.items()}
-
-  yield from _prefetch((make(s) for s in range(start_step, num_steps)), prefetch)
-
-
-def make_tx_fn(optim_cfg, total_steps: int):
-  return functools.partial(make_optimizer, optim_cfg, total_steps)
+  """[S, B, ...] host batches of one process for steps [start_step, num_steps): row s is
+  exactly the batch a single run with seed seeds[s] reads (data/pipeline.train_batches)."""
+  return train_batches(split, global_batch, list(seeds), start_step, num_steps,
+                       prefetch=prefetch)

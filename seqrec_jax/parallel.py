@@ -111,14 +111,20 @@ def to_global(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   return {k: jax.make_array_from_process_local_data(sh, np.asarray(v)) for k, v in batch.items()}
 
 
-def to_global_stacked(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """For pmap: [B_local, ...] host rows -> global [n_data, B / n_data, ...] arrays."""
+def to_global_stacked(batch: dict[str, np.ndarray], mesh: Mesh, runs: bool = False
+                      ) -> dict[str, jax.Array]:
+  """For pmap: [B_local, ...] host rows -> global [n_data, B / n_data, ...] arrays; with runs,
+  [S, B_local, ...] -> [n_data, S, B / n_data, ...] (each device: every run's shard)."""
   sh = data_sharding(mesh)
   n_local = len(mesh.local_devices)
   out = {}
   for k, v in batch.items():
     v = np.asarray(v)
-    local = v.reshape((n_local, v.shape[0] // n_local) + v.shape[1:])
+    if runs:
+      local = v.reshape((v.shape[0], n_local, v.shape[1] // n_local) + v.shape[2:])
+      local = np.moveaxis(local, 1, 0)
+    else:
+      local = v.reshape((n_local, v.shape[0] // n_local) + v.shape[1:])
     out[k] = jax.make_array_from_process_local_data(
         sh, local, (mesh.shape[DATA],) + local.shape[1:])
   return out
@@ -169,21 +175,24 @@ def with_shardings(abstract_state, shardings):
 
 
 def pmap_step(train_step: Callable, axis_name: str = DATA) -> Callable:
-  """Wraps a pure `train_step(state, batch, rng)` to run per device under `jax.pmap`.
+  """Wraps a pure one-run `train_step(state, batch, *args, sync_grads=None)` to run per device
+  under `jax.pmap` (a group applies it per run, under jax.vmap inside the pmap).
 
   Inside, the optimizer sees gradients averaged over `axis_name` weighted by each shard's
   example weight (sum of batch['weight'] or its row count); metrics are averaged the same
   way, grad_norm is recomputed on the averaged gradients, and Dice takes its batch
-  statistics over the whole global batch. A non-finite global loss keeps the old state.
+  statistics over the whole global batch. A non-finite global loss keeps the old state
+  (step included), and metrics['running'] (steps.update_step) is then False on every device.
   """
 
-  def step(state, batch, rng):
+  def step(state, batch, *args):
     n = next(iter(batch.values())).shape[0]
     w = batch['weight'].astype(jnp.float32).sum() if 'weight' in batch else jnp.float32(n)
     total = jnp.maximum(jax.lax.psum(w, axis_name), 1e-12)
     wmean = lambda t: jax.tree.map(lambda x: jax.lax.psum(x * w, axis_name) / total, t)
     with activations.batch_stats_axis(axis_name):
-      new, metrics = train_step(state, batch, rng, sync_grads=wmean)
+      new, metrics = train_step(state, batch, *args, sync_grads=wmean)
+    running = metrics.pop('running', None)
     # Losses are weighted means over examples; other metrics (diagnostics) plain means;
     # grad_norm is already that of the averaged gradients (identical on every device).
     is_loss = lambda k: k == 'loss' or k.startswith('loss/')
@@ -192,8 +201,11 @@ def pmap_step(train_step: Callable, axis_name: str = DATA) -> Callable:
                **wmean({k: v for k, v in metrics.items() if is_loss(k)}),
                **({'grad_norm': metrics['grad_norm']} if 'grad_norm' in metrics else {})}
     ok = jnp.isfinite(metrics['loss'])
+    if running is not None:
+      ok = ok & (jax.lax.pmin(running.astype(jnp.int32), axis_name) > 0)
+      metrics['running'] = ok
     keep = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-    return keep.replace(step=new.step), metrics
+    return keep if running is not None else keep.replace(step=new.step), metrics
 
   return step
 
@@ -237,38 +249,72 @@ class Partitioner:
       return jax.tree.map(lambda _: NamedSharding(pmesh, P()), abstract_state)
     return state_shardings(abstract_state, self.mesh)
 
-  def train_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    """This process's rows of a global training batch -> device arrays for the train step."""
+  def run_axis(self, *rest) -> NamedSharding:
+    """A sharding with a leading run axis (on the `runs` mesh axis where there is one)."""
+    lead = RUNS if RUNS in self.mesh.axis_names else None
+    return NamedSharding(self.mesh, P(lead, *rest))
+
+  def stacked_shardings(self, single_sh):
+    """One run's state shardings (`state_shardings`) -> the same with a leading run axis."""
+    return jax.tree.map(lambda s: NamedSharding(
+        s.mesh, P(RUNS if RUNS in s.mesh.axis_names else None, *s.spec)), single_sh)
+
+  def train_batch(self, batch: dict[str, np.ndarray], runs: bool = False
+                  ) -> dict[str, jax.Array]:
+    """This process's rows of a global training batch ([B/P, ...], or [S, B/P, ...] with
+    runs) -> device arrays for the train step (pmap: [n_data, (S,) B/n_data, ...])."""
     if self.strategy == 'pmap':
-      return to_global_stacked(batch, self.mesh)
-    return to_global(batch, self.mesh)
+      return to_global_stacked(batch, self.mesh, runs)
+    if not runs:
+      return to_global(batch, self.mesh)
+    sh = self.run_axis(DATA)
+    return {k: jax.make_array_from_process_local_data(
+        sh, np.asarray(v), (v.shape[0], v.shape[1] * jax.process_count()) + v.shape[2:])
+            for k, v in batch.items()}
 
   def eval_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     return to_global(batch, self.mesh)
 
-  def compile_train(self, train_step: Callable, state_sh) -> Callable:
-    """train_step(state, batch, rng) -> (state, metrics); the state argument is donated.
+  def wrap_run_step(self, run_step: Callable) -> Callable:
+    """One run's step(state, batch, *args, sync_grads=None) as this strategy runs it per run
+    (pmap: `pmap_step`, the cross-device mean; jit: XLA inserts the reductions)."""
+    return pmap_step(run_step) if self.strategy == 'pmap' else run_step
+
+  def compile_train(self, train_step: Callable, state_sh, *, runs: bool = False,
+                    args_sh=None) -> Callable:
+    """train_step(state, batch, *args) -> (state, metrics); the state argument is donated.
+
+    runs=False: train_step is one run's step(state, batch, rng, sync_grads=None), wrapped
+    here in `wrap_run_step`; args_sh defaults to (replicated,). runs=True: train_step is a
+    group's step over [S] states and [S, B, ...] batches, already built from wrapped run
+    steps; args_sh: the shardings of *args (default: each on the run axis).
     Both strategies take and return the state in `state_sh` layout (replicated for pmap:
-    in_axes/out_axes=None, no per-step stacking) and replicated scalar metrics."""
+    in_axes/out_axes=None, no per-step stacking) and replicated metrics."""
+    if not runs:
+      train_step = self.wrap_run_step(train_step)
     if self.strategy == 'pmap':
-      pstep = jax.pmap(pmap_step(train_step), axis_name=DATA, in_axes=(None, 0, None),
+      n_args = 1 if args_sh is None else len(args_sh)
+      pstep = jax.pmap(train_step, axis_name=DATA, in_axes=(None, 0) + (None,) * n_args,
                        out_axes=(None, None), donate_argnums=(0,),
                        devices=list(self.mesh.devices.flat))
       if jax.process_count() == 1:
         return pstep
 
-      def step(state, batch, rng):
+      def step(state, batch, *args):
         # With several processes pmap's out_axes=None results are host-local arrays (over
         # this process's devices only), which orbax cannot save and jit cannot take as
         # global inputs: rewrap the same device buffers as global arrays (no copy).
-        state, metrics = pstep(state, batch, rng)
+        state, metrics = pstep(state, batch, *args)
         return jax.tree.map(lambda x, sh: jax.make_array_from_single_device_arrays(
             x.shape, sh, [s.data for s in x.addressable_shards]), state, state_sh), metrics
 
       return step
     repl = replicated(self.mesh)
+    if args_sh is None:
+      args_sh = (self.run_axis(),) if runs else (repl,)
+    batch_sh = self.run_axis(DATA) if runs else data_sharding(self.mesh)
     # Donation lets XLA update the state in place; the caller must not reuse the old state.
-    return jax.jit(train_step, in_shardings=(state_sh, data_sharding(self.mesh), repl),
+    return jax.jit(train_step, in_shardings=(state_sh, batch_sh, *args_sh),
                    out_shardings=(state_sh, repl), donate_argnums=(0,))
 
   def compile_eval(self, eval_step: Callable, state_sh) -> Callable:

@@ -1,6 +1,7 @@
 """Pure train and eval steps (no Python side effects, no flags): jit them from the outside."""
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 from flax import traverse_util
@@ -9,61 +10,59 @@ import jax.numpy as jnp
 import optax
 
 from seqrec_jax.data.features import Task
-from seqrec_jax.losses import labels_of, task_losses
 from seqrec_jax.state import TrainState
+
+
+def update_step(state: TrainState, batch, rng, *, loss_fn, sync_grads=None, active=None):
+  """One optimiser step of one run. Returns (new_state, metrics).
+
+  loss_fn(variables, batch, rng) -> tasks.LossOutput (tasks/base.py: Task.loss with the run's
+  hparams bound); rng: the run's key, folded here with the step (a different dropout key per
+  step, reproducible after resume). sync_grads: optional grads -> grads applied before the
+  update and the grad norm (pmap: the cross-device mean, parallel.pmap_step).
+  active: optional [] bool (a group's stopped or diverged run: False). The update is applied
+  only when the loss is finite and the run active; otherwise params, optimiser state,
+  batch_stats and step stay as they were (a conditional: the skipped update costs nothing and
+  the applied one writes the donated state in place). metrics['running']: that condition."""
+  rng = jax.random.fold_in(rng, state.step)
+
+  def loss(params):
+    out = loss_fn({'params': params, 'batch_stats': state.batch_stats}, batch, rng)
+    return out.loss, out
+
+  (loss_v, out), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+  if sync_grads is not None:
+    grads = sync_grads(grads)
+  ok = jnp.isfinite(loss_v) if active is None else jnp.isfinite(loss_v) & active
+
+  def update(_):
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    return (optax.apply_updates(state.params, updates), opt_state, out.batch_stats,
+            state.step + 1)
+
+  params, opt_state, batch_stats, step = jax.lax.cond(
+      ok, update, lambda _: (state.params, state.opt_state, state.batch_stats, state.step),
+      None)
+  new_state = state.replace(step=step, params=params, opt_state=opt_state,
+                            batch_stats=batch_stats)
+  # sqrt(sum of vdots): BLAS dots instead of square + reduce passes over the embedding grads.
+  grad_norm = jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree.leaves(grads)))
+  return new_state, {'loss': loss_v, 'grad_norm': grad_norm, **out.metrics, 'running': ok}
 
 
 def train_step(state: TrainState, batch, rng, *, tasks: Sequence[Task], sync_grads=None,
                task_weights=None):
-  """One optimiser step. Returns (new_state, metrics). A non-finite loss skips the update
-  (the state is returned unchanged) and is reported in metrics['loss'] for the host to stop.
+  """One optimiser step of a ranking model (state.apply_fn; tasks/ranking.ranking_loss).
+  Returns (new_state, metrics); a non-finite loss skips the update (update_step).
 
-  sync_grads: optional grads -> grads applied before the update and the grad norm (pmap:
-  the cross-device mean, parallel.pmap_step).
-  task_weights: [T] loss weights replacing the tasks' own (config.train.loss_weights; a traced
-  per-run value in a multi-run group)."""
-  # A different dropout key per step, reproducible after resume.
-  rng = jax.random.fold_in(rng, state.step)
-  task_w = jnp.asarray([t.weight for t in tasks] if task_weights is None else task_weights,
-                      jnp.float32)
-
-  def loss_fn(params):
-    logits, new_vars = state.apply_fn(
-        {'params': params, 'batch_stats': state.batch_stats}, batch, train=True,
-        mutable=['batch_stats', 'diagnostics', 'losses'], rngs={'dropout': rng})
-    logits = logits.reshape(logits.shape[0], -1)
-    per = task_losses(logits, labels_of(batch), tasks, batch.get('weight'))
-    # Penalties a model sowed with self.sow('losses', name, value) (e.g. MBA) join the loss.
-    reg = sum(jnp.sum(x) for x in jax.tree.leaves(new_vars.get('losses', {})))
-    return (per * task_w).sum() + reg, (per, new_vars, reg)
-
-  (loss, (per, new_vars, reg)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params)
-  if sync_grads is not None:
-    grads = sync_grads(grads)
-
-  def update(_):
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    return (optax.apply_updates(state.params, updates), opt_state,
-            new_vars.get('batch_stats', {}))
-
-  # A conditional, not a select per leaf: the skipped update costs nothing and the applied
-  # one writes the (donated) state in place, instead of 3 extra passes over every table.
-  params, opt_state, batch_stats = jax.lax.cond(
-      jnp.isfinite(loss), update, lambda _: (state.params, state.opt_state, state.batch_stats),
-      None)
-  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                            batch_stats=batch_stats)
-  # sqrt(sum of vdots): BLAS dots instead of square + reduce passes over the embedding grads.
-  grad_norm = jnp.sqrt(sum(jnp.vdot(g, g) for g in jax.tree.leaves(grads)))
-  metrics = {'loss': loss, 'grad_norm': grad_norm}
-  if new_vars.get('losses'):
-    metrics['reg_loss'] = reg          # part of 'loss'; the data loss is loss - reg_loss
-  for j, t in enumerate(tasks):
-    if len(tasks) > 1:
-      metrics[f'loss/{t.name}'] = per[j]
-  metrics.update(diagnostics_metrics(new_vars.get('diagnostics', {})))
-  return new_state, metrics
+  task_weights: [T] loss weights replacing the tasks' own (config.train.loss_weights)."""
+  from seqrec_jax.tasks.ranking import ranking_loss  # pylint: disable=g-import-not-at-top
+  new, metrics = update_step(
+      state, batch, rng, sync_grads=sync_grads,
+      loss_fn=functools.partial(ranking_loss, state.apply_fn, tasks=tasks,
+                                task_weights=task_weights))
+  metrics.pop('running')
+  return new, metrics
 
 
 def diagnostics_metrics(diagnostics) -> dict[str, jax.Array]:

@@ -238,14 +238,14 @@ def _dense_data(cfg):
                              spec=DataSpec(**{**ds.spec.__dict__, 'dense_dim': 1}))
 
 
-_GROUP_BATCHES = multirun.group_batches
+_TRAIN_BATCHES = train.train_batches
 
 
 def _poison(monkeypatch, run, first_bad, stop_at=None):
   """Group batches whose row `run` overflows the loss from step first_bad on (run None: clean);
   stop_at: the batch of that step raises instead (a run killed after its checkpoints)."""
   def batches(split, gb, seeds, start, *a, **kw):
-    for step, b in enumerate(_GROUP_BATCHES(split, gb, seeds, start, *a, **kw), start + 1):
+    for step, b in enumerate(_TRAIN_BATCHES(split, gb, seeds, start, *a, **kw), start + 1):
       if step == stop_at:
         raise RuntimeError('killed')
       if run is not None and step >= first_bad:
@@ -253,7 +253,7 @@ def _poison(monkeypatch, run, first_bad, stop_at=None):
         dense[run] = 3e38
         b = dict(b, dense=dense)
       yield b
-  monkeypatch.setattr(multirun, 'group_batches', batches)
+  monkeypatch.setattr(train, 'train_batches', batches)
 
 
 def _diverge_config(tiny_config, seeds):

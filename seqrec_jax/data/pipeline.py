@@ -62,17 +62,24 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def train_batches(split: Split, global_batch: int, seed: int, start_step: int, num_steps: int,
-                  process_index: int = 0, process_count: int = 1,
+def train_batches(split: Split, global_batch: int, seed: int | Sequence[int], start_step: int,
+                  num_steps: int, process_index: int = 0, process_count: int = 1,
                   prefetch: int = 2, transform: Callable | None = None
                   ) -> Iterator[dict[str, np.ndarray]]:
   """Yields host batches for steps [start_step, num_steps), read ahead in a thread.
 
-  transform: applied to each batch in the read-ahead thread (e.g. packing.add_history_index).
+  seed: an int: [B/P, ...] batches (B the global batch, P processes: this process's rows);
+  a sequence of S seeds: [S, B/P, ...], row s exactly the batch of a run with seed[s].
+  Step t of epoch e takes rows [t B, (t+1) B) of epoch_permutation(seed, e, n), this
+  process's slice of them, sorted.
+  transform(batch, seed, step) -> batch: applied per run (before the runs are stacked) in the
+  read-ahead thread (e.g. packing.add_history_index, tasks' prepare_batch); the S results
+  must have the same shapes.
   """
   n = len(split)
+  seeds = [int(s) for s in seed] if isinstance(seed, Sequence) else [int(seed)]
   # Cache one permutation per epoch instead of recomputing it every step.
-  cache: dict[int, np.ndarray] = {}
+  cache: dict[int, list[np.ndarray]] = {}
   steps_per_epoch = n // global_batch
   per = global_batch // process_count
 
@@ -80,11 +87,16 @@ def train_batches(split: Split, global_batch: int, seed: int, start_step: int, n
     epoch, pos = divmod(step, steps_per_epoch)
     if epoch not in cache:
       cache.clear()
-      cache[epoch] = epoch_permutation(seed, epoch, n)
-    rows = cache[epoch][pos * global_batch:(pos + 1) * global_batch]
-    rows = np.sort(rows[process_index * per:(process_index + 1) * per])
-    batch = split.__getitems__(rows)
-    return batch if transform is None else transform(batch)
+      cache[epoch] = [epoch_permutation(s, epoch, n) for s in seeds]
+    rows = np.stack([np.sort(p[pos * global_batch:(pos + 1) * global_batch]
+                             [process_index * per:(process_index + 1) * per])
+                     for p in cache[epoch]])
+    b = split.__getitems__(rows.reshape(-1))
+    b = {k: v.reshape(rows.shape + v.shape[1:]) for k, v in b.items()}
+    if transform is not None:
+      runs = [transform({k: v[i] for k, v in b.items()}, s, step) for i, s in enumerate(seeds)]
+      b = {k: np.stack([r[k] for r in runs]) for k in runs[0]}
+    return b if isinstance(seed, Sequence) else {k: v[0] for k, v in b.items()}
 
   if steps_per_epoch == 0:
     raise ValueError(f'train split has {n} rows, fewer than one global batch ({global_batch})')
