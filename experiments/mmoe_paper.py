@@ -20,21 +20,25 @@ Protocol
     mean over the two tasks.
   Learning rate: chosen per (model, correlation) from {1e-4, 1e-3, 1e-2} by the mean valid MSE
     of a selection phase (1 data seed x 5 init seeds per rate, seeds disjoint from the
-    reported runs); the reported runs then use it.
+    reported runs); a choice on the grid's edge extends the grid x10 that way and reruns, up
+    to 2 times (stats.select_on_grids; select.md and the table mark a rate still at an edge);
+    the reported runs then use it.
   Runs: data seeds x init seeds (default 10 x 10 = 100 per cell). A data seed is one dataset
     (u1, u2, x, noise), shared by the runs of one multi-run group; the same (data seed, init
     seed) gives the same dataset and seed in every cell, so runs are paired across models and
     correlations. Runs that share a dataset are not independent, so 95% CIs are t-intervals
     over the data seeds' means (each the mean of its init seeds) and differences are paired by
     data seed.
-Outputs (--outdir, default runs/mmoe_paper): table.md/.csv (one row per model and correlation,
-the paper's three findings under it), select.md/.csv, fig3_shared_bottom.png,
+Outputs (a study spec, experiments/study.py; --outdir, default runs/mmoe_paper): cells.csv,
+bootstrap.csv, meta.json, table.md/.csv (one row per model and correlation, the paper's three
+findings under it; findings 1 and 3 are Holm families over data seeds with the test-row
+bootstrap: resolved_correlation.md, resolved_moe.md), select.md/.csv, fig3_shared_bottom.png,
 fig4_loss_curves.png, fig5_final_loss.png; a default run copies them to docs/results/mmoe_paper/
-(shown by docs/mmoe_paper.md). Resumable: finished cells are skipped.
+(shown by docs/mmoe_paper.md; `python -m experiments.recheck mmoe_paper`). Resumable: finished
+cells are skipped.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import time
@@ -43,12 +47,12 @@ from absl import app, flags
 import numpy as np
 
 from experiments import mmoe_paper_report as report
-from experiments import publish, sweep
+from experiments import stats, study, sweep
 from seqrec_jax import xla_cpu
 
 FLAGS = flags.FLAGS
 CONFIG = 'seqrec_jax/configs/multitask.py:mmoe_synthetic'
-STUDY = 'mmoe_paper'
+NAME = 'mmoe_paper'
 # Model name -> overrides. Parameter match (Sec. 5.1): 8 x 16 experts on d = 100 inputs and two
 # towers of 8 hold 100*16*8 + 16*8*2 = 13056 weights; 13056 / (100 + 8*2) ~ 113 bottom units.
 MODELS = {
@@ -58,7 +62,8 @@ MODELS = {
     'mmoe': {'model.name': 'mmoe'},
 }
 SELECT_DATA_SEED0 = 1000           # selection datasets: 1000, 1001, ...; reported: 0, 1, ...
-RESULT_FILES = ('table.md', 'table.csv', 'select.md', 'select.csv', 'fig3_shared_bottom.png',
+RESULT_FILES = ('cells.csv', 'meta.json', 'table.md', 'table.csv', 'select.md', 'select.csv',
+                'resolved_correlation.md', 'resolved_moe.md', 'fig3_shared_bottom.png',
                 'fig4_loss_curves.png', 'fig5_final_loss.png')
 
 
@@ -67,6 +72,7 @@ class Protocol:
   correlations: tuple = (0.5, 0.8, 0.9, 1.0)
   models: tuple = tuple(MODELS)
   lrs: tuple = (1e-4, 1e-3, 1e-2)
+  lr_extensions: int = 2           # an lr chosen on the grid's edge: extend x10 that way
   data_seeds: int = 10
   seeds: int = 10                  # init seeds per data seed
   select_data_seeds: int = 1
@@ -119,27 +125,52 @@ def _cell(p, phase, model, corr, data_seed, i, lr, extra_group=()):
   group = {'phase': phase, 'model': model, 'correlation': corr, **dict(extra_group)}
   return sweep.Cell(group=group, seed=run_seed(data_seed, i), overrides={
       **base_overrides(p), **MODELS[model], 'data.mmoe_synthetic.correlation': corr,
-      'data.mmoe_synthetic.seed': data_seed, 'optim.learning_rate': lr})
+      'data.mmoe_synthetic.seed': data_seed, 'optim.learning_rate': lr,
+      # The reported runs' test predictions: the bootstrap over test rows (~1 MB a run).
+      'train.save_predictions': phase == 'report'})
 
 
-def select_cells(p: Protocol) -> list[sweep.Cell]:
-  """Learning-rate selection: every rate on select_data_seeds x select_seeds runs. Models are
-  the inner loop so consecutive jobs reuse one generated dataset (data/__init__.py caches)."""
+def select_cells(p: Protocol, todo: dict | None = None) -> list[sweep.Cell]:
+  """Learning-rate selection: every rate (todo: {(model, corr.): rates}, default the grid) on
+  select_data_seeds x select_seeds runs. Models are the inner loop so consecutive jobs reuse
+  one generated dataset (data/__init__.py caches)."""
+  todo = todo or {(m, c): p.lrs for c in p.correlations for m in p.models}
   return [_cell(p, 'select', m, c, SELECT_DATA_SEED0 + d, i, lr, {'lr': lr})
           for c in p.correlations for d in range(p.select_data_seeds) for m in p.models
-          for i in range(p.select_seeds) for lr in p.lrs]
+          if (m, c) in todo for i in range(p.select_seeds) for lr in todo[(m, c)]]
 
 
-def chosen_lrs(select_records) -> dict[tuple, float]:
-  """(model, correlation) -> the rate with the lowest mean valid MSE (non-finite runs count as
-  infinitely bad)."""
+def mean_valid(records) -> dict[tuple, dict[float, float]]:
+  """(model, correlation) -> lr -> mean valid MSE (a non-finite run counts as infinitely bad)."""
   scores: dict[tuple, dict[float, list]] = {}
-  for r in select_records:
+  for r in records:
     g = r['group']
     v = r['summary'].get('eval/valid/mean/mse', float('nan'))
     scores.setdefault((g['model'], g['correlation']), {}).setdefault(g['lr'], []).append(
         v if np.isfinite(v) else np.inf)
-  return {k: min(d, key=lambda lr: np.mean(d[lr])) for k, d in scores.items()}
+  return {k: {lr: float(np.mean(v)) for lr, v in d.items()} for k, d in scores.items()}
+
+
+def chosen_lrs(select_records) -> dict[tuple, float]:
+  """(model, correlation) -> the rate with the lowest mean valid MSE."""
+  return {k: min(d, key=d.get) for k, d in mean_valid(select_records).items()}
+
+
+def select(outdir: str, p: Protocol, runs_per_group: int) -> tuple[list, dict]:
+  """Runs the selection phase, extending an edge choice's grid x10 that way up to
+  p.lr_extensions times (stats.select_on_grids). Returns (every selection record, choices)."""
+  records = []
+
+  def score(todo):
+    recs, _ = sweep.run_study(CONFIG, select_cells(p, todo), outdir, p.seeds,
+                              runs_per_group=runs_per_group)
+    records.extend(recs)
+    got = mean_valid(recs)
+    return {k: {lr: got[k][lr] for lr in v} for k, v in todo.items()}
+
+  choice = stats.select_on_grids({(m, c): p.lrs for c in p.correlations for m in p.models},
+                                 score, higher_better=False, cap=p.lr_extensions)
+  return records, choice
 
 
 def report_cells(p: Protocol, lrs: dict[tuple, float]) -> list[sweep.Cell]:
@@ -148,50 +179,48 @@ def report_cells(p: Protocol, lrs: dict[tuple, float]) -> list[sweep.Cell]:
           for i in range(p.seeds)]
 
 
-def write_select(select_records, lrs, outdir: str) -> None:
-  rows = {}
-  for r in select_records:
-    g = r['group']
-    rows.setdefault((g['model'], g['correlation'], g['lr']), []).append(
-        r['summary'].get('eval/valid/mean/mse', float('nan')))
-  header = ['model', 'correlation', 'lr', 'runs', 'valid MSE mean', 'valid MSE std', 'chosen']
-  lines = []
-  for (m, c, lr), v in rows.items():
-    v = np.asarray(v, np.float64)
-    lines.append([m, c, lr, len(v), float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1
-                  else 0.0, lrs[(m, c)] == lr])
-  with open(os.path.join(outdir, 'select.csv'), 'w', newline='') as f:
-    csv.writer(f).writerows([header] + lines)
-  md = ['### Learning-rate selection (valid MSE, mean of the two tasks)', '',
-        '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  md += [f'| {m} | {c} | {lr:g} | {n} | {mu:.4f} | {sd:.4f} | {"**yes**" if ch else ""} |'
-         for m, c, lr, n, mu, sd, ch in lines]
-  with open(os.path.join(outdir, 'select.md'), 'w') as f:
-    f.write('\n'.join(md) + '\n')
+def meta_of(p: Protocol, timing: dict):
+  """meta.json: the protocol and the timing the table's notes print."""
+  def meta(records, dataset):
+    del records, dataset
+    return {'num_test': p.num_test, 'num_train': p.num_train, 'steps': p.steps,
+            'batch_size': p.batch_size, 'data_seeds': p.data_seeds, 'seeds': p.seeds,
+            'lrs': list(p.lrs), 'lr_extensions': p.lr_extensions, **timing}
+  return meta
 
 
-def run(outdir: str, p: Protocol, runs_per_group: int) -> tuple[str, float]:
-  """Both phases, the table, the findings and the figures. Returns (table.md text, wall s)."""
+def spec(p: Protocol | None = None, timing: dict | None = None) -> study.Study:
+  return study.Study(NAME, report.METRICS, report.tables, report.families,
+                     ('y1', 'y2'), report.figures, report.enrich,
+                     meta_of(p, timing or {}) if p else None)
+
+
+STUDY = spec()
+
+
+def run(outdir: str, p: Protocol, runs_per_group: int,
+        publish_to: str | None = None) -> tuple[str, float]:
+  """Both phases, the tables, the findings and the figures. Returns (table.md text, wall s)."""
   load0, t0 = os.getloadavg(), time.time()
-  sel, wall_sel = sweep.run_study(CONFIG, select_cells(p), outdir, p.seeds,
-                                  runs_per_group=runs_per_group)
-  lrs = chosen_lrs(sel)
+  t_sel = time.time()
+  sel, choice = select(outdir, p, runs_per_group)
+  wall_sel = time.time() - t_sel
+  lrs = {k: c.value for k, c in choice.items()}
   rep, wall_rep = sweep.run_study(CONFIG, report_cells(p, lrs), outdir, p.seeds,
                                   runs_per_group=runs_per_group)
   wall = time.time() - t0
-  os.makedirs(outdir, exist_ok=True)
-  write_select(sel, lrs, outdir)
   timing = {'wall': wall, 'select_wall': wall_sel, 'report_wall': wall_rep,
             'load_start': load0[0], 'load_end': os.getloadavg()[0],
             'runs_per_group': runs_per_group}
-  text = report.write(rep, sel, lrs, p, outdir, timing)
-  return text, wall
+  study.study_main(spec(p, timing), sel + rep, outdir, publish_to=publish_to)
+  with open(os.path.join(outdir, 'table.md')) as f:
+    return f.read(), wall
 
 
 def main(argv):
   del argv
   xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
-  outdir = FLAGS.outdir or os.path.join('runs', STUDY)
+  outdir = FLAGS.outdir or os.path.join('runs', NAME)
   p = Protocol(data_seeds=20 if FLAGS.full else FLAGS.data_seeds, seeds=FLAGS.seeds,
                select_data_seeds=FLAGS.select_data_seeds, select_seeds=FLAGS.select_seeds,
                num_steps=FLAGS.num_steps)
@@ -199,11 +228,9 @@ def main(argv):
     raise app.UsageError('--data_seeds, --seeds, --select_data_seeds and --select_seeds must '
                          f'be >= 1 (got {p.data_seeds}, {p.seeds}, {p.select_data_seeds}, '
                          f'{p.select_seeds})')
-  text, wall = run(outdir, p, FLAGS.runs_per_group)
-  print(text)
-  print(f'wrote {outdir}/' + ', '.join(RESULT_FILES) + f' in {wall / 60:.1f} min')
-  if sweep.publishes() and p == Protocol():
-    print('copied to', publish.publish(outdir, STUDY, RESULT_FILES))
+  _, wall = run(outdir, p, FLAGS.runs_per_group,
+                NAME if sweep.publishes() and p == Protocol() else None)
+  print(f'{wall / 60:.1f} min')
 
 
 if __name__ == '__main__':

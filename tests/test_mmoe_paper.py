@@ -19,7 +19,7 @@ from experiments import mmoe_paper_report as rep
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = mp.Protocol(correlations=(0.5, 1.0), data_seeds=2, seeds=2, select_data_seeds=1,
                    select_seeds=1, num_train=512, num_valid=256, num_test=256, batch_size=64,
-                   num_steps=6, log_points=3)
+                   num_steps=6, log_points=3, lr_extensions=1)
 
 
 def test_default_protocol_is_the_papers():
@@ -59,7 +59,7 @@ def _rec(phase, model, corr, data_seed, seed, mse, lr=1e-3):
   if phase == 'select':
     group['lr'] = lr
   return {'id': f'{model}{corr}{data_seed}{seed}{lr}', 'group': group, 'seed': seed,
-          'overrides': {'data.mmoe_synthetic.seed': data_seed},
+          'overrides': {'data.mmoe_synthetic.seed': data_seed, 'optim.learning_rate': lr},
           'summary': {'eval/test/mean/mse': mse, 'eval/valid/mean/mse': mse, 'params': 10}}
 
 
@@ -84,7 +84,7 @@ def _results(effect):
 
 def _verdicts(recs):
   return [re.search(r': (holds|does not hold|unsettled)\*\*', f).group(1)
-          for f in rep.findings(recs)]
+          for f in rep.findings(rep.cells_of(recs))]
 
 
 def test_findings_verdicts():
@@ -98,9 +98,24 @@ def test_findings_verdicts():
   assert _verdicts(_results(inverted))[0] == 'does not hold'
   same = {m: (0.1, 0.0) for m in paper}                     # nothing differs: all unsettled
   assert _verdicts(_results(same)) == ['unsettled'] * 3
-  rows = rep.rows(_results(paper), {(m, c): 1e-3 for m in paper for c in (0.5, 0.8, 0.9, 1.0)})
+  rows = rep.rows(rep.cells_of(_results(paper)))
   for r in rows:
-    assert r['runs'] == 40 and r['data_seeds'] == 8 and r['ci_lo'] < r['mean'] < r['ci_hi']
+    assert r['runs'] == 40 and r['data_seeds'] == 8
+    assert r['ci95_lo'] < r['test_mse_mean'] < r['ci95_hi'] and r['lr'] == 1e-3
+
+
+def test_selection_marks_a_rate_still_on_the_grid_edge(tmp_path):
+  recs = [_rec('select', 'mmoe', 0.5, 1000, s, v, lr) for s, (lr, v) in enumerate(
+      [(1e-3, 0.5), (1e-2, 0.2), (1e-1, 0.1), (1e-1, 0.12)])]
+  recs += [_rec('select', 'omoe', 0.5, 1000, s, v, lr) for s, (lr, v) in enumerate(
+      [(1e-3, 0.5), (1e-2, 0.2), (1e-1, 0.3)])]
+  sel = rep.selection(rep.cells_of(recs))
+  assert sel[('mmoe', 0.5)]['lr'] == 1e-1 and sel[('mmoe', 0.5)]['edge'] == 'high'
+  assert sel[('omoe', 0.5)]['lr'] == 1e-2 and sel[('omoe', 0.5)]['edge'] == ''
+  rep.write_select(rep.cells_of(recs), str(tmp_path))
+  text = (tmp_path / 'select.md').read_text()
+  assert '| mmoe | 0.5 | 0.1 | 2 | 0.1100 | 0.0141 | **yes** (at the high edge) |' in text
+  assert 'Still at an edge: 1 of 2.' in text
 
 
 def test_study_help_and_imports_with_the_other_studies():
@@ -119,6 +134,7 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch):
   text, _ = mp.run(out, TINY, runs_per_group=64)
   for name in mp.RESULT_FILES:
     assert os.path.getsize(os.path.join(out, name)) > 0, name
+  assert 'Family: 4 test(s)' in open(os.path.join(out, 'resolved_moe.md')).read()   # 2 x 2
   with open(os.path.join(out, 'table.csv')) as f:
     table = list(csv.DictReader(f))
   assert len(table) == 4 * 2
@@ -128,9 +144,10 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch):
     assert float(r['ci95_lo']) <= float(r['test_mse_mean']) <= float(r['ci95_hi'])
   with open(os.path.join(out, 'select.csv')) as f:
     sel = list(csv.DictReader(f))
-  assert len(sel) == 4 * 2 * 3 and sum(r['chosen'] == 'True' for r in sel) == 4 * 2
+  # 3 rates per cell, + one per extension of an edge choice (TINY: at most one).
+  assert 4 * 2 * 3 <= len(sel) <= 4 * 2 * 4 and sum(r['chosen'] == 'true' for r in sel) == 4 * 2
   for r in sel:
-    if r['chosen'] == 'True':
+    if r['chosen'] == 'true':
       mates = [float(x['valid MSE mean']) for x in sel
                if (x['model'], x['correlation']) == (r['model'], r['correlation'])]
       assert float(r['valid MSE mean']) == min(mates)
