@@ -262,7 +262,7 @@ def build_program(config, dataset=None) -> Program:
         meta = {'runs': [meta], 'step': int(np.asarray(state.step)[0])}
       hyper = {k: jnp.broadcast_to(jnp.asarray(v, fresh.opt_state.hyperparams[k].dtype), (S,))
                for k, v in {**optimizer_hparams(config.optim, tuple(opt_hp)), **opt_hp}.items()}
-      opt = fresh.opt_state._replace(count=jnp.asarray(state.step), hyperparams=hyper,
+      opt = fresh.opt_state._replace(count=np.array(state.step), hyperparams=hyper,
                                      inner_state=state.opt_state)
       return (jax.device_put(state.replace(opt_state=opt), state_sh),
               dict(meta, layout=LAYOUT))
