@@ -118,11 +118,7 @@ def restore_verified(mgr, step: int, abstract_state=None, check=None):
   and matches its own CRC32, check(meta, where) passes (e.g. the fingerprint), the state
   restores (into abstract_state; None: as saved, nested dicts of host arrays) and matches the
   state CRC32 saved in its meta. The one verification of resume, best/ and warm starts:
-  CheckpointCorruptError('<dir>/<step>: what failed') otherwise.
-
-  abstract_state may also be a function meta -> (abstract state, convert or None): the
-  layout to restore depends on what wrote the checkpoint (train.Program.restore_target reads
-  older layouts); convert(state, meta) -> (state, meta) runs after the verification."""
+  CheckpointCorruptError('<dir>/<step>: what failed') otherwise."""
   where = f'{mgr.directory}/{step}'
   try:
     meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
@@ -134,9 +130,6 @@ def restore_verified(mgr, step: int, abstract_state=None, check=None):
     raise CheckpointCorruptError(f'{where}: meta does not restore ({_reason(e)})') from None
   if check is not None:
     check(meta, where)
-  convert = None
-  if callable(abstract_state):
-    abstract_state, convert = abstract_state(meta)
   target = ocp.args.StandardRestore(abstract_state) if abstract_state is not None else (
       ocp.args.StandardRestore())
   try:
@@ -150,7 +143,7 @@ def restore_verified(mgr, step: int, abstract_state=None, check=None):
   if got is not None and got != want:
     raise CheckpointCorruptError(f'{where}: state checksum {got} != {want} saved with it '
                                  '(the files changed after the save)')
-  return (out['state'], meta) if convert is None else convert(out['state'], meta)
+  return out['state'], meta
 
 
 class Checkpointer:
@@ -213,11 +206,8 @@ class Checkpointer:
           f'checkpoint {where} was written on other data than this run\'s (data.fingerprint of '
           f'the spec and split sizes {got["data"]} != {self.fingerprint["data"]}); give the '
           'same dataset or use a fresh --workdir')
-    mine, theirs = self.fingerprint.get('params', {}), got.get('params', {})
-    if 'runs' in self.fingerprint and 'runs' not in got and self.fingerprint['runs'] == 1:
-      # A single run written before every program had a run axis (train.py reads it).
-      mine = {k: v[1:] for k, v in mine.items()}
-    if theirs != mine:
+    if got.get('params') != self.fingerprint.get('params'):
+      mine, theirs = self.fingerprint.get('params', {}), got.get('params', {})
       diff = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)][:3]
       raise CheckpointMismatchError(
           f'checkpoint {where} has different parameters than this model '

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from seqrec_jax import state, workdir
+from seqrec_jax import checkpoint, configs, state, workdir
 from seqrec_jax.configs import default, help as config_help, keys, load_config, validate
 from seqrec_jax.layers import attention
 
@@ -76,3 +76,15 @@ def test_a_workdir_recorded_before_a_key_existed_resumes_at_its_default(tmp_path
   cfg.train.task = 'two_tower'
   with pytest.raises(workdir.ConfigChangedError, match=r"train.task: 'ranking' -> 'two_tower'"):
     workdir.check_config(str(wd), cfg, write=False)
+
+
+def test_a_recorded_config_reads_back_over_the_defaults():
+  """configs.recorded (checkpoint.load_best's reading of config.json): the recorded values,
+  keys added since at their defaults, tuples as tuples."""
+  d = json.load(open(os.path.join(LEGACY, 'config.json')))
+  cfg = configs.recorded(d)
+  flat, want = keys.flatten(cfg), keys.flatten(d)
+  assert all(flat[k] == (tuple(v) if isinstance(v, list) else v) for k, v in want.items())
+  assert cfg.train.task == 'ranking' and cfg.model.hidden == (16, 8)
+  best = checkpoint.load_best(LEGACY)
+  assert best.model_config.name == 'base' and best.config.train.task == 'ranking'

@@ -1,7 +1,8 @@
 """Config loading outside absl (experiments, tests), and the one --override parser.
 
 `load_config('path/to/cfg.py:arg', overrides)`; `parse_overrides(['key=value', ...], config)`
-(every study's --override: values typed by the config's fields).
+(every study's --override: values typed by the config's fields); `recorded(json)`: a
+workdir's config.json as a config.
 """
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def set_path(cfg: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
       node[p] = value
     else:
       node = node[p]
+
+
+def recorded(d: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """A config recorded as JSON (a workdir's config.json) as a locked ConfigDict over the
+  table's defaults: keys added since it was recorded are at their defaults (what the run did,
+  configs/keys.py), lists are tuples again, keys no longer in the table are dropped."""
+  from seqrec_jax.configs import default, keys  # pylint: disable=g-import-not-at-top
+  cfg = default.get_config()
+  for k, v in keys.flatten(d).items():
+    if k in default.BY_PATH:
+      set_path(cfg, k, tuple(v) if isinstance(v, list) else v)
+  return cfg
 
 
 # ------------------------------------------------------------------ --override for every study

@@ -135,7 +135,7 @@ def generate_with_oracle(num_users, num_items, num_cates, max_len, candidates,
 def load(cfg) -> Dataset:
   """Builds the dataset from `config.data.video` (a ConfigDict with DEFAULTS' keys)."""
   ds = generate_with_oracle(**{k: cfg[k] for k in GENERATOR_KEYS})[0]
-  head = cfg.get('watch_head', 'soft_label')
+  head = cfg['watch_head']
   if head not in WATCH_HEADS:
     raise ValueError(f'config.data.video.watch_head={head!r}; choose from {sorted(WATCH_HEADS)}')
   if head == 'soft_label':

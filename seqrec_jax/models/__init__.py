@@ -25,13 +25,13 @@ def build_model(cfg, spec):
     raise ValueError(f'unknown model {cfg.name!r} (config.model.name); '
                      f'registered: {sorted(MODELS)}')
   for key in ('mba_lambda', 'embed_dropout'):   # read by SequenceRanker models only
-    if cfg.get(key, 0.0) and cfg.name not in EMBED_REGULARISED:
+    if cfg[key] and cfg.name not in EMBED_REGULARISED:
       raise ValueError(f'config.model.{key}={cfg[key]} is implemented for models '
                        f'{sorted(EMBED_REGULARISED)}, not {cfg.name!r}')
-  if cfg.get('input_bn', False) and cfg.name not in INPUT_BN:
+  if cfg.input_bn and cfg.name not in INPUT_BN:
     raise ValueError(f'config.model.input_bn=True is implemented for models {sorted(INPUT_BN)} '
                      f'(a BatchNorm before their MLP head), not {cfg.name!r}')
-  if cfg.get('frequency_reg', 'mba') != 'mba' and cfg.name not in EMBED_REGULARISED:
+  if cfg.frequency_reg != 'mba' and cfg.name not in EMBED_REGULARISED:
     raise ValueError(f'config.model.frequency_reg={cfg.frequency_reg!r} is implemented for '
                      f'models {sorted(EMBED_REGULARISED)}, not {cfg.name!r}')
   return MODELS[cfg.name](cfg, spec)

@@ -278,7 +278,7 @@ def _deep_kwargs(cfg, spec):
   return dict(embed_dim=cfg.embed_dim, use_user=cfg.use_user_embedding,
               hidden=tuple(cfg.hidden), activation=cfg.activation, dice_eps=cfg.dice_eps,
               dropout=cfg.dropout, pooling=cfg.pooling, field_gate=build_field_gate(cfg),
-              lhuc=lhuc, personal=personal, input_bn=bool(cfg.get('input_bn', False)))
+              lhuc=lhuc, personal=personal, input_bn=bool(cfg.input_bn))
 
 
 @register_model('lr')

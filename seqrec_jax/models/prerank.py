@@ -100,8 +100,8 @@ class PreRanker(nn.Module):
 
 @register_model('prerank')
 def prerank(cfg, spec: DataSpec):
-  for key, off in (('field_gate', 'none'), ('lhuc', 'none')):
-    if cfg.get(key, off) != off:
+  for key in ('field_gate', 'lhuc'):
+    if cfg[key] != 'none':
       raise ValueError(f'config.model.{key}={cfg[key]!r} is not implemented for prerank')
   # Dice keeps batch statistics; the towers run without them (relu instead, a deliberate choice).
   return PreRanker(spec, cfg.embed_dim, cfg.use_user_embedding, tuple(cfg.prerank_tower),
