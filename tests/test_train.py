@@ -164,3 +164,34 @@ def test_sigkill_mid_training_then_rerun_reaches_same_metrics(tmp_path):
   got = _summary(out2)
   for k in EVAL_KEYS + ('best_step', 'steps'):
     assert got[k] == want[k], (k, got[k], want[k])
+
+
+def test_a_new_periodic_action_runs_on_its_cadence_without_editing_the_loop(tiny_config,
+                                                                               tmp_path):
+  from seqrec_jax import periodic  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.metric_writers import MetricsWriter  # pylint: disable=g-import-not-at-top
+  cfg = tiny_config
+  cfg.model.name, cfg.data.pack_history = 'base', False
+  cfg.train.num_steps, cfg.train.eval_every, cfg.train.checkpoint_every = 7, 100, 100
+  cfg.train.log_every = 100
+  prog = train.build_program(cfg)
+  seen = {'a': [], 'b': []}
+
+  def rec(name):
+    def fn(ctx):
+      assert ctx.metrics['loss'].shape == (1,) and np.isfinite(ctx.metrics['loss']).all()
+      seen[name].append((ctx.step, ctx.last, int(np.asarray(ctx.state.step)[0])))
+    return fn
+
+  with checkpoint.Checkpointer(str(tmp_path), 2, prog.fingerprint) as ckpt:
+    state, ps = train.init_or_restore(prog, ckpt, str(tmp_path))
+    writer = MetricsWriter(str(tmp_path), ps.step)
+    actions = train.default_actions(prog, ps) + [
+        periodic.Callback(rec('a'), every=3), periodic.Callback(rec('b'), (2, 5), on_last=False)]
+    train.train_loop(prog, state, ps, ckpt, writer, actions)
+    writer.close()
+  assert seen['a'] == [(3, False, 3), (6, False, 6), (7, True, 7)]
+  assert seen['b'] == [(2, False, 2), (4, False, 4), (5, False, 5), (6, False, 6)]
+  # The default actions kept their cadence (eval_every > num_steps: the last step only).
+  assert [r['step'] for r in _metrics(tmp_path) if 'eval/valid/auc' in r] == [7]
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['7']
