@@ -1,9 +1,9 @@
 """The one table of config keys (configs/keys.py, configs/default.py: KEYS): every key has a
 help text and a check, option lists come from their owners, errors name key, value and the
-allowed values, and a workdir recorded before a key existed still resumes at its default."""
+allowed values, and a workdir recorded before a key existed still resumes at its default
+(config.json: tests/fixtures/legacy_single_run's without the keys added since)."""
 import json
 import os
-import shutil
 
 import pytest
 
@@ -61,14 +61,29 @@ def test_option_lists_are_read_from_their_owners(monkeypatch):
   assert check('lion') is None
 
 
+def _recorded_before(*added):
+  """tests/fixtures/legacy_single_run's config.json without the keys `added` ('block.key'):
+  the config.json of a workdir recorded before they existed."""
+  d = json.load(open(os.path.join(LEGACY, 'config.json')))
+  for key in added:
+    *parents, leaf = key.split('.')
+    node = d
+    for p in parents:
+      node = node[p]
+    del node[leaf]
+  return d
+
+
+ADDED = ('train.task', 'model.input_bn', 'data.video.watch_head')
+
+
 def test_a_workdir_recorded_before_a_key_existed_resumes_at_its_default(tmp_path):
-  """tests/fixtures/legacy_single_run's config.json (commit 61ba59b) lacks keys added since
-  (e.g. train.task): a resume with them at their defaults is allowed, any other value refused."""
-  recorded = json.load(open(os.path.join(LEGACY, 'config.json')))
-  assert 'task' not in recorded['train']
+  """A config.json without keys added since: a resume with them at their defaults is allowed,
+  any other value refused, naming the key and its default."""
   wd = tmp_path / 'wd'
   os.makedirs(wd / 'checkpoints' / '2')                  # a checkpoint to resume from
-  shutil.copy(os.path.join(LEGACY, 'config.json'), wd / 'config.json')
+  with open(wd / 'config.json', 'w') as f:
+    json.dump(_recorded_before(*ADDED), f)
   cfg = load_config('test.py', {'model.name': 'base', 'model.activation': 'dice',
                                 'data.pack_history': False, 'train.keep_checkpoints': 1})
   cfg.train.num_steps = cfg.train.eval_every = cfg.train.checkpoint_every = 2
@@ -81,10 +96,12 @@ def test_a_workdir_recorded_before_a_key_existed_resumes_at_its_default(tmp_path
 def test_a_recorded_config_reads_back_over_the_defaults():
   """configs.recorded (checkpoint.load_best's reading of config.json): the recorded values,
   keys added since at their defaults, tuples as tuples."""
-  d = json.load(open(os.path.join(LEGACY, 'config.json')))
+  d = _recorded_before(*ADDED)
   cfg = configs.recorded(d)
   flat, want = keys.flatten(cfg), keys.flatten(d)
   assert all(flat[k] == (tuple(v) if isinstance(v, list) else v) for k, v in want.items())
-  assert cfg.train.task == 'ranking' and cfg.model.hidden == (16, 8)
+  assert (cfg.train.task, cfg.model.input_bn, cfg.data.video.watch_head) == (
+      'ranking', False, 'soft_label')
+  assert cfg.model.hidden == (16, 8)
   best = checkpoint.load_best(LEGACY)
   assert best.model_config.name == 'base' and best.config.train.task == 'ranking'
