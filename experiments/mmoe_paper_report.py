@@ -157,7 +157,8 @@ def _spread(cells) -> list[str]:
 
 def findings(cells, results: dict | None = None) -> list[str]:
   """The paper's three findings (Sec. 5.1), each with its verdict and deciding numbers.
-  results: report.compare of `families` by name (computed here, without bootstrap, if None)."""
+  results: report.compare of `families` by name (if None: computed here without a bootstrap,
+  so findings 1 and 3 resolve nothing)."""
   if results is None:
     results = {f.name: report.compare(cells, f, []) for f in families(cells)}
   out = []

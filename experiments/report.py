@@ -218,7 +218,7 @@ class Family:
     return [(row, base, m) for row, base in self.pairs for m in self.metrics]
 
 
-def _by_label(cells: Sequence[dict], family: Family) -> dict[str, list[dict]]:
+def by_label(cells: Sequence[dict], family: Family) -> dict[str, list[dict]]:
   out: dict[str, list[dict]] = {}
   for c in cells:
     out.setdefault(family.label(c), []).append(c)
@@ -291,7 +291,7 @@ def bootstrap_family(family: Family, cells: Sequence[dict], records: Sequence[di
   test whose cells saved none has no row: its table says n/a). Runs of both rows on one test
   set are paired; rows on different test sets are resampled apart."""
   rec_of = {r['id']: r for r in records}
-  by = _by_label(cells, family)
+  by = by_label(cells, family)
   m = len(family.tests())
   # Enough draws that the smallest bootstrap p ((1 + 0) / (1 + B) x 2) is half the strictest
   # Holm threshold alpha / m.
@@ -328,9 +328,9 @@ def bootstrap_family(family: Family, cells: Sequence[dict], records: Sequence[di
 def compare(cells: Sequence[dict], family: Family, boot: Sequence[dict],
             alpha: float = stats.ALPHA) -> list[dict]:
   """Every test of the family: the paired interval over units and the bootstrap, each
-  Holm-corrected over the family; resolved = both reject (the seed family alone for a test
-  without a bootstrap)."""
-  by = _by_label(cells, family)
+  Holm-corrected over the family; resolved = both reject (a test without a bootstrap, its
+  cells having saved no predictions, is never resolved)."""
+  by = by_label(cells, family)
   boots = {(b['row'], b['baseline'], b['metric']): b for b in boot
            if b['table'] == family.name}
   res = []
@@ -357,7 +357,7 @@ def compare(cells: Sequence[dict], family: Family, boot: Sequence[dict],
       j = round(alpha / (1 - bl)) - 1           # level 1 - alpha / (j + 1)
       r['boot_interval'] = (r['boot']['lo'][j], r['boot']['hi'][j])
       r['boot_level'], r['boot_resolved'] = bl, br
-    r['resolved'] = sr and (br if r['boot'] else True)
+    r['resolved'] = bool(sr and r['boot'] and br)
     r['family_size'] = m
   return res
 
@@ -424,7 +424,8 @@ def write_comparisons(results: Sequence[dict], family: Family, outdir: str,
                  f'row pair × metric of this table), Holm step-down at α = {stats.ALPHA} '
                  'within it, separately for the seed t-intervals and the test-set bootstrap '
                  '(percentile) intervals; each interval is shown at its Holm level, so it '
-                 'excludes 0 (*) exactly when Holm rejects. resolved = both reject. '
+                 'excludes 0 (*) exactly when Holm rejects. resolved = both reject (never without '
+                 'a bootstrap). '
                  'Bootstrap resamples: ' + (', '.join(units) if units else 'none') + '.')]
   if modal:
     lines += ['', 'Collapsed runs (experiments/stats.py, modes) are left out of the '
