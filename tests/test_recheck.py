@@ -73,3 +73,28 @@ def test_recheck_reproduces_then_catches_a_changed_number(tmp_path):
   assert not recheck.recheck('fake', str(docs), spec=SPEC, log=logs.append)
   assert any('resolved.md differs' in line for line in logs)
   assert any('table.md differs' in line for line in logs)
+
+
+def test_recheck_covers_dataset_folders_and_their_combined_table(tmp_path):
+  def combined(per_ds, outdir):
+    rows = [dict(r, dataset=d) for d, cells in per_ds.items()
+            for r in report.aggregate_cells(cells, ['model'], METRICS)]
+    report.write_table(rows, [('dataset', 'dataset'), ('model', 'model'),
+                              ('GAUC', 'eval/test/gauc')], outdir, basename='all')
+    return ['all.md', 'all.csv']
+  spec = study.Study('fake', METRICS, _tables, SPEC.families, combined=combined)
+  docs = tmp_path / 'docs'
+  docs.mkdir()
+  for ds in ('a', 'b'):
+    out = str(tmp_path / 'run' / ds)
+    study.study_main(spec, _records(out), out, ds, publish_to=f'fake/{ds}', docs=str(docs))
+  assert recheck.folders('fake', str(docs)) == ['a', 'b']
+  per_ds = {d: report.read_csv(str(docs / 'results/fake' / d / 'cells.csv')) for d in 'ab'}
+  combined(per_ds, str(docs / 'results/fake'))
+  logs = []
+  assert recheck.recheck('fake', str(docs), spec=spec, log=logs.append), logs
+  page = docs / 'results/fake/all.md'
+  page.write_text(page.read_text().replace('| a |', '| c |', 1))
+  logs = []
+  assert not recheck.recheck('fake', str(docs), spec=spec, log=logs.append)
+  assert any('fake/: all.md differs' in line for line in logs), logs
