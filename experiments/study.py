@@ -1,33 +1,43 @@
-"""A study is a spec: its cells, its comparisons, its tables and figures; `study_main` runs,
-reports and publishes it, and experiments/recheck.py recomputes its published tables.
+"""A study is a spec: its cells, its comparisons, its tables and figures. The study's main()
+runs its cells (sweep.run_study; phases and grid extensions are the study's), `study_main`
+reports and publishes them, and experiments/recheck.py recomputes the published tables.
 
   records = sweep.run_sweep(...)                 # the cell engine (experiments/sweep.py)
   cells.csv     <- report.cell_rows(records)     # one line per cell
   bootstrap.csv <- report.bootstrap_family(...)  # from the test predictions cells saved
-  tables        <- render(study, cells.csv, bootstrap.csv)   # and nothing else
+  meta.json     <- study.meta(records, dataset)  # run-wide facts the notes print (optional)
+  tables        <- render(study, outdir)         # from those three files and nothing else
   figures       <- study.figures(cells, records, outdir)
 
-`render` reads only the two CSV files (as read back from disk), so `python -m
-experiments.recheck <study>` reproduces every published table and interval from the
-committed files (docs/results/<study>[/<dataset>]/).
+`render` reads the files back from disk, so `python -m experiments.recheck <study>`
+reproduces every published table and interval from the committed files
+(docs/results/<study>[/<dataset>]/). Statistics: experiments/stats.py (module docstring).
 
 How to port a study:
-  1. keep its `make_cells` (sweep.Cell per row x seed; set train.save_predictions = True so
-     the bootstrap has predictions) and its flags (sweep.define_study_flags; --override via
+  1. keep its `make_cells` (sweep.Cell per row x seed; set train.save_predictions = True: no
+     bootstrap, no "resolved") and its flags (sweep.define_study_flags; --override via
      seqrec_jax.configs.define_override_flag / study_overrides, never a parser of its own);
-  2. declare `STUDY = study.Study(name, metrics, tasks, families, tables, figures, enrich)`:
-     metrics: every summary key a table shows (cells.csv columns); families(cells, dataset):
-     the report.Family of each comparison table (row/baseline labels, metrics, how a cell is
-     labelled); tables(cells, results, outdir, dataset): writes its mean ± std tables with
-     report.aggregate_cells + report.write_table, returns their file names (no I/O but
-     those, no records: only cells.csv values, ctx and constants); meta(records, dataset):
-     run-wide facts a table's notes need (the command, shapes from the config), written to
-     meta.json and passed in ctx; figures: report.plot_bars /
-     report.save_figure; enrich(records, outdir): adds derived summary values (gate
-     statistics from metrics.jsonl) before cells.csv is written;
-  3. main() = sweep.run_study + study_main; register the study in recheck.STUDIES;
-  4. a hyper-parameter chosen on valid goes through stats.select_on_grid (edge extension)
-     and the table marks a value still at an edge.
+  2. declare `STUDY = study.Study(name, metrics, tables, families, tasks, figures, enrich,
+     meta, combined, from_records)`:
+       metrics: every summary key a table shows (cells.csv columns);
+       families(cells, dataset): one report.Family per comparison table (its (row, baseline)
+         label pairs, metrics, the label of a cell, the pairing unit: 'seed' or e.g. a data
+         seed whose runs are averaged), Holm-corrected within the table;
+       tables(cells, results, outdir, ctx): writes the mean ± std tables with
+         report.aggregate_cells (modal=: count collapsed runs) + report.write_table, returns
+         their names; reads only cells, results (report.compare per family), ctx
+         ({'dataset': ..., **meta.json}) and constants;
+       tasks: the dataset's task order (which prediction column a metric scores);
+       figures(cells, records, outdir): report.plot_bars / report.save_figure;
+       enrich(records, outdir): derived summary values (gate statistics, RelaImpr) before
+         cells.csv is written; meta(records, dataset): the command, shapes, timing;
+       combined({dataset: cells}, outdir): tables one folder up over every dataset;
+       from_records: files written from records (commands.md), not rechecked;
+  3. main() = sweep.run_study (or run_sweep) + study_main(STUDY, records, outdir, dataset,
+     publish_to); register the study in recheck.STUDIES;
+  4. a hyper-parameter chosen on valid goes through stats.select_on_grids (edge extension)
+     and the tables mark a value still on an edge (din_reg, mmoe_paper, din_table's paper
+     protocol).
 """
 from __future__ import annotations
 
