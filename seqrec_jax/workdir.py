@@ -27,6 +27,7 @@ import time
 from typing import Any, Iterator, Mapping
 
 from seqrec_jax.checkpoint import CheckpointMismatchError
+from seqrec_jax.configs import keys
 
 CONFIG_FILE = 'config.json'
 LOCK_FILE = '.lock'
@@ -82,15 +83,9 @@ def lock(workdir: str) -> Iterator[None]:
     os.close(fd)
 
 
-def flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+def flatten(d: Mapping[str, Any]) -> dict[str, Any]:
   """{'a': {'b': 1}} -> {'a.b': 1}; values as JSON stores them (tuples -> lists)."""
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, Mapping):
-      out.update(flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = json.loads(json.dumps(v, default=str))
-  return out
+  return {k: json.loads(json.dumps(v, default=str)) for k, v in keys.flatten(d).items()}
 
 
 @functools.lru_cache(maxsize=1)
