@@ -8,7 +8,7 @@ from seqrec_jax.configs.keys import flatten
 def _rule(key) -> str:
   try:
     return key.check.rule()
-  except ImportError as e:       # an option list's owner does not import here
+  except (ImportError, AttributeError) as e:   # an option list's owner fails to import
     return f'(allowed values unavailable: {e})'
 
 

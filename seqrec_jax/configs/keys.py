@@ -74,7 +74,6 @@ def owner(module: str, attr: str, pick: Callable[[Any], Collection] | None = Non
   def get():
     value = getattr(importlib.import_module(module), attr)
     return tuple(pick(value) if pick else value)
-  get.source = f'{module}.{attr}'
   return get
 
 
