@@ -121,7 +121,7 @@ def test_early_stopping_on_valid_recall(tmp_path):
 
 def test_sigkill_mid_training_then_rerun_is_bit_identical(trained, tmp_path):
   """The run of `trained`, SIGKILLed in a subprocess after its step-30 checkpoint and rerun
-  (in process): the same best-valid params of both runs, bit for bit, and the same metrics
+  (in process): the same best-valid and final states of both runs, bit for bit, and the same metrics
   (the negatives of each step come from (seed, step), the batch order from (seed, epoch))."""
   wd = str(tmp_path / 'killed')
   # Slow steps, so the kill lands mid-run.
@@ -145,10 +145,11 @@ def test_sigkill_mid_training_then_rerun_is_bit_identical(trained, tmp_path):
     for k, v in w.items():
       if k.startswith('eval/') or k in ('best_step', 'steps'):
         assert g[k] == v, (k, g[k], v)
-  a, b = checkpoint.load_best(wd), checkpoint.load_best(trained[0])
-  assert a.step == b.step
-  for x, y in zip(jax.tree.leaves(a.variables), jax.tree.leaves(b.variables)):
-    np.testing.assert_array_equal(x, y)
+  # The best-valid and the final state (params, optimiser state, step) of each run.
+  for d in ('best', os.path.join('checkpoints', '120')):
+    (a, _, at), (b, _, bt) = (checkpoint.read_source(os.path.join(w, d)) for w in (wd, trained[0]))
+    assert at.rsplit('/', 1)[1] == bt.rsplit('/', 1)[1]
+    jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
 def test_every_loss_mode_descends_with_catalogue_and_hard_negatives(trained):
