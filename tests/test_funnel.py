@@ -89,13 +89,16 @@ def test_rerank_stage_diversifies_and_scatters():
   order = np.argsort(-prob, 1, kind='stable')                 # the ranker's order
   ids, prob = np.take_along_axis(ids, order, 1), np.take_along_axis(prob, order, 1)
   target = ids[:, 12]
-  out = study.rerank_lists(ids, prob, vec, cate, target, study._policies())
+  from seqrec_jax.rerank.stage import Policy
+  pols = (Policy('none'), Policy('mmr', 0.5), Policy('dpp', 0.5), Policy('none', scatter=True),
+          Policy('dpp', 0.5, scatter=True))
+  out = study.rerank_lists(ids, prob, vec, cate, target, pols)
   mean = {p: {k: float(v.mean()) for k, v in m.items()} for p, m in out.items()}
   none = mean['no re-rank']
   assert none['violations'] > 0 and none['categories'] < 5
   for p in ('MMR lambda=0.5', 'DPP theta=0.5'):
     assert mean[p]['ild'] > none['ild'] + 0.1 and mean[p]['categories'] > none['categories']
-  for p in (p for p in mean if p.endswith('scatter')):
+  for p in ('no re-rank + scatter', 'DPP theta=0.5 + scatter'):
     assert mean[p]['violations'] == 0, p
   # The ranker's top 10 misses position 12; a diversified list can reach it.
   assert none['hr@10'] == 0 and mean['DPP theta=0.5']['hr@10'] > 0
