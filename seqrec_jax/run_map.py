@@ -14,23 +14,37 @@ docs/accelerator.md), so there c = S. Measured: docs/multirun.md "Speed".
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 
 
-def map_runs(fn: Callable, *args, chunk: int):
-  """jax.vmap(fn)(*args), computed `chunk` runs at a time (lax.map over chunks, vmap within).
+def map_runs(fn: Callable, *args, chunk: int, in_axes: int | None | Sequence = 0):
+  """jax.vmap(fn, in_axes)(*args), computed `chunk` runs at a time (lax.map over chunks, vmap
+  within).
 
-  args: pytrees whose leaves share a leading run axis [S]; chunk >= 1: runs per vmapped call
-  (>= S: one vmap). Returns fn's outputs with a leading [S] axis.
+  args: pytrees; those mapped (in_axes 0: one int for all, or one 0 / None per argument) have
+  leaves with a leading run axis [S], the others (None, e.g. an eval batch shared by the runs)
+  are passed whole to every run. chunk >= 1: runs per vmapped call (>= S: one vmap).
+  Returns fn's outputs with a leading [S] axis.
   """
-  sizes = {x.shape[0] if x.ndim else None for x in jax.tree.leaves(args)}
+  axes = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+  if len(axes) != len(args) or set(axes) - {0, None}:
+    raise ValueError(f'map_runs: in_axes={in_axes!r} must be 0, None or one of them per '
+                     f'argument ({len(args)} arguments)')
+  mapped = [a for a, ax in zip(args, axes) if ax == 0]
+  sizes = {x.shape[0] if x.ndim else None for x in jax.tree.leaves(mapped)}
   if len(sizes) != 1 or None in sizes:
-    raise ValueError(f'map_runs: every argument needs the same leading run axis; got leading '
-                     f'sizes {sorted(sizes, key=str)}')
+    raise ValueError(f'map_runs: every mapped argument needs the same leading run axis; got '
+                     f'leading sizes {sorted(sizes, key=str)}')
   if not isinstance(chunk, int) or chunk < 1:
     raise ValueError(f'map_runs: chunk={chunk!r} must be an int >= 1 (runs per vmapped call)')
   if chunk >= sizes.pop():
-    return jax.vmap(fn)(*args)
-  return jax.lax.map(lambda a: fn(*a), args, batch_size=None if chunk == 1 else chunk)
+    return jax.vmap(fn, in_axes=axes)(*args)
+
+  def run(m):                     # the mapped arguments of a run (or chunk) -> fn's outputs
+    it = iter(m)
+    return fn(*(next(it) if ax == 0 else a for a, ax in zip(args, axes)))
+
+  # chunk 1: no vmap at all, so each run traces exactly the single run's computation.
+  return jax.lax.map(run, mapped, batch_size=None if chunk == 1 else chunk)

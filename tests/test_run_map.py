@@ -26,7 +26,7 @@ def _args():
   return p, x, jax.random.split(jax.random.key(1), S)
 
 
-@pytest.mark.parametrize('chunk', [1, 2, 8])       # 2: two chunks and a remainder of one; 8: vmap
+@pytest.mark.parametrize('chunk', [1, 8])       # 1: lax.map; 8 >= S: vmap
 def test_map_runs_equals_vmap(chunk):
   want = jax.jit(jax.vmap(_step))(*_args())
   seen = []
@@ -49,3 +49,15 @@ def test_map_runs_rejects_bad_chunk_and_mismatched_run_axes():
     map_runs(_step, p, x, key, chunk=0)
   with pytest.raises(ValueError, match=r'same leading run axis.*\[4, 5\]'):
     map_runs(_step, p, x[:4], key, chunk=1)
+
+
+def test_map_runs_passes_unmapped_arguments_whole():
+  """in_axes None (an eval batch shared by the runs) as in jax.vmap; chunk 2 of 5 runs: two
+  vmapped chunks and a remainder of one."""
+  p, x, key = _args()
+  f = lambda p, x, key: _step(p, x, key)[1]['h']
+  want = jax.jit(jax.vmap(f, in_axes=(0, None, 0)))(p, x[0], key)
+  got = jax.jit(lambda *a: map_runs(f, *a, chunk=2, in_axes=(0, None, 0)))(p, x[0], key)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+  with pytest.raises(ValueError, match=r'in_axes=\(0, 1, 0\)'):
+    map_runs(f, p, x, key, chunk=2, in_axes=(0, 1, 0))
