@@ -100,22 +100,27 @@ def holm(p: Sequence[float], alpha: float = ALPHA) -> tuple[list[bool], list[flo
 
 # ---- Test-set bootstrap. ----
 
-def _weighted_auc(order, ties_start, labels, counts):
-  """AUC of one run under row weights counts [B, N]: order sorts its scores (ascending),
-  ties_start marks the first row of each tied score group in that order."""
-  c = counts[:, order]
-  y = labels[order]
-  gp = np.add.reduceat(c * y, ties_start, axis=1)
-  gq = np.add.reduceat(c * (1 - y), ties_start, axis=1)
-  below = np.cumsum(gq, axis=1) - gq
+def _auc_parts(scores, labels):
+  """What the weighted AUC of one run needs: the negatives in score order and, per positive,
+  how many negatives score below it (klo) and at most equal to it (khi)."""
+  pos = labels > 0.5
+  neg_idx = np.flatnonzero(~pos)
+  neg_idx = neg_idx[np.argsort(scores[neg_idx], kind='stable')]
+  neg_scores = scores[neg_idx]
+  pos_scores = scores[pos]
+  return (neg_idx, np.searchsorted(neg_scores, pos_scores, 'left'),
+          np.searchsorted(neg_scores, pos_scores, 'right'))
+
+
+def _weighted_auc(parts, c_pos, counts):
+  """AUC of one run under row weights counts [B, N] (c_pos: counts of the positive rows):
+  sum over positives of w_i * (negative weight below + half the tied) / (W+ W-). [B]"""
+  neg_idx, klo, khi = parts
+  cn = np.zeros((counts.shape[0], len(neg_idx) + 1), counts.dtype)
+  np.cumsum(counts[:, neg_idx], axis=1, out=cn[:, 1:])
+  num = (c_pos * (cn[:, klo] + cn[:, khi])).sum(1) * 0.5
   with np.errstate(divide='ignore', invalid='ignore'):
-    return (gp * (below + 0.5 * gq)).sum(1) / (gp.sum(1) * gq.sum(1))
-
-
-def _auc_parts(scores):
-  order = np.argsort(scores, kind='stable')
-  s = scores[order]
-  return order, np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    return num / (c_pos.sum(1) * cn[:, -1])
 
 
 def metric_kind(metric: str) -> str:
@@ -154,8 +159,9 @@ class _Run:
         self.parts.append((size * ok * auc_a, size * ok * auc_b, size * ok))
       self.units = len(self.parts[0][2])
     elif kind == 'auc':
-      self.parts = [(labels[:, t], _auc_parts(pa[:, t]),
-                     None if pb is None else _auc_parts(pb[:, t])) for t in range(self.tasks)]
+      self.parts = [(np.flatnonzero(labels[:, t] > 0.5), _auc_parts(pa[:, t], labels[:, t]),
+                     None if pb is None else _auc_parts(pb[:, t], labels[:, t]))
+                    for t in range(self.tasks)]
       self.units = len(labels)
     else:
       eps = 1e-7
@@ -178,9 +184,12 @@ class _Run:
           out.append((counts @ num_a - counts @ num_b) / (counts @ w))
       return np.mean(out, 0)
     if self.kind == 'auc':
-      return np.mean([_weighted_auc(*a, y, counts) - (0.0 if b is None else
-                                                     _weighted_auc(*b, y, counts))
-                      for y, a, b in self.parts], 0)
+      out = []
+      for pos, a, b in self.parts:
+        c_pos = counts[:, pos]
+        out.append(_weighted_auc(a, c_pos, counts)
+                   - (0.0 if b is None else _weighted_auc(b, c_pos, counts)))
+      return np.mean(out, 0)
     return counts @ self.diff_row / counts.sum(1)
 
 
