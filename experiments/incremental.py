@@ -1,6 +1,6 @@
 """Incremental updates on a time-split MovieLens stream (issue 21; docs/incremental.md).
 
-  bash launch.sh incremental          # 3 seeds; writes runs/incremental, copies to docs/results
+  bash launch.sh incremental          # 5 seeds; writes runs/incremental, copies to docs/results
   python -m experiments.incremental --seeds=2 --num_steps=4 --outdir=/tmp/inc   # smoke run
   python -m experiments.incremental --override=data.movielens.path=/data/ml-20m.zip
 
@@ -85,7 +85,7 @@ def define_flags():
   flags.DEFINE_string('dataset', 'movielens', 'Dataset: ' + ', '.join(
       f'{k} ({v})' for k, v in FITS.items()) + f'; the study needs {NEEDS}.')
   define_override_flag(' data.movielens.path / .positive_rating / .genre shape the stream.')
-  sweep.define_study_flags(3, 'Seeds (train.runs of every update).', 'runs/incremental',
+  sweep.define_study_flags(5, 'Seeds (train.runs of every update).', 'runs/incremental',
                            'Unused.', f'{EPOCHS_SCRATCH:g} epochs from scratch, '
                            f'{EPOCHS_UPDATE:g} per update')
 

@@ -233,8 +233,7 @@ def holm_diffs(tests) -> list[str]:
 HOLM_NOTE = ('Paired over seeds; Holm step-down at alpha 0.05 over every difference of the '
              'table, each interval shown at its Holm level (experiments/stats.py via '
              'report.compare), * = Holm rejects; runs in a collapsed mode (stats.modes) are '
-             'left out and named. No test-set bootstrap (these metrics are not among '
-             'stats.bootstrap_diff\'s).')
+             'left out and named. No test-set bootstrap (the seed intervals only).')
 
 
 def report(records, outdir: str, wall: float, vcfg=None) -> str:
