@@ -58,7 +58,7 @@ def _progress(total: int, initial: int, enabled: bool):
               disable=None, file=sys.stderr)
 
 
-def _packer(config, part, num_runs: int):
+def _packer(config, part, num_runs: int = 1):
   """packing.add_history_index for single-device single runs with config.data.pack_history,
   else None (data parallel shards would need per-shard indices, and the runs of a group
   their packed shapes to agree: not implemented; both fall back to the padded path)."""
@@ -523,12 +523,14 @@ class Evaluate(periodic.PeriodicAction):
       return
     if improved.all():   # every run's best is this state
       best = ctx.state
-      ps.best = jax.jit(lambda s: jax.tree.map(jnp.copy, s), out_shardings=prog.state_sh)(
-          best) if prog.num_runs > 1 else None    # (the state is donated to the next step)
+      ps.best = _copy(best) if prog.num_runs > 1 else None   # (the state is donated next)
     else:
       ps.best = best = prog.select_best(ctx.state if ps.best is None else ps.best, ctx.state,
                                         improved)
     ctx.ckpt.save(ctx.step, best, prog.meta_item(ps.metas, ctx.step), best=True)
+
+
+_copy = jax.jit(lambda s: jax.tree.map(jnp.copy, s))
 
 
 class Checkpoint(periodic.PeriodicAction):
