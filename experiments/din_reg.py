@@ -25,11 +25,14 @@ MBA's n_j are the training-split counts stored with the prepared dataset (moviel
 from the generated train split (synthetic): data/id_counts.py.
 Cells run one at a time (--runs_per_group=1 here): grouping seeds into one multi-run program
 was measured not to pay for DIN on this CPU (docs/din_reg.md, "Budget").
-Outputs (--outdir, default runs/din_reg): <dataset>/table.md (test GAUC / AUC / logloss, mean ±
-std), <dataset>/resolved.md (each regulariser vs the same model without, paired by seed, and a
-bootstrap over test users for GAUC), <dataset>/grid.md (valid GAUC per tuning value),
-<dataset>/fig4.png (train and valid logloss vs step, with and without MBA: the paper's Fig. 4)
-and report.md; a default run copies them to docs/results/din_reg/ (docs/din_reg.md).
+Outputs (--outdir, default runs/din_reg; a study spec, experiments/study.py): per dataset
+<dataset>/cells.csv, bootstrap.csv, table.md/.csv (test GAUC / AUC / logloss, mean ± std; a
+strength still on its grid's edge marked), resolved.md (each regulariser vs none),
+resolved_vs_mba.md, resolved_din_vs_base.md (one Holm family each: seed t-interval and test-set
+bootstrap, users for GAUC, rows for AUC and logloss), grid.md (valid GAUC per tuning value),
+fig4.png (train and valid logloss vs step, with and without MBA: the paper's Fig. 4), and
+report.md (every dataset's tables and the wall time); a default run copies them to
+docs/results/din_reg/ (docs/din_reg.md; `python -m experiments.recheck din_reg`).
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ import time
 from absl import app, flags, logging
 import numpy as np
 
-from experiments import din_table, report, stats, study, sweep
+from experiments import din_table, publish, report, stats, study, sweep
 from seqrec_jax import xla_cpu
 from seqrec_jax.configs import define_override_flag, study_overrides
 
@@ -417,15 +420,27 @@ def main(argv):
                                                extra[dataset]), dataset, outdir)
   publishes = (sweep.publishes() and set(FLAGS.dataset) == {'movielens', 'synthetic'}
                and not FLAGS.override)
+  parts = []
   for dataset in FLAGS.dataset:
     outdir = os.path.join(root, dataset)
     records = list({r['id']: r for r in tuning_all[dataset] + records_all[dataset]}.values())
-    study.study_main(STUDY, records, outdir, dataset,
-                     f'din_reg/{dataset}' if publishes else None)
+    names = study.study_main(STUDY, records, outdir, dataset,
+                             f'din_reg/{dataset}' if publishes else None)
+    for n in names:
+      if n.endswith('.md'):
+        with open(os.path.join(outdir, n)) as f:
+          parts.append(f.read())
   when = ('tables rebuilt from finished cells (--report_only)' if FLAGS.report_only
           else f'this invocation: {(time.time() - t0) / 60:.1f} min wall')
-  print(f'Wall time, {when}. Load before: `{load0}`; after: `{load()}` (2 CPU cores '
-        'shared with other jobs).')
+  parts.append(f'Wall time, {when}. Load before: `{load0}`; after: `{load()}` (2 CPU cores '
+               'shared with other jobs).\n')
+  # report.md: every dataset's tables and the timing (docs/din_reg.md shows it; its tables are
+  # rechecked in their dataset folders, the timing is not recomputable).
+  with open(os.path.join(root, 'report.md'), 'w') as f:
+    f.write('\n'.join(parts))
+  print(parts[-1])
+  if publishes:
+    print('copied to', publish.publish(root, 'din_reg', ['report.md']))
 
 
 if __name__ == '__main__':
