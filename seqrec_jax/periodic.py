@@ -27,7 +27,7 @@ class Context:
   ckpt: Any                   # checkpoint.Checkpointer
   writer: Any                 # metric_writers.MetricsWriter
   step: int
-  last: bool                  # the last step of the run (num_steps, or every run stopped)
+  last: bool                  # step == the program's total_steps (train.num_steps)
   metrics: dict[str, Any]     # the step's train metrics on the host, each [S]
   rate: float                 # examples/s (all runs) since the first step, pauses excluded
 
