@@ -64,7 +64,9 @@ DIFF_METRICS = (f'hr@{K}', 'auc')
 def define_flags():
   flags.DEFINE_integer('seeds', 3, 'Training seeds of each ranker.')
   flags.DEFINE_string('outdir', '', 'Output directory (default runs/cold_start).')
-  flags.DEFINE_list('datasets', ['synthetic', 'movielens'], 'synthetic and/or movielens.')
+  flags.DEFINE_list('datasets', ['synthetic', 'movielens'], 'synthetic and/or movielens '
+                    '(time-ordered interaction logs, data/retrieval.py).')
+  flags.DEFINE_alias('dataset', 'datasets')
   flags.DEFINE_integer('num_steps', -1, '> 0: train steps per model (else --epochs).')
   flags.DEFINE_float('epochs', 1.0, 'Epochs of each ranker.')
   flags.DEFINE_integer('max_len', 30, 'History length L.')
