@@ -64,7 +64,9 @@ class Dice(nn.Module):
 
   `fused` (default) computes training mode with `ops.dice_train`: the same values and
   gradients with batch sums as dots and a hand-written backward (DIN train step on CPU:
-  see ops.py); `fused=False` is the textbook autodiff form, kept as the reference.
+  see ops.py); `fused=False` is the textbook autodiff form, kept as the reference. Vmapped over
+  a multi-run group's runs, the fused sums are reduces over each run's rows (`ops.wsum`'s vmap
+  rule), so no activation is transposed; each run's values are its own Dice's.
   """
   eps: float = 1e-8
   momentum: float = 0.99
