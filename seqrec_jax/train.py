@@ -174,6 +174,21 @@ def _stack(xs):
   return jax.tree.map(lambda *x: jnp.stack(x), *xs)
 
 
+def _put(tree, sharding):
+  """Host values, the same on every process (numpy, keys, device arrays of one process) ->
+  global arrays in `sharding` (device_put refuses shardings over other processes' devices)."""
+  def one(x, sh):
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(one(jax.random.key_data(x), sh))
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return jax.device_put(x, sh)
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx])
+  if isinstance(sharding, jax.sharding.Sharding):
+    return jax.tree.map(lambda x: one(x, sharding), tree)
+  return jax.tree.map(one, tree, sharding)
+
+
 def build_program(config, dataset=None) -> Program:
   """Data, task, mesh and compiled steps for config: a group of S >= 1 runs (multirun.py; a
   single run is S = 1). dataset: a Dataset value to train on instead of
@@ -214,7 +229,7 @@ def build_program(config, dataset=None) -> Program:
                  'data': data_lib.fingerprint(ds),   # spec and split sizes: same data on resume
                  'params': param_fingerprint(abstract.params), 'runs': S}
   on_runs = part.run_axis()
-  step_rngs, task_hp = jax.device_put((jnp.stack([k[1] for k in keys]), task_hp), on_runs)
+  step_rngs, task_hp = _put((jnp.stack([k[1] for k in keys]), task_hp), on_runs)
 
   def run_step(state, batch, rng, h, active, sync_grads=None):
     return steps.update_step(state, batch, rng, sync_grads=sync_grads, active=active,
@@ -235,7 +250,7 @@ def build_program(config, dataset=None) -> Program:
 
   def train(state, batch, active):
     batch = batch if on_dev is not None else part.train_batch(batch, runs=True)
-    return p_train(state, batch, step_rngs, task_hp, jax.device_put(active, on_runs))
+    return p_train(state, batch, step_rngs, task_hp, _put(active, on_runs))
 
   def init():
     # The run's init, compiled once and called per run (a vmapped init compiles several
@@ -264,8 +279,7 @@ def build_program(config, dataset=None) -> Program:
                for k, v in {**optimizer_hparams(config.optim, tuple(opt_hp)), **opt_hp}.items()}
       opt = fresh.opt_state._replace(count=np.array(state.step), hyperparams=hyper,
                                      inner_state=state.opt_state)
-      return (jax.device_put(state.replace(opt_state=opt), state_sh),
-              dict(meta, layout=LAYOUT))
+      return _put(state.replace(opt_state=opt), state_sh), dict(meta, layout=LAYOUT)
     return parallel.with_shardings(old, old_sh), convert
 
   seeds = [r.seed for r in runs]
@@ -285,8 +299,7 @@ def build_program(config, dataset=None) -> Program:
       fingerprint, init=init, train=train, batches=batches,
       evaluator=_Evaluator(part, state_sh, S, config.data.eval_batch_size, pack),
       restore_target=restore_target,
-      select_best=lambda best, state, improved: p_best(best, state,
-                                                       jax.device_put(improved, on_runs)))
+      select_best=lambda best, state, improved: p_best(best, state, _put(improved, on_runs)))
 
 
 def _batch_transform(task, pack):
@@ -385,7 +398,7 @@ def warm_start(prog: Program, state):
         + '\nWarm starts need the same model config (shapes and names of every parameter).')
   logging.info('Warm start from %s: params and batch_stats%s; step and optimiser state fresh',
                where, f' (one run, into all {S})' if S > 1 and n_src in (None, 1) else '')
-  return jax.device_put(state.replace(**out), prog.state_sh)
+  return _put(state.replace(**out), prog.state_sh)
 
 
 def init_or_restore(prog: Program, ckpt: Checkpointer, workdir: str):

@@ -94,7 +94,7 @@ def tolerance():
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument('--layouts', default='8x1,4x2', help='runs x data meshes')
+  ap.add_argument('--layouts', default='8x1,4x2', help='runs x data meshes, or pmapN')
   ap.add_argument('--workdir', default='')
   ap.add_argument('--tolerance', action='store_true')
   args = ap.parse_args()
@@ -104,9 +104,12 @@ def main():
   from seqrec_jax import train  # pylint: disable=g-import-not-at-top
   out = {'devices': jax.device_count()}
   for layout in args.layouts.split(','):
-    runs, data = map(int, layout.split('x'))
     cfg = group_config('din', **CASES['din'][0])
-    cfg.parallel.runs, cfg.parallel.data = runs, data
+    if layout.startswith('pmap'):    # pmapN: strategy=pmap over N data devices, runs vmapped
+      cfg.parallel.strategy, cfg.parallel.data = 'pmap', int(layout[4:])
+    else:
+      runs, data = map(int, layout.split('x'))
+      cfg.parallel.runs, cfg.parallel.data = runs, data
     workdir = os.path.join(args.workdir, layout)
     summary = train.train_and_evaluate(cfg, workdir)
     prog = train.build_program(cfg)    # where the stacked state lives: run axis on `runs`?

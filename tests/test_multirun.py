@@ -198,20 +198,23 @@ def test_group_sigkill_then_rerun_matches_uninterrupted(din_group, tmp_path):
 def test_group_on_8_devices_equals_1_device(din_group, tmp_path):
   """The run axis sharded over a `runs` mesh axis (and combined with `data`) equals one
   device: the 8-run din group on 8 forced host devices (runs=8, and runs=4 x data=2; a
-  subprocess, XLA_FLAGS must be set before jax starts) vs the same group here on 1 device."""
+  subprocess, XLA_FLAGS must be set before jax starts) vs the same group here on 1 device;
+  and with parallel.strategy=pmap over 8 data devices (the per-run pmap_step vmapped inside
+  the pmap: a group is not refused by, nor forks, the pmap path)."""
   workdir, _, summary = din_group
   want = run_results(workdir, summary['runs'])
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
              XLA_FLAGS='--xla_force_host_platform_device_count=8')
   out = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'multirun_devices.py'),
-                        '--layouts=8x1,4x2', f'--workdir={tmp_path}'],
+                        '--layouts=8x1,4x2,pmap8', f'--workdir={tmp_path}'],
                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900,
                        check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   res = json.loads(out.stdout.strip().splitlines()[-1])
   assert res['devices'] == 8
-  for layout in ('8x1', '4x2'):
-    assert res[layout]['lead'] == ['runs'], res[layout]['lead']   # run axis sharded on `runs`
+  for layout in ('8x1', '4x2', 'pmap8'):
+    if layout != 'pmap8':     # run axis sharded on `runs` (pmap: replicated state)
+      assert res[layout]['lead'] == ['runs'], res[layout]['lead']
     got = res[layout]['runs']
     assert len(got) == len(want) == 8
     for a, b in zip(got, want):
