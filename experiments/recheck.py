@@ -24,6 +24,7 @@ import tempfile
 from absl import app, flags
 
 from experiments import publish, report, study as study_lib
+from seqrec_jax import xla_cpu
 
 STUDIES = ('mmoe_synthetic', 'dcn_table', 'census_multitask', 'attention_ablation', 'mmoe_paper',
            'din_reg', 'din_table')
@@ -131,6 +132,7 @@ def main(argv):
   if len(argv) != 2:
     raise app.UsageError(f'usage: python -m experiments.recheck <study> [--runs=OUTDIR]; '
                          f'studies: {", ".join(STUDIES)}')
+  xla_cpu.apply_defaults()  # CPU runtime defaults, before any JAX computation
   ok = recheck(argv[1], runs=flags.FLAGS.runs)
   print('recheck', 'passed' if ok else 'FAILED', 'for', argv[1])
   sys.exit(0 if ok else 1)
