@@ -10,6 +10,7 @@ benchmarks/jax_din.py). A value set in a config file or on the command line is k
 | data.pack_history  | True           | True                 | False                |
 | data.pack_buckets  | 32             | 32                   | 32                   |
 | data.pack_max_fill | 0.8            | 0.8                  | 0.8                  |
+| train.run_chunk    | 1              | 0 (all S, one vmap)  | 0                    |
 
 cpu: benchmarks/din_throughput.py on 2 AMD EPYC cores (docs/performance.md): packed histories
 train DIN 1.71x / 1.51x / 1.31x faster than padded at L = 50 / 100 / 200 (uniform lengths);
@@ -20,6 +21,9 @@ packed ('jax', host-side index inside the timed loop) vs padded ('jax_dense') at
 wins where the step is large and is never far behind, so it is the GPU default too.
 pack_max_fill 0.8 on GPU is kept from the CPU measurement (full-length histories unmeasured).
 tpu: not measured; padded is the prior (no TPU lent to this project).
+train.run_chunk (a multi-run group's runs per vmapped call, run_map.py): on CPU a lax.map over
+the runs (chunk 1) beats the vmapped group (docs/multirun.md "Speed": DIN with Dice at S = 5
+and MMoE at S = 100); on GPU the vmapped step fills the device (29x at S = 64, H100).
 """
 from __future__ import annotations
 
@@ -29,9 +33,9 @@ AUTO = None
 PLATFORMS = ('cpu', 'gpu', 'tpu')
 _PACKED = {'data.pack_history': True, 'data.pack_buckets': 32, 'data.pack_max_fill': 0.8}
 DEFAULTS = {
-    'cpu': dict(_PACKED),
-    'gpu': dict(_PACKED),
-    'tpu': {**_PACKED, 'data.pack_history': False},
+    'cpu': {**_PACKED, 'train.run_chunk': 1},
+    'gpu': {**_PACKED, 'train.run_chunk': 0},
+    'tpu': {**_PACKED, 'data.pack_history': False, 'train.run_chunk': 0},
 }
 MEASURED = {'cpu': True, 'gpu': True, 'tpu': False}
 

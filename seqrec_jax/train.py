@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqrec_jax import evaluate, multirun, parallel, periodic, platform_defaults, steps
+from seqrec_jax import evaluate, multirun, parallel, periodic, platform_defaults, run_map, steps
 from seqrec_jax import data as data_lib
 from seqrec_jax import tasks as tasks_lib
 from seqrec_jax import workdir as workdir_lib
@@ -141,18 +141,23 @@ def _squeezed(fn, *, in_axes):
   return one
 
 
-def _over_runs(fn, num_runs: int, in_axes):
-  """fn of one run -> the same over a leading run axis: jax.vmap for S > 1, the squeezed
-  run for S = 1 (no batched ops in a single run's program)."""
-  return (_squeezed(fn, in_axes=in_axes) if num_runs == 1
-          else jax.vmap(fn, in_axes=in_axes))
+def _over_runs(fn, num_runs: int, in_axes, chunk: int = 0):
+  """fn of one run -> the same over a leading run axis: the squeezed run for S = 1 (no
+  batched ops in a single run's program); for S > 1 `chunk` runs per vmapped call
+  (run_map.map_runs: 0 or >= S = one jax.vmap, 1 = a lax.map over the runs;
+  config.train.run_chunk, platform_defaults.py)."""
+  if num_runs == 1:
+    return _squeezed(fn, in_axes=in_axes)
+  if not chunk or chunk >= num_runs:
+    return jax.vmap(fn, in_axes=in_axes)
+  return lambda *args: run_map.map_runs(fn, *args, chunk=chunk, in_axes=in_axes)
 
 
 class _Evaluator:
   """tasks.Evaluator: per-run functions over whole splits, compiled once per function."""
 
-  def __init__(self, part, state_sh, num_runs: int, batch_size: int, pack=None):
-    self.part, self.num_runs, self.batch_size = part, num_runs, batch_size
+  def __init__(self, part, state_sh, num_runs: int, batch_size: int, pack=None, chunk: int = 0):
+    self.part, self.num_runs, self.batch_size, self.chunk = part, num_runs, batch_size, chunk
     self.var_sh = {'params': state_sh.params, 'batch_stats': state_sh.batch_stats}
     self.process_index = jax.process_index()
     self.to_device = part.eval_batch if pack is None else lambda b: part.eval_batch(pack(b))
@@ -163,7 +168,7 @@ class _Evaluator:
     if f is None:
       mesh = self.part.mesh
       f = self._compiled[fn] = jax.jit(
-          _over_runs(fn, self.num_runs, (0, None)),
+          _over_runs(fn, self.num_runs, (0, None), self.chunk),
           in_shardings=(self.var_sh, parallel.data_sharding(mesh)),
           out_shardings=parallel.replicated(mesh))
     return evaluate.outputs(f, dict(variables), split, batch_size or self.batch_size,
@@ -235,7 +240,10 @@ def build_program(config, dataset=None) -> Program:
     return steps.update_step(state, batch, rng, sync_grads=sync_grads, active=active,
                              loss_fn=lambda v, b, r: task.loss(v, b, r, h))
 
-  per_run = _over_runs(part.wrap_run_step(_keep_stats(config, run_step)), S, (0, 0, 0, 0, 0))
+  # A run axis sharded over devices stays one vmap (a scan over it would gather the runs).
+  chunk = config.train.run_chunk if n_axis == 1 else 0
+  per_run = _over_runs(part.wrap_run_step(_keep_stats(config, run_step)), S, (0, 0, 0, 0, 0),
+                       chunk)
 
   def group_train_step(state, batch, rngs, h, active):
     """[S] state, [S, B, ...] batch, [S] keys, {name: [S, ...]}, [S] bool -> (state, [S]
@@ -297,7 +305,7 @@ def build_program(config, dataset=None) -> Program:
   return Program(
       config, ds, task, part, total_steps, runs, multirun.is_group(config), abstract, state_sh,
       fingerprint, init=init, train=train, batches=batches,
-      evaluator=_Evaluator(part, state_sh, S, config.data.eval_batch_size, pack),
+      evaluator=_Evaluator(part, state_sh, S, config.data.eval_batch_size, pack, chunk),
       restore_target=restore_target,
       select_best=lambda best, state, improved: p_best(best, state, _put(improved, on_runs)))
 

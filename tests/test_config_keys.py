@@ -70,7 +70,7 @@ def _recorded_before(*added):
     node = d
     for p in parents:
       node = node[p]
-    del node[leaf]
+    node.pop(leaf, None)        # the fixture (written at 61ba59b) predates them already
   return d
 
 

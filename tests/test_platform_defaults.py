@@ -7,11 +7,11 @@ import pytest
 from seqrec_jax import platform_defaults, train
 from seqrec_jax.configs import load_config
 
-KEYS = ('pack_history', 'pack_buckets', 'pack_max_fill')
+KEYS = ('data.pack_history', 'data.pack_buckets', 'data.pack_max_fill', 'train.run_chunk')
 
 
 def _data(cfg):
-  return {k: cfg.data[k] for k in KEYS}
+  return {k: cfg[k.split('.')[0]][k.split('.')[1]] for k in KEYS}
 
 
 def test_default_config_leaves_packing_to_the_platform():
@@ -22,17 +22,18 @@ def test_default_config_leaves_packing_to_the_platform():
 def test_resolve_fills_the_platform_table_without_touching_the_input(platform):
   cfg = load_config('din.py:synthetic')
   out = platform_defaults.resolve(cfg, platform)
-  want = {k.split('.')[1]: v for k, v in platform_defaults.DEFAULTS[platform].items()}
-  assert _data(out) == want
+  assert _data(out) == platform_defaults.DEFAULTS[platform]
   assert _data(cfg) == dict.fromkeys(KEYS)          # a copy: the caller's config is unchanged
   assert out.is_locked                              # still no new keys
 
 
 def test_cpu_and_gpu_values_are_the_measured_ones_and_tpu_is_marked_unmeasured():
   packed = {'data.pack_history': True, 'data.pack_buckets': 32, 'data.pack_max_fill': 0.8}
-  assert platform_defaults.DEFAULTS['cpu'] == packed
-  assert platform_defaults.DEFAULTS['gpu'] == packed      # H100, docs/accelerator.md
-  assert platform_defaults.DEFAULTS['tpu'] == {**packed, 'data.pack_history': False}
+  # run_chunk: CPU a lax.map over the runs, accelerators one vmap (docs/multirun.md "Speed")
+  assert platform_defaults.DEFAULTS['cpu'] == {**packed, 'train.run_chunk': 1}
+  assert platform_defaults.DEFAULTS['gpu'] == {**packed, 'train.run_chunk': 0}  # H100
+  assert platform_defaults.DEFAULTS['tpu'] == {**packed, 'data.pack_history': False,
+                                               'train.run_chunk': 0}
   assert platform_defaults.MEASURED == {'cpu': True, 'gpu': True, 'tpu': False}
   assert platform_defaults.table()['tpu']['measured'] is False
 
@@ -72,7 +73,7 @@ def test_train_and_evaluate_resolves_before_reading_data(monkeypatch, tmp_path, 
 
   def fake_load(data_cfg, *args, **kwargs):
     del args, kwargs
-    seen.update({k: data_cfg[k] for k in KEYS})
+    seen.update({k.split('.')[1]: data_cfg[k.split('.')[1]] for k in KEYS if k[:5] == 'data.'})
     raise Stop
 
   monkeypatch.setattr(platform_defaults, 'current_platform', lambda: platform)

@@ -219,6 +219,9 @@ TRAIN = (
     Key('train.run_seeds', (), 'the seeds of a group (() = seed, seed+1, ..., seed+runs-1)',
         satisfies(lambda v: isinstance(v, (list, tuple)) and all(integer().ok(x) for x in v),
                   'a list of integer seeds (() = seed, seed+1, ...)')),
+    Key('train.run_chunk', None, 'runs of a group per vmapped call: 0 = all S (one vmap), '
+        'c >= 1 = a lax.map over chunks of c runs (1: each run traces the single run\'s step); '
+        'None = the platform default (platform_defaults.py)', optional(integer(0)), int),
     Key('train.vary', '', 'JSON object {dotted config key: [values]} of vectorisable scalars '
         '(multirun.VARY_KEYS), crossed with run_seeds, e.g. '
         '\'{"optim.learning_rate": [1e-4, 1e-3]}\'', text("'' = none")),

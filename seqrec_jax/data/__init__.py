@@ -79,7 +79,24 @@ def fingerprint(ds: Dataset) -> str:
   spec = {f.name: getattr(ds.spec, f.name) for f in dataclasses.fields(ds.spec)
           if f.name != 'id_counts'}
   sizes = {k: len(v) for k, v in sorted(ds.splits.items())}
-  return hashlib.sha1(repr((ds.name, sorted(spec.items()), sizes)).encode()).hexdigest()[:12]
+  return hashlib.sha1(_repr((ds.name, sorted(spec.items()), sizes)).encode()).hexdigest()[:12]
+
+
+def _repr(x) -> str:
+  """repr(x), except that a dataclass field added later (metadata 'since') is left out while
+  it holds its default: a field added with the old behaviour as its default keeps every
+  recorded fingerprint (and so every workdir) valid."""
+  if dataclasses.is_dataclass(x) and not isinstance(x, type):
+    parts = [f'{f.name}={_repr(getattr(x, f.name))}' for f in dataclasses.fields(x)
+             if f.repr and not ('since' in f.metadata and getattr(x, f.name) == f.default)]
+    return f'{type(x).__qualname__}({", ".join(parts)})'
+  if type(x) is tuple:
+    return '(' + ', '.join(map(_repr, x)) + (',' if len(x) == 1 else '') + ')'
+  if type(x) is list:
+    return '[' + ', '.join(map(_repr, x)) + ']'
+  if type(x) is dict:
+    return '{' + ', '.join(f'{_repr(k)}: {_repr(v)}' for k, v in x.items()) + '}'
+  return repr(x)
 
 
 _DERIVED: dict = {}

@@ -83,7 +83,8 @@ class Task:
   name: str
   kind: str = 'binary'
   weight: float = 1.0
-  loss: str = ''
+  # Added after workdirs were recorded: data.fingerprint leaves it out at its default.
+  loss: str = dataclasses.field(default='', metadata={'since': 'eb4ba70'})
 
   def __post_init__(self):
     allowed = WATCH_TIME_LOSSES if self.kind == 'watch_time' else ('',)
