@@ -179,7 +179,7 @@ def report(results: list[dict], outdir: str, wall: float, load: str, seeds, st: 
         for ci in range(len(SHOWN_CELLS)):
           on = cell == ci
           v = _seed_mean(by_seed, m)[on]
-          lo, hi = stats.boot_interval(FN.user_bootstrap(v, users[on], 2000)[0][:, 0], 0.95)
+          lo, hi = stats.boot_interval(stats.user_bootstrap(v, users[on], 2000)[0][:, 0], 0.95)
           seed_m = [by_seed[s][m][on].mean() for s in by_seed]
           spread = (f' (seeds {min(seed_m):.3f}-{max(seed_m):.3f})' if len(by_seed) > 1
                     and name not in BASELINES else '')
@@ -192,7 +192,7 @@ def report(results: list[dict], outdir: str, wall: float, load: str, seeds, st: 
         row = [ds, name, c, str(int(on.sum()))]
         for m in metrics:
           v = _seed_mean(by_seed, m)[on]
-          lo, hi = stats.boot_interval(FN.user_bootstrap(v, users[on], 2000)[0][:, 0], 0.95)
+          lo, hi = stats.boot_interval(stats.user_bootstrap(v, users[on], 2000)[0][:, 0], 0.95)
           _, slo, shi = M.mean_ci([by_seed[s][m][on].mean() for s in by_seed])
           row += [f'{v.mean():.6f}', f'{lo:.6f}', f'{hi:.6f}', f'{slo:.6f}', f'{shi:.6f}']
         csv.append(','.join(row))
@@ -207,7 +207,7 @@ def report(results: list[dict], outdir: str, wall: float, load: str, seeds, st: 
         for ci, c in enumerate(SHOWN_CELLS):
           on = cell == ci
           d = _seed_mean(mets[a], m)[on] - _seed_mean(mets[b], m)[on]
-          draws, p = FN.user_bootstrap(d, users[on])
+          draws, p = stats.user_bootstrap(d, users[on])
           sd = stats.seed_diff({s: mets[a][s][m][on].mean() for s in mets[a]},
                                {s: mets[b][s][m][on].mean() for s in mets[b]})
           comps.append((ds, a, b, m, c, d.mean(), draws[:, 0], p[0], sd))

@@ -237,6 +237,33 @@ def bootstrap_diff(metric: str, runs: Sequence[tuple], n_boot: int = N_BOOT,
           'unit': 'users' if kind == 'gauc' else 'rows', 'n_units': biggest}
 
 
+def user_bootstrap(values: np.ndarray, groups: np.ndarray | None = None,
+                   n_boot: int = 10_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """values [R, C]: per-request values (e.g. seed-averaged paired differences) of C
+  comparisons; groups [R]: each request's user (None = one user per request) -> (draws
+  [n_boot, C]: the mean over requests when users are resampled with replacement, one resample
+  shared by every comparison; p [C]: two-sided, (1 + draws on the other side of 0) / (1 + B)
+  doubled, as bootstrap_diff). Intervals: boot_interval(draws[:, c], level)."""
+  values = np.asarray(values, np.float64).reshape(len(values), -1)
+  if groups is None:
+    sums, counts = values, np.ones(len(values))
+  else:
+    _, inv = np.unique(groups, return_inverse=True)
+    sums = np.zeros((inv.max() + 1, values.shape[1]))
+    np.add.at(sums, inv, values)
+    counts = np.bincount(inv).astype(np.float64)
+  u = len(counts)
+  rng = np.random.default_rng(seed)
+  draws = []
+  for start in range(0, n_boot, 1000):
+    c = rng.multinomial(u, np.full(u, 1.0 / u), size=min(1000, n_boot - start))
+    c = c.astype(np.float64)
+    draws.append((c @ sums) / (c @ counts)[:, None])
+  draws = np.concatenate(draws)
+  side = np.minimum((draws <= 0).sum(0), (draws >= 0).sum(0))
+  return draws, np.minimum(1.0, 2 * (1 + side) / (1 + len(draws)))
+
+
 def boot_interval(draws, level: float) -> tuple[float, float]:
   """Percentile interval of bootstrap draws at `level`."""
   if len(draws) < 2:

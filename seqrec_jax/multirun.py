@@ -55,7 +55,7 @@ class Run:
 
 def vary_of(config) -> dict[str, list]:
   """config.train.vary parsed: {dotted key: [values]} ('' or {} = nothing varies)."""
-  return parse_vary(config.train.get('vary', ''))
+  return parse_vary(config.train.vary)
 
 
 def parse_vary(v) -> dict[str, list]:
@@ -76,7 +76,7 @@ def parse_vary(v) -> dict[str, list]:
 
 def is_group(config) -> bool:
   t = config.train
-  return t.get('runs', 1) != 1 or bool(t.get('run_seeds', ())) or bool(vary_of(config))
+  return t.runs != 1 or bool(t.run_seeds) or bool(vary_of(config))
 
 
 def group_runs(config, num_tasks: int | None = None) -> list[Run]:
@@ -84,9 +84,9 @@ def group_runs(config, num_tasks: int | None = None) -> list[Run]:
   The keys are validated with the rest of the config (configs/validate.py); only what needs
   the dataset (num_tasks: a varied train.loss_weights' length) is checked here."""
   t = config.train
-  seeds = tuple(int(s) for s in t.get('run_seeds', ()))
+  seeds = tuple(int(s) for s in t.run_seeds)
   if not seeds:
-    seeds = tuple(config.seed + i for i in range(int(t.get('runs', 1))))
+    seeds = tuple(config.seed + i for i in range(int(t.runs)))
   vary = vary_of(config)
   for v in vary.get('train.loss_weights', ()):
     if num_tasks is not None and len(v) != num_tasks:

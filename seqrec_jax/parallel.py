@@ -219,12 +219,12 @@ class Partitioner:
   """
 
   def __init__(self, cfg, mesh: Mesh | None = None):
-    self.strategy = cfg.get('strategy', 'jit')
+    self.strategy = cfg.strategy
     if self.strategy not in STRATEGIES:
       raise ValueError(f'unknown config.parallel.strategy={self.strategy!r}; '
                        f'choose from {STRATEGIES}')
     self.mesh = (mesh if mesh is not None
-                 else make_mesh(cfg.data, cfg.model, runs=cfg.get('runs', 1)))
+                 else make_mesh(cfg.data, cfg.model, runs=cfg.runs))
     if self.strategy == 'pmap' and self.mesh.shape.get(RUNS, 1) > 1:
       raise ValueError('config.parallel.strategy=pmap cannot shard a run axis; '
                        f'config.parallel.runs={self.mesh.shape[RUNS]} needs strategy=jit')

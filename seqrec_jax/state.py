@@ -48,8 +48,8 @@ def make_schedule(cfg, num_steps: int, learning_rate=None):
     # lr * decay_rate ** (step / decay_steps); decay_steps 0 = the whole run (after warmup),
     # so the rate is reached at the last step. staircase: one drop per decay_steps.
     sched = optax.exponential_decay(
-        lr, cfg.get('decay_steps', 0) or max(num_steps - cfg.warmup_steps, 1),
-        cfg.get('decay_rate', 0.1), staircase=cfg.get('staircase', False))
+        lr, cfg.decay_steps or max(num_steps - cfg.warmup_steps, 1),
+        cfg.decay_rate, staircase=cfg.staircase)
   else:
     raise ValueError(f'unknown schedule {cfg.schedule!r} (config.optim.schedule); '
                      f'choose from {SCHEDULES}')
@@ -106,8 +106,8 @@ def optimizer_hparams(cfg, per_run=()) -> dict[str, float]:
   hp = {'learning_rate': float(cfg.learning_rate)}
   if cfg.weight_decay or 'weight_decay' in per_run or cfg.name == 'adamw':
     hp['weight_decay'] = float(cfg.weight_decay)
-  if cfg.name == 'sgd' and (cfg.get('momentum', 0.0) or 'momentum' in per_run):
-    hp['momentum'] = float(cfg.get('momentum', 0.0))
+  if cfg.name == 'sgd' and (cfg.momentum or 'momentum' in per_run):
+    hp['momentum'] = float(cfg.momentum)
   return hp
 
 

@@ -638,7 +638,7 @@ def final_report(prog: Program, state, ps: Progress, ckpt: Checkpointer, writer,
   steps_of = np.reshape(jax.device_get(state.step), (-1,))
   per_run_seen = ps.seen // S
   train_time = ps.train_seconds
-  save = workdir if config.train.get('save_predictions', False) else None
+  save = workdir if config.train.save_predictions else None
   valid, test = prog.evaluate(final_state, 'valid'), prog.evaluate(final_state, 'test', save)
   summaries = []
   for s in range(S):

@@ -105,16 +105,16 @@ def test_rerank_stage_diversifies_and_scatters():
 
 
 def test_user_bootstrap_resamples_users():
-  from experiments import funnel as study
+  from experiments import stats
   rng = np.random.default_rng(1)
   d = np.stack([0.2 + rng.normal(0, 0.1, 50), rng.normal(0, 0.1, 50)], 1)
-  draws, p = study.user_bootstrap(d, n_boot=2000)
+  draws, p = stats.user_bootstrap(d, n_boot=2000)
   assert draws.shape == (2000, 2) and p[0] == 2 / 2001 and p[1] > 0.05
   np.testing.assert_allclose(draws.mean(0), d.mean(0), atol=0.01)
   # Users with several requests: the mean is over requests, users are the resampled unit.
   g = np.repeat(np.arange(10), 5)
-  draws_g, _ = study.user_bootstrap(d, g, n_boot=2000)
+  draws_g, _ = stats.user_bootstrap(d, g, n_boot=2000)
   np.testing.assert_allclose(draws_g.mean(0), d.mean(0), atol=0.02)
   big = np.repeat(rng.normal(0, 1, 10), 5)[:, None]        # all the spread between users
-  assert study.user_bootstrap(big, g, 2000)[0].std() > 2 * study.user_bootstrap(big, None,
+  assert stats.user_bootstrap(big, g, 2000)[0].std() > 2 * stats.user_bootstrap(big, None,
                                                                                  2000)[0].std()

@@ -4,10 +4,8 @@ import dataclasses
 import functools
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -18,6 +16,8 @@ from seqrec_jax.checkpoint import CheckpointMismatchError
 from seqrec_jax.configs.validate import ConfigError
 from seqrec_jax.data import DATASETS, ArraySplit, synthetic
 from seqrec_jax.data.features import DataSpec
+
+from kill import kill_after_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_KEYS = ('eval/valid/auc', 'eval/valid/gauc', 'eval/valid/logloss', 'eval/test/auc',
@@ -146,17 +146,7 @@ def test_sigkill_mid_training_then_rerun_reaches_same_metrics(tmp_path):
   want = _summary(out)
   # Slow every step down so the kill lands mid-training, after a few checkpoints.
   proc = _run_main(tmp_path / 'killed', env={**os.environ, 'SEQREC_TEST_STEP_DELAY': '0.05'})
-  ckdir = tmp_path / 'killed' / 'checkpoints'
-  deadline = time.time() + 600
-  while time.time() < deadline:
-    steps = [int(d) for d in os.listdir(ckdir) if d.isdigit()] if ckdir.exists() else []
-    if steps and max(steps) >= 20:
-      break
-    assert proc.poll() is None, proc.communicate()[1][-3000:]
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  killed_at = max(int(d) for d in os.listdir(ckdir) if d.isdigit())
+  killed_at = kill_after_checkpoint(proc, tmp_path / 'killed' / 'checkpoints', 20)
   assert killed_at < 60, 'the run finished before it could be killed'
   again = _run_main(tmp_path / 'killed')
   out2, err2 = again.communicate(timeout=600)

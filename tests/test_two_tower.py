@@ -10,10 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -32,6 +30,7 @@ from seqrec_jax.tasks.two_tower import TwoTowerTask
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import two_tower_run as R  # noqa: E402  pylint: disable=g-import-not-at-top
+from kill import kill_after_checkpoint  # noqa: E402
 
 ROOT = R.ROOT
 
@@ -128,17 +127,7 @@ def test_sigkill_mid_training_then_rerun_is_bit_identical(trained, tmp_path):
   proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'tests', 'two_tower_run.py'), wd],
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env={**os.environ, 'SEQREC_TEST_STEP_DELAY': '0.05'})
-  ckdir = os.path.join(wd, 'checkpoints')
-  deadline = time.time() + 300
-  while time.time() < deadline:
-    done = [int(d) for d in os.listdir(ckdir) if d.isdigit()] if os.path.isdir(ckdir) else []
-    if done and max(done) >= 30:
-      break
-    assert proc.poll() is None, proc.communicate()[1][-3000:]
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  killed_at = max(int(d) for d in os.listdir(ckdir) if d.isdigit())
+  killed_at = kill_after_checkpoint(proc, os.path.join(wd, 'checkpoints'), 30, timeout=300)
   assert 30 <= killed_at < 120, killed_at
   got, want = R.run(wd), trained[1]          # the rerun resumes in process
   for g, w in zip(got['runs'], want['runs']):

@@ -62,7 +62,7 @@ DATA = (
     Key('data.device_resident', 'auto', 'train split placed on the accelerator once, batches '
         'gathered there (data/device_split.py): auto = on GPU/TPU when it fits '
         'device_memory_fraction | always | never (same batches either way)',
-        one_of(_MODES, _lower)),
+        one_of(owner('seqrec_jax.data.device_split', 'MODES'), _lower)),
     Key('data.device_memory_fraction', 0.25,
         'device_resident=auto: share of device memory the stored columns may take',
         number(0, 1, lo_open=True)),

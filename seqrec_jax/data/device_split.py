@@ -49,9 +49,7 @@ def stored_bytes(split) -> int | None:
 
 def wanted(data_cfg, split, process_count: int) -> bool:
   """Whether to place this train split on the device (see the module docstring)."""
-  mode = str(data_cfg.get('device_resident', 'never')).lower()
-  if mode not in MODES:
-    raise ValueError(f'config.data.device_resident={mode!r}: expected one of {MODES}')
+  mode = str(data_cfg.device_resident).lower()   # one of MODES (configs/default.py checks)
   size = stored_bytes(split)
   if mode == 'never' or size is None:
     return False
@@ -67,7 +65,7 @@ def wanted(data_cfg, split, process_count: int) -> bool:
     return False
   stats = dev.memory_stats() or {}
   limit = stats.get('bytes_limit')
-  frac = float(data_cfg.get('device_memory_fraction', 0.25))
+  frac = float(data_cfg.device_memory_fraction)
   ok = limit is not None and size <= frac * limit
   logging.info('train split stored size %.1f MB vs %.0f%% of device memory (%s): %s',
                size / 2**20, 100 * frac, 'unknown' if limit is None else f'{limit / 2**20:.0f} MB',

@@ -12,7 +12,7 @@ TASKS = {'ranking': 'seqrec_jax.tasks.ranking:RankingTask',
 
 
 def name_of(config) -> str:
-  return str(config.train.get('task', '') or 'ranking')
+  return str(config.train.task)
 
 
 def build(config, ds) -> Task:

@@ -59,7 +59,7 @@ class RankingTask(Task):
         multirun.model_config(config, multirun.group_runs(config)), ds.spec)
     self.model = model
     self.apply_fn = precision.cast_apply(model.apply, config.model.compute_dtype)
-    w = tuple(config.train.get('loss_weights', ()))
+    w = tuple(config.train.loss_weights)
     if w and len(w) != len(self.tasks):
       raise ValueError(f'config.train.loss_weights={w} has {len(w)} weights for '
                        f'{len(self.tasks)} tasks {[t.name for t in self.tasks]}')
