@@ -517,10 +517,6 @@ def _read_stamp(stamp: str) -> dict:
   return config
 
 
-def group_key(rec) -> tuple:
-  return tuple(rec['group'].items())
-
-
 # The report layer (tables, figures) lives in experiments/report.py; these names stay here for
 # the studies not yet ported to experiments/study.py.
 aggregate, fmt, write_table = report.aggregate, report.fmt, report.write_table

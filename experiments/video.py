@@ -34,7 +34,7 @@ import os
 from absl import app, flags
 import numpy as np
 
-from experiments import publish, resolved, sweep
+from experiments import publish, sweep
 from experiments import report as study_report
 from seqrec_jax import evaluate, ranking, xla_cpu
 from seqrec_jax import metrics as M
@@ -243,7 +243,7 @@ def report(records, outdir: str, wall: float, vcfg=None) -> str:
   per: dict[str, dict[int, dict]] = {}      # label -> seed -> metrics
   preds_of: dict[str, dict[int, np.ndarray]] = {}
   for r in records:
-    wd, run = resolved.cell_workdir(r, outdir)
+    wd, run = study_report.cell_workdir(r, outdir)
     got = evaluate.load_predictions(wd, 'test', run)
     if got is None:
       continue

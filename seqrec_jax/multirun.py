@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from seqrec_jax.data.pipeline import train_batches
 from seqrec_jax.layers.mlp import MLP
 
 # dotted config key -> name of the per-run hyper-parameter array the step receives.
@@ -164,11 +163,3 @@ def runtime_hparams(h: dict[str, Any]):
 
   with nn.intercept_methods(interceptor):
     yield
-
-
-def group_batches(split, global_batch: int, seeds: Sequence[int], start_step: int,
-                  num_steps: int, prefetch: int = 2):
-  """[S, B, ...] host batches of one process for steps [start_step, num_steps): row s is
-  exactly the batch a single run with seed seeds[s] reads (data/pipeline.train_batches)."""
-  return train_batches(split, global_batch, list(seeds), start_step, num_steps,
-                       prefetch=prefetch)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from seqrec_jax import multirun, parallel, train
+from seqrec_jax import parallel, train
 from seqrec_jax.data import device_split, store
 from seqrec_jax.data.pipeline import ArraySplit, train_batches
 from test_data_store import random_sequence_rows  # tests/ is on sys.path (rootdir-less test files)
@@ -47,7 +47,7 @@ def test_group_batches_equal_the_host_group_pipeline():
   split = _sequence_split()
   dev = device_split.DeviceSplit(split, None)
   seeds = [0, 3, 5]
-  host = list(multirun.group_batches(split, 32, seeds, 0, 20, prefetch=0))
+  host = list(train_batches(split, 32, seeds, 0, 20, prefetch=0))
   for h, d in zip(host, dev.batches(32, seeds, 0, 20)):
     _assert_same(h, d)
     assert np.asarray(d['hist_items']).shape == (3, 32, 6)
