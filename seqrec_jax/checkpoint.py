@@ -21,6 +21,7 @@ checkpoint, which stays.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import errno
 import json
@@ -194,7 +195,9 @@ class Checkpointer:
           f'({_reason(e)}); nothing was lost: {kept}') from e
 
   def save(self, step: int, state, meta: dict, best: bool = False):
-    meta = dict(meta, fingerprint=self.fingerprint, checksum=state_checksum(state))
+    # A deep copy: the async write happens later, and the loop goes on updating its per-run
+    # dicts (best, bad_evals, diverged), which must not reach the file behind the checksum.
+    meta = dict(copy.deepcopy(meta), fingerprint=self.fingerprint, checksum=state_checksum(state))
     meta['meta_checksum'] = _meta_checksum(meta)
     mgr = self.best if best else self.latest
     with self._writing():
