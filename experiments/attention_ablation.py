@@ -2,6 +2,7 @@
 PReLU, does softmax help? Baseline: Embedding&MLP with mean pooling (RelaImpr reference).
 
   bash launch.sh ablation                       # small default sweep on synthetic data
+  python -m experiments.attention_ablation --dataset=synthetic_intensity   # intensity generator
   python -m experiments.attention_ablation --full --seeds=5      # + sigmoid, more inputs,
                                                 # other scorers, recency features, bigger data
   python -m experiments.attention_ablation --dataset=movielens --num_steps=2000
@@ -17,8 +18,11 @@ resolved_softmax.md/.csv (one Holm family each; seed t and test-set bootstrap in
 users for GAUC, rows for AUC and logloss) and ablation_auc.png to <outdir>/<dataset> (--outdir,
 default runs/attention_ablation); a default run also copies them to
 docs/results/attention_ablation/<dataset>/ (shown by docs/attention.md; `python -m
-experiments.recheck attention_ablation` recomputes the tables). --dataset takes any
-dataset with DIN's inputs (din_table.FITS); --override=key=value (repeatable) reaches every
+experiments.recheck attention_ablation` recomputes the tables); once both planted-interest
+generators are published, docs/results/attention_ablation/softmax_vs_none.md puts their
+softmax-vs-none comparisons side by side (side_by_side). --dataset takes any
+dataset with DIN's inputs (FITS: din_table's and synthetic_intensity, the generator where the
+summed relevance of the history sets the click); --override=key=value (repeatable) reaches every
 cell, e.g. --override=data.movielens.path=/data/ml-20m.zip.
 """
 from __future__ import annotations
@@ -27,17 +31,24 @@ import os
 
 from absl import app, flags
 
-from experiments import din_table, report, study, sweep
+from experiments import din_table, publish, report, stats, study, sweep
 from seqrec_jax import metrics, xla_cpu
-from seqrec_jax.configs import define_override_flag, study_overrides
+from seqrec_jax.configs import check_dataset, define_override_flag, study_overrides
 
 FLAGS = flags.FLAGS
+
+# Datasets with DIN's inputs: din_table's, plus the intensity generator, where the click
+# depends on the summed relevance of the history (data/synthetic.py, relevance 'sum').
+FITS = {**din_table.FITS, 'synthetic_intensity': 'planted interests, click on the summed '
+        'relevance of the history (intensity matters), with an oracle'}
+# Both planted-interest generators read config.data.synthetic and share the size preset.
+SYNTHETIC = ('synthetic', 'synthetic_intensity')
 
 
 def define_flags():
   """Defined only when run as a script (see sweep.define_study_flags)."""
   flags.DEFINE_string('dataset', 'synthetic', 'Dataset (config.data.name of din.py:<dataset>): '
-                      + ', '.join(f'{k} ({v})' for k, v in din_table.FITS.items()) + '.')
+                      + ', '.join(f'{k} ({v})' for k, v in FITS.items()) + '.')
   define_override_flag()
   sweep.define_study_flags(10, 'Seeds per cell (>= 3 for mean ± std; 10 for paired CIs).',
                            'runs/attention_ablation; tables and cells go to <outdir>/<dataset>',
@@ -66,15 +77,15 @@ def size_overrides(dataset: str, full: bool, num_steps: int) -> dict:
   o = {'train.progress': False, 'train.checkpoint_every': 100_000, 'optim.learning_rate': 5e-3,
        'optim.schedule': 'constant', 'data.batch_size': 256,
        'train.save_predictions': True}   # test predictions: GAUC bootstrap (resolved.md)
-  if dataset == 'synthetic':
+  if dataset in SYNTHETIC:
     o.update({'data.synthetic.item_bias_std': 0.3, 'data.synthetic.item_noise': 0.6})
-  if dataset == 'synthetic' and not full:
+  if dataset in SYNTHETIC and not full:
     # 4000 users x 10 impressions (32k train rows), L=20; 3 epochs = 375 steps of 256.
     o.update({'data.synthetic.num_users': 4000, 'data.synthetic.num_items': 800,
               'data.synthetic.num_cates': 20, 'data.synthetic.max_len': 20,
               'model.embed_dim': 8, 'model.hidden': (64, 32), 'model.attention.hidden': (32, 16),
               'train.num_epochs': 3.0, 'train.eval_every': 125})
-  elif dataset == 'synthetic':
+  elif dataset in SYNTHETIC:
     o.update({'train.num_epochs': 3.0, 'train.eval_every': 500})
   if num_steps > 0:
     o.update({'train.num_steps': num_steps, 'train.eval_every': max(num_steps // 4, 1)})
@@ -82,10 +93,12 @@ def size_overrides(dataset: str, full: bool, num_steps: int) -> dict:
 
 
 def extra_overrides(dataset: str, override_flags) -> dict:
-  """--override values (typed by din.py:<dataset>, data.<other dataset>.* dropped); fails on a
-  dataset without DIN's inputs."""
-  return study_overrides('attention_ablation', dataset, override_flags,
-                         f'seqrec_jax/configs/din.py:{dataset}', din_table.FITS, din_table.NEEDS)
+  """--override values (typed by din.py:<dataset>, data.<other dataset>.* dropped; both
+  generators keep data.synthetic.*); fails on a dataset without DIN's inputs."""
+  check_dataset('attention_ablation', dataset, FITS, din_table.NEEDS)
+  return study_overrides('attention_ablation', 'synthetic' if dataset in SYNTHETIC else dataset,
+                         override_flags, f'seqrec_jax/configs/din.py:{dataset}', FITS,
+                         din_table.NEEDS)
 
 
 def make_cells(dataset: str, seeds: int, full: bool, num_steps: int = -1, extra=None
@@ -208,6 +221,71 @@ STUDY = study.Study('attention_ablation', METRICS + ('oracle/test/oracle_auc',),
                     families, (), figures, enrich=lambda records, outdir: add_rela_impr(records))
 
 
+# The two planted-interest generators: what sets the click (data/synthetic.py).
+GENERATORS = {'synthetic': "relevance 'max': the most relevant behaviour",
+              'synthetic_intensity': "relevance 'sum': the summed relevance (intensity)"}
+SIDE_BY_SIDE = 'softmax_vs_none.md'
+
+
+def _ci(r: dict, kind: str) -> str:
+  """'+0.0300 [+0.0246, +0.0355]*' from a comparison CSV row (kind 'seed' or 'boot')."""
+  if r[f'{kind}_mean'] != r[f'{kind}_mean']:
+    return 'n/a'
+  return (f'{r[f"{kind}_mean"]:+.4f} [{r[f"{kind}_lo"]:+.4f}, {r[f"{kind}_hi"]:+.4f}]'
+          + ('*' if r[f'{kind}_resolved'] else ''))
+
+
+def _verdict(rows: list[dict]) -> str:
+  """The winner on each resolved metric (both Holm intervals exclude 0), else 'unsettled'."""
+  won: dict[str, list[str]] = {}
+  for r in rows:
+    if r['resolved']:
+      better = (r['seed_mean'] > 0) == stats.higher_is_better(r['metric'])
+      won.setdefault('softmax' if better else 'none', []).append(
+          report.metric_name(r['metric']).removeprefix('test '))
+  return '; '.join(f'**{k}** ({", ".join(v)})' for k, v in won.items()) or 'unsettled'
+
+
+def side_by_side(root: str) -> str | None:
+  """<root>/softmax_vs_none.md: softmax vs none per inputs x activation on both generators,
+  read from each generator's published resolved_softmax.csv (one Holm family per generator,
+  rechecked by experiments.recheck) and cells.csv (oracle AUC). None (nothing written) until
+  both generators are published. Returns the Markdown."""
+  res, oracle = {}, {}
+  for ds in GENERATORS:
+    path = os.path.join(root, ds, 'resolved_softmax.csv')
+    if not os.path.exists(path):
+      return None
+    res[ds] = report.read_csv(path)
+    oracle[ds] = report.read_csv(os.path.join(root, ds, 'cells.csv'))[0].get(
+        'oracle/test/oracle_auc')
+  configs = list(dict.fromkeys(r['row'].rsplit(' / ', 1)[0] for ds in res for r in res[ds]))
+  head = ['inputs / activation', 'generator', 'Δ test AUC (seed CI)', 'Δ test AUC (bootstrap)',
+          'Δ test GAUC (seed CI)', 'Δ test GAUC (bootstrap)', 'Δ test logloss (seed CI)',
+          'Δ test logloss (bootstrap)', 'better where resolved']
+  lines = ['### Softmax vs none on both generators', '',
+           '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for cfg in configs:
+    for ds in GENERATORS:
+      rows = [r for r in res[ds] if r['row'].rsplit(' / ', 1)[0] == cfg]
+      by = {r['metric']: r for r in rows}
+      cols = [_ci(by[m], k) if m in by else 'n/a' for m in RESOLVE for k in ('seed', 'boot')]
+      lines.append('| ' + ' | '.join([cfg.removeprefix('din / '), f'`{ds}`', *cols,
+                                      _verdict(rows)]) + ' |')
+  gens = '; '.join(f'`{ds}`: {what}, oracle test AUC {oracle[ds]:.4f}, '
+                   f'{len(res[ds])} tests' for ds, what in GENERATORS.items())
+  lines += ['', 'Δ = softmax − none (same inputs, activation and seed), copied from each '
+            "generator's `resolved_softmax.csv`: intervals at their Holm level within that "
+            "generator's family (* = excludes 0); a metric is resolved only when both "
+            'intervals exclude 0, anything else is unsettled. Generators (data/synthetic.py): '
+            + gens + '. Written by `experiments/attention_ablation.py` (side_by_side) when '
+            'both are published.']
+  text = '\n'.join(lines) + '\n'
+  with open(os.path.join(root, SIDE_BY_SIDE), 'w') as f:
+    f.write(text)
+  return text
+
+
 def plot(rows: list[dict], path: str, dataset: str, oracle: float | None) -> None:
   """Grouped bars: test AUC (mean ± std) per (scorer, inputs, normaliser), one bar per
   activation; dashed lines: mean-pooling baselines (and the oracle AUC when known)."""
@@ -253,9 +331,11 @@ def main(argv):
                      extra_overrides(FLAGS.dataset, FLAGS.override))
   records, wall = sweep.run_study(f'seqrec_jax/configs/din.py:{FLAGS.dataset}', cells, outdir,
                                   FLAGS.seeds, FLAGS.runs_per_group)
-  study.study_main(STUDY, records, outdir, FLAGS.dataset,
-                   f'attention_ablation/{FLAGS.dataset}'
-                   if sweep.publishes() and not FLAGS.override else None)
+  publish_to = (f'attention_ablation/{FLAGS.dataset}'
+                if sweep.publishes() and not FLAGS.override else None)
+  study.study_main(STUDY, records, outdir, FLAGS.dataset, publish_to)
+  if publish_to and side_by_side(os.path.join(publish.DOCS, 'results', 'attention_ablation')):
+    publish.refresh_includes()
   print(f'sweep: {wall / 60:.1f} min')
 
 

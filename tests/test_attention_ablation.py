@@ -117,3 +117,47 @@ def test_dataset_and_override_reach_every_cell_config():
         'movielens', '/data/ml-20m.zip', 4)
   with pytest.raises(app.UsageError, match='behaviour sequences'):
     abl.extra_overrides('census', [])
+
+
+def test_intensity_generator_is_accepted_with_the_synthetic_size_preset():
+  from seqrec_jax.configs import load_config
+  assert 'synthetic_intensity' in abl.FITS
+  assert abl.size_overrides('synthetic_intensity', False, -1) == abl.size_overrides(
+      'synthetic', False, -1)
+  # Both generators read config.data.synthetic: its overrides are kept, other blocks dropped.
+  extra = abl.extra_overrides('synthetic_intensity', ['data.synthetic.num_users=900',
+                                                      'data.movielens.path=/x'])
+  assert extra == {'data.synthetic.num_users': 900}
+  cells = abl.make_cells('synthetic_intensity', 1, False)
+  cfg = load_config('seqrec_jax/configs/din.py:synthetic_intensity',
+                    dict(cells[0].overrides, seed=0))
+  assert (cfg.data.name, cfg.data.synthetic.num_users, cfg.data.synthetic.max_len,
+          cfg.train.num_epochs, cfg.data.batch_size) == ('synthetic_intensity', 4000, 20, 3.0, 256)
+
+
+def _comparison(row, metric, mean, lo, hi, resolved):
+  return {'row': f'din / {row} / softmax', 'baseline': f'din / {row} / none', 'metric': metric,
+          'seed_mean': mean, 'seed_lo': lo, 'seed_hi': hi, 'seed_resolved': resolved,
+          'boot_mean': mean, 'boot_lo': lo, 'boot_hi': hi, 'boot_resolved': lo > 0 or hi < 0,
+          'resolved': resolved}
+
+
+def test_side_by_side_verdicts_come_from_the_resolved_flags(tmp_path):
+  from experiments import report
+  assert abl.side_by_side(str(tmp_path)) is None          # nothing published yet
+  for ds, sign in (('synthetic', 1), ('synthetic_intensity', -1)):
+    report.write_csv([{'oracle/test/oracle_auc': 0.8}], str(tmp_path / ds / 'cells.csv'))
+    report.write_csv([
+        _comparison('q,k / dice', 'eval/test/auc', sign * 0.03, *sorted((sign * 0.015,
+                                                                          sign * 0.045)), True),
+        _comparison('q,k / dice', 'eval/test/logloss', -sign * 0.02, -0.03, -0.01, sign > 0),
+        _comparison('q,k / prelu', 'eval/test/auc', 0.01, -0.01, 0.03, False)],
+        str(tmp_path / ds / 'resolved_softmax.csv'))
+  text = abl.side_by_side(str(tmp_path))
+  assert text == (tmp_path / abl.SIDE_BY_SIDE).read_text()
+  rows = [l for l in text.splitlines() if l.startswith('| q,k')]
+  assert len(rows) == 4
+  assert rows[0].startswith('| q,k / dice | `synthetic` | +0.0300 [+0.0150, +0.0450]* |')
+  assert rows[0].endswith('| **softmax** (AUC, logloss) |')
+  assert rows[1].endswith('| **none** (AUC) |')          # resolved AUC, unresolved logloss
+  assert rows[2].endswith('| unsettled |') and rows[3].endswith('| unsettled |')
