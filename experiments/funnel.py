@@ -30,7 +30,7 @@ Per dataset (synthetic planted-interest data with its oracle, MovieLens latest-s
 Every stage's result is cached under <outdir>/<dataset>_<key>/ (key = hash of the settings and
 of the data), so a rerun or a killed run resumes where it stopped. Seeds are model
 initialisations and batch orders (the data, the split and the deterministic channels are
-fixed), so differences are paired by seed (metrics.paired_diff_ci); a second interval pairs
+fixed), so differences are paired by seed (stats.seed_diff); a second interval pairs
 by test user (per-user differences averaged over seeds), the test-set sampling noise.
 """
 from __future__ import annotations
@@ -681,16 +681,17 @@ def _ci(vals) -> str:
 
 
 def _diffs(a: dict, b: dict, metric: str) -> str:
-  """'by seed | by user': paired by seed (metrics.paired_diff_ci) and paired by test user
-  (per-user differences averaged over seeds, t-interval over users); * = resolved."""
+  """'by seed | by user': paired by seed (stats.seed_diff, 95% t-interval) and paired by test
+  user (per-user differences averaged over seeds, t-interval over users); * = resolved."""
   seeds = sorted(set(a) & set(b))
-  d = M.paired_diff_ci({s: a[s][metric].mean() for s in seeds},
-                       {s: b[s][metric].mean() for s in seeds})
-  if not np.isfinite(d['lo']) or d['hi'] - d['lo'] < 1e-12:
+  d = stats.seed_diff({s: a[s][metric].mean() for s in seeds},
+                      {s: b[s][metric].mean() for s in seeds})
+  lo_s, hi_s = stats.t_interval(d, 0.95)
+  if not np.isfinite(lo_s) or hi_s - lo_s < 1e-12:
     seed_s = f'{d["mean"]:+.4f} (no seed spread)'
   else:
-    seed_s = f'{d["mean"]:+.4f} [{d["lo"]:+.4f}, {d["hi"]:+.4f}]' + (' *' if d['resolved']
-                                                                      else '')
+    seed_s = f'{d["mean"]:+.4f} [{lo_s:+.4f}, {hi_s:+.4f}]' + (' *' if lo_s > 0 or hi_s < 0
+                                                                else '')
   _, lo, hi = M.mean_ci(np.mean([a[s][metric] - b[s][metric] for s in seeds], 0))
   return seed_s + f' | [{lo:+.4f}, {hi:+.4f}]' + (' *' if lo > 0 or hi < 0 else '')
 

@@ -2,8 +2,6 @@
 confidence intervals studies use to say which differences are resolved."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 from scipy import stats
 
@@ -152,26 +150,3 @@ def mean_ci(x, level: float = 0.95) -> tuple[float, float, float]:
     return mean, float('nan'), float('nan')
   half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / np.sqrt(n)
   return mean, float(mean - half), float(mean + half)
-
-
-def paired_diff_ci(a, b, level: float = 0.95) -> dict:
-  """Mean paired difference a - b with a t-interval; pairs are runs with the same seed.
-
-  a, b: sequences of equal length (position = seed) or mappings seed -> value (paired on the
-  seeds both have). Returns {mean, lo, hi, n, resolved}; resolved = the interval excludes 0.
-  """
-  if isinstance(a, Mapping) or isinstance(b, Mapping):
-    if not (isinstance(a, Mapping) and isinstance(b, Mapping)):
-      raise TypeError('paired_diff_ci: a and b must both be sequences or both be seed mappings')
-    seeds = sorted(set(a) & set(b))
-    a, b = [a[k] for k in seeds], [b[k] for k in seeds]
-  a = np.asarray(a, dtype=np.float64).ravel()
-  b = np.asarray(b, dtype=np.float64).ravel()
-  if a.shape != b.shape:
-    raise ValueError(f'paired_diff_ci: {len(a)} values against {len(b)}; pair them by seed')
-  mean, lo, hi = mean_ci(a - b, level)
-  return {'mean': mean, 'lo': lo, 'hi': hi, 'n': int(len(a)), 'resolved': _excludes_zero(lo, hi)}
-
-
-def _excludes_zero(lo: float, hi: float) -> bool:
-  return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))

@@ -95,29 +95,3 @@ def test_mean_ci_coverage():
     _, lo, hi = M.mean_ci(rng.normal(1.0, 2.0, size=4))
     hits += lo < 1.0 < hi
   assert 0.93 < hits / 1000 < 0.97
-
-
-def test_paired_diff_ci_agrees_with_paired_t_test():
-  from scipy import stats
-  rng = np.random.default_rng(1)
-  for shift in (0.0, 0.3, 1.0, -1.0):
-    base = rng.normal(0.7, 1.0, size=10)           # seed effect shared by both rows
-    a = base + shift + rng.normal(0, 0.5, size=10)
-    b = base + rng.normal(0, 0.5, size=10)
-    d = M.paired_diff_ci(a, b)
-    assert d['n'] == 10 and d['mean'] == pytest.approx(np.mean(a - b))
-    assert d['resolved'] == (stats.ttest_rel(a, b).pvalue < 0.05)
-
-
-def test_paired_diff_ci_pairs_by_seed():
-  a = {0: 0.71, 1: 0.742, 2: 0.691, 5: 0.9}
-  b = {2: 0.68, 1: 0.73, 0: 0.70}                  # seed 5 only in a: dropped
-  d = M.paired_diff_ci(a, b)
-  assert d['n'] == 3 and d['mean'] == pytest.approx(np.mean([0.01, 0.012, 0.011]))
-  assert d['resolved'] and d['lo'] > 0
-  # Pairing removes the shared seed effect, which an unpaired interval would keep.
-  assert M.mean_ci([0.71, 0.742, 0.691])[1] < M.mean_ci([0.70, 0.73, 0.68])[2]
-  with pytest.raises(ValueError, match='pair them by seed'):
-    M.paired_diff_ci([1, 2, 3], [1, 2])
-
-

@@ -140,3 +140,33 @@ def test_bootstrap_across_test_sets_resamples_each_side_on_its_own():
   assert got['mean'] == pytest.approx(metrics.mse(ya, pa) - metrics.mse(yb, pb))
   one = stats.bootstrap_diff('eval/test/mse', [(ya, np.arange(300), pa, None)], 1000)
   assert np.std(got['draws']) == pytest.approx(np.sqrt(2) * np.std(one['draws']), rel=0.2)
+
+
+def test_seed_diff_agrees_with_the_paired_t_test():
+  """(Was metrics.paired_diff_ci's test: funnel's seed intervals use seed_diff now.)"""
+  from scipy import stats as sp_stats
+  rng = np.random.default_rng(1)
+  for shift in (0.0, 0.3, 1.0, -1.0):
+    base = rng.normal(0.7, 1.0, size=10)           # seed effect shared by both rows
+    a = base + shift + rng.normal(0, 0.5, size=10)
+    b = base + rng.normal(0, 0.5, size=10)
+    d = stats.seed_diff(dict(enumerate(a)), dict(enumerate(b)))
+    t = sp_stats.ttest_rel(a, b)
+    assert d['n'] == 10 and d['mean'] == pytest.approx(np.mean(a - b))
+    assert d['p'] == pytest.approx(t.pvalue)
+    lo, hi = stats.t_interval(d, 0.95)
+    assert (lo > 0 or hi < 0) == (t.pvalue < 0.05)
+    assert (lo, hi) == pytest.approx(metrics.mean_ci(a - b)[1:])
+
+
+def test_seed_diff_pairs_by_seed():
+  a = {0: 0.71, 1: 0.742, 2: 0.691, 5: 0.9}
+  b = {2: 0.68, 1: 0.73, 0: 0.70}                  # seed 5 only in a: dropped
+  d = stats.seed_diff(a, b)
+  assert d['n'] == 3 and d['seeds'] == [0, 1, 2]
+  assert d['mean'] == pytest.approx(np.mean([0.01, 0.012, 0.011]))
+  assert stats.t_interval(d, 0.95)[0] > 0
+  # Pairing removes the shared seed effect, which an unpaired interval would keep.
+  assert metrics.mean_ci([0.71, 0.742, 0.691])[1] < metrics.mean_ci([0.70, 0.73, 0.68])[2]
+  one = stats.seed_diff({0: 1.0, 1: 2.0}, {1: 1.5})
+  assert one['n'] == 1 and np.isnan(one['p']) and np.isnan(stats.t_interval(one, 0.95)[0])
