@@ -1,38 +1,49 @@
-"""Regularisation study (DIN paper Sec. 4.3.1, Table 4 and Fig. 4): BaseModel and DIN, each with
-no regularisation, id dropout, an item frequency filter, plain L2 and mini-batch aware (MBA)
-regularisation, on MovieLens latest-small and on synthetic data with a large item vocabulary.
+"""Regularisation study (DIN paper Sec. 4.3.1 / 6.5, Table 4 and Fig. 4): BaseModel and DIN, each
+without regularisation, without goods_ids, and with id dropout, an item frequency filter, plain
+L2, DiFacto's frequency-adaptive L2 and mini-batch aware (MBA) regularisation (at the strength
+chosen on valid and at the paper's lambda = 0.01), on synthetic data with a large item
+vocabulary (the default) and on MovieLens latest-small.
 
-  bash launch.sh din_reg                          # both datasets, 3 seeds (resumable)
-  python -m experiments.din_reg --seeds=8         # resumes: adds seeds 3-7 (the published run)
-  python -m experiments.din_reg --dataset=synthetic --seeds=5
-  python -m experiments.din_reg --num_steps=200 --outdir=/tmp/din_reg   # smoke run
+  bash launch.sh din_reg                          # synthetic, 5 seeds (resumable; published)
+  python -m experiments.din_reg --dataset=movielens            # MovieLens, its own folder
+  python -m experiments.din_reg --num_steps=40 --seeds=2 --outdir=/tmp/din_reg   # smoke run
+  python -m experiments.din_reg --report_only     # tables and plots from the finished cells
   bash launch.sh din_reg --dataset=movielens --override=data.movielens.path=/data/ml-20m.zip \\
       --override=train.eval_every=2000              # another MovieLens release (any --override)
 
 Protocol: experiments/din_table.py's Adam protocol (Adam 3e-3, cosine, batch 256, d=16, MLP
-200-80, PReLU; attention 80-40 for DIN), model selection on valid GAUC, test reported. The
-regularisers (tests/test_regularisation.py):
-  dropout  model.embed_dropout=0.5: each looked-up id vector zeroed with prob. 0.5 (the paper
-           drops 50% of feature ids per sample)
-  filter   data.item_top_k=k: only the k items in most training samples keep their id, the rest
-           read as OOV 0 (the paper keeps the top 20M goods ids)
-  L2       optim.weight_decay=lambda: (lambda / 2) ||theta||^2 on every parameter, each step
-           (dense: every embedding row moves every step)
-  MBA      model.mba_lambda=lambda: eq. 6, rows of ids present in the batch only, weighted 1/n_j
-The strength of filter, L2 and MBA is chosen on valid GAUC from GRIDS with seed 0 (tuning
-cells); the chosen value is then run with every seed (seed 0's run is the tuning cell itself).
-MBA's n_j are the training-split counts stored with the prepared dataset (movielens) or counted
-from the generated train split (synthetic): data/id_counts.py.
-Cells run one at a time (--runs_per_group=1 here): grouping seeds into one multi-run program
-was measured not to pay for DIN on this CPU (docs/din_reg.md, "Budget").
+200-80, PReLU; attention 80-40 for DIN; Table 4 used Adam too), model selection on valid GAUC,
+test reported. The rows (tests/test_regularisation.py, tests/test_din_reg.py):
+  none         no regularisation
+  no goods_ids data.item_top_k=-1: every item id reads as OOV 0, categories kept (Table 4's
+               "without goods_ids" reference row)
+  dropout      model.embed_dropout=p: each looked-up id vector zeroed with prob. p (the paper
+               drops 50% of feature ids per sample)
+  filter       data.item_top_k=k: only the k items in most training samples keep their id, the
+               rest read as OOV 0 (the paper keeps the top 20M goods ids)
+  L2           optim.weight_decay=lambda: (lambda / 2) ||theta||^2 on every parameter, each step
+               (dense: every embedding row moves every step; not a row of the paper's Table 4)
+  DiFacto      model.mba_lambda=lambda, model.frequency_reg=difacto: L2 on the rows present in
+               the batch, weight 1 each (over an epoch it grows with the id's frequency)
+  MBA          model.mba_lambda=lambda: eq. 6, rows of ids present in the batch, weighted 1/n_j
+  MBA-paper    MBA at lambda = 0.01, the value the paper states (not tuned)
+The strength of every tuned row (dropout, filter, L2, DiFacto, MBA: GRIDS, 3 values each, the
+same budget) is chosen on valid GAUC with seed 0 (tuning cells), a choice on a grid's edge
+extending it (stats.select_on_grids, EXTENSIONS); the chosen value then runs with every seed
+(seed 0's run is the tuning cell itself). MBA's n_j are the training-split counts stored with
+the prepared dataset (movielens) or counted from the generated train split (synthetic):
+data/id_counts.py. Cells run one at a time (--runs_per_group=1 here): grouping seeds into one
+multi-run program was measured not to pay for DIN on this CPU (docs/din_reg.md, "Budget").
 Outputs (--outdir, default runs/din_reg; a study spec, experiments/study.py): per dataset
 <dataset>/cells.csv, bootstrap.csv, table.md/.csv (test GAUC / AUC / logloss, mean ± std; a
-strength still on its grid's edge marked), resolved.md (each regulariser vs none),
-resolved_vs_mba.md, resolved_din_vs_base.md (one Holm family each: seed t-interval and test-set
-bootstrap, users for GAUC, rows for AUC and logloss), grid.md (valid GAUC per tuning value),
-fig4.png (train and valid logloss vs step, with and without MBA: the paper's Fig. 4), and
-report.md (every dataset's tables and the wall time); a default run copies them to
-docs/results/din_reg/ (docs/din_reg.md; `python -m experiments.recheck din_reg`).
+value still on its grid's edge marked), resolved_{base,din}.md (each row vs none),
+resolved_vs_mba_{base,din}.md (the other regularisers vs MBA), resolved_din_vs_base.md (one
+Holm family each: seed t-interval and test-set bootstrap, users for GAUC, rows for AUC and
+logloss), power.md (seeds needed to resolve each vs-MBA difference, the difference detectable
+at the seeds run), grid.md (valid GAUC per tuning value), fig4.png (train and valid logloss vs
+step, with and without MBA: the paper's Fig. 4) and report.md (the tables and the wall time);
+a default run copies them to docs/results/din_reg/<dataset>/ (docs/din_reg.md;
+`python -m experiments.recheck din_reg`).
 """
 from __future__ import annotations
 
@@ -44,6 +55,7 @@ import time
 
 from absl import app, flags, logging
 import numpy as np
+from scipy import optimize, stats as sp_stats
 
 from experiments import din_table, publish, report, stats, study, sweep
 from seqrec_jax import xla_cpu
@@ -54,13 +66,15 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   """Defined only when run as a script (see sweep.define_study_flags)."""
-  flags.DEFINE_list('dataset', ['movielens', 'synthetic'], 'Datasets, one table each '
+  flags.DEFINE_list('dataset', ['synthetic'], 'Datasets, one table each '
                     '(<outdir>/<dataset>): ' + ', '.join(f'{k} ({v})' for k, v in
                                                           din_table.FITS.items())
-                    + '; a dataset without its own GRIDS entry uses movielens\'s grid.')
+                    + '; a dataset without its own GRIDS entry uses movielens\'s grid. The '
+                    'default (synthetic) fits the 45-minute budget; movielens is a second '
+                    'invocation (docs/din_reg.md, Budget).')
   define_override_flag()
-  sweep.define_study_flags(3, 'Seeds per row (the tuning cells use seed 0). 3 took 40.9 min '
-                           'at load ~9 on the shared 2-core CPU, each further seed ~6 min.',
+  sweep.define_study_flags(5, 'Seeds per row (the tuning cells use seed 0); '
+                           'docs/din_reg.md, Budget, has the measured wall time.',
                            'runs/din_reg', 'Unused (one preset).', 'the preset: 3 epochs on '
                            'movielens, 4 on synthetic')
   flags.FLAGS.set_default('runs_per_group', 1)   # grouping measured slower for DIN here
@@ -73,31 +87,47 @@ MODELS = (
     ('BaseModel', {'model.name': 'base', 'model.pooling': 'sum', 'model.activation': 'prelu'}),
     ('DIN', {'model.name': 'din', 'model.activation': 'prelu'}),
 )
-REGS = ('none', 'dropout', 'filter', 'L2', 'MBA')
+# Rows, in table order. Tuned (TUNED): a strength chosen on valid from GRIDS, every grid of the
+# same size (the same tuning budget). Fixed: 'none'; 'no goods_ids' (Table 4's reference row:
+# every item id read as OOV 0, categories kept); 'MBA-paper' (MBA at the paper's lambda = 0.01).
+REGS = ('none', 'no goods_ids', 'dropout', 'filter', 'L2', 'DiFacto', 'MBA', 'MBA-paper')
+TUNED = ('dropout', 'filter', 'L2', 'DiFacto', 'MBA')
+PAPER_LAMBDA = 0.01               # DIN Sec. 4.3.1 / 6.5: lambda of MBA
 KEYS = {'dropout': 'model.embed_dropout', 'filter': 'data.item_top_k',
-        'L2': 'optim.weight_decay', 'MBA': 'model.mba_lambda'}
+        'L2': 'optim.weight_decay', 'DiFacto': 'model.mba_lambda', 'MBA': 'model.mba_lambda',
+        'MBA-paper': 'model.mba_lambda'}
+FIXED = {'none': None, 'no goods_ids': None, 'MBA-paper': PAPER_LAMBDA}   # reg -> its value
+# Overrides a row adds besides its strength.
+ROW_OVERRIDES = {'no goods_ids': {'data.item_top_k': -1},
+                 'DiFacto': {'model.frequency_reg': 'difacto'}}
 # Strengths. n_j (training samples holding item j) has median ~105 on movielens (10%-90%:
 # 51-1039) and ~40 on synthetic (5-91), so MBA's per-step pull lambda * w_j / n_j on a present row
-# meets the data gradient (~1e-3 per row at batch 256) around lambda ~ 1. Dense L2 pulls every row
-# every step; under Adam rows absent for long shrink at a rate ~ lr * lambda / sqrt(v).
-# The grids of the 3-seed run (L2 1e-4..1e-2, MBA 0.1..10) chose a value at an edge for L2
-# (1e-4 everywhere), MBA on movielens (0.1) and MBA for DIN on synthetic (10). L2 and movielens
-# MBA move a decade past that edge and lose the value that was worst everywhere (L2 1e-2: -0.09
-# valid GAUC; MBA 10 on movielens); synthetic MBA spans 0.3-30, around both old choices (1 for
-# BaseModel, 10 for DIN). Dropout (0.5) and the filter stay at the paper's setting.
+# meets the data gradient (~1e-3 per row at batch 256) around lambda ~ 1. DiFacto's pull is
+# lambda * w_j on every present row (c_j = 1, layers/embedding.py): its grid sits ~n_j below MBA's
+# (and holds the paper's 0.01). Dense L2 pulls every row every step. The last published run
+# chose MBA 3 (synthetic) and 0.01 (movielens, the low edge), L2 1e-5 / 1e-4. Dropout and the
+# filter's k, fixed before (0.5; k = 2000 / 5000), now get grids of the same size: the paper's
+# dropout rate 0.5 at the top, k doubling around the old value.
 GRIDS = {
-    'movielens': {'dropout': (0.5,), 'filter': (2000,), 'L2': (1e-5, 1e-4, 1e-3),
+    'movielens': {'dropout': (0.1, 0.3, 0.5), 'filter': (1000, 2000, 4000),
+                  'L2': (1e-5, 1e-4, 1e-3), 'DiFacto': (1e-4, 1e-3, 1e-2),
                   'MBA': (0.01, 0.1, 1.0)},
-    'synthetic': {'dropout': (0.5,), 'filter': (5000,), 'L2': (1e-5, 1e-4, 1e-3),
+    'synthetic': {'dropout': (0.1, 0.3, 0.5), 'filter': (2500, 5000, 10000),
+                  'L2': (1e-5, 1e-4, 1e-3), 'DiFacto': (0.01, 0.1, 1.0),
                   'MBA': (0.3, 3.0, 30.0)},
 }
+# How a grid extends past an edge (stats.extend): ratios, but the dropout rate in steps of its
+# difference, within DROPOUT_BOUNDS (0.1's lower neighbour, -0.1, is not a rate: the 'none' row
+# is dropout 0).
+LINEAR = ('dropout',)
+DROPOUT_BOUNDS = (0.0, 0.9)
 # din_table's generator with a 20x larger item vocabulary (1000 users' worth of rare items).
 SYNTHETIC_VOCAB = {'data.synthetic.num_items': 20000, 'data.synthetic.num_cates': 100}
 METRICS = ('eval/test/gauc', 'eval/test/auc', 'eval/test/logloss', 'eval/valid/gauc',
            'best_step')
-SCALED = ('L2', 'MBA')            # strengths on a log grid: an edge choice extends it
 EXTENSIONS = 1                    # at most this many extra steps past an edge
 RESOLVE = ('eval/test/gauc', 'eval/test/auc', 'eval/test/logloss')
+POWER = 0.8                       # power.md: seeds needed for this power, detectable difference
 
 
 def grids(dataset: str) -> dict:
@@ -127,29 +157,32 @@ def base_overrides(dataset: str, num_steps: int = -1) -> dict:
 
 
 def cell(dataset, model, reg, value, seed, num_steps=-1, extra=None) -> sweep.Cell:
-  """extra: the --override values (extra_overrides), applied last."""
-  ov = {**base_overrides(dataset, num_steps), **dict(MODELS)[model]}
-  if reg != 'none':
+  """extra: the --override values (extra_overrides), applied last. A filter's k is an int."""
+  if reg == 'filter':
+    value = int(round(value))
+  ov = {**base_overrides(dataset, num_steps), **dict(MODELS)[model],
+        **ROW_OVERRIDES.get(reg, {})}
+  if reg in KEYS:
     ov[KEYS[reg]] = value
   ov.update(extra or {})
   return sweep.Cell({'model': model, 'reg': reg, 'value': value}, ov, seed)
 
 
-# Run order: no regularisation and MBA first (tuning, then every seed), then the other rows, so
-# a study cut short by its time budget has the paper's main comparison (and Fig. 4) complete.
-PHASES = (('none', 'MBA'), ('dropout', 'filter', 'L2'))
+# Run order: no regularisation, MBA and the filter first (tuning, then every seed), then the
+# other rows, so a study cut short by its time budget has the paper's main comparison, the
+# unsettled MBA vs filter one and Fig. 4 complete.
+PHASES = (('none', 'MBA', 'filter', 'MBA-paper'), ('no goods_ids', 'DiFacto', 'dropout', 'L2'))
 
 
 def tuning_cells(dataset: str, num_steps: int = -1, regs=REGS, extra=None
                  ) -> list[sweep.Cell]:
+  """Seed 0 of every row of `regs`: the fixed rows once, the tuned ones at each grid value."""
   out = []
   for model, _ in MODELS:
-    if 'none' in regs:
-      out.append(cell(dataset, model, 'none', None, 0, num_steps, extra))
-    for reg in REGS[1:]:
+    for reg in REGS:
       if reg in regs:
-        out += [cell(dataset, model, reg, v, 0, num_steps, extra)
-                for v in grids(dataset)[reg]]
+        values = grids(dataset)[reg] if reg in TUNED else (FIXED[reg],)
+        out += [cell(dataset, model, reg, v, 0, num_steps, extra) for v in values]
   return out
 
 
@@ -182,15 +215,15 @@ def edges(cells: list[dict]) -> dict[tuple[str, str], str]:
 
 
 def tune(dataset: str, run, num_steps: int = -1, regs=REGS, extra=None) -> list[dict]:
-  """The tuning cells of `regs` (seed 0): every grid value; a strength (L2, MBA) chosen on the
-  edge of its grid extends it x (the grid's ratio) that way, up to EXTENSIONS times
-  (stats.select_on_grids). run(cells) -> records. Returns every tuning record."""
+  """The tuning cells of `regs` (seed 0): every grid value; a choice on the edge of its grid
+  extends it one step that way (x the grid's ratio; dropout: + its step, within
+  DROPOUT_BOUNDS), up to EXTENSIONS times (stats.select_on_grids). run(cells) -> records.
+  Returns every tuning record."""
   records = run(tuning_cells(dataset, num_steps, regs, extra))
-  grids_ = {(m, reg): grids(dataset)[reg] for m, _ in MODELS for reg in regs
-            if reg in SCALED and len(grids(dataset)[reg]) > 1}
+  tuned = {(m, reg): grids(dataset)[reg] for m, _ in MODELS for reg in TUNED if reg in regs}
 
   def score(todo):
-    new = {k: v for k, v in todo.items() if not set(v) <= set(grids_[k])}
+    new = {k: v for k, v in todo.items() if not set(v) <= set(tuned[k])}
     if new:
       records.extend(run([cell(dataset, m, reg, v, 0, num_steps, extra)
                           for (m, reg), vs in new.items() for v in vs]))
@@ -202,8 +235,12 @@ def tune(dataset: str, run, num_steps: int = -1, regs=REGS, extra=None) -> list[
             'eval/valid/gauc', -math.inf)
     return {k: {v: got[k][v] for v in vs} for k, vs in todo.items()}
 
-  if grids_:
-    stats.select_on_grids(grids_, score, higher_better=True, cap=EXTENSIONS)
+  for linear in (False, True):
+    part = {k: v for k, v in tuned.items() if (k[1] in LINEAR) == linear}
+    if part:
+      stats.select_on_grids(part, score, higher_better=True, cap=EXTENSIONS,
+                            scale='linear' if linear else 'log',
+                            bounds=DROPOUT_BOUNDS if linear else (-math.inf, math.inf))
   return records
 
 
@@ -245,7 +282,8 @@ def _smooth(y: np.ndarray, alpha: float = 0.3) -> np.ndarray:
 
 def plot_fig4(records: list[dict], outdir: str, dataset: str) -> None:
   """Per model: train (per-batch data loss, smoothed) and valid logloss vs step for seed 0
-  without regularisation and with each MBA strength of the grid (the tuning runs)."""
+  without regularisation, with each MBA strength of the grid (the tuning runs) and with the
+  paper's lambda."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -253,11 +291,12 @@ def plot_fig4(records: list[dict], outdir: str, dataset: str) -> None:
   for ax, (model, _) in zip(np.atleast_1d(axes), MODELS):
     runs = {(r['group']['reg'], r['group']['value']): r for r in records
             if r['seed'] == 0 and r['group']['model'] == model
-            and r['group']['reg'] in ('none', 'MBA')}
+            and r['group']['reg'] in ('none', 'MBA', 'MBA-paper')}
     mba = sorted(v for reg, v in runs if reg == 'MBA')
     blues = plt.cm.Blues(np.linspace(0.45, 0.95, max(len(mba), 1)))
     styles = [(('none', None), 'no reg.', 'tab:red')] + [
-        (('MBA', v), f'MBA λ={v:g}', blues[i]) for i, v in enumerate(mba)]
+        (('MBA', v), f'MBA λ={v:g}', blues[i]) for i, v in enumerate(mba)] + [
+        (('MBA-paper', PAPER_LAMBDA), f'MBA λ={PAPER_LAMBDA:g} (paper)', 'tab:green')]
     for key, name, color in styles:
       if key not in runs:
         continue
@@ -285,13 +324,18 @@ def grid_table(cells: list[dict], outdir: str, dataset: str) -> str:
     key = (c['model'], c['reg'])
     value = '-' if c['value'] is None else f"{c['value']:g}"
     mark = ''
-    if chosen.get(key) == c['value'] and c['value'] is not None:
+    if c['reg'] in FIXED:
+      mark = 'fixed'
+    elif chosen.get(key) == c['value']:
       mark = 'yes' + (f' (at the {edge[key]} edge)' if edge.get(key) else '')
     lines.append(f"| {c['model']} | {c['reg']} | {value} | {c['eval/valid/gauc']:.4f} | "
                  f"{c['eval/test/gauc']:.4f} | {c['best_step']:.0f} | {mark} |")
   left = sorted(k for k, v in edge.items() if v)
-  lines += ['', f'A strength chosen on the edge of its grid extends the grid one step that way '
-            f'(x the grid ratio) and reruns, up to {EXTENSIONS} times (stats.select_on_grids). '
+  lines += ['', f'Every tuned row has a grid of {len(grids(dataset)["MBA"])} values. A value '
+            'chosen on the edge of its grid extends the grid one step that way (x the grid '
+            'ratio; the dropout rate by its step, within '
+            f'[{DROPOUT_BOUNDS[0]:g}, {DROPOUT_BOUNDS[1]:g}]) and reruns, up to {EXTENSIONS} '
+            'time(s) (stats.select_on_grids). '
             + (f'Still at an edge: {", ".join(f"{m} {r}" for m, r in left)}.' if left else
                'No choice is left at an edge.')]
   text = '\n'.join(lines) + '\n'
@@ -308,7 +352,6 @@ def _final(cells: list[dict]) -> list[dict]:
 
 
 def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
-  del results
   dataset = ctx['dataset']
   final = _final(cells)
   seeds = max(c['seed'] for c in final) + 1
@@ -326,8 +369,12 @@ def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
   notes = '' if not (isinstance(oracle, float) and oracle == oracle) else (
       f'Oracle (true click probability) on this test split: GAUC {oracle:.4f}, AUC '
       f"{final[0]['oracle/test/oracle_auc']:.4f}. ")
-  notes += ('Comparisons: resolved.md (each regulariser vs none), resolved_vs_mba.md, '
-            'resolved_din_vs_base.md; tuning: grid.md; per-cell values: cells.csv.')
+  notes += ('Comparisons (one Holm family each): resolved_base.md / resolved_din.md (each row '
+            'vs none), resolved_vs_mba_base.md / resolved_vs_mba_din.md (the other '
+            'regularisers vs MBA), resolved_din_vs_base.md; power of the vs-MBA comparisons: '
+            'power.md; tuning: grid.md; per-cell values: cells.csv. no goods_ids: every item '
+            'id read as OOV 0 (categories kept); MBA-paper: MBA at the paper\'s λ = '
+            f'{PAPER_LAMBDA:g}.')
   report.write_table(
       rows, [('Model / regulariser (value)', 'row'), ('seeds', 'n_seeds'),
              ('test GAUC', 'eval/test/gauc'), ('test AUC', 'eval/test/auc'),
@@ -335,30 +382,134 @@ def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
              ('best step', 'best_step'), ('s/run', 'wall_seconds')],
       outdir, title=f'{dataset}: test metrics (mean ± std over {seeds} seeds)', notes=notes)
   grid_table(cells, outdir, dataset)
-  return ['table.md', 'table.csv', 'grid.md']
+  power_table(results, outdir, dataset)
+  return ['table.md', 'table.csv', 'grid.md', 'power.md', 'power.csv']
 
 
 def families(cells, dataset: str) -> list[report.Family]:
-  """Three tables, one Holm family each: every regulariser vs none, the others vs MBA (per
-  model), DIN vs BaseModel without regularisation."""
+  """One Holm family (and table) per model and question: every row vs none
+  (resolved_<model>), the other regularisers vs MBA at its chosen strength
+  (resolved_vs_mba_<model>), and DIN vs BaseModel without regularisation."""
   del dataset
   final = _final(cells)
   label = {(c['model'], c['reg']): row_label(c) for c in final}
-  vs_none, vs_mba = [], []
+  out = []
   for model, _ in MODELS:
     none, mba = label.get((model, 'none')), label.get((model, 'MBA'))
-    vs_none += [(label[(model, r)], none) for r in REGS[1:] if none and (model, r) in label]
-    vs_mba += [(label[(model, r)], mba) for r in REGS[1:-1] if mba and (model, r) in label]
+    vs_none = [(label[(model, r)], none) for r in REGS[1:] if none and (model, r) in label]
+    vs_mba = [(label[(model, r)], mba) for r in REGS if r not in ('none', 'no goods_ids', 'MBA')
+              and mba and (model, r) in label and label[(model, r)] != mba]
+    out += [report.Family(f'resolved_{_slug(model)}', f'{model}: each row vs none', vs_none,
+                          RESOLVE, _lab(label)),
+            report.Family(f'resolved_vs_mba_{_slug(model)}',
+                          f'{model}: the other regularisers vs MBA', vs_mba, RESOLVE,
+                          _lab(label))]
   base = [(label[('DIN', 'none')], label[('BaseModel', 'none')])] if {
       ('DIN', 'none'), ('BaseModel', 'none')} <= set(label) else []
-  # Only the chosen values' cells carry a row label the pairs name; the others are tuning.
-  lab = lambda c: row_label(c) if (c['model'], c['reg']) in label else ''
-  return [report.Family('resolved', 'Each regulariser vs none (same model)', vs_none, RESOLVE,
-                        lab),
-          report.Family('resolved_vs_mba', 'The other regularisers vs MBA (same model)', vs_mba,
-                        RESOLVE, lab),
-          report.Family('resolved_din_vs_base', 'DIN vs BaseModel, no regularisation', base,
-                        RESOLVE, lab)]
+  return out + [report.Family('resolved_din_vs_base', 'DIN vs BaseModel, no regularisation',
+                              base, RESOLVE, _lab(label))]
+
+
+def _slug(model: str) -> str:
+  return {'BaseModel': 'base', 'DIN': 'din'}[model]
+
+
+def _lab(label: dict):
+  """A cells.csv row -> its table row label; '' for a tuning cell (not a chosen value)."""
+  chosen = set(label.values())
+  return lambda c: row_label(c) if row_label(c) in chosen else ''
+
+
+# ---- Power of a paired seed comparison (power.md). ----
+
+def paired_power(diff: float, sd: float, n: int, alpha: float) -> float:
+  """Power of the two-sided paired t-test at level alpha with n pairs when the true mean
+  difference is diff and the per-pair differences have standard deviation sd: P(|T| >
+  t_{1 - alpha/2, n-1}), T noncentral t with n - 1 degrees of freedom and noncentrality
+  diff sqrt(n) / sd."""
+  if n < 2 or not sd > 0:
+    return math.nan
+  crit = sp_stats.t.ppf(1 - alpha / 2, n - 1)
+  nc = abs(diff) * math.sqrt(n) / sd
+  near = sp_stats.nct.sf(crit, n - 1, nc)
+  # The wrong-sign tail is below ~1e-10 wherever scipy's nct.cdf returns NaN for it.
+  far = sp_stats.nct.cdf(-crit, n - 1, nc)
+  return float(near + (far if np.isfinite(far) else 0.0))
+
+
+def seeds_needed(diff: float, sd: float, alpha: float, power: float = POWER,
+                 cap: int = 10_000) -> int | float:
+  """The fewest pairs (>= 2) at which paired_power reaches `power`; inf past cap."""
+  if not sd > 0 or diff == 0:
+    return math.inf if diff == 0 else 2
+  n = 2
+  while paired_power(diff, sd, n, alpha) < power:
+    n += 1
+    if n > cap:
+      return math.inf
+  return n
+
+
+def detectable(sd: float, n: int, alpha: float, power: float = POWER) -> float:
+  """The smallest |difference| the paired t-test detects with `power` at n pairs."""
+  if n < 2 or not sd > 0:
+    return math.nan
+  hi = sd
+  while paired_power(hi, sd, n, alpha) < power:
+    hi *= 2
+  return float(optimize.brentq(lambda d: paired_power(d, sd, n, alpha) - power, 0.0, hi,
+                               xtol=1e-12))
+
+
+def power_rows(results: dict) -> list[dict]:
+  """One row per test of the vs-MBA families: the paired per-seed differences' SD, the Holm
+  level the test had, the power at the observed difference, the seeds needed for POWER there
+  (at that Holm alpha and at Bonferroni's alpha / m) and the difference detectable with POWER
+  at the seeds run."""
+  rows = []
+  for name, res in results.items():
+    if not name.startswith('resolved_vs_mba_'):
+      continue
+    for r in res:
+      s = r['seed']
+      sd = s['se'] * math.sqrt(s['n']) if s['n'] > 1 else math.nan
+      alpha = 1 - r['seed_level']
+      bonf = stats.ALPHA / r['family_size']
+      rows.append({'row': r['row'], 'vs': r['baseline'], 'metric': report.metric_name(
+          r['metric']), 'seeds': s['n'], 'diff': s['mean'], 'sd': sd, 'alpha': alpha,
+          'resolved': 'yes' if r['resolved'] else 'no',
+          'power': paired_power(s['mean'], sd, s['n'], alpha),
+          'needed': seeds_needed(s['mean'], sd, alpha),
+          'needed_bonf': seeds_needed(s['mean'], sd, bonf),
+          'detectable': detectable(sd, s['n'], alpha)})
+  return rows
+
+
+def power_table(results: dict, outdir: str, dataset: str) -> None:
+  """power.md / power.csv from power_rows."""
+  rows = power_rows(results)
+  for r in rows:
+    for k in ('needed', 'needed_bonf'):
+      r[k] = 'inf' if r[k] == math.inf else int(r[k])
+  cols = [('row', 'row'), ('vs', 'vs'), ('metric', 'metric'), ('seeds', 'seeds'),
+          ('Δ (seed mean)', 'diff'), ('SD of paired Δ', 'sd'), ('Holm α', 'alpha'),
+          ('resolved', 'resolved'), ('power at Δ, these seeds', 'power'),
+          (f'seeds for {POWER:.0%} power (Holm α)', 'needed'),
+          (f'seeds for {POWER:.0%} power (α/m)', 'needed_bonf'),
+          (f'detectable Δ at {POWER:.0%}, these seeds (Holm α)', 'detectable')]
+  shown = [dict(r, diff=f"{r['diff']:+.4f}", sd=f"{r['sd']:.4f}", alpha=f"{r['alpha']:.4f}",
+                power=f"{r['power']:.2f}", detectable=f"{r['detectable']:.4f}") for r in rows]
+  report.write_table(
+      shown, cols, outdir, basename='power',
+      title=f'{dataset}: power of the seed comparisons vs MBA',
+      notes=('Paired t-test over seeds, two-sided, power from the noncentral t (scipy; '
+             f'{__name__}.paired_power). SD: of the per-seed differences row − vs. Holm α: '
+             'the level Holm tested this comparison at in its family (1 − its interval level); '
+             'α/m: Bonferroni over the family, the strictest level Holm can ask. "seeds for '
+             f'{POWER:.0%} power": the seeds at which a true difference equal to the observed '
+             'mean would be resolved by the seed interval with that probability, if the SD '
+             'stays as observed (the bootstrap interval must resolve it too). "detectable Δ": '
+             f'the true difference resolved with {POWER:.0%} probability at the seeds run.'))
 
 
 def figures(cells, records, outdir: str) -> list[str]:
@@ -368,13 +519,11 @@ def figures(cells, records, outdir: str) -> list[str]:
 
 
 STUDY = study.Study('din_reg', METRICS + ('oracle/test/oracle_gauc', 'oracle/test/oracle_auc'),
-                    tables, families, (), figures)
+                    tables, families, (), figures, from_records=('report.md',))
 
 
 def load() -> str:
   return subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
-
-
 
 
 def _table_order(rec) -> tuple:
@@ -418,29 +567,32 @@ def main(argv):
       records_all[dataset] += _run(final_cells(dataset, choose(tuning_all[dataset]),
                                                FLAGS.seeds, FLAGS.num_steps, regs,
                                                extra[dataset]), dataset, outdir)
-  publishes = (sweep.publishes() and set(FLAGS.dataset) == {'movielens', 'synthetic'}
-               and not FLAGS.override)
-  parts = []
+  # A default run publishes each dataset of GRIDS it ran into docs/results/din_reg/<dataset>/.
+  publishes = sweep.publishes() and not FLAGS.override and not FLAGS.report_only
+  reports = {}
   for dataset in FLAGS.dataset:
     outdir = os.path.join(root, dataset)
     records = list({r['id']: r for r in tuning_all[dataset] + records_all[dataset]}.values())
-    names = study.study_main(STUDY, records, outdir, dataset,
-                             f'din_reg/{dataset}' if publishes else None)
+    names = study.study_main(STUDY, records, outdir, dataset)
+    parts = []
     for n in names:
       if n.endswith('.md'):
         with open(os.path.join(outdir, n)) as f:
           parts.append(f.read())
+    reports[dataset] = (outdir, names, parts)
   when = ('tables rebuilt from finished cells (--report_only)' if FLAGS.report_only
-          else f'this invocation: {(time.time() - t0) / 60:.1f} min wall')
-  parts.append(f'Wall time, {when}. Load before: `{load0}`; after: `{load()}` (2 CPU cores '
-               'shared with other jobs).\n')
-  # report.md: every dataset's tables and the timing (docs/din_reg.md shows it; its tables are
-  # rechecked in their dataset folders, the timing is not recomputable).
-  with open(os.path.join(root, 'report.md'), 'w') as f:
-    f.write('\n'.join(parts))
-  print(parts[-1])
-  if publishes:
-    print('copied to', publish.publish(root, 'din_reg', ['report.md']))
+          else f'this invocation ({", ".join(FLAGS.dataset)}, --seeds={FLAGS.seeds}): '
+          f'{(time.time() - t0) / 60:.1f} min wall')
+  timing = (f'Wall time, {when}. Load before: `{load0}`; after: `{load()}` (2 CPU cores '
+            'shared with other jobs).\n')
+  print(timing)
+  for dataset, (outdir, names, parts) in reports.items():
+    # report.md: the dataset's tables and the timing (docs/din_reg.md shows it; the tables are
+    # rechecked one by one, the timing is not recomputable: STUDY.from_records).
+    with open(os.path.join(outdir, 'report.md'), 'w') as f:
+      f.write('\n'.join(parts + [timing]))
+    if publishes and dataset in GRIDS:
+      print('copied to', publish.publish(outdir, f'din_reg/{dataset}', names + ['report.md']))
 
 
 if __name__ == '__main__':

@@ -51,8 +51,8 @@ DATA = (
         'platform default', optional(number(0, 1)), float),
     Key('data.tasks', (), "subset of the dataset's tasks, e.g. ('income',); () = all",
         names()),
-    Key('data.item_top_k', 0, '> 0: keep the k most frequent train item ids, the rest -> 0',
-        integer(0)),
+    Key('data.item_top_k', 0, '> 0: keep the k most frequent train item ids, the rest -> 0; '
+        '-1: no item ids (all -> 0, categories kept)', integer(-1)),
     Key('data.data_dir', '', "where TFDS-prepared datasets live ('' = $SEQREC_DATA_DIR or "
         '~/.cache/seqrec_jax); rebuilt only when the block, raw files or builder change'),
     Key('data.in_memory', 'auto', 'read prepared splits into memory: auto (when within '

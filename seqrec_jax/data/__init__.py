@@ -103,15 +103,15 @@ _DERIVED: dict = {}
 
 
 def _with_id_counts(ds: Dataset, item_top_k: int) -> Dataset:
-  """The loaded dataset, item ids filtered to the training top k (data/id_filter.py; 0 = all),
-  with training id counts on its spec (data/id_counts.py): the ones stored with the dataset
-  (a filtered id's count moves to OOV 0, which holds none), else counted from the (filtered)
-  train split at first use. Derived once per loaded dataset and top_k."""
+  """The loaded dataset, item ids filtered to the training top k (data/id_filter.py; 0 = all,
+  -1 = none), with training id counts on its spec (data/id_counts.py): the ones stored with
+  the dataset (a filtered id's count moves to OOV 0, which holds none), else counted from the
+  (filtered) train split at first use. Derived once per loaded dataset and top_k."""
   key = (id(ds.splits['train']), item_top_k)
   hit = _DERIVED.get(key)
   if hit is None or hit[0] is not ds.splits['train']:
     stored = ds.id_counts
-    keep = kept_items(stored['item'], item_top_k) if stored is not None and item_top_k > 0 else None
+    keep = kept_items(stored['item'], item_top_k) if stored is not None and item_top_k else None
     out = filter_items(ds, item_top_k, keep=keep)
     if stored is None:
       counts = IdCounts(out.splits['train'], out.spec)

@@ -5,6 +5,8 @@ ties broken towards the smaller id) and maps every other item id to 0 (OOV), in 
 histories of every split. The vocabulary size is unchanged (dropped ids' rows are simply never
 read), so models and checkpoints keep their shapes. A history position whose item is dropped
 stays a real behaviour (its category is kept): only the goods id is filtered, as in the paper.
+top_k = -1 keeps no item id: every item reads OOV 0 (one shared row, no information), the
+categories stay: Table 4's "without goods_ids" reference row.
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ _ITEM_KEYS = ('target_item', 'hist_items')
 
 
 def kept_items(item_counts: np.ndarray, top_k: int) -> np.ndarray:
-  """item_counts [vocab] -> bool [vocab]: the top_k most frequent non-zero ids."""
+  """item_counts [vocab] -> bool [vocab]: the top_k most frequent non-zero ids (-1: none)."""
+  if top_k < 0:
+    return np.zeros(len(item_counts), bool)
   counts = np.asarray(item_counts).copy()
   counts[0] = -1                                        # id 0 is OOV already
   order = np.lexsort((np.arange(len(counts)), -counts))  # by count desc, then id asc
@@ -59,10 +63,11 @@ class FilteredSplit:
 
 def filter_items(ds: Dataset, top_k: int, source: str = 'config.data.item_top_k',
                  keep: np.ndarray | None = None) -> Dataset:
-  """The dataset with item ids outside the training top_k mapped to 0; top_k <= 0 keeps all.
+  """The dataset with item ids outside the training top_k mapped to 0; top_k = 0 keeps all,
+  -1 none.
 
   keep: kept_items(...) when the caller has it (from stored counts); else counted here."""
-  if top_k <= 0:
+  if top_k == 0:
     return ds
   if not ds.spec.num_items:
     raise ValueError(f'{source}={top_k}: dataset {ds.name!r} has no item ids to filter')
