@@ -58,19 +58,19 @@ def _progress(total: int, initial: int, enabled: bool):
               disable=None, file=sys.stderr)
 
 
-def _packer(config, part, num_runs: int = 1):
-  """packing.add_history_index for single-device single runs with config.data.pack_history,
-  else None (data parallel shards would need per-shard indices, and the runs of a group
-  their packed shapes to agree: not implemented; both fall back to the padded path)."""
+def _packer(config, part, group: bool = False):
+  """History packing (data/packing.py) for single-device single-process programs with
+  config.data.pack_history, else None (data parallel shards would need per-shard indices: not
+  implemented, they train on the padded path). group=False: packing.add_history_index for
+  [B, ...] batches (evaluation: a group's runs share its eval batches); group=True:
+  packing.add_group_history_index for the program's stacked [S, B, ...] train batches (S >= 1:
+  each run its own index, one packed shape for the S runs of a step; S = 1 the single run's)."""
   if not config.data.pack_history or part.mesh.size > 1 or jax.process_count() > 1:
-    return None
-  if num_runs > 1:
-    logging.info('multi-run group: packed histories fall back to the padded path '
-                 '(docs/multirun.md)')
     return None
   if config.data.pack_buckets < 1:
     raise ValueError(f'config.data.pack_buckets={config.data.pack_buckets} must be >= 1')
-  return functools.partial(packing.add_history_index, buckets=config.data.pack_buckets,
+  fn = packing.add_group_history_index if group else packing.add_history_index
+  return functools.partial(fn, buckets=config.data.pack_buckets,
                            max_fill=config.data.pack_max_fill)
 
 
@@ -253,7 +253,7 @@ def build_program(config, dataset=None) -> Program:
   # Donation lets XLA update the state in place; the caller must not reuse the old state.
   p_train = part.compile_train(group_train_step, state_sh, runs=True,
                                args_sh=(on_runs, on_runs, on_runs))
-  pack = _packer(config, part, S)
+  pack = _packer(config, part)                     # eval batches (shared by the runs)
   on_dev = _device_split(config, ds, part, task)
 
   def train(state, batch, active):
@@ -291,14 +291,14 @@ def build_program(config, dataset=None) -> Program:
     return parallel.with_shardings(old, old_sh), convert
 
   seeds = [r.seed for r in runs]
-  transform = _batch_transform(task, pack)
+  transform = _batch_transform(task)
   if on_dev is not None:
     batches = lambda start: on_dev.batches(gb, seeds, start, total_steps,
                                            part.run_axis(parallel.DATA))
   else:
     batches = lambda start: train_batches(
         ds.splits['train'], gb, seeds, start, total_steps, jax.process_index(),
-        jax.process_count(), transform=transform)
+        jax.process_count(), transform=transform, group_transform=_packer(config, part, True))
   p_best = jax.jit(lambda best, state, improved: jax.tree.map(
       lambda b, x: jnp.where(improved.reshape(improved.shape + (1,) * (x.ndim - 1)), x, b),
       best, state), out_shardings=state_sh)
@@ -310,18 +310,13 @@ def build_program(config, dataset=None) -> Program:
       select_best=lambda best, state, improved: p_best(best, state, _put(improved, on_runs)))
 
 
-def _batch_transform(task, pack):
-  """(batch, seed, step) -> batch for train_batches: the task's prepare_batch (when it has
-  one), then history packing (when on)."""
-  prepare = (None if type(task).prepare_batch is tasks_lib.Task.prepare_batch
-             else task.prepare_batch)
-  if prepare is None and pack is None:
+def _batch_transform(task):
+  """(batch, seed, step) -> batch for train_batches: the task's prepare_batch, or None when
+  it has none. (History packing follows on the stacked batch: train_batches'
+  group_transform.)"""
+  if type(task).prepare_batch is tasks_lib.Task.prepare_batch:
     return None
-
-  def transform(batch, seed, step):
-    batch = batch if prepare is None else prepare(batch, seed=seed, step=step)
-    return batch if pack is None else pack(batch)
-  return transform
+  return lambda batch, seed, step: task.prepare_batch(batch, seed=seed, step=step)
 
 
 def _device_split(config, ds, part, task) -> device_split.DeviceSplit | None:

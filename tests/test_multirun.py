@@ -2,8 +2,9 @@
 same seed and hyper-parameters; per-run selection, early stopping, records, resume; errors.
 
 Tolerances (docs/multirun.md): the vmapped step batches the same float32 maths, so the only
-differences are reduction order (batched vs plain matmuls) and the packed-history fallback:
-~1e-7 relative per step, far inside 1e-5 on the loss over 20 steps and 1e-4 on the metrics.
+differences are reduction order (batched vs plain matmuls) and packed histories (a group's
+capacity is its fullest run's, so a run has more filler rows than alone): ~1e-7 relative
+per step, far inside 1e-5 on the loss over 20 steps and 1e-4 on the metrics.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from seqrec_jax import multirun, train
+from seqrec_jax import multirun, platform_defaults, train
 
 from multirun_devices import CASES, group_config, run_results
 
@@ -108,6 +109,49 @@ def test_per_run_early_stopping_selection_and_records(din_group):
     assert max(r['step'] for r in recs if 'train/loss' in r) == summ['steps']
     assert [r for r in recs if 'summary' in r][0]['summary']['run'] == s
   assert len({s['steps'] for s in out['runs']}) > 1, 'expected runs to stop at different steps'
+
+
+def _packed_din(**over):
+  """A DIN group of 3 seeds on packed histories (every batch packed, at most 2 shapes)."""
+  cfg = group_config('din', steps=10, **{'train.run_seeds': (3, 4, 5), **over})
+  cfg.data.pack_history, cfg.data.pack_buckets, cfg.data.pack_max_fill = True, 2, 1.0
+  return cfg
+
+
+def test_group_trains_on_packed_histories():
+  """A group's train batch carries hist_index [S, C]: row s run s's own real positions, one
+  capacity C for the step, filler -1 (data/packing.py); eval batches are packed too."""
+  cfg = platform_defaults.resolve(_packed_din())
+  prog = train.build_program(cfg)
+  assert train._packer(cfg, prog.part) is not None                 # pylint: disable=protected-access
+  batch = next(iter(prog.batches(0)))
+  idx, masks = batch['hist_index'], batch['hist_mask']
+  assert idx.shape[0] == 3 and masks.shape[0] == 3
+  for s in range(3):
+    real = np.flatnonzero(masks[s].reshape(-1))
+    np.testing.assert_array_equal(idx[s], np.pad(real, (0, idx.shape[1] - real.size),
+                                                 constant_values=-1))
+  assert len({int((idx[s] >= 0).sum()) for s in range(3)}) > 1    # the runs' rows differ
+
+
+def test_packed_group_equals_padded_group_and_its_single_runs(tmp_path):
+  cfg = _packed_din()
+  packed = train.train_and_evaluate(cfg, str(tmp_path / 'packed'))['runs']
+  cfg.data.pack_history = False
+  padded = train.train_and_evaluate(cfg, str(tmp_path / 'padded'))['runs']
+  got = run_results(tmp_path / 'packed', packed)
+  want = run_results(tmp_path / 'padded', padded)
+  for g, w in zip(got, want):
+    assert len(g['loss']) == len(w['loss']) > 0 and g.keys() == w.keys()
+    np.testing.assert_allclose(g['loss'], w['loss'], rtol=LOSS_RTOL)
+    assert (g['best_step'], g['steps']) == (w['best_step'], w['steps'])
+    for k in _eval_keys(w):
+      assert abs(g[k] - w[k]) <= METRIC_ATOL, (k, g[k], w[k])
+  cfg.data.pack_history = True
+  for s, run in enumerate(multirun.group_runs(cfg)):   # each run = its single packed run
+    one = tmp_path / f'one{s}'
+    single = train.train_and_evaluate(multirun.run_config(cfg, run), str(one))
+    _assert_run_equals_single(tmp_path / 'packed', s, one, packed[s], single)
 
 
 def test_group_axis_and_config_errors():

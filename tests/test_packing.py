@@ -187,3 +187,77 @@ def test_all_empty_histories_packed_match_padded_and_stay_finite():
   g_p = jax.grad(loss)(v['params'], packed)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g_p, g_d)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(g_p))
+
+
+def _group_masks(fills, seed=0):
+  """[S, B, L] masks, run s with about fills[s] of its positions real (right-aligned)."""
+  rng = np.random.default_rng(seed)
+  lens = np.stack([np.minimum(rng.binomial(L, f, B), L) for f in fills])
+  return np.arange(L)[None, None, :] >= L - lens[:, :, None]
+
+
+def test_group_history_index_matches_a_per_run_reference():
+  masks = _group_masks([0.2, 0.6, 0.4])
+  idx = packing.group_history_index(masks, buckets=4)
+  flats = [np.flatnonzero(m.reshape(-1)) for m in masks]     # NumPy reference, run by run
+  cap = packing.capacity(max(f.size for f in flats), B * L, 4)
+  assert idx.shape == (3, cap) and idx.dtype == np.int32
+  for s, f in enumerate(flats):
+    np.testing.assert_array_equal(idx[s, :f.size], f)
+    assert (idx[s, f.size:] == -1).all()
+  assert (idx[0] == -1).sum() > (idx[1] == -1).sum()          # runs differ, one shape
+  assert packing.group_history_index(np.zeros((2, 3, 4), bool), 3).tolist() == [[-1] * 4] * 2
+  with pytest.raises(ValueError, match=r'\[S, B, L\]'):
+    packing.group_history_index(masks[0])
+
+
+def test_group_of_one_is_the_single_run_index_and_decision():
+  for b in (_batch(0), dict(_batch(1), hist_mask=np.ones((B, L), bool))):
+    one = packing.add_history_index(b, buckets=4)
+    group = packing.add_group_history_index({k: v[None] for k, v in b.items()}, buckets=4)
+    assert ('hist_index' in one) == ('hist_index' in group)
+    if 'hist_index' in one:
+      np.testing.assert_array_equal(group['hist_index'][0], one['hist_index'])
+
+
+def test_group_stays_padded_when_its_fullest_run_is_over_max_fill():
+  masks = _group_masks([0.3, 0.3, 1.0])
+  fill = masks.reshape(3, -1).mean(axis=1)
+  assert fill.mean() < 0.8 < fill.max()
+  batch = {'hist_mask': masks}
+  assert packing.add_group_history_index(batch, max_fill=0.8) is batch      # whole group
+  assert packing.add_group_history_index(batch, max_fill=1.0)['hist_index'].shape[0] == 3
+  sparse = {'hist_mask': masks[:2]}
+  assert 'hist_index' in packing.add_group_history_index(sparse, max_fill=0.8)
+  no_history = {'label': np.zeros((2, 3))}
+  assert packing.add_group_history_index(no_history) is no_history
+
+
+@pytest.mark.parametrize('over_runs', ['vmap', 'lax.map'])
+def test_group_packed_rows_match_dense_per_run_under_vmap_and_map(over_runs):
+  """Each run of a packed group batch (own index, shared capacity, filler rows) gives its
+  dense outputs, gradients and Dice statistics, vmapped (GPU: run_chunk 0) or mapped (CPU)."""
+  model = _model('din', 'dice', {})
+  runs = [_batch(s) for s in (2, 3, 4)]
+  dense = {k: np.stack([r[k] for r in runs]) for k in runs[0]}
+  dense['hist_mask'][0, :, :L - 2] = False                 # run 0: far fewer real rows
+  packed = packing.add_group_history_index(dense, buckets=4, max_fill=1.0)
+  assert (packed['hist_index'][0] == -1).sum() > B          # many filler rows in run 0
+  v = model.init(jax.random.key(0), runs[0], train=False)
+  keys = jax.random.split(jax.random.key(5), 3)
+  params = jax.vmap(lambda k: jax.tree.map(
+      lambda p: p + 0.1 * jax.random.normal(k, p.shape), v['params']))(keys)
+
+  def one(p, batch):
+    def loss(p):
+      y, nv = model.apply({'params': p, 'batch_stats': v['batch_stats']}, batch, train=True,
+                          mutable=['batch_stats'])
+      return (y * jnp.linspace(-1.0, 1.0, B)).sum() + (y ** 2).sum(), nv
+    return jax.value_and_grad(loss, has_aux=True)(p)
+
+  over = jax.vmap(one) if over_runs == 'vmap' else lambda *a: jax.lax.map(lambda x: one(*x), a)
+  (l_d, nv_d), g_d = jax.jit(over)(params, dense)
+  (l_p, nv_p), g_p = jax.jit(over)(params, packed)
+  np.testing.assert_allclose(l_p, l_d, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), g_p, g_d)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), nv_p, nv_d)

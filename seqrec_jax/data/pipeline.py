@@ -64,8 +64,8 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def train_batches(split: Split, global_batch: int, seed: int | Sequence[int], start_step: int,
                   num_steps: int, process_index: int = 0, process_count: int = 1,
-                  prefetch: int = 2, transform: Callable | None = None
-                  ) -> Iterator[dict[str, np.ndarray]]:
+                  prefetch: int = 2, transform: Callable | None = None,
+                  group_transform: Callable | None = None) -> Iterator[dict[str, np.ndarray]]:
   """Yields host batches for steps [start_step, num_steps), read ahead in a thread.
 
   seed: an int: [B/P, ...] batches (B the global batch, P processes: this process's rows);
@@ -73,8 +73,10 @@ def train_batches(split: Split, global_batch: int, seed: int | Sequence[int], st
   Step t of epoch e takes rows [t B, (t+1) B) of epoch_permutation(seed, e, n), this
   process's slice of them, sorted.
   transform(batch, seed, step) -> batch: applied per run (before the runs are stacked) in the
-  read-ahead thread (e.g. packing.add_history_index, tasks' prepare_batch); the S results
-  must have the same shapes.
+  read-ahead thread (e.g. tasks' prepare_batch); the S results must have the same shapes.
+  group_transform(batch) -> batch: applied to the stacked [S, ...] batch after `transform`
+  (also for an int seed, as S = 1), e.g. packing.add_group_history_index (one packed shape
+  for the S runs).
   """
   n = len(split)
   seeds = [int(s) for s in seed] if isinstance(seed, Sequence) else [int(seed)]
@@ -96,6 +98,8 @@ def train_batches(split: Split, global_batch: int, seed: int | Sequence[int], st
     if transform is not None:
       runs = [transform({k: v[i] for k, v in b.items()}, s, step) for i, s in enumerate(seeds)]
       b = {k: np.stack([r[k] for r in runs]) for k in runs[0]}
+    if group_transform is not None:
+      b = group_transform(b)
     return b if isinstance(seed, Sequence) else {k: v[0] for k, v in b.items()}
 
   if steps_per_epoch == 0:
