@@ -31,24 +31,33 @@ Arms, each scored on test days 2..DAYS-1 (the days where every arm has updated a
              and serve the next one; the MLP and attention stay as trained on day 0 (the arm
              the course notes warn about)
   scratch    each day, a new model from scratch on days 0..d (EPOCHS_SCRATCH epochs)
-Seeds are train.runs (one multi-run program per update; run s continues run s). Differences
-are paired by seed against `daily` (video.holm_diffs: seed intervals, Holm over the table).
-Every update is one train_and_evaluate in its own workdir (a single evaluation at the last
-step: no selection).
+Seeds are train.runs (one multi-run program per update; run s continues run s). Every update
+is one train_and_evaluate in its own workdir (a single evaluation at the last step: no
+selection).
+
+A study spec (experiments/study.py): a cell is an arm x seed, what the arm serves on the test
+days (served_records saves those predictions); writes cells.csv, bootstrap.csv, meta.json,
+table.md/.csv (mean ± std and cost per update), resolved.md/.csv (each arm vs daily and the
+PAIRS, on AUC, GAUC and logloss: paired seed intervals and the test-set bootstrap, users for
+GAUC and rows for AUC / logloss, Holm over the table) and per_day.png to --outdir; a default
+run copies them to docs/results/incremental/ (`python -m experiments.recheck incremental`
+recomputes the tables).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 
 from absl import app, flags
 import numpy as np
 
-from experiments import publish, sweep, video
+from experiments import publish, report, study, sweep
 from seqrec_jax import evaluate, xla_cpu
 from seqrec_jax import metrics as M
 from seqrec_jax.configs import define_override_flag, load_config, study_overrides
@@ -61,12 +70,16 @@ CONFIG = 'seqrec_jax/configs/din.py:movielens'
 DAYS, HOURS, MAX_LEN = 5, 4, 20
 EPOCHS_SCRATCH, EPOCHS_UPDATE = 2.0, 1.0
 VALID_ROWS = 2048
-FILES = ('table.md', 'table.csv', 'per_day.png')
 ARMS = ('frozen', 'daily', 'hourly', 'hourly_all', 'hourly_only', 'scratch')
 LABELS = {'frozen': 'frozen after day 0', 'daily': 'daily full retrain (init_from, all)',
           'hourly': 'daily + hourly embeddings-only', 'hourly_all': 'daily + hourly all-params',
           'hourly_only': 'hourly embeddings-only, no daily retrain',
           'scratch': 'daily from scratch (days 0..d)'}
+# Below each arm vs daily: embeddings-only vs all-params hourly updates, and the no-retrain arm
+# against the combination and against the frozen model.
+PAIRS = (('hourly', 'hourly_all'), ('hourly_only', 'hourly'), ('hourly_only', 'frozen'))
+METRICS = ('eval/test/auc', 'eval/test/gauc', 'eval/test/logloss')
+COSTS = ('updates_per_day', 'wall_s_per_update', 'train_s_per_update')
 BASE = {'model.name': 'din', 'model.embed_dim': 8, 'model.hidden': (64, 32),
         'model.attention.hidden': (32, 16), 'data.batch_size': 256, 'data.eval_batch_size': 4096,
         'optim.learning_rate': 1e-3, 'train.eval_every': 10**6, 'train.checkpoint_every': 10**6,
@@ -256,87 +269,134 @@ def served(jobs, arm: str, run: int, src: tuple = DEFAULT_SOURCE):
   return tuple(np.concatenate(x) for x in zip(*parts))
 
 
-def _metrics(p, y, u) -> dict[str, float]:
-  return {'AUC': M.auc(y, p), 'GAUC': M.gauc(y, p, u), 'logloss': M.logloss(y, p)}
-
-
-def report(jobs, outdir: str, seeds: int, wall: float, loads: tuple,
-           src: tuple = DEFAULT_SOURCE) -> str:
-  per: dict[str, dict[int, dict]] = {a: {} for a in ARMS}
-  per_day: dict[str, list[list[float]]] = {a: [] for a in ARMS}
-  labels = None
+def served_records(jobs, outdir: str, seeds: int, src: tuple = DEFAULT_SOURCE,
+                   extra: dict | None = None) -> list[dict]:
+  """One record per arm x seed (the study's cells): what the arm serves on test days
+  2..DAYS-1, its predictions saved to outdir/work/served_<arm>/ (the bootstrap's input) and
+  the record to outdir/cells/served_<arm>_s<seed>.json. summary: METRICS, per-day AUC and
+  COSTS; wall_seconds: the arm's summed update wall time / seeds (a seed's share of the
+  multi-run updates)."""
+  labels, out = None, []
   for arm in ARMS:
+    recs = jobs[arm]
+    cid = f'served_{arm}' + _tag(extra)
+    wd = os.path.join(outdir, 'work', cid)
+    cost = {'updates_per_day': {'frozen': 0, 'daily': 1, 'scratch': 1}.get(arm, HOURS),
+            'wall_s_per_update': float(np.mean([r['wall_seconds'] for r in recs])),
+            'train_s_per_update': float(np.mean([r['train_seconds'] for r in recs]))}
     for s in range(seeds):
       p, y, u, day = served(jobs, arm, s, src)
       labels = y if labels is None else labels
       assert np.array_equal(labels, y), 'arms must score the same rows'
-      per[arm][s] = _metrics(p, y, u)
-      per_day[arm].append([M.auc(y[day == t], p[day == t]) for t in range(2, DAYS)])
-  keys = ('AUC', 'GAUC', 'logloss')
-  fmt = lambda v: f'{v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}]'
-  # Every paired difference of the table, Holm together (video.holm_diffs: the study
-  # framework's seed intervals): each arm vs daily, then the extra pairs below the table.
-  extra_pairs = (('hourly', 'hourly_all'), ('hourly_only', 'hourly'), ('hourly_only', 'frozen'))
-  pairs = [(a, 'daily') for a in ARMS if a != 'daily'] + list(extra_pairs)
-  vals = lambda a, k: {r: per[a][r][k] for r in range(seeds)}
-  diffs = iter(video.holm_diffs([(vals(a, k), vals(b, k), k != 'logloss')
-                                 for a, b in pairs for k in keys]))
-  diff_of = {(a, b, k): next(diffs) for a, b in pairs for k in keys}
-  s = stream(src)
-  lines = [f'### Next-day test on the MovieLens stream: days 2-{DAYS - 1} of {DAYS} '
-           f'({s["dates"][2]} .. {s["dates"][-1]}; {len(labels)} ratings), mean [95% CI] '
-           f'over {seeds} seeds', '',
-           '| arm | ' + ' | '.join(keys) + ' | AUC diff vs daily | GAUC diff vs daily | '
-           'logloss diff vs daily | updates per day | wall s per update | train s per update |',
-           '|' + '---|' * 10]
-  csv = ['arm,' + ','.join(keys) + ',updates_per_day,wall_s_per_update,train_s_per_update']
-  for arm in ARMS:
-    recs = jobs[arm]
-    upd = {'frozen': 0, 'daily': 1, 'scratch': 1}.get(arm, HOURS)
-    wall_u = np.mean([r['wall_seconds'] for r in recs])
-    train_u = np.mean([r['train_seconds'] for r in recs])
-    cols = [fmt(M.mean_ci([per[arm][r][k] for r in range(seeds)])) for k in keys]
-    diffs = ['-'] * 3 if arm == 'daily' else [diff_of[arm, 'daily', k] for k in keys]
-    note = f' (1 daily + {HOURS - 1} hourly)' if arm in ('hourly', 'hourly_all') else ''
-    lines.append(f'| {LABELS[arm]} | ' + ' | '.join(cols + diffs) +
-                 f' | {upd}{note} | {wall_u:.1f} | {train_u:.1f} |')
-    csv.append(f'{arm},' + ','.join(f'{np.mean([per[arm][r][k] for r in range(seeds)]):.6f}'
-                                    for k in keys) + f',{upd},{wall_u:.2f},{train_u:.2f}')
-  for a, b in extra_pairs:
-    lines += ['', f'{LABELS[a]} minus {LABELS[b]} (paired): ' + ', '.join(
-        f'{k} {diff_of[a, b, k]}' for k in keys) + '.']
-  summed = sum(r['wall_seconds'] for arm in ARMS for r in jobs[arm])
-  lines += ['', video.HOLM_NOTE + ' Wall/train seconds: one update of all '
-            f'{seeds} seeds as one multi-run program (train s: stepping only, no compile/eval); '
-            f'daily + hourly rows: the hourly updates (their daily retrain is the daily '
-            f'row\'s); the no-retrain row: its hourly updates. '
-            f'Summed update wall time {summed / 60:.1f} min (the first update compiles; later '
-            'ones read the persistent compilation cache); this invocation '
-            f'{wall / 60:.1f} min at load {loads[0]:.1f}-{loads[1]:.1f} '
-            f'(1-min load average at start-end; 2-core machine shared). Records: '
-            f'`{outdir}/cells/*.json`.']
-  with open(os.path.join(outdir, 'table.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  with open(os.path.join(outdir, 'table.csv'), 'w') as f:
-    f.write('\n'.join(csv) + '\n')
-  plot(per_day, outdir)
-  return '\n'.join(lines)
+      evaluate.save_predictions(wd, 'test', p[:, None], y[:, None], u, run=s)
+      summary = {METRICS[0]: M.auc(y, p), METRICS[1]: M.gauc(y, p, u),
+                 METRICS[2]: M.logloss(y, p), **cost}
+      summary.update({day_metric(t): M.auc(y[day == t], p[day == t]) for t in range(2, DAYS)})
+      rec = {'id': f'{cid}_s{s}', 'group': {'arm': arm}, 'seed': s, 'workdir': wd, 'run': s,
+             'updates': [r['id'] for r in recs], 'summary': summary,
+             'wall_seconds': sum(r['wall_seconds'] for r in recs) / seeds}
+      path = os.path.join(outdir, 'cells', f'{rec["id"]}.json')
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      with open(path, 'w') as f:
+        json.dump(rec, f, indent=1, sort_keys=True)
+      out.append(rec)
+  return out
 
 
-def plot(per_day, outdir: str) -> None:
+def day_metric(t: int) -> str:
+  """The cells.csv column of test day t's AUC."""
+  return f'eval/test/day{t}/auc'
+
+
+def study_metrics() -> tuple[str, ...]:
+  """cells.csv's metric columns (per-day AUC of days 2..DAYS-1)."""
+  return METRICS + tuple(day_metric(t) for t in range(2, DAYS)) + COSTS
+
+
+def families(cells, dataset: str = '') -> list[report.Family]:
+  """Each arm vs daily, then the three pairs that separate what the updates buy (PAIRS), on
+  AUC, GAUC and logloss: one table, one Holm family."""
+  del dataset
+  arms = [a for a in ARMS if any(c['arm'] == a for c in cells)]
+  pairs = [(a, 'daily') for a in arms if a != 'daily'] + [
+      p for p in PAIRS if set(p) <= set(arms)]
+  return [report.Family('resolved', 'Incremental updates on the MovieLens stream: each arm vs '
+                        'daily, and three pairs (next-day test, days 2 on; Δ = row − vs, '
+                        'AUC / GAUC higher is better, logloss lower)', pairs, METRICS,
+                        lambda c: c['arm'])]
+
+
+COLUMNS = [('arm', 'arm'), ('what it is', 'what'), ('test AUC', METRICS[0]),
+           ('test GAUC', METRICS[1]), ('test logloss', METRICS[2]),
+           ('updates per day', 'updates'), ('wall s per update', 'wall_s_per_update'),
+           ('train s per update', 'train_s_per_update'), ('seeds', 'n_seeds')]
+
+
+def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
+  """table.md / .csv: every arm's mean ± std over seeds and its cost per update."""
+  del results
+  rows = report.aggregate_cells(cells, ('arm',), METRICS + COSTS, modal=METRICS)
+  for r in rows:
+    for k in COSTS:
+      r.pop(k + '_std')
+    n = int(r['updates_per_day'])
+    r['what'] = LABELS[r['arm']]
+    r['updates'] = f'{n} (1 daily + {n - 1} hourly)' if r['arm'] in ('hourly',
+                                                                      'hourly_all') else str(n)
+  seeds = sorted({c['seed'] for c in cells})
+  summed = sum(c['wall_seconds'] for c in cells)
+  lo, hi = ctx['loads']
+  notes = (f'Mean ± std over seeds {seeds} (train.runs of every update; run s continues run s). '
+           'Wall/train seconds: one update of all seeds as one multi-run program (train s: '
+           'stepping only, no compile/eval); daily + hourly rows: the hourly updates (their '
+           'daily retrain is the daily row\'s); the no-retrain row: its hourly updates. Summed '
+           f'update wall time {summed / 60:.1f} min (the first update compiles; later ones read '
+           f'the persistent compilation cache); this invocation {ctx["wall_seconds"] / 60:.1f} '
+           f'min at load {lo:.1f}-{hi:.1f} (1-min load average at start-end; 2-core machine '
+           'shared). Comparisons: resolved.md; per-seed values (and per-day AUC): cells.csv; '
+           f'records: `{ctx["outdir"]}/cells/*.json`.')
+  d = ctx['dates']
+  report.write_table(rows, COLUMNS, outdir, notes=notes, title=(
+      f'Next-day test on the MovieLens stream: days 2-{ctx["days"] - 1} of {ctx["days"]} '
+      f'({d[2]} .. {d[-1]}; {ctx["test_rows"]} ratings)'))
+  return ['table.md', 'table.csv']
+
+
+def figures(cells, records, outdir: str) -> list[str]:
+  """per_day.png: each arm's AUC per test day, mean ± std over seeds (cells.csv's columns)."""
+  del records
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  cols = [k for k in cells[0] if re.fullmatch(r'eval/test/day\d+/auc', k)]
+  days = [int(re.findall(r'\d+', k)[0]) for k in cols]
   fig, ax = plt.subplots(figsize=(7.5, 3.4))
-  days = list(range(2, DAYS))
-  for arm, vals in per_day.items():
-    v = np.asarray(vals)
-    ax.errorbar(days, v.mean(0), yerr=v.std(0), marker='o', capsize=2, label=LABELS[arm])
+  for r in report.aggregate_cells(cells, ('arm',), cols):
+    ax.errorbar(days, [r[k] for k in cols], yerr=[r[k + '_std'] for k in cols], marker='o',
+                capsize=2, label=LABELS[r['arm']])
   ax.set_xticks(days)
   ax.set_xlabel('test day (next period)')
   ax.set_ylabel('AUC (mean ± std over seeds)')
   ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
-  sweep.save_figure(fig, os.path.join(outdir, 'per_day.png'))
+  report.save_figure(fig, os.path.join(outdir, 'per_day.png'))
+  return ['per_day.png']
+
+
+STUDY = study.Study('incremental', study_metrics(), tables, families, ('click',), figures)
+
+
+def report_study(jobs, outdir: str, seeds: int, wall: float, loads: tuple,
+                 src: tuple = DEFAULT_SOURCE, extra: dict | None = None,
+                 publish_to: str | None = None, docs: str = publish.DOCS) -> list[str]:
+  """cells.csv, bootstrap.csv, meta.json, resolved.md/.csv, table.md/.csv and per_day.png of a
+  finished stream (study.study_main); publish_to: a docs/results/ folder to copy them to."""
+  records = served_records(jobs, outdir, seeds, src, extra)
+  s = stream(src)
+  facts = {'dates': s['dates'], 'days': DAYS, 'hours': HOURS, 'outdir': outdir,
+           'test_rows': int(s['bounds'][-1] - s['bounds'][2 * HOURS]),
+           'wall_seconds': round(wall, 1), 'loads': [round(x, 1) for x in loads]}
+  spec = dataclasses.replace(STUDY, metrics=study_metrics(), meta=lambda *_: facts)
+  return study.study_main(spec, records, outdir, publish_to=publish_to, docs=docs)
 
 
 def main(argv):
@@ -352,10 +412,9 @@ def main(argv):
   stream(src)              # before the first update, so its wall time is the update's own
   jobs = run_stream(outdir, FLAGS.seeds, FLAGS.num_steps, extra)
   wall = time.time() - t0
-  print(report(jobs, outdir, FLAGS.seeds, wall, (load0, os.getloadavg()[0]), src))
-  print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min')
-  if sweep.publishes() and not extra:
-    print('copied to', publish.publish(outdir, 'incremental', FILES))
+  report_study(jobs, outdir, FLAGS.seeds, wall, (load0, os.getloadavg()[0]), src, extra,
+               'incremental' if sweep.publishes() and not extra else None)
+  print(f'stream: {wall / 60:.1f} min')
 
 
 if __name__ == '__main__':
