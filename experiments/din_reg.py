@@ -568,7 +568,7 @@ def main(argv):
                                                FLAGS.seeds, FLAGS.num_steps, regs,
                                                extra[dataset]), dataset, outdir)
   # A default run publishes each dataset of GRIDS it ran into docs/results/din_reg/<dataset>/.
-  publishes = sweep.publishes() and not FLAGS.override and not FLAGS.report_only
+  publishes = sweep.publishes() and not FLAGS.override
   reports = {}
   for dataset in FLAGS.dataset:
     outdir = os.path.join(root, dataset)
