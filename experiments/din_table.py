@@ -1,7 +1,7 @@
 """The DIN paper's Table 3 (Zhou et al., KDD 2018): LR, BaseModel, Wide&Deep, PNN, DeepFM, DIN
 and DIN with Dice trained on the same data, embeddings and MLP, compared on test GAUC.
 
-  bash launch.sh din_table            # default: movielens (latest-small) + synthetic, 10 seeds,
+  bash launch.sh din_table            # default: movielens (latest-small) + synthetic, 5 seeds,
                                       # --protocol=both (adam, then paper); copies the tables to
                                       # docs/results/din_table/ (adam) and .../din_table/paper/
   python -m experiments.din_table --full               # synthetic with 40k users (8x)
@@ -19,10 +19,12 @@ paper, computed per seed against BaseModel of the same seed; mean ± std over se
 every deep model's MLP (the paper's baselines), DIN with PReLU in the main and attention MLP, DIN
 with Dice in both. Finished cells are skipped on rerun (resumable); every cell's overrides, full
 config and reproducing command are in <outdir>/<dataset>/cells/*.json and listed in commands.md.
---protocol=paper (PAPER_PROTOCOL, one epoch) adds BaseModel with its lr chosen on valid
-(BASE_LR_GRID; our deviation). A run whose training loss turns non-finite is recorded as diverged
-(its summary says so: run_cells) and counted per row, never averaged in. docs/din_table.md has
-both tables.
+--protocol=paper (PAPER_PROTOCOL, one epoch; every row with an MLP normalises its input,
+PAPER_INPUT_BN, as the released DIN code) adds BaseModel with its lr chosen on valid
+(BASE_LR_GRID, extended past an edge up to LR_EXTENSIONS times; our deviation) and NO_BN
+(BaseModel without the input BatchNorm: what it changes). A run whose training loss turns
+non-finite is recorded as diverged (its summary says so: run_cells) and counted per row, never
+averaged in. docs/din_table.md has both tables.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from absl import app, flags, logging
 import numpy as np
 
 from experiments import publish, report, stats, study, sweep
-from seqrec_jax import metrics, multirun, xla_cpu
+from seqrec_jax import metrics, models as models_lib, multirun, xla_cpu
 from seqrec_jax.configs import define_override_flag, study_overrides
 
 FLAGS = flags.FLAGS
@@ -48,7 +50,8 @@ def define_flags():
                     '<dataset>): ' + ', '.join(f'{k} ({v})' for k, v in FITS.items()) + '.')
   flags.DEFINE_enum('protocol', 'both', ['both', *PROTOCOLS], 'Optimiser protocol of every '
                     'row: adam (Adam 3e-3, cosine, batch 256), paper (the DIN paper: SGD lr 1.0, '
-                    'exponential decay rate 0.1, batch 32, clip 5; one epoch; writes to '
+                    'exponential decay rate 0.1, batch 32, clip 5, input BatchNorm; one epoch; '
+                    'writes to '
                     '<outdir>_paper) or both, one after the other (each timed).')
   flags.DEFINE_integer('seeds', SEEDS, 'Seeds per model.')
   flags.DEFINE_list('models', [], 'Subset of rows by key (lr, base, wide_deep, pnn, deepfm, din, '
@@ -113,7 +116,15 @@ PAPER_PROTOCOL = {
     'optim.staircase': False, 'optim.clip_norm': 5.0,
 }
 PROTOCOLS = {'adam': {}, 'paper': PAPER_PROTOCOL}
-SEEDS = 10
+# The released DIN code normalises the MLP input (a BatchNorm before the first layer): under the
+# paper protocol every row with an MLP has it (model.input_bn; LR has no MLP).
+PAPER_INPUT_BN = {'model.input_bn': True}
+# The paper protocol's BaseModel without that BatchNorm (lr 1.0, the previous publication's
+# literal row): BaseModel - this row is what the input BatchNorm changes.
+NO_BN = 'BaseModel without input BN'
+# Seeds per row: 5 keeps both protocols within the 45-minute budget (10 seeds took ~37 min
+# (paper) + ~61 min (Adam) under load, docs/din_table.md); --seeds=10 resumes these 5.
+SEEDS = 5
 # Epochs under the paper's protocol: one, where Adam trains 3 (MovieLens) and 4 (synthetic). A
 # batch-32 step costs about what a batch-256 step costs on this CPU, so an epoch costs ~8x;
 # one epoch (2528 / 1250 SGD steps, 2.7x / 2x Adam's step count) keeps 10 seeds in the budget.
@@ -121,7 +132,7 @@ PAPER_EPOCHS = 1.0
 # Our deviation, labelled as such: BaseModel with the paper's SGD, decay, batch and clip but its
 # learning rate chosen on valid GAUC (mean over seeds) from this grid; 1.0 is the literal row.
 BASE_LR_GRID = (1.0, 0.3, 0.1)
-LR_EXTENSIONS = 1                 # a choice on the grid's edge: at most this many steps past it
+LR_EXTENSIONS = 3                 # a choice on the grid's edge: at most this many steps past it
 BASE_TUNED = 'BaseModel (lr on valid)'
 # Runs per multi-run group for each protocol, measured (docs/din_table.md, "Execution"): under
 # Adam (batch 256) a group was slower per run than cells one by one for BaseModel and DIN, so
@@ -172,27 +183,36 @@ def size_overrides(dataset: str, full: bool, protocol: str = 'adam') -> dict:
 def make_cells(dataset: str, seeds: int, full: bool, models=(), extra=None,
                protocol: str = 'adam', base_lrs=BASE_LR_GRID[1:], literal: bool = True
                ) -> list[sweep.Cell]:
-  """Every row x seed; under the paper protocol BaseModel also at each of base_lrs (the lr
-  candidates of BASE_TUNED; literal=False: the candidates only, not the rows)."""
+  """Every row x seed; under the paper protocol every row with an MLP has PAPER_INPUT_BN, and
+  BaseModel adds its lr candidates (base_lrs) and NO_BN (literal=False: the candidates only)."""
   keys = [r[0] for r in ROWS]
   unknown = sorted(set(models) - set(keys))
   if unknown:
     raise ValueError(f'--models: unknown rows {unknown}; choose from {keys}')
+  size = size_overrides(dataset, full, protocol)
+
+  def cells_of(label, ov, n):
+    return [sweep.Cell({'model': label}, {**size, **ov, **(extra or {})}, seed)
+            for seed in range(n)]
+
   cells = []
   for key, label, ov in ROWS:
     if models and key not in models:
       continue
-    for seed in range(seeds if literal else 0):
-      cells.append(sweep.Cell({'model': label},
-                              {**size_overrides(dataset, full, protocol), **ov, **(extra or {})},
-                              seed))
+    ov = row_overrides(ov, protocol)
+    cells += cells_of(label, ov, seeds if literal else 0)
     if key == 'base' and protocol == 'paper':   # the lr candidates of BASE_TUNED (not 1.0)
       for lr in base_lrs:
-        for seed in range(seeds):
-          cells.append(sweep.Cell({'model': _candidate(lr)},
-                                  {**size_overrides(dataset, full, protocol), **ov,
-                                   'optim.learning_rate': lr, **(extra or {})}, seed))
+        cells += cells_of(_candidate(lr), {**ov, 'optim.learning_rate': lr}, seeds)
+      cells += cells_of(NO_BN, {**ov, 'model.input_bn': False}, seeds if literal else 0)
   return cells
+
+
+def row_overrides(ov: dict, protocol: str) -> dict:
+  """A row's overrides under the protocol: paper adds PAPER_INPUT_BN to rows with an MLP."""
+  if protocol == 'paper' and ov['model.name'] in models_lib.INPUT_BN:
+    return {**ov, **PAPER_INPUT_BN}
+  return dict(ov)
 
 
 def _candidate(lr: float) -> str:
@@ -299,14 +319,15 @@ def enrich(records: list[dict], outdir: str) -> None:
 
 
 def row_labels(have) -> list[str]:
-  """Table rows in the paper's order; BASE_TUNED and the lr candidates after BaseModel."""
+  """Table rows in the paper's order; BASE_TUNED, the lr candidates and NO_BN after
+  BaseModel."""
   cands = sorted((x for x in have if x != BASE and _lr_of(x) is not None), key=_lr_of,
                  reverse=True)
   out = []
   for _, label, _ in ROWS:
     out.append(label)
     if label == BASE:
-      out += [BASE_TUNED] + cands
+      out += [BASE_TUNED] + cands + [NO_BN]
   return [x for x in out if x in have]
 
 
@@ -315,7 +336,7 @@ def rows_of(cells: list[dict]) -> list[dict]:
   candidate's runs), plus 'n_diverged': the row's runs whose training loss turned non-finite
   (never averaged in; a row with none finished shows n/a)."""
   done = [c for c in cells if not c['diverged']]
-  _, cand, _ = select_base_lr(cells)
+  best_lr, cand, edge = select_base_lr(cells)
   if cand:
     done += [dict(c, model=BASE_TUNED) for c in done if c['model'] == cand]
   by = {r['model']: r for r in report.aggregate_cells(done, ('model',), METRICS, modal=RESOLVE)}
@@ -324,6 +345,8 @@ def rows_of(cells: list[dict]) -> list[dict]:
     row = by.get(label) or {'model': label, 'n_seeds': 0, 'ids': [],
                             **{k: float('nan') for m in METRICS for k in (m, m + '_std')}}
     row['n_diverged'] = sum(1 for c in cells if c['model'] == label and c['diverged'])
+    if label == BASE_TUNED:
+      row['chosen_lr'], row['edge'] = best_lr, edge
     rows.append(row)
   return rows
 
@@ -376,8 +399,9 @@ def dataset_table(rows, dataset: str, info: dict, outdir: str) -> str:
 
 def combined_table(per_ds: dict, outdir: str) -> str:
   """The paper's layout: one GAUC + RelaImpr column pair per dataset, then the paper's."""
-  labels = [x for x in [r[1] for r in ROWS[:2]] + [BASE_TUNED] + [r[1] for r in ROWS[2:]]
-            if x != BASE_TUNED or any(r['model'] == x for rows in per_ds.values() for r in rows)]
+  labels = [x for x in [r[1] for r in ROWS[:2]] + [BASE_TUNED, NO_BN] + [r[1] for r in ROWS[2:]]
+            if x not in (BASE_TUNED, NO_BN)
+            or any(r['model'] == x for rows in per_ds.values() for r in rows)]
   head = ['Model']
   for ds in per_ds:
     head += [f'{ds} GAUC', 'RelaImpr']
@@ -391,8 +415,8 @@ def combined_table(per_ds: dict, outdir: str) -> str:
       r = next((x for x in rows if x['model'] == label), None)
       div = f' ({r["n_diverged"]} of {r["n_seeds"] + r["n_diverged"]} diverged)' if (
           r and r.get('n_diverged')) else ''
-      cells += ([_pm(r, 'eval/test/gauc') + div, _pm(r, 'rela_impr', pct=True)] if r
-                else ['—', '—'])
+      cells += ([_pm(r, 'eval/test/gauc') + div + _chosen(r), _pm(r, 'rela_impr', pct=True)]
+                if r else ['—', '—'])
       crow += [r and r['eval/test/gauc'], r and r['eval/test/gauc_std'],
                r and r['rela_impr'], r and r['rela_impr_std']]
     for ref in PAPER.values():
@@ -412,6 +436,14 @@ def combined_table(per_ds: dict, outdir: str) -> str:
                + [f'paper_{n}_{m}' for n in PAPER for m in ('gauc', 'rela_impr')])
     w.writerows(csv_rows)
   return text
+
+
+def _chosen(row) -> str:
+  """' (lr x)' for BASE_TUNED's row, ', still at the low/high edge' when it is."""
+  if row.get('chosen_lr') is None:
+    return ''
+  return f' (lr {row["chosen_lr"]:g}' + (f', at the {row["edge"]} edge' if row['edge']
+                                           else '') + ')'
 
 
 def plot_rela_impr(per_ds: dict, path: str) -> None:
@@ -481,11 +513,15 @@ def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
   if best_lr is not None:
     tried = sorted({_lr_of(c['model']) for c in cells} - {None}, reverse=True)
     notes.append(f'{BASE_TUNED} (our deviation from the paper): BaseModel with the paper\'s '
-                 f'SGD, decay, batch and clip, its learning rate chosen on mean valid GAUC from '
-                 f'{[float(f"{x:g}") for x in tried]} (rows {BASE} = lr 1.0 and {BASE} lr=x; '
-                 f'a choice on the grid\'s edge extends it one step, up to {LR_EXTENSIONS} '
-                 f'time(s)): lr {best_lr:g}' + (f', still at the {edge} edge' if edge else '')
-                 + '.')
+                 f'SGD, decay, batch, clip and input BN, its learning rate chosen on mean valid '
+                 f'GAUC from {[float(f"{x:g}") for x in tried]} (rows {BASE} = lr 1.0 and '
+                 f'{BASE} lr=x; a choice on the grid\'s edge extends it one step, up to '
+                 f'{LR_EXTENSIONS} time(s)): lr {best_lr:g}'
+                 + (f', still at the {edge} edge' if edge else '') + '.')
+  if any(c['model'] == NO_BN for c in cells):
+    notes.append(f'Every row with an MLP has a BatchNorm of the MLP input (model.input_bn, as '
+                 f'in the released DIN code; LR has no MLP) except {NO_BN}: BaseModel at lr '
+                 '1.0 without it (the protocol before the input BN).')
   n_div = sum(bool(c['diverged']) for c in cells)
   notes.append(f'Diverged runs (non-finite training loss; never averaged in, their seeds drop '
                f'out of the paired comparisons): {n_div}. Comparisons: resolved.md; per-cell '
@@ -496,11 +532,12 @@ def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
 
 
 def families(cells, dataset: str) -> list[report.Family]:
-  """One Holm family: every row vs BaseModel (and vs the lr-tuned BaseModel, when one was
-  chosen), and DIN with Dice vs DIN (the paper's Sec. 6.6). Diverged runs never pair."""
+  """One Holm family: every row (NO_BN included: the input BatchNorm's effect) vs BaseModel
+  (and vs the lr-tuned BaseModel, when one was chosen), and DIN with Dice vs DIN (the paper's
+  Sec. 6.6). Diverged runs never pair."""
   have = {c['model'] for c in cells if not c['diverged']}
   _, cand, _ = select_base_lr(cells)
-  order = [r[1] for r in ROWS]
+  order = [r[1] for r in ROWS[:2]] + [NO_BN] + [r[1] for r in ROWS[2:]]
   pairs = [(x, BASE) for x in order if x != BASE and {x, BASE} <= have]
   if cand and cand != BASE:
     pairs += [(x, cand) for x in order if x != cand and {x, cand} <= have]
@@ -607,7 +644,7 @@ def run_protocol(protocol: str) -> None:
   wall, cpu = time.time() - t0, time.process_time() - c0
   what = ('Adam 3e-3, cosine, batch 256' if not paper else
           f'the paper\'s: SGD lr 1.0, exponential decay rate 0.1, batch 32, clip 5, '
-          f'{PAPER_EPOCHS:g} epoch')
+          f'{PAPER_EPOCHS:g} epoch, BatchNorm of the MLP input')
   text = (table + '\n' + '\n'.join(details) + '\n'
             f'{seeds} seeds per model, protocol {protocol} ({what}); runs per group '
             f'{runs_per_group(protocol)}. This invocation ({start} UTC): {wall / 60:.1f} min '

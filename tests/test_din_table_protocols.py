@@ -16,19 +16,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = 'seqrec_jax/configs/din.py:synthetic'
 
 
-def test_default_is_ten_seeds_and_both_protocols():
+def test_default_is_five_seeds_and_both_protocols():
   out = subprocess.run([sys.executable, '-m', 'experiments.din_table', '--helpshort'],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
   text = ' '.join(out.stdout.split())
-  assert "--seeds: Seeds per model. (default: '10'" in text, out.stdout[-2000:]
-  assert "(default: 'both')" in text and din_table.SEEDS == 10
+  assert "--seeds: Seeds per model. (default: '5'" in text, out.stdout[-2000:]
+  assert "(default: 'both')" in text and din_table.SEEDS == 5
 
 
 def test_paper_overrides_and_lr_candidates():
   cells = din_table.make_cells('movielens', 2, False, ['base', 'din'], protocol='paper')
   labels = [c.group['model'] for c in cells]
   assert labels == (['BaseModel'] * 2 + ['BaseModel lr=0.3'] * 2 + ['BaseModel lr=0.1'] * 2
-                    + ['DIN'] * 2)
+                    + [din_table.NO_BN] * 2 + ['DIN'] * 2)
   for c in cells:
     cfg = load_config('seqrec_jax/configs/din.py:movielens', dict(c.overrides, seed=c.seed))
     lr = float(c.group['model'].split('=')[1]) if '=' in c.group['model'] else 1.0
@@ -38,9 +38,29 @@ def test_paper_overrides_and_lr_candidates():
   adam = din_table.make_cells('movielens', 2, False, ['base'])
   assert [c.group['model'] for c in adam] == ['BaseModel'] * 2      # no candidates
   assert adam[0].overrides['optim.name'] == 'adam' and adam[0].overrides['train.num_epochs'] == 3
+  # The extension's cells: the new candidates only (no literal rows, no NO_BN).
+  more = din_table.make_cells('movielens', 2, False, ['base'], protocol='paper',
+                              base_lrs=[0.01], literal=False)
+  assert [c.group['model'] for c in more] == ['BaseModel lr=0.01'] * 2
   assert din_table.RUNS_PER_GROUP == {'adam': 1, 'paper': 30}
   with pytest.raises(ValueError, match="protocol='sgd'"):
     din_table.size_overrides('movielens', False, 'sgd')
+
+
+@pytest.mark.parametrize('dataset', ['synthetic', 'movielens'])
+def test_paper_protocol_has_the_input_batch_norm(dataset):
+  """Paper: every row with an MLP normalises its input (the released DIN code), NO_BN and LR
+  (no MLP) do not; the adam protocol's cells are as before (no input_bn key: same ids)."""
+  spec = f'seqrec_jax/configs/din.py:{dataset}'
+  paper = din_table.make_cells(dataset, 1, False, protocol='paper')
+  want = {'LR': False, din_table.NO_BN: False}
+  for c in paper:
+    cfg = load_config(spec, dict(c.overrides, seed=c.seed))
+    assert cfg.model.input_bn is want.get(c.group['model'], True), c.group
+  assert {c.group['model'] for c in paper} >= {'BaseModel', 'DIN with Dice', din_table.NO_BN}
+  for c in din_table.make_cells(dataset, 1, False):
+    assert 'model.input_bn' not in c.overrides
+    assert not load_config(spec, dict(c.overrides, seed=c.seed)).model.input_bn
 
 
 def _summary(cfg):
@@ -85,7 +105,8 @@ def test_diverged_runs_are_reported_not_averaged(tmp_path, rpg):
   records = din_table.run_cells(SPEC, cells, out, rpg, train_fn=fn, log=logs.append)
   assert [r['id'] for r in records] == [c.id for c in cells]
   div = {(r['group']['model'], r['seed']) for r in records if din_table.is_diverged(r)}
-  assert div == {('BaseModel lr=0.1', 1), ('BaseModel', 2)} | {('LR', s) for s in range(3)}
+  assert div == {('BaseModel lr=0.1', 1), ('BaseModel', 2), (din_table.NO_BN, 2)} | {
+      ('LR', s) for s in range(3)}             # NO_BN is BaseModel at lr 1.0 too
   # Every cell trains once: a diverged run never stops the others (no retries).
   assert sum(calls) == len(cells) and (rpg == 1 or 9 in calls)
   records = din_table.extend_base_lr(SPEC, 'synthetic', 3, out, rpg, records, train_fn=fn,
@@ -122,18 +143,66 @@ def test_no_lr_variant_without_candidates():
   assert din_table.select_base_lr(cells) == (None, None, '')
 
 
-def test_base_lr_on_the_grid_edge_extends_it_once(tmp_path, monkeypatch):
+def _base_lr_selection(tmp_path, monkeypatch, valid, bad=()):
+  """The paper protocol's BaseModel cells and their lr extension with valid GAUC valid(lr)
+  (fake runs; a (model, seed, lr) in bad diverges): (records, cells.csv rows, runs trained)."""
   out = str(tmp_path / 'synthetic')
   cells = din_table.make_cells('synthetic', 2, False, ['base'], protocol='paper')
-  fn, calls = _fake_train(set())
+  fn, calls = _fake_train(set(bad))
   plain = _summary
-  best_low = lambda cfg: dict(plain(cfg), **{'eval/valid/gauc': -cfg.optim.learning_rate})
-  monkeypatch.setattr(sys.modules[__name__], '_summary', best_low)
+  monkeypatch.setattr(sys.modules[__name__], '_summary', lambda cfg: dict(
+      plain(cfg), **{'eval/valid/gauc': valid(cfg.optim.learning_rate)}))
   records = din_table.run_cells(SPEC, cells, out, 30, train_fn=fn, log=lambda *_: None)
   records = din_table.extend_base_lr(SPEC, 'synthetic', 2, out, 30, records, train_fn=fn,
                                      log=lambda *_: None)
-  lrs = sorted({r['group']['model'] for r in records})
-  assert lrs == ['BaseModel', 'BaseModel lr=0.0333333', 'BaseModel lr=0.1', 'BaseModel lr=0.3']
-  cells_csv = report.cell_rows(records, din_table.STUDY.metrics)
-  assert din_table.select_base_lr(cells_csv) == (pytest.approx(0.1 / 3), 'BaseModel lr=0.0333333',
-                                                 'low')
+  return records, report.cell_rows(records, din_table.STUDY.metrics), calls
+
+
+def _labels(records):
+  return sorted({r['group']['model'] for r in records})
+
+
+def test_base_lr_on_the_low_edge_extends_up_to_the_cap(tmp_path, monkeypatch):
+  records, cells, calls = _base_lr_selection(tmp_path, monkeypatch, lambda lr: -lr)
+  assert din_table.LR_EXTENSIONS == 3
+  assert _labels(records) == ['BaseModel', 'BaseModel lr=0.0037037', 'BaseModel lr=0.0111111',
+                              'BaseModel lr=0.0333333', 'BaseModel lr=0.1', 'BaseModel lr=0.3',
+                              din_table.NO_BN]
+  assert sum(calls) == 2 * 7          # 3 lrs + NO_BN, then one new lr per round, 2 seeds each
+  lr, cand, edge = din_table.select_base_lr(cells)
+  assert (lr, cand, edge) == (pytest.approx(0.1 / 27, rel=1e-5), 'BaseModel lr=0.0037037',
+                              'low')
+  rows = din_table.rows_of(cells)
+  assert '(lr 0.0037037, at the low edge)' in din_table.combined_table(
+      {'synthetic': rows}, str(tmp_path))
+
+
+def test_base_lr_extension_stops_when_the_choice_is_interior(tmp_path, monkeypatch):
+  """Best at 0.0333 (one step below the grid): one extension finds it on the edge, the second
+  (0.0111) scores lower, so it is interior and the grid grows no further."""
+  import math
+  records, cells, _ = _base_lr_selection(tmp_path, monkeypatch,
+                                         lambda lr: -abs(math.log(lr / (0.1 / 3))))
+  assert _labels(records) == ['BaseModel', 'BaseModel lr=0.0111111', 'BaseModel lr=0.0333333',
+                              'BaseModel lr=0.1', 'BaseModel lr=0.3', din_table.NO_BN]
+  assert din_table.select_base_lr(cells) == (pytest.approx(0.1 / 3, rel=1e-5),
+                                             'BaseModel lr=0.0333333', '')
+  rows = din_table.rows_of(cells)
+  assert '(lr 0.0333333)' in din_table.combined_table({'synthetic': rows}, str(tmp_path))
+  # High edge: lr 1.0 best extends to 3.33; that diverges, so 1.0 is interior.
+  records, cells, _ = _base_lr_selection(tmp_path / 'high', monkeypatch, lambda lr: lr,
+                                         bad={('base', 0, 1 / 0.3)})
+  assert 'BaseModel lr=3.33333' in _labels(records)
+  assert din_table.select_base_lr(cells) == (1.0, 'BaseModel', '')
+
+
+def test_no_bn_row_is_compared_with_base_model(tmp_path, monkeypatch):
+  records, cells, _ = _base_lr_selection(tmp_path, monkeypatch, lambda lr: -abs(lr - 0.3))
+  fam = din_table.families(cells, 'synthetic')[0]
+  assert (din_table.NO_BN, 'BaseModel') in fam.pairs
+  assert (din_table.NO_BN, 'BaseModel lr=0.3') in fam.pairs
+  assert ('BaseModel', 'BaseModel lr=0.3') in fam.pairs
+  out = str(tmp_path / 'synthetic')
+  study.study_main(din_table.STUDY, records, out, 'synthetic')
+  table = open(os.path.join(out, 'table.md')).read()
+  assert f'| {din_table.NO_BN} | 2 |' in table and 'input BN' in table
