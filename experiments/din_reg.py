@@ -575,7 +575,7 @@ def main(argv):
     records = list({r['id']: r for r in tuning_all[dataset] + records_all[dataset]}.values())
     names = study.study_main(STUDY, records, outdir, dataset)
     parts = []
-    for n in names:
+    for n in sorted(names, key=lambda n: (n != 'table.md', n == 'grid.md')):   # table first
       if n.endswith('.md'):
         with open(os.path.join(outdir, n)) as f:
           parts.append(f.read())
