@@ -3,6 +3,7 @@
   python -m benchmarks.multirun                          # both cases, as in docs/multirun.md
   python -m benchmarks.multirun --cases=din_synthetic --runs=3 --num_steps=50   # smoke run
   python -m benchmarks.multirun --cases=din_synthetic --override=data.pack_history=False  # padded
+  python -m benchmarks.multirun --cases=din_synthetic --capacities   # packed shapes, no training
 
 Per case, in this one process: the S runs as one group (`config.train.run_seeds` = 0..S-1, one
 `train_and_evaluate` call) and then the same S runs one after another (S calls, seed s each),
@@ -99,6 +100,33 @@ def run_case(case: str, runs: int, num_steps: int, workdir: str, extra=None) -> 
           'python': platform.python_version()}
 
 
+def capacities(case: str, runs: int, num_steps: int) -> dict:
+  """How often each packed capacity C (data/packing.py) occurs over the case's train steps:
+  the group's (one C per step for its S runs) and each single run's; 'padded' = a batch
+  left padded (pack_max_fill)."""
+  import collections  # pylint: disable=g-import-not-at-top
+  from seqrec_jax import platform_defaults, train  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.configs import load_config  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data import load_dataset, packing  # pylint: disable=g-import-not-at-top
+  from seqrec_jax.data.pipeline import train_batches  # pylint: disable=g-import-not-at-top
+  spec, overrides, default_runs, _ = case_setup(case)
+  runs = runs if runs > 0 else default_runs
+  cfg = platform_defaults.resolve(load_config(spec, overrides))
+  split = load_dataset(cfg.data).splits['train']
+  steps = num_steps if num_steps > 0 else train.num_train_steps(cfg, len(split))
+  kw = {'buckets': cfg.data.pack_buckets, 'max_fill': cfg.data.pack_max_fill}
+  cap = lambda b: b[packing.INDEX_KEY].shape[-1] if packing.INDEX_KEY in b else 'padded'
+  group, single = collections.Counter(), [collections.Counter() for _ in range(runs)]
+  for b in train_batches(split, cfg.data.batch_size, list(range(runs)), 0, steps, prefetch=0):
+    group[cap(packing.add_group_history_index(b, **kw))] += 1
+    for s in range(runs):
+      single[s][cap(packing.add_history_index({k: v[s] for k, v in b.items()}, **kw))] += 1
+  hist = lambda c: {str(k): v for k, v in sorted(c.items(), key=str)}
+  return {'case': case, 'runs': runs, 'steps': steps, 'batch_size': cfg.data.batch_size,
+          'hist_mask': list(b['hist_mask'].shape[1:]), **kw,
+          'group_capacities': hist(group), 'single_capacities': [hist(c) for c in single]}
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--cases', default=','.join(CASES), help=f'comma list of {CASES}')
@@ -110,9 +138,15 @@ def main(argv=None):
                   'by the config field it sets (seqrec_jax.configs.parse_overrides), e.g. '
                   '--override=data.pack_history=False (--set: the old name)')
   ap.add_argument('--workdir', default='', help='checkpoints and metrics (default: a temp dir)')
+  ap.add_argument('--capacities', action='store_true', help='only count the packed capacities '
+                  'of the group and of each single run over the train steps (no training)')
   args = ap.parse_args(sys.argv[1:] if argv is None else argv)
   from seqrec_jax import xla_cpu  # pylint: disable=g-import-not-at-top
   xla_cpu.apply_defaults()  # CPU runtime defaults, as seqrec_jax.main (before any JAX work)
+  if args.capacities:
+    for case in (c for c in args.cases.split(',') if c):
+      print(json.dumps(capacities(case, args.runs, args.num_steps)), flush=True)
+    return
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)      # orbax logs every checkpoint write at INFO
   from seqrec_jax.configs import load_config, parse_overrides  # pylint: disable=g-import-not-at-top
