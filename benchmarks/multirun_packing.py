@@ -1,6 +1,7 @@
 """Steady-state train-step time of a multi-run group against its single run, per case of
 benchmarks/multirun.py: one run packed (the CPU default), one run padded, and a group of S runs
-(groups take the padded path). The programs step in interleaved rounds, so all see the same
+(packed like single runs, the platform default; --override=data.pack_history=False: the group
+padded). The programs step in interleaved rounds, so all see the same
 machine load; prints one JSON line per case with the median ms per run-step, wall clock and
 this process's CPU time (user + system, all threads), and the 1-minute load average.
 

@@ -54,7 +54,7 @@ def group_config(name, steps=20, **over):
   else:
     c = load_config(os.path.join(ROOT, 'seqrec_jax/configs/test.py') + ':' + name)
   c.train.num_steps, c.train.eval_every, c.train.checkpoint_every = steps, 5, 10
-  c.data.pack_history = False   # groups use the padded path; packed == padded is tested apart
+  c.data.pack_history = False   # padded; packed groups: test_multirun.py test_packed_group_*
   for k, v in over.items():
     node = c
     *path, last = k.split('.')
