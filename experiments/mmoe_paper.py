@@ -42,13 +42,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from typing import Sequence
 
 from absl import app, flags
 import numpy as np
 
 from experiments import mmoe_paper_report as report
 from experiments import stats, study, sweep
-from seqrec_jax import xla_cpu
+from seqrec_jax import (checkpoint, metric_writers, periodic, platform_defaults, train,
+                        workdir as workdir_lib, xla_cpu)
 
 FLAGS = flags.FLAGS
 CONFIG = 'seqrec_jax/configs/multitask.py:mmoe_synthetic'
@@ -62,31 +64,85 @@ MODELS = {
     'mmoe': {'model.name': 'mmoe'},
 }
 SELECT_DATA_SEED0 = 1000           # selection datasets: 1000, 1001, ...; reported: 0, 1, ...
-RESULT_FILES = ('cells.csv', 'meta.json', 'table.md', 'table.csv', 'select.md', 'select.csv',
-                'resolved_correlation.md', 'resolved_moe.md', 'fig3_shared_bottom.png',
-                'fig4_loss_curves.png', 'fig5_final_loss.png')
+RESULT_FILES = ('cells.csv', 'bootstrap.csv', 'meta.json', 'table.md', 'table.csv', 'select.md',
+                'select.csv', 'resolved_correlation.md', 'resolved_moe.md', 'curve.md',
+                'curve.csv', 'curve_findings.md', 'curve_findings.csv', 'curve_correlation.md',
+                'curve_moe.md', 'fig3_shared_bottom.png', 'fig4_test_curves.png',
+                'fig5_final_loss.png')
 
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
   correlations: tuple = (0.5, 0.8, 0.9, 1.0)
   models: tuple = tuple(MODELS)
-  lrs: tuple = (1e-4, 1e-3, 1e-2)
+  lr: float = 1e-3                 # the reported runs: Adam's default (Sec. 3.3)
+  lrs: tuple = (1e-4, 1e-3, 1e-2)  # the selection table's grid
   lr_extensions: int = 2           # an lr chosen on the grid's edge: extend x10 that way
-  data_seeds: int = 10
+  data_seeds: int = 5
   seeds: int = 10                  # init seeds per data seed
   select_data_seeds: int = 1
   select_seeds: int = 5
   num_train: int = 200_000
   num_valid: int = 50_000
-  num_test: int = 50_000
+  num_test: int = 20_000          # the test-row bootstrap's cost grows with it (module doc)
   batch_size: int = 128
   num_steps: int = -1              # -1: one pass over the train rows
-  log_points: int = 60             # training-loss records per run (the curves)
+  log_points: int = 60             # training-loss records per run (metrics.jsonl)
+  curve_points: int = 10           # test-MSE evaluations per reported run (the curves)
 
   @property
   def steps(self) -> int:
     return self.num_steps if self.num_steps > 0 else self.num_train // self.batch_size
+
+  @property
+  def curve_steps(self) -> tuple[int, ...]:
+    return curve_steps(self.steps, self.curve_points)
+
+
+def curve_steps(steps: int, points: int) -> tuple[int, ...]:
+  """The steps whose test MSE the curves show: `points` evenly spaced, the last one the final
+  step (so the curve's last point is the table's final test MSE)."""
+  n = min(points, steps)
+  if n <= 0:
+    return ()
+  return tuple(sorted({round(steps * k / n) for k in range(1, n + 1)}))
+
+
+class TestCurve(periodic.PeriodicAction):
+  """Every run's test metrics at the given steps -> metrics.jsonl as 'curve/test/...' lines.
+  Nothing is selected on them: the valid evaluation (selection) keeps its own cadence."""
+
+  def __init__(self, steps: Sequence[int]):
+    super().__init__((), on_last=False)
+    self.steps = frozenset(steps)
+
+  def due(self, step: int, last: bool) -> bool:
+    return step in self.steps
+
+  def run(self, ctx):
+    for s, res in enumerate(ctx.prog.evaluate(ctx.state, 'test')):
+      ctx.writer.write({'step': ctx.step, **ctx.prog.run_field(s),
+                        **{k.replace('eval/', 'curve/', 1): v for k, v in res.items()
+                           if k.endswith('/mse')}})
+
+
+def curve_trainer(points: int):
+  """train.train_and_evaluate with a TestCurve action at curve_steps(num_steps, points) added
+  to the loop's default actions (periodic.py: a new action, the loop not edited)."""
+  @workdir_lib.guard
+  def train_fn(config, workdir: str, dataset=None):
+    config = platform_defaults.resolve(config)
+    os.makedirs(workdir, exist_ok=True)
+    prog = train.build_program(config, dataset)
+    with checkpoint.Checkpointer(workdir, config.train.keep_checkpoints,
+                                 prog.fingerprint) as ckpt:
+      state, ps = train.init_or_restore(prog, ckpt, workdir)
+      writer = metric_writers.MetricsWriter(workdir, ps.step, hparams=config)
+      actions = train.default_actions(prog, ps) + [
+          TestCurve(curve_steps(prog.total_steps, points))]
+      state = train.train_loop(prog, state, ps, ckpt, writer, actions)
+      return train.final_report(prog, state, ps, ckpt, writer, workdir)
+  return train_fn
 
 
 def define_flags():
@@ -94,7 +150,7 @@ def define_flags():
   sweep.define_study_flags(10, 'Init seeds per data seed (runs per cell: --data_seeds x this).',
                            'runs/mmoe_paper', "The paper's 200 runs per cell (20 data seeds).",
                            'one pass over the 200k train rows at batch 128: 1562')
-  flags.DEFINE_integer('data_seeds', 10, 'Datasets per (model, correlation) for the reported '
+  flags.DEFINE_integer('data_seeds', 5, 'Datasets per (model, correlation) for the reported '
                        'runs (each a multi-run group of --seeds runs).')
   flags.DEFINE_integer('select_data_seeds', 1, 'Datasets of the learning-rate selection phase.')
   flags.DEFINE_integer('select_seeds', 5, 'Init seeds per selection dataset and learning rate.')
@@ -173,8 +229,9 @@ def select(outdir: str, p: Protocol, runs_per_group: int) -> tuple[list, dict]:
   return records, choice
 
 
-def report_cells(p: Protocol, lrs: dict[tuple, float]) -> list[sweep.Cell]:
-  return [_cell(p, 'report', m, c, d, i, lrs[(m, c)])
+def report_cells(p: Protocol) -> list[sweep.Cell]:
+  """The reported runs: every (model, correlation) at the paper's rate p.lr."""
+  return [_cell(p, 'report', m, c, d, i, p.lr)
           for c in p.correlations for d in range(p.data_seeds) for m in p.models
           for i in range(p.seeds)]
 
@@ -185,12 +242,15 @@ def meta_of(p: Protocol, timing: dict):
     del records, dataset
     return {'num_test': p.num_test, 'num_train': p.num_train, 'steps': p.steps,
             'batch_size': p.batch_size, 'data_seeds': p.data_seeds, 'seeds': p.seeds,
-            'lrs': list(p.lrs), 'lr_extensions': p.lr_extensions, **timing}
+            'lr': p.lr, 'lrs': list(p.lrs), 'lr_extensions': p.lr_extensions,
+            'select_data_seeds': p.select_data_seeds, 'select_seeds': p.select_seeds,
+            'curve_steps': list(p.curve_steps), **timing}
   return meta
 
 
 def spec(p: Protocol | None = None, timing: dict | None = None) -> study.Study:
-  return study.Study(NAME, report.METRICS, report.tables, report.families,
+  metrics = report.METRICS + (tuple(report.curve_metric(s) for s in p.curve_steps) if p else ())
+  return study.Study(NAME, metrics, report.tables, report.families,
                      ('y1', 'y2'), report.figures, report.enrich,
                      meta_of(p, timing or {}) if p else None)
 
@@ -200,19 +260,21 @@ STUDY = spec()
 
 def run(outdir: str, p: Protocol, runs_per_group: int,
         publish_to: str | None = None) -> tuple[str, float]:
-  """Both phases, the tables, the findings and the figures. Returns (table.md text, wall s)."""
+  """The reported runs (with their test-MSE curves), then the selection phase; the tables,
+  findings and figures. Returns (table.md text, wall s)."""
   load0, t0 = os.getloadavg(), time.time()
+  sweep.use_compilation_cache(outdir)
+  rep = sweep.run_sweep(CONFIG, report_cells(p), outdir, train_fn=curve_trainer(p.curve_points),
+                        runs_per_group=runs_per_group)
+  wall_rep = time.time() - t0
   t_sel = time.time()
-  sel, choice = select(outdir, p, runs_per_group)
+  sel, _ = select(outdir, p, runs_per_group)
   wall_sel = time.time() - t_sel
-  lrs = {k: c.value for k, c in choice.items()}
-  rep, wall_rep = sweep.run_study(CONFIG, report_cells(p, lrs), outdir, p.seeds,
-                                  runs_per_group=runs_per_group)
   wall = time.time() - t0
   timing = {'wall': wall, 'select_wall': wall_sel, 'report_wall': wall_rep,
             'load_start': load0[0], 'load_end': os.getloadavg()[0],
             'runs_per_group': runs_per_group}
-  study.study_main(spec(p, timing), sel + rep, outdir, publish_to=publish_to)
+  study.study_main(spec(p, timing), rep + sel, outdir, publish_to=publish_to)
   with open(os.path.join(outdir, 'table.md')) as f:
     return f.read(), wall
 

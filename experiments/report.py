@@ -415,8 +415,8 @@ def write_comparisons(results: Sequence[dict], family: Family, outdir: str,
         'boot_lo': r['boot_interval'][0] if b else math.nan,
         'boot_hi': r['boot_interval'][1] if b else math.nan,
         'boot_resolved': r.get('boot_resolved', False), 'resolved': r['resolved']})
-  units = sorted({f'{b["unit"]} ({b["n_units"]:,}, {b["n_boot"]} draws)'
-                  for r in results if (b := r['boot'])})
+  resampled = sorted({f'{b["unit"]} ({b["n_units"]:,}, {b["n_boot"]} draws)'
+                      for r in results if (b := r['boot'])})
   m = len(results)
   over = ('the seeds both ran (paired)' if family.unit == 'seed' else
           f'the {units} both ran (paired; each {family.unit} the mean of its runs)')
@@ -426,7 +426,7 @@ def write_comparisons(results: Sequence[dict], family: Family, outdir: str,
                  '(percentile) intervals; each interval is shown at its Holm level, so it '
                  'excludes 0 (*) exactly when Holm rejects. resolved = both reject (never without '
                  'a bootstrap). '
-                 'Bootstrap resamples: ' + (', '.join(units) if units else 'none') + '.')]
+                 'Bootstrap resamples: ' + (', '.join(resampled) if resampled else 'none') + '.')]
   if modal:
     lines += ['', 'Collapsed runs (experiments/stats.py, modes) are left out of the '
               'intervals: they pair only seeds where both runs trained.']

@@ -193,6 +193,20 @@ class _Run:
     return counts @ self.diff_row / counts.sum(1)
 
 
+def _resample_counts(rng, u: int, b: int) -> np.ndarray:
+  """[b, u] bootstrap counts (each row multinomial(u, uniform)). Above FAST_COUNTS units they
+  are counted from u uniform index draws (np.bincount: the same distribution, ~10x faster than
+  numpy's multinomial, which draws u binomials per row); at or below it the multinomial stream
+  is kept, so bootstraps published before stay reproducible draw for draw."""
+  if u <= FAST_COUNTS:
+    return rng.multinomial(u, np.full(u, 1.0 / u), size=b).astype(np.float64)
+  idx = rng.integers(0, u, size=(b, u)) + (np.arange(b) * u)[:, None]
+  return np.bincount(idx.ravel(), minlength=b * u).reshape(b, u).astype(np.float64)
+
+
+FAST_COUNTS = 10_000
+
+
 def bootstrap_diff(metric: str, runs: Sequence[tuple], n_boot: int = N_BOOT,
                    seed: int = 0, minus: Sequence[tuple] = ()) -> dict:
   """The test-set bootstrap of the seed-averaged difference a - b.
@@ -226,7 +240,7 @@ def bootstrap_diff(metric: str, runs: Sequence[tuple], n_boot: int = N_BOOT,
     total = np.zeros(b)
     for members in sets.values():
       u = members[0][0].units
-      counts = rng.multinomial(u, np.full(u, 1.0 / u), size=b).astype(np.float64)
+      counts = _resample_counts(rng, u, b)
       for r, w in members:
         total += w * r.diff(counts)
     draws.append(total)

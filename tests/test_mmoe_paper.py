@@ -19,17 +19,21 @@ from experiments import mmoe_paper_report as rep
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = mp.Protocol(correlations=(0.5, 1.0), data_seeds=2, seeds=2, select_data_seeds=1,
                    select_seeds=1, num_train=512, num_valid=256, num_test=256, batch_size=64,
-                   num_steps=6, log_points=3, lr_extensions=1)
+                   num_steps=6, log_points=3, lr_extensions=1, curve_points=3)
 
 
 def test_default_protocol_is_the_papers():
   p = mp.Protocol()
   assert p.correlations == (0.5, 0.8, 0.9, 1.0) and p.lrs == (1e-4, 1e-3, 1e-2)
-  assert p.data_seeds * p.seeds >= 100 and p.num_train >= 200_000
-  assert min(p.num_valid, p.num_test) >= 50_000
+  assert p.lr == 1e-3                                   # Adam's default (Sec. 3.3)
+  assert p.data_seeds * p.seeds >= 50 and p.data_seeds >= 5 and p.num_train >= 200_000
+  assert p.num_valid >= 50_000 and p.num_test >= 20_000
   assert p.steps * p.batch_size <= p.num_train          # one pass: fresh rows every step
+  assert len(p.curve_steps) == 10 and p.curve_steps[-1] == p.steps
   base = mp.base_overrides(p)
   assert base['model.gate_bias'] is False and base['optim.name'] == 'adam'
+  assert base['train.eval_every'] == p.steps             # the final state is the one reported
+  assert {c.overrides['optim.learning_rate'] for c in mp.report_cells(p)} == {1e-3}
   assert mp.MODELS['shared_bottom']['model.bottom_hidden'] == (113,)
   assert mp.MODELS['shared_bottom_16']['model.bottom_hidden'] == (16,)
   assert base['model.experts'] == 8 and base['model.expert_hidden'] == (16,)
@@ -39,8 +43,7 @@ def test_default_protocol_is_the_papers():
 def test_cells_pair_runs_and_keep_selection_apart():
   sel = mp.select_cells(TINY)
   assert len(sel) == 4 * 2 * 1 * 1 * 3
-  lrs = {(m, c): 1e-3 for m in TINY.models for c in TINY.correlations}
-  cells = mp.report_cells(TINY, lrs)
+  cells = mp.report_cells(TINY)
   assert len(cells) == 4 * 2 * 2 * 2
   runs = {}
   for c in cells:
@@ -61,6 +64,13 @@ def _rec(phase, model, corr, data_seed, seed, mse, lr=1e-3):
   return {'id': f'{model}{corr}{data_seed}{seed}{lr}', 'group': group, 'seed': seed,
           'overrides': {'data.mmoe_synthetic.seed': data_seed, 'optim.learning_rate': lr},
           'summary': {'eval/test/mean/mse': mse, 'eval/valid/mean/mse': mse, 'params': 10}}
+
+
+def test_curve_steps_and_action():
+  assert mp.curve_steps(1562, 10) == (156, 312, 469, 625, 781, 937, 1093, 1250, 1406, 1562)
+  assert mp.curve_steps(6, 3) == (2, 4, 6) and mp.curve_steps(2, 10) == (1, 2)
+  act = mp.TestCurve((2, 4, 6))
+  assert [s for s in range(1, 8) if act.due(s, s == 7)] == [2, 4, 6]   # not at the last step
 
 
 def test_chosen_lr_is_the_lowest_mean_valid_mse():
@@ -150,6 +160,56 @@ def test_study_help_and_imports_with_the_other_studies():
     assert flag in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
 
 
+def test_fast_bootstrap_counts_are_multinomial():
+  """stats._resample_counts above FAST_COUNTS units (this study's 20k test rows): every row
+  sums to u, counts have the multinomial's mean 1 and variance 1 - 1/u; at or below it the
+  multinomial stream of earlier bootstraps is kept draw for draw."""
+  from experiments import stats  # pylint: disable=g-import-not-at-top
+  u = stats.FAST_COUNTS + 1
+  c = stats._resample_counts(np.random.default_rng(0), u, 200)  # pylint: disable=protected-access
+  assert c.shape == (200, u) and (c.sum(1) == u).all() and (c >= 0).all()
+  assert abs(c.mean() - 1) < 1e-12 and abs(c.var() - (1 - 1 / u)) < 0.01
+  small = stats._resample_counts(np.random.default_rng(3), 500, 4)  # pylint: disable=protected-access
+  want = np.random.default_rng(3).multinomial(500, np.full(500, 1 / 500), size=4)
+  assert np.array_equal(small, want)
+
+
+def _curve_results(gap_steps):
+  """Constructed curves over steps 10..50: Shared-Bottom (113) worse at low correlation by
+  0.05 at the steps in gap_steps, by 0 elsewhere; the other models flat."""
+  recs = _results({'shared_bottom': (0.1, 0.0), 'omoe': (0.08, 0.0), 'mmoe': (0.05, 0.0)})
+  rng = np.random.default_rng(1)
+  for r in recs:
+    g = r['group']
+    for step in (10, 20, 30, 40, 50):
+      gap = 0.05 * (1 - g['correlation']) if (g['model'] == 'shared_bottom'
+                                               and step in gap_steps) else 0.0
+      r['summary'][rep.curve_metric(step)] = (r['summary']['eval/test/mean/mse'] + gap
+                                              + 0.001 * rng.normal())
+  return recs
+
+
+def test_curve_findings_per_step(tmp_path):
+  cells = rep.cells_of(_curve_results({10, 20}))
+  assert rep.curve_columns(cells) == [rep.curve_metric(s) for s in (10, 20, 30, 40, 50)]
+  ctx = {'num_test': 100, 'lr': 1e-3, 'batch_size': 8, 'data_seeds': 8, 'seeds': 5}
+  names = rep.write_curve(cells, str(tmp_path), ctx)
+  assert {'curve.md', 'curve.csv', 'curve_findings.md', 'curve_moe.md'} <= set(names)
+  from experiments import report  # pylint: disable=g-import-not-at-top
+  found = report.read_csv(str(tmp_path / 'curve_findings.csv'))
+  sb = [r for r in found if r['comparison'] == 'Shared-Bottom (113) @ 0.5 - Shared-Bottom (113) @ '
+        '0.8']
+  assert [r['resolved'] for r in sb] == [True, True, False, False, False]
+  assert all(r['mean'] > 0.01 for r in sb[:2]) and all(abs(r['mean']) < 0.01 for r in sb[2:])
+  # Finding 3: every mixture beats Shared-Bottom (113) at every step, more where the gap is.
+  moe = [r for r in found if r['finding'] == 3]
+  assert len(moe) == 2 * 4 * 5 and all(r['resolved'] and r['mean'] < 0 for r in moe)
+  text = (tmp_path / 'curve_findings.md').read_text()
+  assert '| 3 | **verdict** | holds | holds | holds | holds | holds |' in text
+  curve = report.read_csv(str(tmp_path / 'curve.csv'))
+  assert len(curve) == 4 * 3 * 5 and all(r['data_seeds'] == 8 for r in curve)
+
+
 @pytest.mark.slow
 def test_tiny_study_end_to_end(tmp_path, monkeypatch):
   out = str(tmp_path / 'mmoe_paper')
@@ -162,7 +222,7 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch):
   assert len(table) == 4 * 2
   for r in table:
     assert int(r['runs']) == 4 and int(r['data_seeds']) == 2
-    assert float(r['lr']) in TINY.lrs and int(r['nonfinite_runs']) == 0
+    assert float(r['lr']) == TINY.lr and int(r['nonfinite_runs']) == 0
     assert float(r['ci95_lo']) <= float(r['test_mse_mean']) <= float(r['ci95_hi'])
   with open(os.path.join(out, 'select.csv')) as f:
     sel = list(csv.DictReader(f))
@@ -174,16 +234,31 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch):
                if (x['model'], x['correlation']) == (r['model'], r['correlation'])]
       assert float(r['valid MSE mean']) == min(mates)
   assert len(re.findall(r'\*\*.*: (holds|does not hold|unsettled)\*\*', text)) == 3
-  # Training curves come from the groups' metrics.jsonl (one curve per cell).
-  import json
-  recs = [json.load(open(os.path.join(out, 'cells', f)))
-          for f in os.listdir(os.path.join(out, 'cells')) if f.endswith('.json')]
-  report = [r for r in recs if r['group']['phase'] == 'report']
-  curves = rep.curves(report, out)
-  assert len(curves) == 4 * 2 and all(len(c[0]) >= 2 for c in curves.values())
+  # The curves: every reported run's test MSE at TINY.curve_steps (its metrics.jsonl, through
+  # cells.csv); the last point is the final state the table reports.
+  from experiments import report  # pylint: disable=g-import-not-at-top
+  cells = [c for c in report.read_csv(os.path.join(out, 'cells.csv')) if c['phase'] == 'report']
+  assert rep.curve_columns(cells) == [rep.curve_metric(s) for s in TINY.curve_steps]
+  for c in cells:
+    vals = [c[k] for k in rep.curve_columns(cells)]
+    assert np.isfinite(vals).all() and vals[0] > vals[-1]
+    assert vals[-1] == pytest.approx(c[rep.METRIC], rel=1e-6)
+  with open(os.path.join(out, 'curve.csv')) as f:
+    assert len(list(csv.DictReader(f))) == 4 * 2 * len(TINY.curve_steps)
+  # Recomputable: the published tables from cells.csv, bootstrap.csv and meta.json alone.
+  from experiments import recheck  # pylint: disable=g-import-not-at-top
+  docs = tmp_path / 'docs'
+  (docs / 'results').mkdir(parents=True)
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(out, docs / 'results' / 'mmoe_paper',
+                  ignore=shutil.ignore_patterns('cells', 'work', 'jax_cache'))
+  logs = []
+  assert recheck.recheck('mmoe_paper', str(docs), log=logs.append), logs
   # Resumable: a rerun trains nothing and writes the same table rows.
   import seqrec_jax.train
   monkeypatch.setattr(seqrec_jax.train, 'train_and_evaluate',
+                      lambda *a, **k: pytest.fail('a finished cell was retrained'))
+  monkeypatch.setattr(seqrec_jax.train, 'train_loop',
                       lambda *a, **k: pytest.fail('a finished cell was retrained'))
   again, _ = mp.run(out, TINY, runs_per_group=64)
   assert again.split('\n\n')[1] == text.split('\n\n')[1]
