@@ -1,41 +1,49 @@
 """The MMoE paper's synthetic experiment with the paper's protocol (Ma et al., KDD'18, Sec.
 3.2-3.3 and 5.1; Figures 3-5): does every model get worse as the two tasks' correlation falls,
-and do the mixtures of experts (OMoE, MMoE) suffer less than a shared bottom?
+and do the mixtures of experts (OMoE, MMoE) suffer less than a shared bottom? Along training,
+as the paper's figures show it, and at the end.
 
-  bash launch.sh mmoe_paper                            # default: 100 runs per (model, corr.)
+  bash launch.sh mmoe_paper                            # default: 50 runs per (model, corr.)
   python -m experiments.mmoe_paper --data_seeds=1      # timing preset: 10 runs per cell
   python -m experiments.mmoe_paper --full              # 200 runs per cell, as the paper
 
 Protocol
   Data: data/mmoe_synthetic.py (Sec. 3.2; c, m, alpha_i, beta_i, noise pinned and documented
-    there): d = 100, 200k train / 50k valid / 50k test rows per data seed, correlations 0.5,
+    there): d = 100, 200k train / 50k valid / 20k test rows per data seed, correlations 0.5,
     0.8, 0.9, 1.0.
   Models: shared_bottom_16 (Fig. 3: one 16-unit bottom layer), shared_bottom (Fig. 4: 113
     units, the paper's parameter match of the experts), omoe and mmoe (8 one-layer experts of 16
     units); towers of 8 units per task; ReLU; gates softmax(W x) without bias (eq. 8,
     model.gate_bias=False).
-  Training: Adam, constant learning rate, batch 128, 1562 steps = one pass over the 200k rows,
-    so every step sees rows no earlier step saw (fresh samples each step). The final state is
-    evaluated (no early stopping). Loss: sum of the two tasks' MSE; tables and curves show the
-    mean over the two tasks.
-  Learning rate: chosen per (model, correlation) from {1e-4, 1e-3, 1e-2} by the mean valid MSE
-    of a selection phase (1 data seed x 5 init seeds per rate, seeds disjoint from the
-    reported runs); a choice on the grid's edge extends the grid x10 that way and reruns, up
-    to 2 times (stats.select_on_grids; select.md and the table mark a rate still at an edge);
-    the reported runs then use it.
-  Runs: data seeds x init seeds (default 10 x 10 = 100 per cell). A data seed is one dataset
+  Training: Adam at its default rate 1e-3 (Sec. 3.3) for every model and correlation,
+    constant, batch 128, 1562 steps = one pass over the 200k rows, so every step sees rows no
+    earlier step saw (fresh samples each step). The final state is evaluated (no early
+    stopping); the test MSE is also evaluated at 10 evenly spaced steps (`TestCurve`, a
+    periodic action added to the loop's defaults; the last is the final step). Loss: sum of
+    the two tasks' MSE; tables and curves show the mean over the two tasks.
+  Second table, the learning rate selected on valid: per (model, correlation) from {1e-4,
+    1e-3, 1e-2} by the mean valid MSE of a selection phase (1 data seed x 5 init seeds per
+    rate, seeds disjoint from the reported runs); a choice on the grid's edge extends the grid
+    x10 that way and reruns, up to 2 times (stats.select_on_grids; select.md marks a rate
+    still at an edge). Only the selection runs are made (select.md), not reported runs at the
+    selected rates.
+  Runs: data seeds x init seeds (default 5 x 10 = 50 per cell). A data seed is one dataset
     (u1, u2, x, noise), shared by the runs of one multi-run group; the same (data seed, init
     seed) gives the same dataset and seed in every cell, so runs are paired across models and
     correlations. Runs that share a dataset are not independent, so 95% CIs are t-intervals
     over the data seeds' means (each the mean of its init seeds) and differences are paired by
-    data seed.
-Outputs (a study spec, experiments/study.py; --outdir, default runs/mmoe_paper): cells.csv,
-bootstrap.csv, meta.json, table.md/.csv (one row per model and correlation, the paper's three
-findings under it; findings 1 and 3 are Holm families over data seeds with the test-row
-bootstrap: resolved_correlation.md, resolved_moe.md), select.md/.csv, fig3_shared_bottom.png,
-fig4_loss_curves.png, fig5_final_loss.png; a default run copies them to docs/results/mmoe_paper/
-(shown by docs/mmoe_paper.md; `python -m experiments.recheck mmoe_paper`). Resumable: finished
-cells are skipped.
+    data seed. The test set is 20k rows (not 50k) because the test-row bootstrap resamples
+    every (data seed, correlation) test set apart for each comparison (160 sets of 2000
+    draws at 5 data seeds).
+Outputs (a study spec, experiments/study.py; --outdir, default runs/mmoe_paper): cells.csv
+(with the curve columns test@<step>/mean/mse), bootstrap.csv, meta.json, table.md/.csv (the
+final test MSE per model and correlation, the paper's three findings under it; findings 1 and
+3 are Holm families over data seeds with the test-row bootstrap: resolved_correlation.md,
+resolved_moe.md), curve.md/.csv (test MSE per model, correlation and step), curve_findings.md
+(the findings at every step; Holm families curve_correlation.md, curve_moe.md, seed intervals
+only), select.md/.csv, fig3_shared_bottom.png, fig4_test_curves.png, fig5_final_loss.png; a
+default run copies them to docs/results/mmoe_paper/ (shown by docs/mmoe_paper.md; `python -m
+experiments.recheck mmoe_paper`). Resumable: finished cells are skipped.
 """
 from __future__ import annotations
 
