@@ -490,6 +490,7 @@ def _curve(ax, steps, rs, name, color):
 
 
 def _curve_panels(plt, crv, models, corrs, colors, path):
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True,
                            squeeze=False)
   for ax, m in zip(axes[0], models):
@@ -499,6 +500,9 @@ def _curve_panels(plt, crv, models, corrs, colors, path):
       if rs:
         _curve(ax, [r['step'] for r in rs], rs, f'correlation {c}', colors[c])
     ax.set(yscale='log', xlabel='step', title=LABELS.get(m, m))
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter('%g'))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
   axes[0][0].set_ylabel('test MSE (mean, 95% CI over data seeds)')
   axes[0][-1].legend(fontsize=8)
   report.save_figure(fig, path)
