@@ -161,3 +161,16 @@ def test_side_by_side_verdicts_come_from_the_resolved_flags(tmp_path):
   assert rows[0].endswith('| **softmax** (AUC, logloss) |')
   assert rows[1].endswith('| **none** (AUC) |')          # resolved AUC, unresolved logloss
   assert rows[2].endswith('| unsettled |') and rows[3].endswith('| unsettled |')
+
+
+def test_published_side_by_side_equals_its_recomputation(tmp_path):
+  """docs/results/attention_ablation/softmax_vs_none.md is side_by_side of the published
+  resolved_softmax.csv files (which experiments.recheck recomputes from cells and bootstrap)."""
+  import shutil
+  from experiments import publish
+  root = os.path.join(publish.DOCS, 'results', 'attention_ablation')
+  for ds in abl.GENERATORS:
+    os.makedirs(tmp_path / ds)
+    for f in ('cells.csv', 'resolved_softmax.csv'):
+      shutil.copyfile(os.path.join(root, ds, f), tmp_path / ds / f)
+  assert abl.side_by_side(str(tmp_path)) == open(os.path.join(root, abl.SIDE_BY_SIDE)).read()
