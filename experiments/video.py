@@ -15,26 +15,42 @@ with and without SENet field gating (model.field_gate) and LHUC gates on the tow
 user id (model.lhuc), MMoE with SENet's sigmoid excitation, and the three-tower pre-ranker
 `prerank` on the same tasks. The data
 (one dataset, data seed 0) is fixed; seeds are initialisations and batch orders, so every
-comparison is paired by seed (holm_diffs: the study framework's seed intervals with Holm).
+comparison is paired by seed.
 
-Reported (test split):
-  models   click / like AUC, watch-time order AUC, Spearman and MAE, completion MAE, and the
-           Spearman of the predicted watch time with the oracle's expected watch time; the
-           oracle's own row (its expected labels as scores) is the ceiling.
-  fusion   per request (20 candidates) the top-5 of each fusion of the baseline MMoE's
-           predictions, scored by the oracle utility U = E[click] + 3 E[like] + E[watch] / 30 s
-           of the picked items, as a fraction of the best possible top-5's utility.
-  prerank  recall of the MMoE ranker's top-5 (weighted-sum fusion) by the pre-ranker's top-5,
-           and its oracle utility; latency: benchmarks/prerank_latency.py.
+A study spec (experiments/study.py; `python -m experiments.recheck video` recomputes the
+published tables). Every per-cell value is computed from the cell's saved test predictions
+and the oracle (enrich) into cells.csv; the oracle's own rows go to meta.json. Written to
+--outdir (a default run copies them to docs/results/video/), all on the test split:
+  table     click / like AUC, watch-time order AUC, Spearman and MAE, completion MAE, and the
+            Spearman of the predicted watch time with the oracle's expected watch time; the
+            oracle's own row (its expected labels as scores) is the ceiling.
+  heads     the watch-time heads (data.video.watch_head) of the MMoE against E[t], beside
+            what a perfect model of each loss serves.
+  fusion    per request (20 candidates) the top-5 of each fusion of the baseline MMoE's
+            predictions, scored by the oracle utility U = E[click] + 3 E[like] + E[watch] / 30 s
+            of the picked items, as a fraction of the best possible top-5's utility.
+  prerank   recall of the MMoE ranker's top-5 (weighted-sum fusion) by the pre-ranker's top-5,
+            and its oracle utility; latency: benchmarks/prerank_latency.py (its page,
+            prerank_latency.md, sits in the same folder and is not the study's).
+  resolved  each SENet / LHUC variant vs its architecture (click and like AUC), and
+  resolved_heads  each watch head vs soft_label (watch MSE against the observed watch time,
+            minimised by E[t]; click AUC): paired seed intervals and the test-row bootstrap,
+            Holm within each table. The rank correlations, order AUC and top-k utilities have
+            no bootstrap kind in experiments/stats.py: their tables are mean ± std only.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
+import math
 import os
 
 from absl import app, flags
+import ml_collections
 import numpy as np
 
-from experiments import publish, sweep
+from experiments import publish, study, sweep
 from experiments import report as study_report
 from seqrec_jax import evaluate, ranking, xla_cpu
 from seqrec_jax import metrics as M
@@ -47,8 +63,6 @@ TASKS = ('click', 'like', 'watch', 'completion')
 WATCH_HEADS = ('soft_label', 'weighted', 'regression')   # data.video.watch_head
 K = 5
 UTILITY_W = (1.0, 3.0, 1.0 / 30.0)     # click, like, watch seconds
-FILES = ('table.md', 'table.csv', 'heads.md', 'heads.csv', 'fusion.md', 'fusion.csv',
-         'prerank.md', 'prerank.csv', 'models.png', 'fusion.png')
 
 
 FITS = {'video': 'data/video.py\'s generator: click, like, watch time, completion and the '
@@ -128,20 +142,10 @@ def make_cells(seeds: int, num_steps: int = -1, extra=None) -> list[sweep.Cell]:
   return cells
 
 
-def _label(g: dict) -> str:
-  senet = {True: ' +SENet', 'sigmoid': ' +SENet(sigmoid)'}.get(g['senet'], '')
-  watch = f' [watch: {g["watch"]}]' if g.get('watch', 'soft_label') != 'soft_label' else ''
-  return g['model'] + senet + (' +LHUC' if g['lhuc'] else '') + watch
-
-
 def video_config(extra=None):
   """The cells' data.video block (the generator's settings, --override included)."""
   return load_config(CONFIG, {k: v for k, v in (extra or {}).items()
                               if k.startswith('data.video.')}).data.video
-
-
-def _oracle(vcfg=None):
-  return video.oracles(vcfg or video_config())['test']
 
 
 def model_metrics(preds, labels, orc) -> dict:
@@ -201,113 +205,6 @@ def topk_recall(score_a, score_b, req, k: int = K) -> float:
   return float(np.mean(out))
 
 
-def _ci(vals) -> str:
-  m, lo, hi = M.mean_ci(vals)
-  return f'{m:.4f} [{lo:.4f}, {hi:.4f}]'
-
-
-def holm_diffs(tests) -> list[str]:
-  """Paired differences row - baseline over seeds, one per test (row values {seed: v},
-  baseline values {seed: v}, higher_is_better), Holm step-down over the whole list: the
-  study framework's statistics (experiments/report.compare: seed t-intervals shown at their
-  Holm level; runs in a collapsed mode, stats.modes, left out and counted). Returns
-  '+d [lo, hi]' per test, ' *' where Holm rejects."""
-  cells, pairs = [], []
-  for i, (a, b, higher) in enumerate(tests):
-    sign = 1.0 if higher else -1.0           # modes read 'v' as higher-is-better
-    for side, vals in (('row', a), ('base', b)):
-      cells += [{'label': f'{i}/{side}', 'seed': s, 'v': sign * v} for s, v in vals.items()]
-    pairs.append((f'{i}/row', f'{i}/base'))
-  fam = study_report.Family('diffs', '', pairs, ['v'], lambda c: c['label'])
-  out = []
-  for (_, _, higher), r in zip(tests, study_report.compare(cells, fam, [])):
-    sign = 1.0 if higher else -1.0
-    lo, hi = sorted(sign * x for x in r['seed_interval'])
-    lost = r['collapsed']['row'] + r['collapsed']['baseline']
-    out.append(f'{sign * r["seed"]["mean"]:+.4f} [{lo:+.4f}, {hi:+.4f}]'
-               + (' *' if r['seed_resolved'] else '')
-               + (f' (collapsed seeds left out: {lost})' if lost else ''))
-  return out
-
-
-HOLM_NOTE = ('Paired over seeds; Holm step-down at alpha 0.05 over every difference of the '
-             'table, each interval shown at its Holm level (experiments/stats.py via '
-             'report.compare), * = Holm rejects; runs in a collapsed mode (stats.modes) are '
-             'left out and named. No test-set bootstrap (the seed intervals only).')
-
-
-def report(records, outdir: str, wall: float, vcfg=None) -> str:
-  """vcfg: the cells' data.video (video_config); default: the config's."""
-  vcfg = vcfg or video_config()
-  orc = _oracle(vcfg)
-  per: dict[str, dict[int, dict]] = {}      # label -> seed -> metrics
-  preds_of: dict[str, dict[int, np.ndarray]] = {}
-  for r in records:
-    wd, run = study_report.cell_workdir(r, outdir)
-    got = evaluate.load_predictions(wd, 'test', run)
-    if got is None:
-      continue
-    preds, labels, _ = got
-    lab = _label(r['group'])
-    per.setdefault(lab, {})[r['seed']] = model_metrics(preds, labels, orc)
-    preds_of.setdefault(lab, {})[r['seed']] = preds
-  ds = video.load(vcfg)
-  y = ds.splits['test'].all()['labels']
-  o = np.stack([orc['click'], orc['like'], orc['watch'], orc['completion']], 1)
-  oracle_row = model_metrics(o, y[:, :4], orc)
-  keys = list(oracle_row)
-  lines = ['### Short-video study: models against the oracle (test; mean [95% CI] over seeds)',
-           '', '| model | seeds | ' + ' | '.join(keys) + ' | click AUC gap to oracle |',
-           '|' + '---|' * (len(keys) + 3)]
-  csv = ['model,seeds,' + ','.join(keys) + ',click_auc_gap']
-  heads = {lab: by_seed for lab, by_seed in per.items() if '[watch:' in lab}
-  for lab, by_seed in per.items():
-    if lab in heads:
-      continue
-    vals = [_ci([by_seed[s][k] for s in by_seed]) for k in keys]
-    gap = _ci([oracle_row['click AUC'] - by_seed[s]['click AUC'] for s in by_seed])
-    lines.append(f'| {lab} | {len(by_seed)} | ' + ' | '.join(vals) + f' | {gap} |')
-    csv.append(f'{lab},{len(by_seed)},' + ','.join(
-        f'{np.mean([by_seed[s][k] for s in by_seed]):.6f}' for k in keys) +
-        f',{oracle_row["click AUC"] - np.mean([by_seed[s]["click AUC"] for s in by_seed]):.6f}')
-  lines.append('| oracle (expected labels) | - | ' + ' | '.join(
-      f'{oracle_row[k]:.4f}' for k in keys) + ' | 0 |')
-  csv.append('oracle,0,' + ','.join(f'{oracle_row[k]:.6f}' for k in keys) + ',0')
-  lines += ['', 'Paired differences against the same architecture without SENet / LHUC '
-            '(mean [Holm CI] over seeds):', '',
-            '| model | click AUC diff | watch order AUC diff | watch Spearman vs oracle diff |',
-            '|---|---|---|---|']
-  rows = [lab for lab in per if lab != lab.split(' ')[0] and lab.split(' ')[0] in per
-          and lab not in heads]
-  dkeys = ('click AUC', 'watch order AUC', 'watch Spearman vs oracle')
-  diffs = iter(holm_diffs([({s: v[k] for s, v in per[lab].items()},
-                            {s: v[k] for s, v in per[lab.split(' ')[0]].items()}, True)
-                           for lab in rows for k in dkeys]))
-  for lab in rows:
-    lines.append(f'| {lab} vs {lab.split(" ")[0]} | ' + ' | '.join(
-        next(diffs) for _ in dkeys) + ' |')
-  lines += ['', HOLM_NOTE]
-  cell_wall = sum(r.get('wall_seconds', 0.0) for r in records)
-  epochs = [r['summary']['steps'] / EPOCH_STEPS for r in records]
-  best = [r['summary']['best_step'] / EPOCH_STEPS for r in records]
-  lines += ['', f'Cells: {len(records)}; each trained until {PATIENCE} epochs without a better '
-            f'valid click AUC (at most {MAX_EPOCHS:g}): {min(epochs):.0f}-{max(epochs):.0f} '
-            f'epochs, best state at epoch {min(best):.0f}-{max(best):.0f} (reported); summed '
-            f'cell wall time {cell_wall / 60:.1f} min; this invocation {wall / 60:.1f} min. '
-            f'Config and command of every cell: `{outdir}/cells/*.json`.']
-  os.makedirs(outdir, exist_ok=True)
-  with open(os.path.join(outdir, 'table.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  with open(os.path.join(outdir, 'table.csv'), 'w') as f:
-    f.write('\n'.join(csv) + '\n')
-  text = '\n'.join(lines)
-  text += '\n\n' + heads_report(per, preds_of, orc, outdir, vcfg)
-  text += '\n\n' + fusion_report(preds_of, orc, outdir, vcfg.candidates)
-  text += '\n\n' + prerank_report(preds_of, orc, outdir)
-  plot(per, oracle_row, outdir)
-  return text
-
-
 def notes_optimum(orc, vcfg, draws: int = 4000, chunk: int = 2048) -> np.ndarray:
   """[N] what a perfect model of the notes' soft-label loss serves: exp(z*) = E[y] / E[1 - y],
   y = t / (1 + t), t = r D, r ~ Beta(kappa m, kappa (1 - m)) (data/video.py), by Monte Carlo
@@ -335,149 +232,274 @@ def head_metrics(served, orc) -> dict:
                                            float(np.quantile(ratio, 0.9)))}
 
 
-def heads_report(per, preds_of, orc, outdir: str, vcfg) -> str:
-  """The watch-time heads (data.video.watch_head) of the baseline MMoE against E[t]."""
-  labs = {'soft_label': 'mmoe'} | {h: f'mmoe [watch: {h}]' for h in WATCH_HEADS[1:]}
-  got = {h: {s: head_metrics(p[:, 2], orc) for s, p in preds_of[lab].items()}
-         for h, lab in labs.items() if lab in preds_of}
-  keys = ('Spearman vs E[t]', 'MAE vs E[t] (s)', 'mean served / mean E[t]',
-          'median served / E[t]')
-  lines = ['### Watch-time heads of the MMoE baseline: served value against the oracle E[t] '
-           '(test; mean [95% CI] over seeds)', '',
-           '| head (data.video.watch_head) | loss | served | ' + ' | '.join(keys) +
-           ' | served / E[t], 10th-90th pct | click AUC |', '|' + '---|' * (len(keys) + 5)]
-  csv = ['head,' + ','.join(keys).replace(' ', '_') + ',click_auc']
-  form = {'soft_label': ('BCE(t / (1 + t))', 'exp(z)'),
-          'weighted': ('(1 + t) BCE(t / (1 + t))', 'exp(z)'),
-          'regression': ('MSE(t)', 'z')}
-  for h, by_seed in got.items():
-    pct = [np.mean([by_seed[s]['served / E[t], 10th-90th pct'][i] for s in by_seed])
-           for i in (0, 1)]
-    click = _ci([per[labs[h]][s]['click AUC'] for s in by_seed])
-    lines.append(f'| {h} | {form[h][0]} | {form[h][1]} | ' + ' | '.join(
-        _ci([by_seed[s][k] for s in by_seed]) for k in keys) +
-        f' | {pct[0]:.3f}-{pct[1]:.3f} | {click} |')
-    csv.append(f'{h},' + ','.join(f'{np.mean([by_seed[s][k] for s in by_seed]):.6f}'
-                                  for k in keys) +
-               f',{np.mean([per[labs[h]][s]["click AUC"] for s in by_seed]):.6f}')
+# ---- The study spec (experiments/study.py): cells.csv columns, families, tables. ----
+
+# Table header -> cells.csv column; every cell's values come from its saved test predictions
+# and the oracle (enrich), so render needs cells.csv, meta.json and bootstrap.csv only.
+MODEL_COLS = {'click AUC': 'eval/test/click/auc', 'like AUC': 'eval/test/like/auc',
+              'watch order AUC': 'eval/test/watch/order_auc',
+              'watch Spearman': 'eval/test/watch/spearman',
+              'watch MAE (s)': 'eval/test/watch/mae', 'completion MAE': 'eval/test/completion/mae',
+              'watch Spearman vs oracle': 'watch/spearman_vs_oracle'}
+HEAD_COLS = {'Spearman vs E[t]': 'head/spearman_vs_et', 'MAE vs E[t] (s)': 'head/mae_vs_et',
+             'mean served / mean E[t]': 'head/mean_ratio',
+             'median served / E[t]': 'head/median_ratio'}
+RATIO_PCT = ('head/ratio_p10', 'head/ratio_p90')
+FUSIONS = ('weighted sum', 'product', 'rank (alpha=1, beta=0)', 'rank (alpha=0.5, beta=1)',
+           'duration-adjusted sum', 'click only')
+PRERANK_COLS = {f'recall@{K} of the ranker\'s top-{K}': 'prerank/recall',
+                f'oracle utility of its top-{K}': 'prerank/utility'}
+# The comparisons' metrics: those the test-set bootstrap has a kind for (stats.metric_kind).
+# watch MSE against the observed watch time is minimised by E[t], so it scores a served
+# watch time's ranking and calibration together.
+WATCH_MSE = 'eval/test/watch/mse'
+METRICS = (tuple(MODEL_COLS.values()) + (WATCH_MSE,) + tuple(HEAD_COLS.values()) + RATIO_PCT
+           + tuple(f'fusion/{f}' for f in FUSIONS) + tuple(PRERANK_COLS.values())
+           + ('steps', 'best_step'))
+HEAD_FORM = {'soft_label': ('BCE(t / (1 + t))', 'exp(z)'),
+             'weighted': ('(1 + t) BCE(t / (1 + t))', 'exp(z)'), 'regression': ('MSE(t)', 'z')}
+FROM_OTHERS = ('prerank_latency.md',)   # benchmarks/prerank_latency.py writes it, not the study
+
+
+def label(c: dict) -> str:
+  """A cell's row label from its group (a cells.csv row or a record's group)."""
+  watch = c.get('watch')
+  watch = watch if isinstance(watch, str) else 'soft_label'
+  senet = {True: ' +SENet', 'sigmoid': ' +SENet(sigmoid)'}.get(c['senet'], '')
+  return (c['model'] + senet + (' +LHUC' if c['lhuc'] else '')
+          + (f' [watch: {watch}]' if watch != 'soft_label' else ''))
+
+
+def _record_oracle(rec: dict):
+  """(test oracle, data.video config) of the generator a record trained on."""
+  vcfg = ml_collections.ConfigDict(rec['config']['data']['video'])
+  return _oracle_of(json.dumps({k: vcfg[k] for k in video.GENERATOR_KEYS}, sort_keys=True)), vcfg
+
+
+@functools.lru_cache(maxsize=2)
+def _oracle_of(generator: str):
+  return video.oracles(json.loads(generator))['test']
+
+
+def enrich(records, outdir: str) -> None:
+  """summary[METRICS] of every cell from its saved test predictions and the oracle: the model
+  metrics and the served watch time against E[t] (every cell), the fusions' top-K utility (the
+  MMoE baseline), the pre-ranker's recall of the same seed's MMoE top-K and its utility."""
+  preds = {}
+  for r in records:
+    wd, run = study_report.cell_workdir(r, outdir)
+    got = evaluate.load_predictions(wd, 'test', run)
+    if got is None:
+      raise FileNotFoundError(f'video: cell {r["id"]} saved no test predictions in {wd}')
+    p, y, _ = got
+    orc, _ = _record_oracle(r)
+    preds[label(r['group']), r['seed']] = p
+    s = r['summary']
+    s.update({MODEL_COLS[k]: v for k, v in model_metrics(p, y, orc).items()})
+    s[WATCH_MSE] = M.mse(y[:, 2], p[:, 2])
+    hm = head_metrics(p[:, 2], orc)
+    s.update({HEAD_COLS[k]: hm[k] for k in HEAD_COLS})
+    s.update(zip(RATIO_PCT, hm['served / E[t], 10th-90th pct']))
+    if label(r['group']) == 'mmoe':
+      s.update({f'fusion/{f}': topk_utility(v, orc) for f, v in _fusions(p, orc).items()})
+  for r in records:
+    ranker = preds.get(('mmoe', r['seed']))
+    if label(r['group']) == 'prerank' and ranker is not None:
+      orc, _ = _record_oracle(r)
+      a = ranking.fuse_weighted_sum(ranker[:, :3], UTILITY_W)
+      b = ranking.fuse_weighted_sum(preds['prerank', r['seed']][:, :3], UTILITY_W)
+      r['summary'].update({'prerank/recall': topk_recall(b, a, orc['request']),
+                           'prerank/utility': topk_utility(b, orc)})
+
+
+def oracle_facts(records) -> dict:
+  """meta.json: the oracle's own rows (its expected labels as scores, the perfect heads, a
+  random order), which no cell holds."""
+  orc, vcfg = _record_oracle(records[0])
+  y = video.load(vcfg).splits['test'].all()['labels']
+  o = np.stack([orc['click'], orc['like'], orc['watch'], orc['completion']], 1)
+  heads = {}
   for name, served in (('perfect soft_label model: E[y] / E[1 - y]', notes_optimum(orc, vcfg)),
                        ('perfect weighted or regression model: E[t]', orc['watch'])):
     hm = head_metrics(served, orc)
-    lines.append(f'| {name} | - | - | ' + ' | '.join(f'{hm[k]:.4f}' for k in keys) +
-                 f' | {hm["served / E[t], 10th-90th pct"][0]:.3f}-'
-                 f'{hm["served / E[t], 10th-90th pct"][1]:.3f} | - |')
-    csv.append(f'{name.split(":")[0]},' + ','.join(f'{hm[k]:.6f}' for k in keys) + ',')
-  base = got.get('soft_label', {})
-  lines += ['', 'Paired differences against the soft_label head (mean [Holm CI] over seeds):',
-            '', '| head | Spearman vs E[t] diff | MAE vs E[t] diff (s) | '
-            'mean served / mean E[t] diff | click AUC diff |', '|---|---|---|---|---|']
-  others = [h for h in got if h != 'soft_label'] if base else []
-  tests = []
-  for h in others:
-    tests += [({s: v[k] for s, v in got[h].items()}, {s: v[k] for s, v in base.items()},
-               k != 'MAE vs E[t] (s)')
-              for k in ('Spearman vs E[t]', 'MAE vs E[t] (s)', 'mean served / mean E[t]')]
-    tests.append(({s: per[labs[h]][s]['click AUC'] for s in got[h]},
-                  {s: per['mmoe'][s]['click AUC'] for s in base}, True))
-  diffs = iter(holm_diffs(tests))
-  for h in others:
-    lines.append(f'| {h} vs soft_label | ' + ' | '.join(next(diffs) for _ in range(4)) + ' |')
-  lines += ['', HOLM_NOTE]
-  with open(os.path.join(outdir, 'heads.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  with open(os.path.join(outdir, 'heads.csv'), 'w') as f:
-    f.write('\n'.join(csv) + '\n')
-  return '\n'.join(lines)
-
-
-def fusion_report(preds_of, orc, outdir: str, candidates: int | None = None) -> str:
-  base = preds_of.get('mmoe', {})
-  res: dict[str, dict[int, float]] = {}
-  for s, p in base.items():
-    for name, score in _fusions(p, orc).items():
-      res.setdefault(name, {})[s] = topk_utility(score, orc)
+    heads[name] = {HEAD_COLS.get(k, k): v for k, v in hm.items()
+                   if k in HEAD_COLS} | dict(zip(RATIO_PCT, hm['served / E[t], 10th-90th pct']))
   rng = np.random.default_rng(0)
-  rand = topk_utility(rng.random(len(orc['request'])), orc)
-  lines = [f'### Fusion of the MMoE baseline\'s predictions: oracle utility of the top-{K} '
-           f'of {candidates or video_config().candidates} candidates (fraction of the best '
-           'top-k; mean [95% CI] over seeds)', '',
-           '| fusion | utility | diff vs weighted sum (paired, Holm CI) |', '|---|---|---|']
-  csv = ['fusion,utility_mean']
-  ws = res.get('weighted sum', {})
-  diffs = iter(holm_diffs([(by_seed, ws, True) for name, by_seed in res.items()
-                           if name != 'weighted sum']))
-  for name, by_seed in res.items():
-    d = '-' if name == 'weighted sum' else next(diffs)
-    lines.append(f'| {name} | {_ci(list(by_seed.values()))} | {d} |')
-    csv.append(f'{name},{np.mean(list(by_seed.values())):.6f}')
-  lines.append(f'| random order | {rand:.4f} | - |')
-  lines.append('| oracle utility | 1.0000 | - |')
-  lines += ['', HOLM_NOTE]
-  csv.append(f'random,{rand:.6f}')
-  with open(os.path.join(outdir, 'fusion.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  with open(os.path.join(outdir, 'fusion.csv'), 'w') as f:
-    f.write('\n'.join(csv) + '\n')
-  _bar(res, rand, outdir)
-  return '\n'.join(lines)
+  return {'oracle': {MODEL_COLS[k]: v for k, v in model_metrics(o, y[:, :4], orc).items()},
+          'perfect_heads': heads, 'candidates': int(vcfg.candidates),
+          'random_utility': topk_utility(rng.random(len(orc['request'])), orc)}
 
 
-def prerank_report(preds_of, orc, outdir: str) -> str:
-  rank, pre = preds_of.get('mmoe', {}), preds_of.get('prerank', {})
-  rec, util = {}, {}
-  for s in sorted(set(rank) & set(pre)):
-    a = ranking.fuse_weighted_sum(rank[s][:, :3], UTILITY_W)
-    b = ranking.fuse_weighted_sum(pre[s][:, :3], UTILITY_W)
-    rec[s], util[s] = topk_recall(b, a, orc['request']), topk_utility(b, orc)
-  lines = [f'### Pre-ranker: recall of the MMoE ranker\'s top-{K} and oracle utility', '',
-           '| quantity | mean [95% CI] over seeds |', '|---|---|']
-  if rec:
-    lines += [f'| recall@{K} of the ranker\'s top-{K} | {_ci(list(rec.values()))} |',
-              f'| oracle utility of its top-{K} | {_ci(list(util.values()))} |']
-  with open(os.path.join(outdir, 'prerank.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  with open(os.path.join(outdir, 'prerank.csv'), 'w') as f:
-    f.write('seed,recall,utility\n' + ''.join(f'{s},{rec[s]:.6f},{util[s]:.6f}\n' for s in rec))
-  return '\n'.join(lines)
+def _variants(labels) -> list[tuple[str, str]]:
+  """(variant, its architecture) pairs: SENet / LHUC rows against the plain MMoE / PLE."""
+  return [(lab, lab.split(' ')[0]) for lab in labels
+          if lab != lab.split(' ')[0] and lab.split(' ')[0] in labels and '[watch:' not in lab]
 
 
-def _plt():
+def families(cells, dataset: str = '') -> list[study_report.Family]:
+  """resolved: each SENet / LHUC variant vs its architecture on click and like AUC;
+  resolved_heads: each watch head vs soft_label on watch MSE and click AUC. One Holm family
+  per table."""
+  del dataset
+  labels = list(dict.fromkeys(label(c) for c in cells))
+  heads = [(f'mmoe [watch: {h}]', 'mmoe') for h in WATCH_HEADS[1:]
+           if f'mmoe [watch: {h}]' in labels and 'mmoe' in labels]
+  return [study_report.Family('resolved', 'Short-video study: SENet / LHUC against the same '
+                              'architecture without them', _variants(labels),
+                              ('eval/test/click/auc', 'eval/test/like/auc'), label),
+          study_report.Family('resolved_heads', 'Watch-time heads of the MMoE baseline against '
+                              'soft_label (watch MSE against the observed watch time: lower is '
+                              'better, E[t] minimises it)', heads,
+                              (WATCH_MSE, 'eval/test/click/auc'), label)]
+
+
+NO_BOOT = ('Mean ± std over seeds. {what} have no test-set bootstrap in experiments/stats.py '
+           '(rank correlations, order AUC and top-k utility are not among its metric kinds), '
+           'so no difference in them is claimed here; the paired comparisons with both '
+           'intervals are {where}.')
+
+
+def _rows(cells, keep, cols, modal=()) -> list[dict]:
+  """Mean ± std rows (report.aggregate_cells) of the cells whose label passes keep."""
+  picked = [dict(c, label=label(c)) for c in cells if keep(label(c))]
+  return study_report.aggregate_cells(picked, ('label',), cols, modal)
+
+
+def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
+  del results
+  cols = list(MODEL_COLS.values())
+  rows = _rows(cells, lambda lab: '[watch:' not in lab, cols + ['click_gap'], modal=cols[:1])
+  oracle = ctx['oracle']
+  for r in rows:
+    r['click_gap'] = oracle[MODEL_COLS['click AUC']] - r[MODEL_COLS['click AUC']]
+    r['click_gap_std'] = r[MODEL_COLS['click AUC'] + '_std']
+  rows.append({'label': 'oracle (expected labels)', 'n_seeds': '-', **oracle, 'click_gap': 0.0,
+               **{c + '_std': 0.0 for c in cols + ['click_gap']}})
+  epochs = [c['steps'] / EPOCH_STEPS for c in cells]
+  best = [c['best_step'] / EPOCH_STEPS for c in cells]
+  study_report.write_table(
+      rows, [('model', 'label'), ('seeds', 'n_seeds')] + list(MODEL_COLS.items())
+      + [('click AUC gap to oracle', 'click_gap')], outdir,
+      title='Short-video study: models against the oracle (test)', notes=NO_BOOT.format(
+          what='Watch order AUC, Spearman and MAE', where='resolved.md (click and like AUC)')
+      + f' The oracle row scores its expected labels (± 0: no seeds). Cells: {len(cells)}; each '
+      f'trained until {PATIENCE} epochs without a better valid click AUC (at most '
+      f'{MAX_EPOCHS:g}): {min(epochs):.0f}-{max(epochs):.0f} epochs, best state at epoch '
+      f'{min(best):.0f}-{max(best):.0f} (reported); summed cell wall time '
+      f'{sum(c["wall_seconds"] for c in cells) / 60:.1f} min; this invocation '
+      f'{ctx["wall_seconds"] / 60:.1f} min. Per-cell values: cells.csv.')
+  return (['table.md', 'table.csv'] + heads_table(cells, outdir, ctx)
+          + fusion_table(cells, outdir, ctx) + prerank_table(cells, outdir))
+
+
+def heads_table(cells, outdir: str, ctx: dict) -> list[str]:
+  """The watch-time heads (data.video.watch_head) of the baseline MMoE against E[t]."""
+  cols = list(HEAD_COLS.values()) + list(RATIO_PCT) + ['eval/test/click/auc']
+  rows = _rows(cells, lambda lab: lab == 'mmoe' or lab.startswith('mmoe [watch:'), cols)
+  for r in rows:
+    head = r['label'].removeprefix('mmoe [watch: ').rstrip(']')
+    r['head'] = 'soft_label' if head == 'mmoe' else head
+    r['loss'], r['served'] = HEAD_FORM[r['head']]
+  for name, hm in ctx['perfect_heads'].items():
+    rows.append({'head': name, 'loss': '-', 'served': '-', 'n_seeds': '-', **hm,
+                 **{c + '_std': 0.0 for c in hm}, 'eval/test/click/auc': math.nan,
+                 'eval/test/click/auc_std': math.nan})
+  for r in rows:
+    r['pct'] = f'{r.pop(RATIO_PCT[0]):.3f}-{r.pop(RATIO_PCT[1]):.3f}'
+    for c in RATIO_PCT:
+      r.pop(c + '_std', None)
+  study_report.write_table(
+      rows, [('head (data.video.watch_head)', 'head'), ('loss', 'loss'), ('served', 'served')]
+      + [(k, v) for k, v in HEAD_COLS.items()]
+      + [('served / E[t], 10th-90th pct (mean over seeds)', 'pct'),
+         ('click AUC', 'eval/test/click/auc'), ('seeds', 'n_seeds')], outdir, basename='heads',
+      title='Watch-time heads of the MMoE baseline: served value against the oracle E[t] (test)',
+      notes=NO_BOOT.format(what='Spearman, MAE and calibration against E[t]',
+                           where='resolved_heads.md (watch MSE and click AUC)')
+      + ' The perfect rows: what an exact model of each loss would serve (notes_optimum: '
+      'E[y] / E[1 - y] by Monte Carlo; E[t]).')
+  return ['heads.md', 'heads.csv']
+
+
+def fusion_table(cells, outdir: str, ctx: dict) -> list[str]:
+  base = [c for c in cells if label(c) == 'mmoe']
+  cols = [f'fusion/{f}' for f in FUSIONS]
+  rows = []
+  for f, col in zip(FUSIONS, cols):
+    row = study_report.aggregate_cells([dict(c, fusion=f) for c in base], ('fusion',), [col])[0]
+    rows.append(dict(row, utility=row[col], utility_std=row[col + '_std']))
+  rows += [{'fusion': 'random order', 'utility': ctx['random_utility'], 'utility_std': 0.0,
+            'n_seeds': '-'},
+           {'fusion': 'oracle utility', 'utility': 1.0, 'utility_std': 0.0, 'n_seeds': '-'}]
+  study_report.write_table(
+      rows, [('fusion', 'fusion'), ('utility', 'utility'), ('seeds', 'n_seeds')], outdir,
+      basename='fusion', title=f'Fusion of the MMoE baseline\'s predictions: oracle utility of '
+      f'the top-{K} of {ctx["candidates"]} candidates (fraction of the best top-{K})',
+      notes=NO_BOOT.format(what='Top-k utilities', where='not available for fusion (one set of '
+                           'predictions per seed, several fusions of it)'))
+  return ['fusion.md', 'fusion.csv']
+
+
+def prerank_table(cells, outdir: str) -> list[str]:
+  pre = [c for c in cells if label(c) == 'prerank']
+  rows = []
+  for q, col in (PRERANK_COLS.items() if pre else ()):
+    r = study_report.aggregate_cells([dict(c, q=q) for c in pre], ('q',), [col])[0]
+    rows.append({'q': q, 'value': r[col], 'value_std': r[col + '_std'],
+                 'n_seeds': r['n_seeds']})
+  study_report.write_table(rows, [('quantity', 'q'), ('mean ± std over seeds', 'value'),
+                                  ('seeds', 'n_seeds')], outdir, basename='prerank',
+                           title=f'Pre-ranker: recall of the MMoE ranker\'s top-{K} and oracle '
+                           'utility', notes='The same seed\'s MMoE and pre-ranker, each fused '
+                           'by the weighted sum. ' + NO_BOOT.format(
+                               what='Recall and utility', where='not available here'))
+  return ['prerank.md', 'prerank.csv']
+
+
+def figures(cells, records, outdir: str) -> list[str]:
+  """models.png (three model metrics, oracle dashed) and fusion.png, mean ± std over seeds."""
+  del records
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
-
-def plot(per, oracle_row, outdir: str) -> None:
-  plt = _plt()
   keys = ('click AUC', 'watch order AUC', 'watch Spearman vs oracle')
+  rows = _rows(cells, lambda lab: True, [MODEL_COLS[k] for k in keys])
+  with open(os.path.join(outdir, 'meta.json')) as f:
+    oracle = json.load(f)['oracle']
   fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6))
-  labs = list(per)
   for ax, k in zip(axes, keys):
-    ms = [M.mean_ci([per[lab][s][k] for s in per[lab]]) for lab in labs]
-    ax.barh(range(len(labs)), [m[0] for m in ms],
-            xerr=[[m[0] - m[1] for m in ms], [m[2] - m[0] for m in ms]], capsize=2)
-    ax.axvline(oracle_row[k], color='k', ls='--', lw=1, label='oracle')
-    ax.set_yticks(range(len(labs)), labs if ax is axes[0] else [''] * len(labs), fontsize=8)
-    lo = min(m[1] for m in ms if np.isfinite(m[1])) if ms else 0.5
-    ax.set_xlim(lo - 0.02, max(oracle_row[k], max(m[2] for m in ms)) + 0.01)
+    col = MODEL_COLS[k]
+    ax.barh(range(len(rows)), [r[col] for r in rows], xerr=[r[col + '_std'] for r in rows],
+            capsize=2)
+    ax.axvline(oracle[col], color='k', ls='--', lw=1, label='oracle')
+    ax.set_yticks(range(len(rows)), [r['label'] for r in rows] if ax is axes[0]
+                  else [''] * len(rows), fontsize=8)
     ax.set_title(k, fontsize=9)
   axes[0].legend(fontsize=7)
-  sweep.save_figure(fig, os.path.join(outdir, 'models.png'))
-
-
-def _bar(res, rand, outdir: str) -> None:
-  plt = _plt()
-  names = list(res)
-  ms = [M.mean_ci(list(res[n].values())) for n in names]
+  study_report.save_figure(fig, os.path.join(outdir, 'models.png'))
+  fus = study_report.read_csv(os.path.join(outdir, 'fusion.csv'))
   fig, ax = plt.subplots(figsize=(6, 3.2))
-  ax.barh(range(len(names)), [m[0] for m in ms],
-          xerr=[[m[0] - m[1] for m in ms], [m[2] - m[0] for m in ms]], capsize=2)
-  ax.axvline(rand, color='gray', ls=':', label='random order')
-  ax.set_yticks(range(len(names)), names, fontsize=8)
+  fus = [r for r in fus if r['fusion'] in FUSIONS]
+  ax.barh(range(len(fus)), [r['utility'] for r in fus], xerr=[r['utility std'] for r in fus],
+          capsize=2)
+  ax.set_yticks(range(len(fus)), [r['fusion'] for r in fus], fontsize=8)
   ax.set_xlabel(f'oracle utility of the top-{K} (fraction of the best)')
-  ax.legend(fontsize=7)
-  sweep.save_figure(fig, os.path.join(outdir, 'fusion.png'))
+  study_report.save_figure(fig, os.path.join(outdir, 'fusion.png'))
+  return ['models.png', 'fusion.png']
+
+
+STUDY = study.Study('video', METRICS, tables, families, TASKS, figures, enrich,
+                    from_records=FROM_OTHERS)
+
+
+def report_study(records, outdir: str, wall: float, publish_to: str | None = None,
+                 docs: str = publish.DOCS) -> list[str]:
+  """cells.csv, meta.json (the oracle's rows, this invocation's wall time), bootstrap.csv and
+  every table and figure of a finished sweep (study.study_main); publish_to: a docs/results/
+  folder to copy them to."""
+  spec = dataclasses.replace(STUDY, meta=lambda recs, _: dict(oracle_facts(recs),
+                                                              wall_seconds=round(wall, 1)))
+  return study.study_main(spec, records, outdir, publish_to=publish_to, docs=docs)
 
 
 def main(argv):
@@ -487,10 +509,9 @@ def main(argv):
   outdir = FLAGS.outdir or os.path.join('runs', 'video')
   records, wall = sweep.run_study(CONFIG, make_cells(FLAGS.seeds, FLAGS.num_steps, extra),
                                   outdir, FLAGS.seeds, FLAGS.runs_per_group)
-  print(report(records, outdir, wall, video_config(extra)))
-  print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min')
-  if sweep.publishes() and not extra:
-    print('copied to', publish.publish(outdir, 'video', FILES))
+  report_study(records, outdir, wall,
+               publish_to='video' if sweep.publishes() and not extra else None)
+  print(f'sweep: {wall / 60:.1f} min')
 
 
 if __name__ == '__main__':

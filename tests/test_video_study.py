@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from experiments import video
+from seqrec_jax import evaluate
+from seqrec_jax import metrics as M
 
 
 def test_cells_pair_by_seed():
@@ -59,3 +61,49 @@ def test_dataset_and_override_reach_every_cell_config_and_the_oracle():
   assert video.video_config().num_users != 300
   with pytest.raises(app.UsageError, match='oracle'):
     video.extra_overrides('movielens', [])
+
+
+def test_tiny_study_writes_cells_bootstrap_and_rechecks(tmp_path):
+  """The study spec on a tiny run (200 users, 2 seeds, 4 steps; the groups every table needs:
+  mmoe, a SENet variant, a watch head, the pre-ranker): cells.csv holds every table's per-cell
+  values, the comparisons are bootstrapped from the saved predictions, and recheck reproduces
+  every table (from the files, and from the predictions)."""
+  from experiments import recheck, report, sweep
+  out, docs = str(tmp_path / 'run'), tmp_path / 'docs'
+  docs.mkdir()
+  keep = {'mmoe', 'mmoe +SENet', 'mmoe [watch: weighted]', 'prerank'}
+  cells = [c for c in video.make_cells(2, 4, {'data.video.num_users': 200})
+           if video.label(c.group) in keep]
+  records, wall = sweep.run_study(video.CONFIG, cells, out, 2, 64)
+  names = video.report_study(records, out, wall, publish_to='video', docs=str(docs))
+  assert names[:3] == ['cells.csv', 'meta.json', 'bootstrap.csv'], names
+  for n in ('resolved', 'resolved_heads', 'table', 'heads', 'fusion', 'prerank'):
+    assert f'{n}.md' in names and f'{n}.csv' in names
+  pub = tmp_path / 'docs' / 'results' / 'video'
+  cells = report.read_csv(str(pub / 'cells.csv'))
+  assert len(cells) == 8 and set(video.METRICS) <= set(cells[0])
+  assert {video.label(c) for c in cells} == keep
+  base = [c for c in cells if video.label(c) == 'mmoe']
+  assert all(np.isfinite(c['fusion/weighted sum']) for c in base)
+  assert all(np.isfinite(c['prerank/recall']) for c in cells if c['model'] == 'prerank')
+  boot = report.read_csv(str(pub / 'bootstrap.csv'))
+  assert {b['table'] for b in boot} == {'resolved', 'resolved_heads'}
+  assert [(b['table'], b['row'], b['metric']) for b in boot] == [
+      ('resolved', 'mmoe +SENet', 'eval/test/click/auc'),
+      ('resolved', 'mmoe +SENet', 'eval/test/like/auc'),
+      ('resolved_heads', 'mmoe [watch: weighted]', 'eval/test/watch/mse'),
+      ('resolved_heads', 'mmoe [watch: weighted]', 'eval/test/click/auc')]
+  assert all(b['paired'] and b['unit'] == 'rows' for b in boot)
+  # The oracle's rows come from meta.json; each cell's values from its own predictions.
+  wd, run = report.cell_workdir(records[0], out)
+  p, y, _ = evaluate.load_predictions(wd, 'test', run)
+  assert cells[0]['eval/test/watch/mse'] == pytest.approx(M.mse(y[:, 2], p[:, 2]))
+  (pub / 'prerank_latency.md').write_text('the benchmark\'s page, not the study\'s\n')
+  logs = []
+  assert recheck.recheck('video', str(docs), spec=video.STUDY, log=logs.append), logs
+  assert recheck.recheck('video', str(docs), runs=out, spec=video.STUDY, log=logs.append), logs
+  heads = (pub / 'heads.md').read_text()
+  (pub / 'heads.md').write_text(heads.replace('0.', '0.1', 1))
+  logs = []
+  assert not recheck.recheck('video', str(docs), spec=video.STUDY, log=logs.append)
+  assert any('heads.md differs' in line for line in logs)
