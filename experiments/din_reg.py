@@ -78,6 +78,10 @@ def define_flags():
                            'runs/din_reg', 'Unused (one preset).', 'the preset: 3 epochs on '
                            'movielens, 4 on synthetic')
   flags.FLAGS.set_default('runs_per_group', 1)   # grouping measured slower for DIN here
+  flags.DEFINE_list('models', [m for m, _ in MODELS], 'Models to run (a subset of '
+                    f'{[m for m, _ in MODELS]}): a run short of time does DIN first.')
+  flags.DEFINE_list('rows', list(REGS), f'Rows to run (a subset of {list(REGS)}); the tables '
+                    'hold the rows run so far.')
   flags.DEFINE_bool('report_only', False, 'Rebuild tables and plots from finished cells without '
                     'training or checking their configs against today\'s defaults.')
   flags.adopt_module_key_flags(sweep)
@@ -174,16 +178,21 @@ def cell(dataset, model, reg, value, seed, num_steps=-1, extra=None) -> sweep.Ce
 PHASES = (('none', 'MBA', 'filter', 'MBA-paper'), ('no goods_ids', 'DiFacto', 'dropout', 'L2'))
 
 
-def tuning_cells(dataset: str, num_steps: int = -1, regs=REGS, extra=None
+def tuning_cells(dataset: str, num_steps: int = -1, regs=REGS, extra=None, models=None
                  ) -> list[sweep.Cell]:
-  """Seed 0 of every row of `regs`: the fixed rows once, the tuned ones at each grid value."""
+  """Seed 0 of every row of `regs` for `models` (None: all): the fixed rows once, the tuned
+  ones at each grid value."""
   out = []
-  for model, _ in MODELS:
+  for model in _models(models):
     for reg in REGS:
       if reg in regs:
         values = grids(dataset)[reg] if reg in TUNED else (FIXED[reg],)
         out += [cell(dataset, model, reg, v, 0, num_steps, extra) for v in values]
   return out
+
+
+def _models(models=None) -> list[str]:
+  return [m for m, _ in MODELS if models is None or m in models]
 
 
 def choose(cells: list[dict]) -> dict[tuple[str, str], object]:
@@ -214,13 +223,15 @@ def edges(cells: list[dict]) -> dict[tuple[str, str], str]:
           for k, v in tried.items() if len(v) > 1}
 
 
-def tune(dataset: str, run, num_steps: int = -1, regs=REGS, extra=None) -> list[dict]:
+def tune(dataset: str, run, num_steps: int = -1, regs=REGS, extra=None, models=None
+         ) -> list[dict]:
   """The tuning cells of `regs` (seed 0): every grid value; a choice on the edge of its grid
   extends it one step that way (x the grid's ratio; dropout: + its step, within
   DROPOUT_BOUNDS), up to EXTENSIONS times (stats.select_on_grids). run(cells) -> records.
   Returns every tuning record."""
-  records = run(tuning_cells(dataset, num_steps, regs, extra))
-  tuned = {(m, reg): grids(dataset)[reg] for m, _ in MODELS for reg in TUNED if reg in regs}
+  records = run(tuning_cells(dataset, num_steps, regs, extra, models))
+  tuned = {(m, reg): grids(dataset)[reg] for m in _models(models) for reg in TUNED
+           if reg in regs}
 
   def score(todo):
     new = {k: v for k, v in todo.items() if not set(v) <= set(tuned[k])}
@@ -287,8 +298,9 @@ def plot_fig4(records: list[dict], outdir: str, dataset: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, len(MODELS), figsize=(5.6 * len(MODELS), 4.0))
-  for ax, (model, _) in zip(np.atleast_1d(axes), MODELS):
+  models = [m for m, _ in MODELS if any(r['group']['model'] == m for r in records)]
+  fig, axes = plt.subplots(1, len(models), figsize=(5.6 * len(models), 4.0))
+  for ax, model in zip(np.atleast_1d(axes), models):
     runs = {(r['group']['reg'], r['group']['value']): r for r in records
             if r['seed'] == 0 and r['group']['model'] == model
             and r['group']['reg'] in ('none', 'MBA', 'MBA-paper')}
@@ -554,16 +566,22 @@ def main(argv):
   xla_cpu.apply_defaults()
   logging.set_verbosity(logging.WARNING)
   root = FLAGS.outdir or 'runs/din_reg'
+  for name, got, known in (('models', FLAGS.models, _models()), ('rows', FLAGS.rows, REGS)):
+    if not set(got) <= set(known):
+      raise app.UsageError(f'--{name}: unknown {sorted(set(got) - set(known))}; choose from '
+                           f'{list(known)}')
   extra = {d: extra_overrides(d, FLAGS.override) for d in FLAGS.dataset}  # checked up front
   t0, load0 = time.time(), load()
   tuning_all = {d: [] for d in FLAGS.dataset}
   records_all = {d: [] for d in FLAGS.dataset}
   # Phase-major over the datasets: a run cut short has the main comparison on both.
-  for regs in PHASES:
-    for dataset in FLAGS.dataset:
+  for phase in PHASES:
+    regs = tuple(r for r in phase if r in FLAGS.rows)
+    for dataset in FLAGS.dataset if regs else ():
       outdir = os.path.join(root, dataset)
       run = lambda cells, dataset=dataset, outdir=outdir: _run(cells, dataset, outdir)
-      tuning_all[dataset] += tune(dataset, run, FLAGS.num_steps, regs, extra[dataset])
+      tuning_all[dataset] += tune(dataset, run, FLAGS.num_steps, regs, extra[dataset],
+                                  FLAGS.models)
       records_all[dataset] += _run(final_cells(dataset, choose(tuning_all[dataset]),
                                                FLAGS.seeds, FLAGS.num_steps, regs,
                                                extra[dataset]), dataset, outdir)

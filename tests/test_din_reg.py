@@ -187,3 +187,14 @@ def test_dataset_and_override_reach_tuning_and_final_cells():
   assert all(c.overrides['data.amazon.path'] == '/data/amazon' for c in amazon)
   with pytest.raises(app.UsageError, match='amazon'):
     din_reg.extra_overrides('criteo', [])
+
+
+def test_a_run_restricted_to_din_and_some_rows_tunes_only_those(tmp_path):
+  out = str(tmp_path / 'synthetic')
+  run = lambda cells: sweep.run_sweep('seqrec_jax/configs/din.py:synthetic', cells, out,
+                                      train_fn=_fake_train, log=lambda *_: None)
+  tuning = din_reg.tune('synthetic', run, 10, ('none', 'MBA', 'filter'), models=['DIN'])
+  assert {(r['group']['model'], r['group']['reg']) for r in tuning} == {
+      ('DIN', 'none'), ('DIN', 'MBA'), ('DIN', 'filter')}
+  final = din_reg.final_cells('synthetic', din_reg.choose(tuning), 2, 10, ('none', 'MBA'))
+  assert {(c.group['reg'], c.group['value']) for c in final} == {('none', None), ('MBA', 3.0)}
