@@ -32,9 +32,13 @@ def test_legacy_single_run_resumes_as_if_never_interrupted(tmp_path):
   resumed = train.train_and_evaluate(_config(), wd)              # steps 3-4 on top of 2
   full = train.train_and_evaluate(_config(), str(tmp_path / 'full'))
   assert resumed['steps'] == full['steps'] == 4 and 'runs' not in resumed
+  # The fixture's steps 1-2 were computed on the CPU that wrote it (an Intel Xeon); XLA's CPU
+  # code differs by instruction set, so on another CPU the resumed run agrees with an
+  # uninterrupted one to float rounding (seen: 1e-9 on an AMD EPYC), not bit for bit.
+  assert resumed['best_step'] == full['best_step']
   for k in full:
-    if k.startswith('eval/') or k == 'best_step':
-      assert resumed[k] == full[k], (k, resumed[k], full[k])
+    if k.startswith('eval/'):
+      np.testing.assert_allclose(resumed[k], full[k], rtol=1e-6, atol=1e-7, err_msg=k)
   _, meta, _ = read_source(os.path.join(wd, 'checkpoints'))
   assert meta['layout'] == train.LAYOUT and meta['step'] == 4 and len(meta['runs']) == 1
 
