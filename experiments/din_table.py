@@ -122,8 +122,8 @@ PAPER_INPUT_BN = {'model.input_bn': True}
 # The paper protocol's BaseModel without that BatchNorm (lr 1.0, the previous publication's
 # literal row): BaseModel - this row is what the input BatchNorm changes.
 NO_BN = 'BaseModel without input BN'
-# Seeds per row: 5 keeps both protocols within the 45-minute budget (10 seeds took ~37 min
-# (paper) + ~61 min (Adam) under load, docs/din_table.md); --seeds=10 resumes these 5.
+# Seeds per row: 5, for the 45-minute budget (10 seeds took ~37 min (paper) + ~61 min (Adam)
+# under load; the 5-seed timings: docs/din_table.md); --seeds=10 resumes these 5.
 SEEDS = 5
 # Epochs under the paper's protocol: one, where Adam trains 3 (MovieLens) and 4 (synthetic). A
 # batch-32 step costs about what a batch-256 step costs on this CPU, so an epoch costs ~8x;
