@@ -195,7 +195,7 @@ class _Run:
 
 def _resample_counts(rng, u: int, b: int) -> np.ndarray:
   """[b, u] bootstrap counts (each row multinomial(u, uniform)). Above FAST_COUNTS units they
-  are counted from u uniform index draws (np.bincount: the same distribution, ~10x faster than
+  are counted from u uniform index draws (np.bincount: the same distribution, ~8x faster than
   numpy's multinomial, which draws u binomials per row); at or below it the multinomial stream
   is kept, so bootstraps published before stay reproducible draw for draw."""
   if u <= FAST_COUNTS:
