@@ -515,7 +515,8 @@ def power_table(results: dict, outdir: str, dataset: str) -> None:
       shown, cols, outdir, basename='power',
       title=f'{dataset}: power of the seed comparisons vs MBA',
       notes=('Paired t-test over seeds, two-sided, power from the noncentral t (scipy; '
-             f'{__name__}.paired_power). SD: of the per-seed differences row − vs. Holm α: '
+             'experiments/din_reg.py, paired_power). SD: of the per-seed differences row − '
+             'vs. Holm α: '
              'the level Holm tested this comparison at in its family (1 − its interval level); '
              'α/m: Bonferroni over the family, the strictest level Holm can ask. "seeds for '
              f'{POWER:.0%} power": the seeds at which a true difference equal to the observed '
