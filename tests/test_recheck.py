@@ -98,3 +98,11 @@ def test_recheck_covers_dataset_folders_and_their_combined_table(tmp_path):
   logs = []
   assert not recheck.recheck('fake', str(docs), spec=spec, log=logs.append)
   assert any('fake/: all.md differs' in line for line in logs), logs
+
+
+def test_close_forgives_only_last_digit_float_noise():
+  a = '1.0,0.992423135334969,mmoe,0.7334\n'
+  assert recheck._close(a, '1.0,0.9924231353349686,mmoe,0.7334\n')   # another CPU's numpy sum
+  assert not recheck._close(a, '1.0,0.992423135334969,mmoe,0.7335\n')  # a changed number
+  assert not recheck._close(a, '1.0,0.992423135334969,omoe,0.7334\n')  # changed text
+  assert not recheck._close(a, '1.0,0.992423135334969,mmoe,0.7334,1\n')  # an added column
