@@ -40,10 +40,7 @@ def history_index(mask: np.ndarray, buckets: int = 32) -> np.ndarray:
   mask = np.asarray(mask)
   if mask.ndim != 2:
     raise ValueError(f'hist_mask must be [B, L], got shape {mask.shape}')
-  flat = np.flatnonzero(mask.reshape(-1))
-  out = np.full(capacity(flat.size, mask.size, buckets), -1, np.int32)
-  out[:flat.size] = flat
-  return out
+  return group_history_index(mask[None], buckets)[0]      # a group of one run
 
 
 def add_history_index(batch: dict, buckets: int = 32, max_fill: float = 0.8) -> dict:
