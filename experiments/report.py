@@ -6,7 +6,8 @@ experiments/stats.py. The data a report reads is compact and committed next to i
                  every metric the study reports (values JSON-typed: recheck reads them back);
   bootstrap.csv  one line per comparison test: the test-set bootstrap's point difference,
                  p-value and percentile interval at every level a Holm family of its size can
-                 ask for (computed from the predictions cells save; `bootstrap_family`).
+                 ask for (computed from the predictions cells save, or what a family's
+                 `inputs` hook gives; `bootstrap_family`).
 A study's tables are rendered from these two files only (experiments/study.py renders them
 after writing them, experiments/recheck.py renders them again and diffs).
 """
@@ -206,21 +207,42 @@ class Family:
   """The comparisons of one table, Holm-corrected together: every (row, baseline) pair on
   every metric is one test. label: a cells.csv row -> its row label. unit: the cells.csv
   column that pairs row and baseline (the seed; or e.g. a data seed, whose runs are averaged
-  first: runs that share a dataset are not independent). The bootstrap pairs runs by seed."""
+  first: runs that share a dataset are not independent). The bootstrap pairs runs by seed.
+
+  Two optional hooks (None: cells.csv rows are the family's rows, and the bootstrap reads the
+  cells' saved test predictions, the metric's columns of them by `_task_slice`):
+    expand(cells) -> rows: the family's rows from cells.csv rows, e.g. one pseudo-row per
+      fusion of a cell, each keeping the cell's 'id' and 'seed' (and `unit`), with its own
+      label and its value under the family's metric key. by_label, pairing, compare and
+      bootstrap_family all read the expanded rows.
+    inputs(row, record, metric, outdir) -> (kind, labels, units, pred[, unit_name]) or None:
+      what stats.bootstrap_diff resamples for one side of a test (record: the sweep record
+      with row['id']; non-sweep studies pass records they build, dicts with 'id' at least).
+      kind is a stats.KINDS name (None: stats.metric_kind(metric)), the same for both sides
+      of a test; labels / units / pred as that kind's run tuple (kind 'mean': None, unit ids
+      [U], values [U]; 'spearman': reference [N], users [N], prediction [N]; 'gauc', 'auc',
+      'logloss', 'mse': labels [N, T], users [N], predictions [N, T]); unit_name labels the
+      resampled unit ('requests'). Sides on identical labels and units are paired (one
+      resample of that test set for both), else resampled apart.
+      None for either side: that test has no bootstrap (its table says n/a).
+  """
   name: str                                    # writes <name>.md / <name>.csv
   title: str
   pairs: Sequence[tuple[str, str]]             # (row, baseline) labels
   metrics: Sequence[str]
   label: Callable[[dict], str]
   unit: str = 'seed'
+  expand: Callable[[list[dict]], list[dict]] | None = None
+  inputs: Callable[[dict, dict, str, str], tuple | None] | None = None
 
   def tests(self) -> list[tuple[str, str, str]]:
     return [(row, base, m) for row, base in self.pairs for m in self.metrics]
 
 
 def by_label(cells: Sequence[dict], family: Family) -> dict[str, list[dict]]:
+  """The family's rows (family.expand(cells) when set, else cells) by label."""
   out: dict[str, list[dict]] = {}
-  for c in cells:
+  for c in (family.expand(list(cells)) if family.expand else cells):
     out.setdefault(family.label(c), []).append(c)
   return out
 
@@ -284,12 +306,32 @@ def _task_slice(metric: str, tasks: Sequence[str]):
   return slice(j, j + 1)
 
 
+def _saved_inputs(row, rec, metric, outdir):
+  """The default path's side of a test: a cell's saved test predictions, every column
+  (bootstrap_family takes the metric's after pairing on the whole test set; None when the
+  cell saved none)."""
+  del row, metric
+  got = test_predictions(rec, outdir)
+  return None if got is None else (None, got[1], got[2], got[0])
+
+
+def _cut(x, cols):
+  """The metric's columns of labels / predictions [N, T] (cols None: a hook's, as given)."""
+  return x if x is None or cols is None else x[:, cols]
+
+
+def _same(x, y) -> bool:
+  return (x is None and y is None) or (x is not None and y is not None
+                                       and np.array_equal(x, y))
+
+
 def bootstrap_family(family: Family, cells: Sequence[dict], records: Sequence[dict],
                      outdir: str, tasks: Sequence[str] = (), n_boot: int = stats.N_BOOT
                      ) -> list[dict]:
-  """bootstrap.csv rows of a family's tests, from the test predictions its cells saved (a
-  test whose cells saved none has no row: its table says n/a). Runs of both rows on one test
-  set are paired; rows on different test sets are resampled apart."""
+  """bootstrap.csv rows of a family's tests, from the test predictions its cells saved, or
+  from family.inputs (a test whose cells saved none, or whose hook returns None, has no row:
+  its table says n/a). Runs of both rows on one test set are paired; rows on different test
+  sets are resampled apart."""
   rec_of = {r['id']: r for r in records}
   by = by_label(cells, family)
   m = len(family.tests())
@@ -299,23 +341,35 @@ def bootstrap_family(family: Family, cells: Sequence[dict], records: Sequence[di
   out = []
   for k, (row, base, metric) in enumerate(family.tests()):
     pr = pairing(by, family, row, base, metric)
-    cols = _task_slice(metric, tasks)
-    preds = []
+    inputs = family.inputs or _saved_inputs
+    cols = None if family.inputs else _task_slice(metric, tasks)
+    sides = []
     for ca, cb in pr['runs']:
-      a, b = test_predictions(rec_of[ca['id']], outdir), test_predictions(rec_of[cb['id']],
-                                                                          outdir)
+      a = inputs(ca, rec_of[ca['id']], metric, outdir)
+      b = None if a is None else inputs(cb, rec_of[cb['id']], metric, outdir)
       if a is None or b is None:
-        preds = []
+        sides = []
         break
-      preds.append((a, b))
-    if not preds:
+      if a[0] != b[0]:
+        raise ValueError(f'family {family.name!r}: {row} vs {base} on {metric}: the inputs '
+                         f'hook gave kind {a[0]!r} for {ca["id"]} and {b[0]!r} for {cb["id"]} '
+                         '(one test resamples one kind)')
+      sides.append((a, b))
+    if not sides:
       continue
-    if all(np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2]) for a, b in preds):
-      runs, minus = [(a[1][:, cols], a[2], a[0][:, cols], b[0][:, cols]) for a, b in preds], ()
+    kind = sides[0][0][0]
+    if any(a[0] != kind for a, _ in sides):
+      raise ValueError(f'family {family.name!r}: {row} vs {base} on {metric}: the inputs hook '
+                       f'gave kinds {sorted({str(a[0]) for a, _ in sides})} across seeds')
+    unit_name = sides[0][0][4] if len(sides[0][0]) > 4 else None
+    if all(_same(a[1], b[1]) and _same(a[2], b[2]) for a, b in sides):
+      runs = [(_cut(a[1], cols), a[2], _cut(a[3], cols), _cut(b[3], cols)) for a, b in sides]
+      minus = ()
     else:
-      runs = [(a[1][:, cols], a[2], a[0][:, cols], None) for a, _ in preds]
-      minus = [(b[1][:, cols], b[2], b[0][:, cols]) for _, b in preds]
-    b = stats.bootstrap_diff(metric, runs, n_boot=n_boot, seed=k, minus=minus)
+      runs = [(_cut(a[1], cols), a[2], _cut(a[3], cols), None) for a, _ in sides]
+      minus = [(_cut(b[1], cols), b[2], _cut(b[3], cols)) for _, b in sides]
+    b = stats.bootstrap_diff(metric, runs, n_boot=n_boot, seed=k, minus=minus, kind=kind,
+                             unit_name=unit_name)
     ivs = [stats.boot_interval(b['draws'], lv) for lv in stats.holm_levels(m)]
     out.append({'table': family.name, 'row': row, 'baseline': base, 'metric': metric,
                 'seeds': [ca['seed'] for ca, _ in pr['runs']], 'paired': not minus,
@@ -395,7 +449,8 @@ def write_comparisons(results: Sequence[dict], family: Family, outdir: str,
     cells = [r['row'], r['baseline'], metric_name(r['metric']), str(r['seed']['n']),
              _diff(r['seed']['mean'], r['seed_interval'], r['seed_resolved']),
              _diff(b['mean'], r['boot_interval'], r['boot_resolved']) if b else
-             'n/a (no saved predictions)', 'yes' if r['resolved'] else 'no']
+             'n/a (no saved predictions)' if family.inputs is None else
+             'n/a (no bootstrap inputs)', 'yes' if r['resolved'] else 'no']
     if modal:
       cells.insert(4, f'{len(r["collapsed"]["row"])} of {r["n_runs"][0]}, '
                       f'{len(r["collapsed"]["baseline"])} of {r["n_runs"][1]}')

@@ -6,7 +6,11 @@ For a comparison row - baseline on a metric (a family = the comparisons of one t
   * test-set bootstrap: the seed-averaged difference recomputed on resamples of the test set,
     the same resample for both rows (the test-set sampling noise seeds leave out;
     `bootstrap_diff`). The unit resampled is the user for GAUC (all of a user's impressions
-    go together) and the row for AUC, logloss and MSE. Runs scored on one test set share each
+    go together) and the row for AUC, logloss, MSE and Spearman (kind 'spearman': the rank
+    correlation of a prediction with a reference such as an oracle's expected label,
+    recomputed exactly on each resample); kind 'mean' resamples the caller's units (requests,
+    users) of a metric that is a mean of per-unit values (a per-request top-k utility, a
+    per-user HR@10). Runs scored on one test set share each
     resample; runs on their own test sets (a dataset per seed) are resampled independently;
   * Holm step-down within the family, separately for the seed and the bootstrap p-values
     (`holm`). The interval shown for the comparison of Holm rank k (ascending p) of m is at
@@ -46,8 +50,10 @@ GAP_RATIO_FLOOR = 4.0
 
 
 def higher_is_better(metric: str) -> bool:
-  """'eval/test/mean/mse' -> False; AUC, GAUC and the like -> True."""
-  return metric.rsplit('/', 1)[-1] not in LOWER_IS_BETTER
+  """'eval/test/mean/mse' and 'head/mae_vs_et' (a LOWER_IS_BETTER name, alone or before '_')
+  -> False; AUC, GAUC and the like -> True."""
+  last = metric.rsplit('/', 1)[-1]
+  return not any(last == k or last.startswith(k + '_') for k in LOWER_IS_BETTER)
 
 
 # ---- Seeds. ----
@@ -123,25 +129,93 @@ def _weighted_auc(parts, c_pos, counts):
     return num / (c_pos.sum(1) * cn[:, -1])
 
 
+KINDS = ('gauc', 'auc', 'logloss', 'mse', 'mean', 'spearman')
+UNIT_NAME = {'gauc': 'users', 'mean': 'units'}      # every other kind resamples rows
+
+
 def metric_kind(metric: str) -> str:
-  """'gauc', 'auc', 'logloss' or 'mse' from a summary key such as 'eval/test/income/auc'."""
+  """'gauc', 'auc', 'logloss' or 'mse' from a summary key such as 'eval/test/income/auc'
+  (the kinds 'mean' and 'spearman' are named by the caller: bootstrap_diff's kind)."""
   kind = metric.rsplit('/', 1)[-1]
   if kind not in ('gauc', 'auc', 'logloss', 'mse'):
     raise ValueError(f'no test-set bootstrap for metric {metric!r} (kind {kind!r}); one of '
-                     'gauc (users), auc, logloss, mse (rows)')
+                     'gauc (users), auc, logloss, mse (rows), or pass kind= (mean over units, '
+                     'spearman with a reference)')
   return kind
+
+
+def _tie_blocks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """x [N] -> (order [N]: x sorted, starts [K]: where each block of equal values begins in
+  that order, block [N]: each row's block)."""
+  order = np.argsort(x, kind='stable')
+  xs = x[order]
+  new = np.concatenate([[True], xs[1:] != xs[:-1]])
+  block = np.empty(len(x), np.int64)
+  block[order] = np.cumsum(new) - 1
+  return order, np.flatnonzero(new), block
+
+
+def _midranks(blocks, counts: np.ndarray) -> np.ndarray:
+  """Mid-ranks [B, N] of every row in the resamples counts [B, N] (a row drawn c times is c
+  tied copies): (weight of the smaller values) + (weight of its tie block + 1) / 2, so tied
+  values, and the copies of one row, share the mean of their ranks (scipy's 'average')."""
+  order, starts, block = blocks
+  w = np.add.reduceat(counts[:, order], starts, axis=1)          # [B, K]
+  below = np.cumsum(w, axis=1) - w
+  return (below + (w + 1) / 2)[:, block]
+
+
+def _weighted_spearman(ref_rank, blocks, counts):
+  """The Spearman correlation [B] of a prediction (its tie blocks) with the reference (its
+  mid-ranks ref_rank [B, N]) on each resample: the count-weighted Pearson correlation of the
+  two mid-rank vectors, centred on their exact mean (W + 1) / 2."""
+  centre = (counts.sum(1, keepdims=True) + 1) / 2
+  x, y = ref_rank - centre, _midranks(blocks, counts) - centre
+  with np.errstate(divide='ignore', invalid='ignore'):
+    return ((counts * x * y).sum(1)
+            / np.sqrt((counts * x * x).sum(1) * (counts * y * y).sum(1)))
+
+
+def _mean_run(units, pred_a, pred_b):
+  """Kind 'mean': (key of the units, sums of a - b per unit [U'], values per unit [U']), the
+  U' distinct unit ids in first-seen order (a unit of several values is resampled whole)."""
+  units = np.asarray(units)
+  a = np.asarray(pred_a, np.float64).ravel()
+  b = None if pred_b is None else np.asarray(pred_b, np.float64).ravel()
+  if units.ndim != 1 or len(units) != len(a) or (b is not None and len(b) != len(a)):
+    raise ValueError(f'bootstrap (kind mean): units {units.shape}, values {a.shape} / '
+                     f'{None if b is None else b.shape} must be [U] each (one value per unit '
+                     'row; a paired run scores the same units)')
+  _, first, inv = np.unique(units, return_index=True, return_inverse=True)
+  rank = np.empty(len(first), np.int64)
+  rank[np.argsort(first, kind='stable')] = np.arange(len(first))   # first-seen unit order
+  group = rank[inv.ravel()]
+  sums = np.zeros(len(first))
+  np.add.at(sums, group, a - (0.0 if b is None else b))
+  return (hashlib.sha1(b'mean' + units.tobytes()).hexdigest(), sums,
+          np.bincount(group, minlength=len(first)).astype(np.float64))
 
 
 class _Run:
   """One paired seed: per-unit statistics of both rows on one test set."""
 
   def __init__(self, kind, labels, users, pred_a, pred_b=None):
-    """pred_b None: the metric of pred_a alone (one side of a comparison across test sets)."""
+    """pred_b None: the metric of pred_a alone (one side of a comparison across test sets).
+    Kind 'mean': labels None, users the unit ids [U], preds the per-unit values [U]; kind
+    'spearman': labels the reference [N] the predictions [N] are rank-correlated with."""
     self.kind = kind
+    if kind == 'mean':
+      self.key, self.sums, self.size = _mean_run(users, pred_a, pred_b)
+      self.units = len(self.size)
+      return
     labels = np.asarray(labels, np.float64)
     users = np.asarray(users)
     pa = np.asarray(pred_a, np.float64)
     pb = None if pred_b is None else np.asarray(pred_b, np.float64)
+    if kind == 'spearman' and (labels.ndim != 1 or pa.ndim != 1 or (
+        pb is not None and pb.ndim != 1)):
+      raise ValueError(f'bootstrap (kind spearman): reference {labels.shape}, predictions '
+                       f'{pa.shape} / {None if pb is None else pb.shape} must be [N] each')
     if labels.ndim == 1:
       labels, pa = labels[:, None], pa[:, None]
       pb = None if pb is None else pb[:, None]
@@ -151,7 +225,11 @@ class _Run:
                        'the same rows)')
     self.key = hashlib.sha1(labels.tobytes() + users.tobytes()).hexdigest()
     self.tasks = labels.shape[1]
-    if kind == 'gauc':
+    if kind == 'spearman':
+      self.ref = _tie_blocks(labels[:, 0])
+      self.parts = [_tie_blocks(pa[:, 0]), None if pb is None else _tie_blocks(pb[:, 0])]
+      self.units = len(labels)
+    elif kind == 'gauc':
       self.parts = []
       for t in range(self.tasks):
         _, size, auc_a, ok = M._per_group_auc(labels[:, t], pa[:, t], users)  # pylint: disable=protected-access
@@ -190,6 +268,13 @@ class _Run:
         out.append(_weighted_auc(a, c_pos, counts)
                    - (0.0 if b is None else _weighted_auc(b, c_pos, counts)))
       return np.mean(out, 0)
+    if self.kind == 'mean':
+      return counts @ self.sums / (counts @ self.size)
+    if self.kind == 'spearman':
+      ref = _midranks(self.ref, counts)
+      a, b = self.parts
+      return (_weighted_spearman(ref, a, counts)
+              - (0.0 if b is None else _weighted_spearman(ref, b, counts)))
     return counts @ self.diff_row / counts.sum(1)
 
 
@@ -208,18 +293,33 @@ FAST_COUNTS = 10_000
 
 
 def bootstrap_diff(metric: str, runs: Sequence[tuple], n_boot: int = N_BOOT,
-                   seed: int = 0, minus: Sequence[tuple] = ()) -> dict:
+                   seed: int = 0, minus: Sequence[tuple] = (), kind: str | None = None,
+                   unit_name: str | None = None) -> dict:
   """The test-set bootstrap of the seed-averaged difference a - b.
 
   runs: one (labels [N] or [N, T], users [N], pred_a, pred_b) per paired seed (T tasks: the
   metric is averaged over them, as 'eval/test/mean/...'). For rows scored on different test
   sets (two correlations' datasets), runs hold (labels, users, pred_a, None) and minus the
   (labels, users, pred_b) of the other side: mean metric of runs - mean metric of minus. Runs
-  on one test set share each resample; distinct sets are resampled independently. Returns
-  {mean (on the test sets themselves), p (two-sided, (1 + draws on the other side of 0) /
-  (1 + B) x 2), draws [B'] (the finite draws), unit, n_units, n_boot}.
+  on one test set share each resample; distinct sets are resampled independently.
+
+  kind (default metric_kind(metric)) names what is resampled and recomputed:
+    'gauc' (users), 'auc', 'logloss', 'mse' (rows): as above;
+    'mean': runs hold (None, units [U], a [U], b [U] or None): a metric that is the mean of
+      per-unit values (per-request utility, per-user HR@10; a unit id that repeats groups its
+      values: resampled whole). Draw: counts @ (a - b) / counts.sum(1) over the units;
+    'spearman': runs hold (reference [N], users [N], pred_a [N], pred_b [N] or None); rows
+      are resampled and the Spearman correlation of each prediction with the reference is
+      recomputed exactly on the resample (tied values and copies share mid-ranks).
+  Identical (labels, users) / (units) arrays are one test set. unit_name labels the resampled
+  unit (default: 'users' for gauc, 'units' for mean, else 'rows').
+
+  Returns {mean (on the test sets themselves), p (two-sided, (1 + draws on the other side of
+  0) / (1 + B) x 2), draws [B'] (the finite draws), unit, n_units, n_boot}.
   """
-  kind = metric_kind(metric)
+  kind = kind or metric_kind(metric)
+  if kind not in KINDS:
+    raise ValueError(f'bootstrap_diff({metric!r}): kind {kind!r} is not one of {KINDS}')
   if not runs:
     raise ValueError(f'bootstrap_diff({metric!r}): no paired runs')
   sides = [([_Run(kind, *r) for r in runs], 1.0)]
@@ -248,7 +348,7 @@ def bootstrap_diff(metric: str, runs: Sequence[tuple], n_boot: int = N_BOOT,
   draws = draws[np.isfinite(draws)]
   p = min(1.0, 2 * (1 + min((draws <= 0).sum(), (draws >= 0).sum())) / (1 + len(draws)))
   return {'mean': point, 'p': float(p), 'draws': draws, 'n_boot': n_boot,
-          'unit': 'users' if kind == 'gauc' else 'rows', 'n_units': biggest}
+          'unit': unit_name or UNIT_NAME.get(kind, 'rows'), 'n_units': biggest}
 
 
 def user_bootstrap(values: np.ndarray, groups: np.ndarray | None = None,

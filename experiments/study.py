@@ -22,7 +22,14 @@ How to port a study:
        metrics: every summary key a table shows (cells.csv columns);
        families(cells, dataset): one report.Family per comparison table (its (row, baseline)
          label pairs, metrics, the label of a cell, the pairing unit: 'seed' or e.g. a data
-         seed whose runs are averaged), Holm-corrected within the table;
+         seed whose runs are averaged), Holm-corrected within the table. A table whose rows
+         are not cells (several fusions of one cell) sets Family.expand (cells -> its
+         pseudo-rows, each keeping 'id' and 'seed'); a metric the saved test predictions do
+         not score directly (a rank correlation with an oracle, a mean of per-request or
+         per-user values) sets Family.inputs ((row, record, metric, outdir) -> (kind, labels,
+         units, pred[, unit_name]) for stats.bootstrap_diff's kinds 'spearman' / 'mean', or
+         None: no bootstrap for that test). A study that is not a sweep passes
+         report.bootstrap_family records it builds (dicts with 'id' at least);
        tables(cells, results, outdir, ctx): writes the mean ± std tables with
          report.aggregate_cells (modal=: count collapsed runs) + report.write_table, returns
          their names; reads only cells, results (report.compare per family), ctx

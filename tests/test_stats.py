@@ -170,3 +170,103 @@ def test_seed_diff_pairs_by_seed():
   assert metrics.mean_ci([0.71, 0.742, 0.691])[1] < metrics.mean_ci([0.70, 0.73, 0.68])[2]
   one = stats.seed_diff({0: 1.0, 1: 2.0}, {1: 1.5})
   assert one['n'] == 1 and np.isnan(one['p']) and np.isnan(stats.t_interval(one, 0.95)[0])
+
+
+def test_mean_kind_is_the_count_weighted_mean_of_the_unit_differences():
+  a, b = np.array([1.0, 4.0, 2.0, 0.5]), np.array([0.0, 1.0, 2.0, 1.5])   # a - b: 1 3 0 -1
+  counts = np.array([[1.0, 1, 1, 1], [2, 0, 1, 1], [0, 4, 0, 0]])
+  run = stats._Run('mean', None, np.array([7, 3, 9, 1]), a, b)   # pylint: disable=protected-access
+  np.testing.assert_allclose(run.diff(counts), [3 / 4, (2 - 1) / 4, 3.0])
+  # A unit id that repeats is one unit: its values are resampled together (first-seen order).
+  grouped = stats._Run('mean', None, np.array([5, 5, 2, 2]), a, b)  # pylint: disable=protected-access
+  np.testing.assert_allclose(grouped.diff(np.array([[2.0, 0], [1, 1], [0, 2]])),
+                             [1.0, 3 / 4, -1 / 2])
+  got = stats.bootstrap_diff('per_request/utility', [(None, np.arange(4), a, b)], 100,
+                             kind='mean', unit_name='requests')
+  assert got['mean'] == pytest.approx(0.75) and got['unit'] == 'requests'
+  assert got['n_units'] == 4 and len(got['draws']) == 100
+  assert stats.bootstrap_diff('x', [(None, np.arange(4), a, b)], 10, kind='mean')['unit'] == 'units'
+  with pytest.raises(ValueError, match='kind mean'):
+    stats.bootstrap_diff('x', [(None, np.arange(3), a, b)], 10, kind='mean')
+  with pytest.raises(ValueError, match="kind 'median'"):
+    stats.bootstrap_diff('x', [(None, np.arange(4), a, b)], 10, kind='median')
+
+
+def test_mean_kind_covers_a_known_difference_about_95_percent():
+  # Per-unit values a ~ N(0.3, 1), b = a - N(0.3, 0.5^2) paired: the mean difference is 0.3.
+  def data(rng):
+    a = rng.normal(0.3, 1, 300)
+    return None, np.arange(300), a, a - rng.normal(0.3, 0.5, 300)
+  hits = 0
+  for s in range(200):
+    b = stats.bootstrap_diff('u', [data(np.random.default_rng(s))], 300, seed=s, kind='mean')
+    lo, hi = stats.boot_interval(b['draws'], 0.95)
+    hits += lo <= 0.3 <= hi
+  assert 0.90 <= hits / 200 <= 0.99, hits
+
+
+def test_spearman_kind_matches_scipy_on_explicit_resamples():
+  """Each draw is scipy's Spearman on the np.repeat-ed resample (ties in the reference and
+  in the predictions, and a row drawn several times, share mid-ranks)."""
+  from scipy.stats import spearmanr
+  rng = np.random.default_rng(0)
+  n = 80
+  ref = np.round(rng.gamma(2.0, 1.0, n), 0)                   # heavy ties
+  pa = np.round(ref + rng.normal(0, 1, n), 1)
+  pb = rng.integers(0, 5, n).astype(float)
+  run = stats._Run('spearman', ref, np.arange(n), pa, pb)     # pylint: disable=protected-access
+  one = stats._Run('spearman', ref, np.arange(n), pa)         # pylint: disable=protected-access
+  counts = rng.multinomial(n, np.full(n, 1 / n), size=6).astype(np.float64)
+  for c, got, alone in zip(counts, run.diff(counts), one.diff(counts)):
+    idx = np.repeat(np.arange(n), c.astype(int))
+    want_a = spearmanr(ref[idx], pa[idx]).statistic
+    assert alone == pytest.approx(want_a, abs=1e-12)
+    assert got == pytest.approx(want_a - spearmanr(ref[idx], pb[idx]).statistic, abs=1e-12)
+  got = stats.bootstrap_diff('head/spearman_vs_et', [(ref, np.arange(n), pa, pb)], 200,
+                             kind='spearman')
+  assert got['mean'] == pytest.approx(metrics.spearman(ref, pa) - metrics.spearman(ref, pb))
+  assert got['unit'] == 'rows' and got['n_units'] == n and got['p'] < 0.05
+  with pytest.raises(ValueError, match='kind spearman'):
+    stats.bootstrap_diff('x', [(ref[:, None], np.arange(n), pa[:, None], None)], 10,
+                         kind='spearman')
+
+
+def test_family_hooks_expand_rows_and_bootstrap_their_own_inputs(tmp_path):
+  """report.Family.expand (pseudo-rows of a cell) and .inputs (kind 'mean' values per
+  request), through bootstrap_family, bootstrap.csv and compare, against a hand computation."""
+  import dataclasses
+  from experiments import report
+  rng = np.random.default_rng(0)
+  vals = {s: {'x': rng.normal(0.5, 0.1, 50), 'y': rng.normal(0.4, 0.1, 50)} for s in range(3)}
+  cells = [{'id': f'c{s}', 'seed': s, 'model': 'm', 'u/x': vals[s]['x'].mean(),
+            'u/y': vals[s]['y'].mean()} for s in range(3)]
+  records = [{'id': c['id']} for c in cells]
+
+  def expand(cs):
+    return [dict(c, fusion=f, utility=c[f'u/{f}']) for c in cs for f in ('x', 'y')]
+
+  def inputs(row, rec, metric, outdir):
+    assert rec['id'] == row['id'] and metric == 'utility' and outdir == str(tmp_path)
+    return 'mean', None, np.arange(50), vals[row['seed']][row['fusion']], 'requests'
+
+  fam = report.Family('fus', 'fusions', [('x', 'y')], ('utility',), lambda c: c['fusion'],
+                      expand=expand, inputs=inputs)
+  boot = report.bootstrap_family(fam, cells, records, str(tmp_path))
+  assert len(boot) == 1 and boot[0]['paired'] and boot[0]['unit'] == 'requests'
+  want = np.mean([vals[s]['x'].mean() - vals[s]['y'].mean() for s in range(3)])
+  assert boot[0]['mean'] == pytest.approx(want) and boot[0]['seeds'] == [0, 1, 2]
+  report.write_csv(boot, str(tmp_path / 'bootstrap.csv'))
+  res = report.compare(cells, fam, report.read_csv(str(tmp_path / 'bootstrap.csv')))
+  assert res[0]['seed']['mean'] == pytest.approx(want) and res[0]['family_size'] == 1
+  assert res[0]['resolved'] and res[0]['boot_interval'][0] > 0
+  assert 'requests (50, 2000 draws)' in report.write_comparisons(res, fam, str(tmp_path))
+  # None from the hook: no bootstrap for that test, and the table says so.
+  none = dataclasses.replace(fam, inputs=lambda *a: None)
+  assert report.bootstrap_family(none, cells, records, str(tmp_path)) == []
+  assert 'n/a (no bootstrap inputs)' in report.write_comparisons(
+      report.compare(cells, none, []), none, str(tmp_path))
+  # Both sides of a test must resample one kind.
+  mixed = dataclasses.replace(fam, inputs=lambda row, *a: inputs(row, *a) if row['fusion'] == 'x'
+                              else ('spearman',) + inputs(row, *a)[1:])
+  with pytest.raises(ValueError, match="kind 'mean' for c0 and 'spearman'"):
+    report.bootstrap_family(mixed, cells, records, str(tmp_path))
