@@ -114,6 +114,9 @@ def test_din_learns_planted_interests_and_beats_mean_pooling(tiny_config, tmp_pa
   c.model.embed_dim, c.model.hidden, c.model.attention.hidden = 8, (32, 16), (16, 8)
   c.optim.learning_rate = 5e-3
   c.train.num_steps, c.train.eval_every, c.train.log_every = 400, 200, 100
+  # One checkpoint per run, not test.py's one every 2 steps (~0.25 s each: 100 of this test's
+  # 135 s); checkpointing is tested in test_train.py.
+  c.train.checkpoint_every = 400
   c.data.pack_history = False   # one compiled step shape (packing's equality: test_packing)
   din = train.train_and_evaluate(c, str(tmp_path / 'din'))
   c.model.name, c.model.pooling = 'base', 'mean'
