@@ -180,7 +180,7 @@ def test_mean_kind_is_the_count_weighted_mean_of_the_unit_differences():
   # A unit id that repeats is one unit: its values are resampled together (first-seen order).
   grouped = stats._Run('mean', None, np.array([5, 5, 2, 2]), a, b)  # pylint: disable=protected-access
   np.testing.assert_allclose(grouped.diff(np.array([[2.0, 0], [1, 1], [0, 2]])),
-                             [1.0, 3 / 4, -1 / 2])
+                             [(1 + 3) / 2, (1 + 3 + 0 - 1) / 4, (0 - 1) / 2])
   got = stats.bootstrap_diff('per_request/utility', [(None, np.arange(4), a, b)], 100,
                              kind='mean', unit_name='requests')
   assert got['mean'] == pytest.approx(0.75) and got['unit'] == 'requests'
