@@ -160,9 +160,13 @@ def _midranks(blocks, counts: np.ndarray) -> np.ndarray:
   tied copies): (weight of the smaller values) + (weight of its tie block + 1) / 2, so tied
   values, and the copies of one row, share the mean of their ranks (scipy's 'average')."""
   order, starts, block = blocks
-  w = np.add.reduceat(counts[:, order], starts, axis=1)          # [B, K]
-  below = np.cumsum(w, axis=1) - w
-  return (below + (w + 1) / 2)[:, block]
+  w = counts[:, order]
+  if len(starts) < len(order):
+    w = np.add.reduceat(w, starts, axis=1)                        # [B, K]
+  below = np.cumsum(w, axis=1)
+  below -= w
+  below += (w + 1) / 2
+  return below[:, block]
 
 
 def _weighted_spearman(ref_rank, blocks, counts):
@@ -170,10 +174,13 @@ def _weighted_spearman(ref_rank, blocks, counts):
   mid-ranks ref_rank [B, N]) on each resample: the count-weighted Pearson correlation of the
   two mid-rank vectors, centred on their exact mean (W + 1) / 2."""
   centre = (counts.sum(1, keepdims=True) + 1) / 2
-  x, y = ref_rank - centre, _midranks(blocks, counts) - centre
+  x = ref_rank - centre
+  y = _midranks(blocks, counts)
+  y -= centre
+  cy = counts * y
   with np.errstate(divide='ignore', invalid='ignore'):
-    return ((counts * x * y).sum(1)
-            / np.sqrt((counts * x * x).sum(1) * (counts * y * y).sum(1)))
+    return (np.einsum('bn,bn->b', cy, x)
+            / np.sqrt(np.einsum('bn,bn,bn->b', counts, x, x) * np.einsum('bn,bn->b', cy, y)))
 
 
 def _mean_run(units, pred_a, pred_b):
@@ -253,6 +260,18 @@ class _Run:
       self.diff_row = (loss(pa) - (0.0 if pb is None else loss(pb))).mean(1)   # [N]
       self.units = len(labels)
 
+  _ref_cache: tuple = (None, None, None)
+
+  @staticmethod
+  def _ref_ranks(key, blocks, counts):
+    """The reference's mid-ranks under counts, once per resample for every run of one test
+    set (the cache holds the counts array itself: a new array is never mistaken for it)."""
+    got, got_key, ranks = _Run._ref_cache
+    if got is not counts or got_key != key:
+      ranks = _midranks(blocks, counts)
+      _Run._ref_cache = (counts, key, ranks)
+    return ranks
+
   def diff(self, counts):
     """The difference a - b under unit weights counts [B, units] -> [B]."""
     if self.kind == 'gauc':
@@ -271,19 +290,20 @@ class _Run:
     if self.kind == 'mean':
       return counts @ self.sums / (counts @ self.size)
     if self.kind == 'spearman':
-      ref = _midranks(self.ref, counts)
+      ref = _Run._ref_ranks(self.key, self.ref, counts)
       a, b = self.parts
       return (_weighted_spearman(ref, a, counts)
               - (0.0 if b is None else _weighted_spearman(ref, b, counts)))
     return counts @ self.diff_row / counts.sum(1)
 
 
-def _resample_counts(rng, u: int, b: int) -> np.ndarray:
-  """[b, u] bootstrap counts (each row multinomial(u, uniform)). Above FAST_COUNTS units they
-  are counted from u uniform index draws (np.bincount: the same distribution, ~8x faster than
-  numpy's multinomial, which draws u binomials per row); at or below it the multinomial stream
-  is kept, so bootstraps published before stay reproducible draw for draw."""
-  if u <= FAST_COUNTS:
+def _resample_counts(rng, u: int, b: int, fast: bool = False) -> np.ndarray:
+  """[b, u] bootstrap counts (each row multinomial(u, uniform)). Above FAST_COUNTS units (or
+  with fast: the kinds 'mean' and 'spearman', new since) they are counted from u uniform index
+  draws (np.bincount: the same distribution, ~8x faster than numpy's multinomial, which draws
+  u binomials per row); at or below it the multinomial stream is kept, so bootstraps
+  published before stay reproducible draw for draw."""
+  if u <= FAST_COUNTS and not fast:
     return rng.multinomial(u, np.full(u, 1.0 / u), size=b).astype(np.float64)
   idx = rng.integers(0, u, size=(b, u)) + (np.arange(b) * u)[:, None]
   return np.bincount(idx.ravel(), minlength=b * u).reshape(b, u).astype(np.float64)
@@ -340,7 +360,7 @@ def bootstrap_diff(metric: str, runs: Sequence[tuple], n_boot: int = N_BOOT,
     total = np.zeros(b)
     for members in sets.values():
       u = members[0][0].units
-      counts = _resample_counts(rng, u, b)
+      counts = _resample_counts(rng, u, b, fast=kind in ('mean', 'spearman'))
       for r, w in members:
         total += w * r.diff(counts)
     draws.append(total)
