@@ -32,11 +32,16 @@ and the oracle (enrich) into cells.csv; the oracle's own rows go to meta.json. W
   prerank   recall of the MMoE ranker's top-5 (weighted-sum fusion) by the pre-ranker's top-5,
             and its oracle utility; latency: benchmarks/prerank_latency.py (its page,
             prerank_latency.md, sits in the same folder and is not the study's).
-  resolved  each SENet / LHUC variant vs its architecture (click and like AUC), and
+  resolved  each SENet / LHUC variant vs its architecture (click and like AUC),
   resolved_heads  each watch head vs soft_label (watch MSE against the observed watch time,
-            minimised by E[t]; click AUC): paired seed intervals and the test-row bootstrap,
-            Holm within each table. The rank correlations, order AUC and top-k utilities have
-            no bootstrap kind in experiments/stats.py: their tables are mean ± std only.
+            minimised by E[t]; click AUC),
+  resolved_heads_et  the same pairs on Spearman and MAE against the oracle E[t] (stats kinds
+            'spearman' and 'mean' over test rows), and
+  resolved_fusion  each fusion vs the weighted sum on the top-5 utility (kind 'mean' over
+            test requests; one pseudo-row per fusion of each mmoe cell): paired seed
+            intervals and the test-set bootstrap, Holm within each table. The models table's
+            watch order AUC, Spearman and MAE and the pre-ranker's recall and utility have no
+            comparison: mean ± std only.
 """
 from __future__ import annotations
 
@@ -160,19 +165,27 @@ def model_metrics(preds, labels, orc) -> dict:
 
 
 def _fusions(p, orc) -> dict[str, np.ndarray]:
+  """{fusion: scores [N]} of predictions p [N, 4], every one of FUSIONS."""
+  return {f: _fusion(f, p, orc) for f in FUSIONS}
+
+
+def _fusion(name: str, p, orc) -> np.ndarray:
+  """The scores [N] of one fusion of predictions p [N, 4]."""
   w = UTILITY_W
-  watch_adj = ranking.duration_adjust(p[:, 2], orc['duration']) * np.log1p(30.0)
-  return {
-      'weighted sum': ranking.fuse_weighted_sum(p[:, :3], w),
-      'product': ranking.fuse_product(p[:, 0], p[:, 1:3], w[1:]),
-      'rank (alpha=1, beta=0)': ranking.fuse_rank(p[:, :3], (1.0, 1.0, 1.0),
-                                                  groups=orc['request']),
-      'rank (alpha=0.5, beta=1)': ranking.fuse_rank(p[:, :3], (1.0, 1.0, 1.0), 0.5, 1.0,
-                                                    groups=orc['request']),
-      'duration-adjusted sum': ranking.fuse_weighted_sum(
-          np.stack([p[:, 0], p[:, 1], watch_adj], 1), w),
-      'click only': p[:, 0],
-  }
+  if name == 'weighted sum':
+    return ranking.fuse_weighted_sum(p[:, :3], w)
+  if name == 'product':
+    return ranking.fuse_product(p[:, 0], p[:, 1:3], w[1:])
+  if name == 'rank (alpha=1, beta=0)':
+    return ranking.fuse_rank(p[:, :3], (1.0, 1.0, 1.0), groups=orc['request'])
+  if name == 'rank (alpha=0.5, beta=1)':
+    return ranking.fuse_rank(p[:, :3], (1.0, 1.0, 1.0), 0.5, 1.0, groups=orc['request'])
+  if name == 'duration-adjusted sum':
+    watch_adj = ranking.duration_adjust(p[:, 2], orc['duration']) * np.log1p(30.0)
+    return ranking.fuse_weighted_sum(np.stack([p[:, 0], p[:, 1], watch_adj], 1), w)
+  if name == 'click only':
+    return p[:, 0]
+  raise ValueError(f'video: unknown fusion {name!r} (one of {FUSIONS})')
 
 
 def utility(orc) -> np.ndarray:
@@ -181,6 +194,11 @@ def utility(orc) -> np.ndarray:
 
 def topk_utility(score, orc, k: int = K) -> float:
   """Mean over requests of U(top-k by score) / U(best top-k)."""
+  return float(np.mean(topk_utility_per_request(score, orc, k)[1]))
+
+
+def topk_utility_per_request(score, orc, k: int = K) -> tuple[np.ndarray, np.ndarray]:
+  """(request ids [R], ascending; U(top-k by score) / U(best top-k) of each [R])."""
   u, req = utility(orc), orc['request']
   order = np.lexsort((-score, req))
   u_s, r_s = u[order], req[order]
@@ -191,7 +209,7 @@ def topk_utility(score, orc, k: int = K) -> float:
   top = pos < k
   got = np.add.reduceat(np.where(top, u_s, 0.0), start)
   ideal = np.add.reduceat(np.where(top, u_b, 0.0), start)
-  return float(np.mean(got / ideal))
+  return r_s[start], got / ideal
 
 
 def topk_recall(score_a, score_b, req, k: int = K) -> float:
@@ -249,10 +267,14 @@ FUSIONS = ('weighted sum', 'product', 'rank (alpha=1, beta=0)', 'rank (alpha=0.5
            'duration-adjusted sum', 'click only')
 PRERANK_COLS = {f'recall@{K} of the ranker\'s top-{K}': 'prerank/recall',
                 f'oracle utility of its top-{K}': 'prerank/utility'}
-# The comparisons' metrics: those the test-set bootstrap has a kind for (stats.metric_kind).
-# watch MSE against the observed watch time is minimised by E[t], so it scores a served
-# watch time's ranking and calibration together.
+# The comparisons' metrics. watch MSE against the observed watch time is minimised by E[t],
+# so it scores a served watch time's ranking and calibration together; the heads' Spearman
+# and MAE against E[t] and the fusions' top-K utility are bootstrapped through Family.inputs
+# (stats kinds 'spearman' and 'mean'), the fusions as pseudo-rows of the mmoe cells
+# (Family.expand: FUSION_UTILITY holds each fusion's 'fusion/<name>' value).
 WATCH_MSE = 'eval/test/watch/mse'
+HEAD_VS_ET = ('head/spearman_vs_et', 'head/mae_vs_et')
+FUSION_UTILITY = f'fusion/utility@{K}'
 METRICS = (tuple(MODEL_COLS.values()) + (WATCH_MSE,) + tuple(HEAD_COLS.values()) + RATIO_PCT
            + tuple(f'fusion/{f}' for f in FUSIONS) + tuple(PRERANK_COLS.values())
            + ('steps', 'best_step'))
@@ -336,27 +358,84 @@ def _variants(labels) -> list[tuple[str, str]]:
           if lab != lab.split(' ')[0] and lab.split(' ')[0] in labels and '[watch:' not in lab]
 
 
+def _test_preds(rec: dict, outdir: str):
+  """A record's saved test predictions [N, 4] (None when it saved none)."""
+  wd, run = study_report.cell_workdir(rec, outdir)
+  got = evaluate.load_predictions(wd, 'test', run)
+  return None if got is None else got[0]
+
+
+def head_inputs(row, rec, metric: str, outdir: str):
+  """Family.inputs of resolved_heads_et: the served watch time p[:, 2] against the oracle
+  E[t] of the record's generator; Spearman (kind 'spearman', rows) or MAE (kind 'mean' of
+  |served - E[t]| per row)."""
+  del row
+  p = _test_preds(rec, outdir)
+  if p is None:
+    return None
+  e = _record_oracle(rec)[0]['watch']
+  if len(p) != len(e):
+    raise ValueError(f'video: cell {rec["id"]} saved {len(p)} test predictions, its '
+                     f'generator\'s oracle has {len(e)} test rows')
+  if metric == 'head/spearman_vs_et':
+    return 'spearman', e, np.arange(len(e)), p[:, 2]
+  if metric == 'head/mae_vs_et':
+    return 'mean', None, np.arange(len(e)), np.abs(p[:, 2] - e), 'rows'
+  raise ValueError(f'video: no bootstrap inputs for heads metric {metric!r} (one of '
+                   f'{HEAD_VS_ET})')
+
+
+def fusion_rows(cells) -> list[dict]:
+  """Family.expand of resolved_fusion: one row per fusion of each mmoe cell (its id and
+  seed), labelled by the fusion, its top-K utility under FUSION_UTILITY."""
+  return [dict(c, fusion=f, **{FUSION_UTILITY: c[f'fusion/{f}']})
+          for c in cells if label(c) == 'mmoe' for f in FUSIONS]
+
+
+def fusion_inputs(row, rec, metric: str, outdir: str):
+  """Family.inputs of resolved_fusion: U(top-K) / U(best top-K) per test request of the
+  row's fusion of the cell's predictions (kind 'mean', requests resampled)."""
+  del metric
+  p = _test_preds(rec, outdir)
+  if p is None:
+    return None
+  orc, _ = _record_oracle(rec)
+  req, u = topk_utility_per_request(_fusion(row['fusion'], p, orc), orc)
+  return 'mean', None, req, u, 'requests'
+
+
 def families(cells, dataset: str = '') -> list[study_report.Family]:
   """resolved: each SENet / LHUC variant vs its architecture on click and like AUC;
-  resolved_heads: each watch head vs soft_label on watch MSE and click AUC. One Holm family
-  per table."""
+  resolved_heads: each watch head vs soft_label on watch MSE and click AUC;
+  resolved_heads_et: the same pairs on Spearman and MAE against the oracle E[t];
+  resolved_fusion: each fusion of the MMoE baseline vs the weighted sum on the top-K
+  utility. One Holm family per table."""
   del dataset
   labels = list(dict.fromkeys(label(c) for c in cells))
   heads = [(f'mmoe [watch: {h}]', 'mmoe') for h in WATCH_HEADS[1:]
            if f'mmoe [watch: {h}]' in labels and 'mmoe' in labels]
+  fusions = [(f, FUSIONS[0]) for f in FUSIONS[1:]] if 'mmoe' in labels else []
   return [study_report.Family('resolved', 'Short-video study: SENet / LHUC against the same '
                               'architecture without them', _variants(labels),
                               ('eval/test/click/auc', 'eval/test/like/auc'), label),
           study_report.Family('resolved_heads', 'Watch-time heads of the MMoE baseline against '
                               'soft_label (watch MSE against the observed watch time: lower is '
                               'better, E[t] minimises it)', heads,
-                              (WATCH_MSE, 'eval/test/click/auc'), label)]
+                              (WATCH_MSE, 'eval/test/click/auc'), label),
+          study_report.Family('resolved_heads_et', 'Watch-time heads of the MMoE baseline '
+                              'against soft_label: served watch time against the oracle E[t] '
+                              '(Spearman: higher is better; MAE in seconds: lower is better)',
+                              heads, HEAD_VS_ET, label, inputs=head_inputs),
+          study_report.Family('resolved_fusion', f'Fusions of the MMoE baseline\'s predictions '
+                              f'against the weighted sum: oracle utility of the top-{K} '
+                              '(fraction of the best, per request)', fusions,
+                              (FUSION_UTILITY,), lambda c: c['fusion'], expand=fusion_rows,
+                              inputs=fusion_inputs)]
 
 
-NO_BOOT = ('Mean ± std over seeds. {what} have no test-set bootstrap in experiments/stats.py '
-           '(rank correlations, order AUC and top-k utility are not among its metric kinds), '
-           'so no difference in them is claimed here; the paired comparisons with both '
-           'intervals are {where}.')
+NO_BOOT = ('Mean ± std over seeds. {what} are compared by no family of this study, so no '
+           'difference in them is claimed here; the paired comparisons with both intervals '
+           '(seeds and the test-set bootstrap, Holm within each table) are {where}.')
 
 
 def _rows(cells, keep, cols, modal=()) -> list[dict]:
@@ -414,8 +493,9 @@ def heads_table(cells, outdir: str, ctx: dict) -> list[str]:
       + [('served / E[t], 10th-90th pct (mean over seeds)', 'pct'),
          ('click AUC', 'eval/test/click/auc'), ('seeds', 'n_seeds')], outdir, basename='heads',
       title='Watch-time heads of the MMoE baseline: served value against the oracle E[t] (test)',
-      notes=NO_BOOT.format(what='Spearman, MAE and calibration against E[t]',
-                           where='resolved_heads.md (watch MSE and click AUC)')
+      notes=NO_BOOT.format(what='The calibration ratios (mean, median, percentiles)',
+                           where='resolved_heads_et.md (Spearman and MAE against E[t], test '
+                           'rows resampled) and resolved_heads.md (watch MSE and click AUC)')
       + ' The perfect rows: what an exact model of each loss would serve (notes_optimum: '
       'E[y] / E[1 - y] by Monte Carlo; E[t]).')
   return ['heads.md', 'heads.csv']
@@ -435,8 +515,10 @@ def fusion_table(cells, outdir: str, ctx: dict) -> list[str]:
       rows, [('fusion', 'fusion'), ('utility', 'utility'), ('seeds', 'n_seeds')], outdir,
       basename='fusion', title=f'Fusion of the MMoE baseline\'s predictions: oracle utility of '
       f'the top-{K} of {ctx["candidates"]} candidates (fraction of the best top-{K})',
-      notes=NO_BOOT.format(what='Top-k utilities', where='not available for fusion (one set of '
-                           'predictions per seed, several fusions of it)'))
+      notes='Mean ± std over seeds. Each fusion against the weighted sum, paired by seed '
+      '(the seed interval) and on resampled test requests (the bootstrap of the per-request '
+      'utility), Holm within the table: resolved_fusion.md. The random order: one draw, '
+      'no seeds.')
   return ['fusion.md', 'fusion.csv']
 
 
@@ -452,7 +534,8 @@ def prerank_table(cells, outdir: str) -> list[str]:
                            title=f'Pre-ranker: recall of the MMoE ranker\'s top-{K} and oracle '
                            'utility', notes='The same seed\'s MMoE and pre-ranker, each fused '
                            'by the weighted sum. ' + NO_BOOT.format(
-                               what='Recall and utility', where='not available here'))
+                               what='Recall and utility (no baseline pre-ranker)',
+                               where='in the other tables'))
   return ['prerank.md', 'prerank.csv']
 
 

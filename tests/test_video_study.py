@@ -42,6 +42,9 @@ def test_topk_utility_and_recall_hand_cases():
   # U = [1, 1, 2 | 0, 0, 1]; best top-2: 3 and 1. score picks [0, 1] and [3, 5]: 2/3 and 1/1.
   score = np.array([3.0, 2.0, 1.0, 3.0, 1.0, 2.0])
   assert video.topk_utility(score, orc, k=2) == pytest.approx((2 / 3 + 1.0) / 2)
+  req, per = video.topk_utility_per_request(score, orc, k=2)
+  np.testing.assert_array_equal(req, [0, 1])
+  np.testing.assert_allclose(per, [2 / 3, 1.0])
   # top-2 of score vs of U: request 0 {0, 1} vs {2, 0 or 1}; request 1 {3, 5} vs {5, 3 or 4}.
   other = np.array([1.0, 0.0, 2.0, 1.0, 0.0, 2.0])
   assert video.topk_recall(score, other, orc['request'], k=2) == pytest.approx(0.75)
@@ -64,20 +67,22 @@ def test_dataset_and_override_reach_every_cell_config_and_the_oracle():
 
 
 def test_tiny_study_writes_cells_bootstrap_and_rechecks(tmp_path):
-  """The study spec on a tiny run (200 users, 2 seeds, 4 steps; the groups every table needs:
+  """The study spec on a tiny run (100 users, 2 seeds, 4 steps; the groups every table needs:
   mmoe, a SENet variant, a watch head, the pre-ranker): cells.csv holds every table's per-cell
-  values, the comparisons are bootstrapped from the saved predictions, and recheck reproduces
-  every table (from the files, and from the predictions)."""
+  values, every comparison family (the heads against E[t] through Family.inputs, the fusions
+  as pseudo-rows through Family.expand) has both intervals from the saved predictions, and
+  recheck reproduces every table (from the files, and from the predictions)."""
   from experiments import recheck, report, sweep
   out, docs = str(tmp_path / 'run'), tmp_path / 'docs'
   docs.mkdir()
   keep = {'mmoe', 'mmoe +SENet', 'mmoe [watch: weighted]', 'prerank'}
-  cells = [c for c in video.make_cells(2, 4, {'data.video.num_users': 200})
+  cells = [c for c in video.make_cells(2, 4, {'data.video.num_users': 100})
            if video.label(c.group) in keep]
   records, wall = sweep.run_study(video.CONFIG, cells, out, 2, 64)
   names = video.report_study(records, out, wall, publish_to='video', docs=str(docs))
   assert names[:3] == ['cells.csv', 'meta.json', 'bootstrap.csv'], names
-  for n in ('resolved', 'resolved_heads', 'table', 'heads', 'fusion', 'prerank'):
+  for n in ('resolved', 'resolved_heads', 'resolved_heads_et', 'resolved_fusion', 'table',
+            'heads', 'fusion', 'prerank'):
     assert f'{n}.md' in names and f'{n}.csv' in names
   pub = tmp_path / 'docs' / 'results' / 'video'
   cells = report.read_csv(str(pub / 'cells.csv'))
@@ -87,13 +92,34 @@ def test_tiny_study_writes_cells_bootstrap_and_rechecks(tmp_path):
   assert all(np.isfinite(c['fusion/weighted sum']) for c in base)
   assert all(np.isfinite(c['prerank/recall']) for c in cells if c['model'] == 'prerank')
   boot = report.read_csv(str(pub / 'bootstrap.csv'))
-  assert {b['table'] for b in boot} == {'resolved', 'resolved_heads'}
+  fusions = [('resolved_fusion', f, video.FUSION_UTILITY) for f in video.FUSIONS[1:]]
   assert [(b['table'], b['row'], b['metric']) for b in boot] == [
       ('resolved', 'mmoe +SENet', 'eval/test/click/auc'),
       ('resolved', 'mmoe +SENet', 'eval/test/like/auc'),
       ('resolved_heads', 'mmoe [watch: weighted]', 'eval/test/watch/mse'),
-      ('resolved_heads', 'mmoe [watch: weighted]', 'eval/test/click/auc')]
-  assert all(b['paired'] and b['unit'] == 'rows' for b in boot)
+      ('resolved_heads', 'mmoe [watch: weighted]', 'eval/test/click/auc'),
+      ('resolved_heads_et', 'mmoe [watch: weighted]', 'head/spearman_vs_et'),
+      ('resolved_heads_et', 'mmoe [watch: weighted]', 'head/mae_vs_et')] + fusions
+  assert all(b['paired'] and b['seeds'] == [0, 1] for b in boot)
+  assert [b['unit'] for b in boot] == ['rows'] * 6 + ['requests'] * 5
+  # Holm family sizes (one interval per level a family of m can ask for) and, on the test
+  # sets themselves, the bootstrap's point = the seed-mean difference of the cells' values.
+  size = {'resolved': 2, 'resolved_heads': 2, 'resolved_heads_et': 2, 'resolved_fusion': 5}
+  assert all(len(b['lo']) == size[b['table']] for b in boot)
+  def cell_diff(row, metric):
+    by = {(video.label(c), c['seed']): c for c in cells}
+    if metric == video.FUSION_UTILITY:
+      return np.mean([by['mmoe', s][f'fusion/{row}'] - by['mmoe', s]['fusion/weighted sum']
+                      for s in (0, 1)])
+    return np.mean([by[row, s][metric] - by['mmoe', s][metric] for s in (0, 1)])
+  for b in boot[4:]:
+    assert b['mean'] == pytest.approx(cell_diff(b['row'], b['metric']), abs=1e-9), b
+  for name in ('resolved_heads_et', 'resolved_fusion'):
+    res = report.read_csv(str(pub / f'{name}.csv'))
+    assert len(res) == size[name] and f'Family: {size[name]} test(s)' in (
+        pub / f'{name}.md').read_text()
+    assert all(np.isfinite([r['seed_lo'], r['seed_hi'], r['boot_lo'], r['boot_hi']]).all()
+               for r in res)
   # The oracle's rows come from meta.json; each cell's values from its own predictions.
   wd, run = report.cell_workdir(records[0], out)
   p, y, _ = evaluate.load_predictions(wd, 'test', run)
