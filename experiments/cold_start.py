@@ -22,27 +22,36 @@ Per dataset (synthetic planted-interest logs, MovieLens latest-small offline):
        two-tower + unknown-id bucket        the same on models/two_tower.py (BCE on the rows)
        two-tower, content only              every item id -> 0 in training and at test
 Seeds are model initialisations and batch orders (data, split and candidates fixed). Every
-stage is cached under <outdir>/<dataset>_<key>/; a rerun reads it.
+stage is cached under <outdir>/<dataset>_<key>/ (experiments/stages.py); a rerun reads it.
+
+Report (experiments/study.py): per dataset, <outdir>/<dataset>/ (published to
+docs/results/cold_start/<dataset>/) holds cells.csv, one line per (model, seed) with
+'<cell>/<metric>' = the metric's mean over that cell's requests (every cell, HR@10, NDCG@10,
+AUC); meta.json (T, request counts, command, wall); bootstrap.csv; cold_start.md (HR@10 and
+AUC per shown cell, mean ± std over seeds) and cold_start_diffs.md (the COMPARE pairs on HR@10
+and AUC of each shown cell: one report.Family, Holm within it; seed t-interval paired by seed;
+the test-set bootstrap resamples test users, a user's requests together, for the
+seed-averaged per-request difference: stats kind 'mean', read from
+<workdir>/per_request/<id>.npz). `python -m experiments.recheck cold_start` recomputes them.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import subprocess
+import sys
 import time
 
 from absl import app, flags
 import numpy as np
 
 from experiments import funnel as FN
-from experiments import publish, stats
-from seqrec_jax import metrics as M
+from experiments import publish, report, stages, study
 from seqrec_jax import xla_cpu
 from seqrec_jax.data import cold_start as C
 from seqrec_jax.data import retrieval as D
 
 FLAGS = flags.FLAGS
-FILES = ('cold_start.md', 'cold_start.csv', 'cold_start_diffs.csv')
 NUM_NEG = 99
 K = 10
 # Per dataset: cold_split arguments.
@@ -59,6 +68,8 @@ COMPARE = ([('DIN + unknown-id bucket', 'DIN, unseen id = its untrained row'),
             ('two-tower, content only', 'two-tower + unknown-id bucket')]
            + [(m, 'popularity within category') for m in MODELS])
 DIFF_METRICS = (f'hr@{K}', 'auc')
+# cells.csv: '<cell>/<metric>' of every cell (C.rank_metrics' keys).
+METRICS = tuple(f'{c}/{m}' for c in C.CELLS for m in (f'hr@{K}', f'ndcg@{K}', 'auc'))
 
 
 def define_flags():
@@ -87,6 +98,7 @@ class Settings:
   split: dict = dataclasses.field(default_factory=dict)
   model_overrides: dict = dataclasses.field(default_factory=dict)
   models: tuple = tuple(MODELS)
+  synthetic: dict = dataclasses.field(default_factory=dict)   # synthetic_logs overrides
 
 
 def model_data(cs: C.ColdSplit, table, fields, drop: float, test_ids: str, st: Settings,
@@ -111,10 +123,13 @@ def model_data(cs: C.ColdSplit, table, fields, drop: float, test_ids: str, st: S
 
 def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
   t0 = time.time()
-  logs = D.synthetic_logs() if dataset == 'synthetic' else D.movielens_logs()
+  logs = D.synthetic_logs(**st.synthetic) if dataset == 'synthetic' else D.movielens_logs()
   cs = C.cold_split(logs, **st.split)
   split = cs.split
-  wd = os.path.join(outdir, f'{dataset}_{FN._key([dataclasses.asdict(st), logs.fingerprint()])}')  # pylint: disable=protected-access
+  settings = dataclasses.asdict(st)
+  if not settings['synthetic']:     # default logs: the key runs made before the field had
+    settings.pop('synthetic')
+  wd = os.path.join(outdir, f'{dataset}_{stages.key([settings, logs.fingerprint()])}')
   os.makedirs(wd, exist_ok=True)
   fields, table = C.item_content(logs)
   # Every cold request, and at most st.max_warm warm ones (a fixed random subset).
@@ -145,119 +160,123 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
       p = FN.score(mwd, ds.spec, [mine] * len(seeds))
       log(f'  {name}: scored {len(seeds)} x {E} x {N} in {time.time() - t:.0f} s')
       return {'scores': np.stack([x.reshape(E, N) for x in p])}
-    got = FN._cached(os.path.join(wd, f'scores_{tag}.npz'), run)['scores']  # pylint: disable=protected-access
+    got = stages.cached(os.path.join(wd, f'scores_{tag}.npz'), run)['scores']
     scores[name] = {s: got[r] for r, s in enumerate(seeds)}
   mets = {n: {s: C.rank_metrics(v, K) for s, v in by.items()} for n, by in scores.items()}
   return {'dataset': dataset, 'metrics': mets, 'cell': cell, 'users': users,
-          'warm_total': len(warm),
+          'warm_total': len(warm), 'workdir': wd,
           'info': logs.info, 'cutoff': cs.cutoff, 'fields': [f.name for f in fields],
           'seconds': time.time() - t0, 'train': int(split.train.sum()),
           'new_items': int(cs.new_items()[np.unique(split.logs.item)].sum())}
 
 
-def _seed_mean(by_seed: dict, metric: str) -> np.ndarray:
-  return np.mean([by_seed[s][metric] for s in by_seed], 0)
-
-
-def report(results: list[dict], outdir: str, wall: float, load: str, seeds, st: Settings
-           ) -> str:
-  """cold_start.md / .csv and cold_start_diffs.csv (see the module docstring)."""
-  metrics = (f'hr@{K}', f'ndcg@{K}', 'auc')
-  names = {f'hr@{K}': f'HR@{K}', f'ndcg@{K}': f'NDCG@{K}', 'auc': 'AUC'}
-  vl = [f'### Cold vs warm: HR@{K} and AUC of the target among {NUM_NEG + 1} candidates '
-        '(mean [95% bootstrap interval over test users]; seeds: range of the seed means)', '',
-        '| dataset | model | ' + ' | '.join(f'{names[m]} {c}' for m in DIFF_METRICS
-                                           for c in SHOWN_CELLS) + ' |',
-        '|' + '---|' * (2 + len(DIFF_METRICS) * len(SHOWN_CELLS))]
-  csv = ['dataset,model,cell,requests,' + ','.join(
-      f'{m},{m}_lo,{m}_hi,{m}_seed_lo,{m}_seed_hi' for m in metrics)]
-  for res in results:
-    ds, cell, users = res['dataset'], res['cell'], res['users']
-    for name, by_seed in res['metrics'].items():
-      cells = []
-      for m in DIFF_METRICS:
-        for ci in range(len(SHOWN_CELLS)):
-          on = cell == ci
-          v = _seed_mean(by_seed, m)[on]
-          lo, hi = stats.boot_interval(stats.user_bootstrap(v, users[on], 2000)[0][:, 0], 0.95)
-          seed_m = [by_seed[s][m][on].mean() for s in by_seed]
-          spread = (f' (seeds {min(seed_m):.3f}-{max(seed_m):.3f})' if len(by_seed) > 1
-                    and name not in BASELINES else '')
-          cells.append(f'{v.mean():.3f} [{lo:.3f}, {hi:.3f}]{spread}')
-      vl.append(f'| {ds} | {name} | ' + ' | '.join(cells) + ' |')
-      for ci, c in enumerate(C.CELLS):
-        on = cell == ci
-        if not on.any():
-          continue
-        row = [ds, name, c, str(int(on.sum()))]
-        for m in metrics:
-          v = _seed_mean(by_seed, m)[on]
-          lo, hi = stats.boot_interval(stats.user_bootstrap(v, users[on], 2000)[0][:, 0], 0.95)
-          _, slo, shi = M.mean_ci([by_seed[s][m][on].mean() for s in by_seed])
-          row += [f'{v.mean():.6f}', f'{lo:.6f}', f'{hi:.6f}', f'{slo:.6f}', f'{shi:.6f}']
-        csv.append(','.join(row))
-  # Differences: one Holm family over the table.
-  comps = []
-  for res in results:
-    ds, cell, users, mets = res['dataset'], res['cell'], res['users'], res['metrics']
-    for a, b in COMPARE:
-      if a not in mets or b not in mets:
-        continue
-      for m in DIFF_METRICS:
-        for ci, c in enumerate(SHOWN_CELLS):
-          on = cell == ci
-          d = _seed_mean(mets[a], m)[on] - _seed_mean(mets[b], m)[on]
-          draws, p = stats.user_bootstrap(d, users[on])
-          sd = stats.seed_diff({s: mets[a][s][m][on].mean() for s in mets[a]},
-                               {s: mets[b][s][m][on].mean() for s in mets[b]})
-          comps.append((ds, a, b, m, c, d.mean(), draws[:, 0], p[0], sd))
-  rej, lev = stats.holm([x[7] for x in comps])
-  dl = ['### Differences, paired per request (mean [bootstrap interval over test users at its '
-        'Holm level] seeds [95% t-interval over seeds]; * = excludes 0)',
-        '', '| dataset | model minus baseline | metric | ' + ' | '.join(SHOWN_CELLS) + ' |',
-        '|---|---|---|' + '---|' * len(SHOWN_CELLS)]
-  dcsv = ['dataset,model,baseline,metric,cell,diff,lo,hi,p_boot,holm_rejects,seed_lo,seed_hi,'
-          'seed_p']
-  for i in range(0, len(comps), len(SHOWN_CELLS)):
-    ds, a, b, m = comps[i][:4]
-    cells = []
-    for j in range(i, i + len(SHOWN_CELLS)):
-      x = comps[j]
-      lo, hi = stats.boot_interval(x[6], lev[j])
-      slo, shi = stats.t_interval(x[8], 0.95)
-      ok = rej[j]
-      seed_s = (f' seeds [{slo:+.3f}, {shi:+.3f}]' + ('*' if slo > 0 or shi < 0 else '')
-                if np.isfinite(slo) else '')
-      cells.append(f'{x[5]:+.3f} [{lo:+.3f}, {hi:+.3f}]' + ('*' if ok else '') + seed_s)
-      dcsv.append(f'{ds},{a},{b},{m},{x[4]},{x[5]:.6f},{lo:.6f},{hi:.6f},{x[7]:.6g},'
-                  f'{int(ok)},{slo:.6f},{shi:.6f},{x[8]["p"]:.6g}')
-    dl.append(f'| {ds} | {a} minus {b} | {names[m]} | ' + ' | '.join(cells) + ' |')
-  foot = [f'Seeds {list(seeds)}. ' + ' '.join(
-      f'{r["dataset"]}: T = {r["cutoff"]}, {r["train"]} train interactions, test requests '
-      + ', '.join(f'{c} {int((r["cell"] == i).sum())}' for i, c in enumerate(C.CELLS))
-      + f' (warm: a random {int((r["cell"] == 0).sum())} of {r["warm_total"]})'
-      + f' ({len(np.unique(r["users"]))} users), {r["new_items"]} new items in the catalogue; '
-      f'item content: category' + ''.join(f', {f}' for f in r['fields']) + '.' for r in results),
-      '', f'Family: the {len(comps)} differences of this table, Holm step-down '
-      '(experiments/stats.py) over the bootstrap p-values; each bootstrap interval is at its '
-      'Holm level, so it excludes 0 (*) exactly when Holm rejects. The bootstrap resamples '
-      'test users (a user\'s requests together; 2,000 draws for values at 95%, 10,000 for '
-      'differences) of the seed-averaged per-request metric. The seed interval (paired t over '
-      'the seeds\' means, stats.seed_diff) is the training noise, at 95%, not corrected.', '',
-      f'`{_command()}`: {wall / 60:.1f} min wall (this invocation; cached stages are read) '
-      f'at load average {load} (2 CPU cores, shared), nice -n 10.']
-  with open(os.path.join(outdir, 'cold_start.md'), 'w') as f:
-    f.write('\n'.join(vl + [''] + dl + [''] + foot) + '\n')
-  with open(os.path.join(outdir, 'cold_start.csv'), 'w') as f:
-    f.write('\n'.join(csv) + '\n')
-  with open(os.path.join(outdir, 'cold_start_diffs.csv'), 'w') as f:
-    f.write('\n'.join(dcsv) + '\n')
-  return '\n'.join(vl + [''] + dl + [''] + foot)
-
-
 def _command() -> str:
-  import sys  # pylint: disable=g-import-not-at-top
   return 'bash launch.sh cold_start' + (' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else '')
+
+
+def _load() -> str:
+  out = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+  return out.split('load average:')[-1].strip()
+
+
+def dataset_records(res: dict, report_dir: str) -> list[dict]:
+  """One study record per (model, seed) of run_dataset's result: group {'model'}, summary
+  '<cell>/<metric>' = the metric's mean over that cell's requests (NaN for none); the
+  per-request values (and each request's cell) are saved in the dataset's stage cache
+  (<workdir>/per_request/<id>.npz), which the bootstrap reads."""
+  cell, out = res['cell'], []
+  for name, by_seed in res['metrics'].items():
+    for s, vals in by_seed.items():
+      path = os.path.join(res['workdir'], 'per_request', f'{stages.slug(name)}_s{s}.npz')
+      stages.save_values(path, res['users'], vals, cell=cell)
+      summary = {f'{c}/{m}': stages.mean(v[cell == i]) for i, c in enumerate(C.CELLS)
+                 for m, v in vals.items()}
+      out.append(stages.record({'model': name}, s, vals, path, report_dir, summary))
+  stages.check_ids(out)
+  return out
+
+
+def dataset_meta(res: dict, seeds, wall: float, load: str) -> dict:
+  """meta.json of one dataset: what the table's notes print."""
+  cell = res['cell']
+  return {'seeds': list(seeds), 'cutoff': np.asarray(res['cutoff']).item(),
+          'train': res['train'],
+          'requests': [[c, int((cell == i).sum())] for i, c in enumerate(C.CELLS)],
+          'warm_total': res['warm_total'], 'users': int(len(np.unique(res['users']))),
+          'new_items': res['new_items'], 'fields': res['fields'], 'command': _command(),
+          'wall_seconds': round(wall, 1), 'load': load}
+
+
+def _model(c: dict) -> str:
+  return c['model']
+
+
+def _inputs(row, rec: dict, metric: str, outdir: str):
+  """Family.inputs of '<cell>/<metric>': the record's per-request values of that cell's
+  requests (stats kind 'mean': a user's requests resampled together)."""
+  del row
+  cell, m = metric.rsplit('/', 1)
+  i = C.CELLS.index(cell)
+  return stages.mean_inputs(rec, m, outdir, select=lambda saved: saved['cell'] == i)
+
+
+def families(cells, dataset: str = '') -> list[report.Family]:
+  """cold_start_diffs: the COMPARE pairs present, on HR@10 and AUC of every shown cell that
+  has requests; one Holm family; paired by seed; the bootstrap resamples test users."""
+  del dataset
+  models = set(_model(c) for c in cells)
+  pairs = [(a, b) for a, b in COMPARE if a in models and b in models]
+  mets = [f'{c}/{m}' for m in DIFF_METRICS for c in SHOWN_CELLS
+          if any(np.isfinite(x[f'{c}/{m}']) for x in cells)]
+  if not pairs or not mets:
+    return []
+  return [report.Family('cold_start_diffs', f'Cold start: model minus baseline, per cell of '
+                        f'requests (HR@{K} and AUC of the target among {NUM_NEG + 1} '
+                        'candidates)', pairs, mets, _model, inputs=_inputs)]
+
+
+def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
+  """cold_start: HR@10 and AUC of each model in each shown cell, mean ± std over seeds."""
+  del results
+  names = {f'hr@{K}': f'HR@{K}', f'ndcg@{K}': f'NDCG@{K}', 'auc': 'AUC'}
+  cols = [f'{c}/{m}' for m in DIFF_METRICS for c in SHOWN_CELLS]
+  rows = report.aggregate_cells(cells, ['model'], cols)
+  req = dict(ctx['requests'])
+  notes = (
+      f'Mean ± std over the seeds {ctx["seeds"]} (baselines without training: ± 0). '
+      f'T = {ctx["cutoff"]}, {ctx["train"]} train interactions; test requests '
+      + ', '.join(f'{c} {n}' for c, n in ctx['requests'])
+      + f' (warm: a random {req["warm"]} of {ctx["warm_total"]}; {ctx["users"]} users); '
+      f'{ctx["new_items"]} new items in the catalogue; item content: category'
+      + ''.join(f', {f}' for f in ctx['fields']) + '. Every cell and NDCG@10 per seed: '
+      'cells.csv. Differences: cold_start_diffs.md (the bootstrap resamples test users, a '
+      'user\'s requests together, of the seed-averaged per-request difference).\n\n'
+      f'`{ctx["command"]}`: {ctx["wall_seconds"] / 60:.1f} min wall for this dataset (this '
+      f'invocation; cached stages are read) at load average {ctx["load"]} (2 CPU cores, '
+      'shared), nice -n 10.')
+  report.write_table(
+      rows, [('model', 'model')] + [(f'{names[c.rsplit("/", 1)[1]]} {c.rsplit("/", 1)[0]}', c)
+                                    for c in cols] + [('seeds', 'n_seeds')],
+      outdir, basename='cold_start', title=f'Cold vs warm ({ctx["dataset"]}): HR@{K} and AUC '
+      f'of the target among {NUM_NEG + 1} candidates', notes=notes)
+  return ['cold_start.md', 'cold_start.csv']
+
+
+STUDY = study.Study('cold_start', METRICS, tables, families)
+
+
+def report_dataset(res: dict, outdir: str, seeds, wall: float, load: str = '',
+                   publish_to: str | None = None, docs: str = publish.DOCS) -> list[str]:
+  """Reports one dataset's run_dataset result to <outdir>/<dataset>/ (study.study_main:
+  cells.csv, meta.json, bootstrap.csv, the tables; cells/<id>.json for recheck --runs);
+  publish_to: a docs/results/ folder (e.g. 'cold_start/synthetic') to copy them to."""
+  report_dir = os.path.join(outdir, res['dataset'])
+  os.makedirs(report_dir, exist_ok=True)
+  records = dataset_records(res, report_dir)
+  stages.write_records(records, report_dir)
+  facts = dataset_meta(res, seeds, wall, load)
+  spec = dataclasses.replace(STUDY, meta=lambda recs, ds: facts)
+  return study.study_main(spec, records, report_dir, res['dataset'], publish_to, docs)
 
 
 def main(argv):
@@ -276,18 +295,14 @@ def main(argv):
 
   def log(msg):
     print(f'[{time.time() - t0:6.0f} s] {msg}', flush=True)
-  results = []
+  publishes = FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0
   for ds in FLAGS.datasets:
     st = Settings(epochs=FLAGS.epochs, num_steps=FLAGS.num_steps, max_len=FLAGS.max_len,
                   max_warm=FLAGS.max_warm, split=SPLITS[ds])
-    results.append(run_dataset(ds, seeds, outdir, log, st))
-  load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
-  load = load.split('load average:')[-1].strip()
-  wall = time.time() - t0
-  print(report(results, outdir, wall, load, seeds, st))
-  print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min (load {load})')
-  if FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0:
-    print('copied to', publish.publish(outdir, 'cold_start', FILES))
+    res = run_dataset(ds, seeds, outdir, log, st)
+    report_dataset(res, outdir, seeds, res['seconds'], _load(),
+                   publish_to=f'cold_start/{ds}' if publishes else None)
+  print(f'cold_start: {(time.time() - t0) / 60:.1f} min (load {_load()})')
 
 
 if __name__ == '__main__':

@@ -26,12 +26,21 @@ Per dataset (synthetic planted-interest data with its oracle, MovieLens latest-s
   5. latency of one request per stage (p50 / p99 ms).
   6. only with --hard_from_ranker_rate > 0: two-towers retrained with hard negatives mined from
      DIN (`hard_from_ranker`, retrieval/hard_negatives.py) against the no-hard one
-     (<outdir>/hard_negatives.md; docs/funnel.md).
+     (<outdir>/<dataset>/hard_negatives.md, hard_diffs.md; docs/funnel.md).
 Every stage's result is cached under <outdir>/<dataset>_<key>/ (key = hash of the settings and
-of the data), so a rerun or a killed run resumes where it stopped. Seeds are model
+of the data; experiments/stages.py), so a rerun or a killed run resumes where it stopped.
+
+Report (experiments/study.py): per dataset, <outdir>/<dataset>/ (published to
+docs/results/funnel/<dataset>/) holds cells.csv, one line per (stage, row, seed): stage
+retrieval (channels), final (top-10 lists), rerank (policies), hard (two-towers, only with
+--hard_from_ranker_rate), each row's metric means over the test users; meta.json (seeds, users,
+channels, quotas, latencies, command, wall); bootstrap.csv; the tables retrieval, final,
+latency, rerank, hard_negatives (mean ± std over seeds) and the comparison tables final_diffs,
+rerank_diffs, hard_diffs (report.Family, Holm within each table). Seeds are model
 initialisations and batch orders (the data, the split and the deterministic channels are
-fixed), so differences are paired by seed (stats.seed_diff); a second interval pairs
-by test user (per-user differences averaged over seeds), the test-set sampling noise.
+fixed), so differences are paired by seed (seed t-interval); the test-set bootstrap resamples
+test users for the seed-averaged per-user difference (stats kind 'mean', read from
+<workdir>/per_request/<id>.npz). `python -m experiments.recheck funnel` recomputes the tables.
 """
 from __future__ import annotations
 
@@ -47,8 +56,7 @@ import time
 from absl import app, flags
 import numpy as np
 
-from experiments import publish, stats, sweep
-from seqrec_jax import metrics as M
+from experiments import publish, report, stages, study
 from seqrec_jax import xla_cpu
 from seqrec_jax.configs import define_override_flag, study_overrides
 from seqrec_jax.data import retrieval as D
@@ -58,11 +66,23 @@ from seqrec_jax.retrieval.popularity import Popularity
 FLAGS = flags.FLAGS
 KS = (50, 100, 500)
 FINAL_K = 10
-FILES = ('retrieval.md', 'retrieval.csv', 'final.md', 'final.csv', 'latency.md', 'latency.csv',
-         'funnel.png', 'rerank.md', 'rerank.csv', 'rerank.png')
 # Merge quota shares of the channels present (renormalised over those that landed).
 QUOTA_WEIGHTS = {'two_tower': 0.3, 'itemcf': 0.2, 'swing': 0.2, 'usercf': 0.2,
                  'popularity': 0.1}
+
+
+RERANK_N = 50        # DIN's top-N (of the pre-ranker's n_prerank) that the re-ranker reorders
+RULE = (1, 3)        # scattering: at most 1 item of a category in any 3 consecutive positions
+RERANK_METRICS = (f'hr@{FINAL_K}', f'ndcg@{FINAL_K}', 'ild', 'categories')   # compared
+# cells.csv: one line per (stage, row, seed); the metrics each stage reports.
+RETRIEVAL_METRICS = tuple(f'{m}@{k}' for k in KS for m in ('recall', 'ndcg'))
+FINAL_METRICS = (f'hr@{FINAL_K}', f'ndcg@{FINAL_K}')
+RERANK_SHOWN = RERANK_METRICS + ('violations', 'ild_oracle')
+HARD_METRICS = ('recall@50', 'recall@500', f'hr@{FINAL_K}')
+METRICS = tuple(dict.fromkeys(RETRIEVAL_METRICS + FINAL_METRICS + RERANK_SHOWN + HARD_METRICS))
+POPULARITY = 'popularity (top-10)'   # the final lists' baseline
+NO_RERANK = 'no re-rank'
+NO_HARD = 'no hard negatives'
 
 
 def define_flags():
@@ -146,22 +166,6 @@ def with_overrides(st: Settings, dataset: str, override_flags) -> Settings:
     else:
       model[k] = v
   return dataclasses.replace(st, logs=logs, synthetic=syn, model_overrides=model)
-
-
-def _key(obj) -> str:
-  return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def _cached(path: str, fn):
-  """npz cache: loads path if it exists, else saves fn()'s dict of arrays there."""
-  if os.path.exists(path):
-    with np.load(path, allow_pickle=False) as f:
-      return {k: f[k] for k in f.files}
-  out = fn()
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  np.savez(path + '.tmp.npz', **out)
-  os.replace(path + '.tmp.npz', path)
-  return out
 
 
 # ----------------------------------------------------------------------------- channels
@@ -261,7 +265,7 @@ def channel_lists(split, q, chans, seeds, wd, log, st: Settings
         ids, _ = c.retrieve(q['hist_item'], k + margin, user_id=q['user_id'])
         return {'ids': _seen_filter(split, q['user_id'], np.asarray(ids), k),
                 'seconds': np.float64(time.time() - t)}
-      got = _cached(path, run)
+      got = stages.cached(path, run)
       res[s] = got['ids']
     out[name] = res
     log(f'  retrieved {name}: {res[seeds[0]].shape} ({float(got["seconds"]):.1f} s per batch)')
@@ -342,7 +346,7 @@ def candidate_scores(split, q, cand_by_seed, seeds, models_of, wd, log) -> dict:
   """{'prerank': {seed: scores [E, N]}, 'din': ...}: run s of each group scores the
   candidates of seed s; cached per candidate set."""
   blocks = [cand_by_seed[s] for s in seeds]
-  ckey = _key([hashlib.sha1(np.stack(blocks).tobytes()).hexdigest()])
+  ckey = stages.key([hashlib.sha1(np.stack(blocks).tobytes()).hexdigest()])
   E, N = blocks[0].shape
   out = {}
   for model, (mwd, spec) in models_of.items():
@@ -351,7 +355,7 @@ def candidate_scores(split, q, cand_by_seed, seeds, models_of, wd, log) -> dict:
       p = score(mwd, spec, [D.candidate_rows(split, q, b) for b in blocks])
       log(f'  {model}: scored {len(blocks)} x {E} x {N} candidates in {time.time() - t:.0f} s')
       return {'scores': np.stack([x.reshape(E, N) for x in p])}
-    p = _cached(os.path.join(wd, f'scores_{model}_{ckey}.npz'), run)['scores']
+    p = stages.cached(os.path.join(wd, f'scores_{model}_{ckey}.npz'), run)['scores']
     out[model] = {s: p[r] for r, s in enumerate(seeds)}
   return out
 
@@ -418,7 +422,7 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
     settings.pop('neg_power')
   if not settings['logs']:          # default logs: the key runs made before --override had
     settings.pop('logs')
-  wd = os.path.join(outdir, f'{dataset}_{_key([settings, logs.fingerprint()])}')
+  wd = os.path.join(outdir, f'{dataset}_{stages.key([settings, logs.fingerprint()])}')
   os.makedirs(wd, exist_ok=True)
   log(f'[{dataset}] {logs.info}; {len(users)} test users; workdir {wd}')
   q = D.queries(split, 'test', st.max_len, users)
@@ -449,7 +453,7 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
     for n, ids in F.stage_lists(cand[s], scores['prerank'][s], scores['din'][s],
                                 st.n_prerank, FINAL_K).items():
       final.setdefault(n, {})[s] = F.list_metrics(ids, target, (FINAL_K,))
-    final.setdefault('popularity (top-10)', {})[s] = F.list_metrics(
+    final.setdefault(POPULARITY, {})[s] = F.list_metrics(
         lists['popularity'][s][:, :FINAL_K], target, (FINAL_K,))
   if logs.oracle is not None:
     final.update(oracle_rows(split, q, users, seeds))
@@ -458,18 +462,14 @@ def run_dataset(dataset: str, seeds, outdir: str, log, st: Settings) -> dict:
   hard = {} if not st.hard_rates else hard_from_ranker(
       split, q, ex, merged, quotas, seeds, models_of, wd, log, st)
   return {'hard': hard, 'dataset': dataset, 'retrieval': retr, 'final': final, 'latency': lat,
-          'rerank': rerank,
+          'rerank': rerank, 'workdir': wd, 'user_ids': np.asarray(q['user_id']),
           'notes': notes, 'quotas': quotas, 'users': len(users),
           'seconds': time.time() - t0, 'info': logs.info,
+          'hard_settings': {'rows': st.hard_rows, 'm': st.hard_m, 'h': st.hard_h},
           'cold_targets': float(np.mean(split.item_count()[target] == 0))}
 
 
 # ----------------------------------------------------------------------------- re-rank stage
-
-RERANK_N = 50        # DIN's top-N (of the pre-ranker's n_prerank) that the re-ranker reorders
-RULE = (1, 3)        # scattering: at most 1 item of a category in any 3 consecutive positions
-RERANK_METRICS = (f'hr@{FINAL_K}', f'ndcg@{FINAL_K}', 'ild', 'categories')   # compared
-
 
 def _policies():
   from seqrec_jax.rerank.stage import Policy  # pylint: disable=g-import-not-at-top
@@ -574,7 +574,8 @@ def hard_from_ranker(split, q, ex, merged, quotas, seeds, models_of, wd, log, st
         ids, _ = chans[s].retrieve(q['hist_item'], k + 200, user_id=q['user_id'])
         out[f's{s}'] = _seen_filter(split, q['user_id'], np.asarray(ids), k)
       return out
-    got = _cached(os.path.join(wd, 'channels', f'two_tower_{tag}_r{rate:g}_k{k}.npz'), run)
+    got = stages.cached(os.path.join(wd, 'channels', f'two_tower_{tag}_r{rate:g}_k{k}.npz'),
+                        run)
     return {s: got[f's{s}'] for s in seeds}
 
   def mined():
@@ -592,7 +593,7 @@ def hard_from_ranker(split, q, ex, merged, quotas, seeds, models_of, wd, log, st
       log(f'  mined {len(rows)} of {len(hard)} examples x {st.hard_h} hard negatives from '
           f'DIN over two-tower top-{st.hard_m} in {time.time() - t:.0f} s')
       return {'hard_item': hard}
-    return _cached(os.path.join(wd, f'{tag}.npz'), run)['hard_item']
+    return stages.cached(os.path.join(wd, f'{tag}.npz'), run)['hard_item']
 
   out = {}
   for rate in (0.0,) + tuple(st.hard_rates):
@@ -602,53 +603,16 @@ def hard_from_ranker(split, q, ex, merged, quotas, seeds, models_of, wd, log, st
       rank = -np.arange(k, dtype=np.float32)[None].repeat(len(q['target']), 0)
       cand = {}
       for s in seeds:
-        got = {n: (lists[s] if n == 'two_tower' else
-                   _cached(os.path.join(wd, 'channels', f'{n}_s{s}_k{k}.npz'), None)['ids'], rank)
+        got = {n: (lists[s] if n == 'two_tower' else stages.cached(
+            os.path.join(wd, 'channels', f'{n}_s{s}_k{k}.npz'), None)['ids'], rank)
                for n in merged}
         cand[s] = F.merge(got, quotas, st.candidates)
       sc = candidate_scores(split, q, cand, seeds, models_of, wd, log)
       row['final'] = {s: F.list_metrics(F.stage_lists(cand[s], sc['prerank'][s], sc['din'][s],
                                                       st.n_prerank, FINAL_K)['funnel'],
                                          q['target'], (FINAL_K,)) for s in seeds}
-    out['no hard negatives' if rate == 0 else f'hard from DIN, rate {rate:g}'] = row
+    out[NO_HARD if rate == 0 else f'hard from DIN, rate {rate:g}'] = row
   return out
-
-
-def hard_report(results: list[dict], outdir: str, wall: float, load: str, st: Settings) -> str:
-  """hard_negatives.md / .csv: recall@50/500 of each two-tower and the funnel HR@10, and the
-  differences against the no-hard two-tower (by seed | by user; * = resolved)."""
-  mets = [('recall', 'recall@50'), ('recall', 'recall@500'), ('final', f'hr@{FINAL_K}')]
-  head = [f'{m} (funnel)' if g == 'final' else m for g, m in mets]
-  lines = ['### Two-tower hard negatives mined from DIN (mean [95% CI] over seeds; minus the '
-           'no-hard two-tower: by seed | by user)', '',
-           '| dataset | two-tower | ' + ' | '.join(head) + ' | '
-           + ' | '.join(f'{h} minus no-hard: by seed | by user' for h in head) + ' |',
-           '|' + '---|' * (2 + 3 * len(mets))]
-  csv = ['dataset,two_tower,' + ','.join(m for _, m in mets)]
-  for res in results:
-    rows = res.get('hard') or {}
-    base = rows.get('no hard negatives')
-    for name, row in rows.items():
-      vals, diffs = [], []
-      for g, m in mets:
-        if g not in row:
-          vals.append('-')
-          diffs.append('- | -')
-          continue
-        vals.append(_ci([row[g][s][m].mean() for s in row[g]]))
-        diffs.append('- | -' if row is base else _diffs(row[g], base[g], m))
-      lines.append(f'| {res["dataset"]} | {name} | ' + ' | '.join(vals + diffs) + ' |')
-      csv.append(f'{res["dataset"]},{name},' + ','.join(
-          f'{np.mean([row[g][s][m].mean() for s in row[g]]):.6f}' if g in row else ''
-          for g, m in mets))
-  lines += ['', f'{st.hard_rows} training examples mined (two-tower seed 0 top-{st.hard_m}, '
-            f'history excluded; DIN run 0 scores; the user\'s train clicks dropped; DIN\'s top '
-            f'{st.hard_h} kept), the same hard_item for every seed and rate. `{_command()}`: '
-            f'{wall / 60:.1f} min wall (cached stages read) at load average {load}.']
-  for stem, body in (('hard_negatives.md', lines), ('hard_negatives.csv', csv)):
-    with open(os.path.join(outdir, stem), 'w') as f:
-      f.write('\n'.join(body) + '\n')
-  return '\n'.join(lines)
 
 
 def oracle_rows(split, q, users, seeds) -> dict:
@@ -673,231 +637,240 @@ def oracle_rows(split, q, users, seeds) -> dict:
 
 # ----------------------------------------------------------------------------- report
 
-def _ci(vals) -> str:
-  m, lo, hi = M.mean_ci(vals)
-  if not np.isfinite(lo) or hi - lo < 1e-12:
-    return f'{m:.4f}'
-  return f'{m:.4f} [{lo:.4f}, {hi:.4f}]'
-
-
-def _diffs(a: dict, b: dict, metric: str) -> str:
-  """'by seed | by user': paired by seed (stats.seed_diff, 95% t-interval) and paired by test
-  user (per-user differences averaged over seeds, t-interval over users); * = resolved."""
-  seeds = sorted(set(a) & set(b))
-  d = stats.seed_diff({s: a[s][metric].mean() for s in seeds},
-                      {s: b[s][metric].mean() for s in seeds})
-  lo_s, hi_s = stats.t_interval(d, 0.95)
-  if not np.isfinite(lo_s) or hi_s - lo_s < 1e-12:
-    seed_s = f'{d["mean"]:+.4f} (no seed spread)'
-  else:
-    seed_s = f'{d["mean"]:+.4f} [{lo_s:+.4f}, {hi_s:+.4f}]' + (' *' if lo_s > 0 or hi_s < 0
-                                                                else '')
-  _, lo, hi = M.mean_ci(np.mean([a[s][metric] - b[s][metric] for s in seeds], 0))
-  return seed_s + f' | [{lo:+.4f}, {hi:+.4f}]' + (' *' if lo > 0 or hi < 0 else '')
-
-
 def _command() -> str:
   args = sys.argv[1:]
   return 'bash launch.sh funnel' + (' ' + ' '.join(args) if args else '')
 
 
-def report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> str:
-  rl = ['### Retrieval: recall / NDCG at K of the held-out next item (mean [95% CI] over '
-        'seeds; deterministic channels have one value)', '',
-        '| dataset | channel | ' + ' | '.join(f'recall@{k} | NDCG@{k}' for k in KS) + ' |',
-        '|' + '---|' * (2 + 2 * len(KS))]
-  rc = ['dataset,channel,' + ','.join(f'recall@{k},ndcg@{k}' for k in KS)]
-  fl = [f'### Final top-{FINAL_K}: HR@{FINAL_K} / NDCG@{FINAL_K} of each use of the stages '
-        '(mean [95% CI] over seeds); differences against popularity', '',
-        f'| dataset | list | HR@{FINAL_K} | NDCG@{FINAL_K} | HR minus popularity\'s: by seed '
-        '| by user | funnel\'s HR minus this: by seed | by user |',
-        '|---|---|---|---|---|---|---|---|']
-  fc = [f'dataset,list,hr@{FINAL_K},ndcg@{FINAL_K}']
-  ll = ['### Latency of one request per stage (ms; p50 / p99 over repeated calls)', '',
-        '| dataset | stage | p50 ms | p99 ms |', '|---|---|---|---|']
-  lc = ['dataset,stage,p50_ms,p99_ms']
+def _load() -> str:
+  out = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+  return out.split('load average:')[-1].strip()
+
+
+def dataset_records(res: dict, report_dir: str) -> list[dict]:
+  """One study record per (stage, row, seed) of run_dataset's result: group {'stage':
+  retrieval | final | rerank | hard, 'method': the row}, summary = the mean over test users of
+  each metric; the per-user values are saved in the dataset's stage cache
+  (<workdir>/per_request/<id>.npz), which the bootstrap reads."""
+  users, out = res['user_ids'], []
+
+  def add(stage: str, name: str, seed: int, values: dict) -> None:
+    group = {'stage': stage, 'method': name}
+    path = os.path.join(res['workdir'], 'per_request',
+                        f'{stages.slug(stage)}_{stages.slug(name)}_s{seed}.npz')
+    stages.save_values(path, users, values)
+    out.append(stages.record(group, seed, values, path, report_dir))
+  for stage, mets in (('retrieval', RETRIEVAL_METRICS), ('final', FINAL_METRICS),
+                      ('rerank', RERANK_SHOWN)):
+    for name, by_seed in res[stage].items():
+      for s, m in by_seed.items():
+        add(stage, name, s, {k: m[k] for k in mets if k in m})
+  for name, row in (res.get('hard') or {}).items():
+    for s in row['recall']:
+      vals = {k: row['recall'][s][k] for k in HARD_METRICS if k in row['recall'][s]}
+      if 'final' in row:
+        vals[f'hr@{FINAL_K}'] = row['final'][s][f'hr@{FINAL_K}']
+      add('hard', name, s, vals)
+  stages.check_ids(out)
+  return out
+
+
+def dataset_meta(res: dict, seeds, wall: float, load: str) -> dict:
+  """meta.json of one dataset: what the tables' notes print (lists keep their order: the
+  file is written with sorted keys)."""
+  meta = {'seeds': list(seeds), 'users': res['users'], 'cold_targets': res['cold_targets'],
+          'channels': [f'{k} {v}' for k, v in res['notes'].items()],
+          'quotas': [f'{k} {v}' for k, v in res['quotas'].items()],
+          'latency': [[k, v['p50_ms'], v['p99_ms']] for k, v in res['latency'].items()],
+          'command': _command(), 'wall_seconds': round(wall, 1), 'load': load}
+  if res.get('hard'):
+    meta['hard'] = res['hard_settings']
+  return meta
+
+
+def _stage(cells, stage: str) -> list[dict]:
+  return [c for c in cells if c['stage'] == stage]
+
+
+def _methods(cells, stage: str) -> list[str]:
+  return list(dict.fromkeys(c['method'] for c in _stage(cells, stage)))
+
+
+def _method(c: dict) -> str:
+  return c['method']
+
+
+def _inputs(row, rec: dict, metric: str, outdir: str):
+  """Family.inputs: the record's per-user values of metric (stats kind 'mean': test users
+  resampled, the same resample for both rows of a paired seed)."""
+  del row
+  return stages.mean_inputs(rec, metric, outdir)
+
+
+def _family(name: str, title: str, stage: str, pairs, metrics) -> report.Family:
+  """A Holm family over the rows of one stage, labelled by method, paired by seed."""
+  return report.Family(name, title, pairs, metrics, _method,
+                       expand=functools.partial(_stage, stage=stage), inputs=_inputs)
+
+
+def families(cells, dataset: str = '') -> list[report.Family]:
+  """final_diffs: every final list against popularity and the funnel against every other list
+  (HR@10); rerank_diffs: every re-rank policy against no re-rank (RERANK_METRICS); hard_diffs
+  (only with --hard_from_ranker_rate): each hard two-tower against the no-hard one. One Holm
+  family per table; paired by seed; the bootstrap resamples test users."""
+  del dataset
+  fams = []
+  final = _methods(cells, 'final')
+  if POPULARITY in final:
+    pairs = [(n, POPULARITY) for n in final if n != POPULARITY]
+    if 'funnel' in final:
+      pairs += [('funnel', n) for n in final if n not in ('funnel', POPULARITY)]
+    fams.append(_family('final_diffs', f'Final top-{FINAL_K}: each list minus popularity\'s, '
+                        'and the funnel minus each other list (HR@10 of the held-out next item)',
+                        'final', pairs, (f'hr@{FINAL_K}',)))
+  rerank = _methods(cells, 'rerank')
+  if NO_RERANK in rerank:
+    fams.append(_family('rerank_diffs', f'Re-rank stage: each policy minus no re-rank (DIN\'s '
+                        f'top {RERANK_N} re-ranked to the top {FINAL_K})', 'rerank',
+                        [(p, NO_RERANK) for p in rerank if p != NO_RERANK], RERANK_METRICS))
+  hard = _methods(cells, 'hard')
+  if NO_HARD in hard:
+    mets = [m for m in HARD_METRICS if any(np.isfinite(c[m]) for c in _stage(cells, 'hard'))]
+    fams.append(_family('hard_diffs', 'Two-towers retrained with hard negatives mined from '
+                        'DIN, minus the no-hard two-tower (recall of the channel; HR@10 of the '
+                        'funnel)', 'hard', [(n, NO_HARD) for n in hard if n != NO_HARD], mets))
+  return fams
+
+
+def _name(metric: str) -> str:
+  return {'ild': f'ILD@{FINAL_K}', 'categories': f'categories@{FINAL_K}',
+          'violations': f'violations@{FINAL_K}',
+          'ild_oracle': f'ILD@{FINAL_K} (oracle vectors)'}.get(
+              metric, metric.replace('ndcg', 'NDCG').replace('hr@', 'HR@'))
+
+
+def _seeds_note(ctx: dict) -> str:
+  return (f'Mean ± std over the seeds {ctx["seeds"]} (rows without training, the same list '
+          f'for every seed: ± 0); {ctx["users"]} test users (a held-out next item each).')
+
+
+def tables(cells, results, outdir: str, ctx: dict) -> list[str]:
+  """retrieval, final, latency (from meta.json), rerank and, with hard rows, hard_negatives:
+  mean ± std over seeds from cells.csv; the differences are the families' tables."""
+  del results
+  seeds = ('seeds', 'n_seeds')
+  rows = report.aggregate_cells(_stage(cells, 'retrieval'), ['method'], RETRIEVAL_METRICS)
+  report.write_table(
+      rows, [('channel', 'method')] + [(_name(m), m) for m in RETRIEVAL_METRICS] + [seeds],
+      outdir, basename='retrieval', title=f'Retrieval ({ctx["dataset"]}): recall / NDCG at K '
+      'of the held-out next item', notes=_seeds_note(ctx) + ' Channels: '
+      + '; '.join(ctx['channels']) + '. Merged: the channels\' lists merged with quotas '
+      + ', '.join(ctx['quotas']) + '.')
+  rows = report.aggregate_cells(_stage(cells, 'final'), ['method'], FINAL_METRICS)
+  report.write_table(
+      rows, [('list', 'method')] + [(_name(m), m) for m in FINAL_METRICS] + [seeds], outdir,
+      basename='final', title=f'Final top-{FINAL_K} ({ctx["dataset"]}): HR@{FINAL_K} / '
+      f'NDCG@{FINAL_K} of each use of the stages', notes=_seeds_note(ctx)
+      + f' Cold targets (no train interaction): {ctx["cold_targets"]:.1%}. Differences: '
+      'final_diffs.md.\n\n'
+      f'`{ctx["command"]}`: {ctx["wall_seconds"] / 60:.1f} min wall for this dataset (this '
+      'invocation; cached stages are read, not rerun) at load average '
+      f'{ctx["load"]} (2 CPU cores, shared).')
+  names = ['retrieval.md', 'retrieval.csv', 'final.md', 'final.csv']
+  if ctx['latency']:
+    rows = [{'stage': s, 'p50': f'{a:.2f}', 'p99': f'{b:.2f}'} for s, a, b in ctx['latency']]
+    report.write_table(rows, [('stage', 'stage'), ('p50 ms', 'p50'), ('p99 ms', 'p99')],
+                       outdir, basename='latency', title=f'Latency of one request per stage '
+                       f'({ctx["dataset"]}; ms, p50 / p99 over repeated calls)')
+    names += ['latency.md', 'latency.csv']
+  if _stage(cells, 'rerank'):
+    rows = report.aggregate_cells(_stage(cells, 'rerank'), ['method'], RERANK_SHOWN)
+    report.write_table(
+        rows, [('policy', 'method')] + [(_name(m), m) for m in RERANK_SHOWN] + [seeds], outdir,
+        basename='rerank', title=f'Re-rank stage ({ctx["dataset"]}): DIN\'s top {RERANK_N} '
+        f're-ranked to the top {FINAL_K}', notes=_seeds_note(ctx) + RERANK_NOTE
+        + ' Differences: rerank_diffs.md.')
+    names += ['rerank.md', 'rerank.csv']
+  if _stage(cells, 'hard'):
+    h = ctx['hard']
+    rows = report.aggregate_cells(_stage(cells, 'hard'), ['method'], HARD_METRICS)
+    report.write_table(
+        rows, [('two-tower', 'method'), ('recall@50', 'recall@50'),
+               ('recall@500', 'recall@500'), (f'funnel HR@{FINAL_K}', f'hr@{FINAL_K}'), seeds],
+        outdir, basename='hard_negatives', title=f'Two-tower hard negatives mined from DIN '
+        f'({ctx["dataset"]})', notes=_seeds_note(ctx) + f' {h["rows"]} training examples mined '
+        f'(two-tower seed 0 top-{h["m"]}, history excluded; DIN run 0 scores; the user\'s train '
+        f'clicks dropped; DIN\'s top {h["h"]} kept), the same hard_item for every seed and '
+        'rate. Differences: hard_diffs.md.')
+    names += ['hard_negatives.md', 'hard_negatives.csv']
+  return names
+
+
+RERANK_NOTE = (
+    ' The list re-ranked is the funnel\'s: the pre-ranker keeps its top of the candidates, DIN '
+    f'orders those, its top {RERANK_N} go to the re-ranker (seqrec_jax/rerank/stage.py). '
+    'Relevance = DIN\'s logit min-max scaled to [0, 1] per request; similarity and ILD (mean '
+    f'1 - cosine over the pairs of the top {FINAL_K}) from each seed\'s DIN item vector '
+    '[e_item, e_cate]: MMR and DPP optimise the same embedding ILD measures, so ILD (oracle '
+    'vectors: the generator\'s item vectors, synthetic only) and categories (distinct '
+    f'categories in the top {FINAL_K}) are the independent reads. Scattering rule: at most '
+    f'{RULE[0]} item of a category in any {RULE[1]} consecutive positions; violations = '
+    f'positions breaking it in the top {FINAL_K}. MMR on the raw cosine; DPP (Chen et al. '
+    '2018, Algorithm 1) on (1 + cos) / 2 with 0.05 identity. "+ scatter": the model-based step '
+    'picks 20, the rest follow in DIN\'s order, then the rule.')
+
+
+def figures(cells, records, outdir: str) -> list[str]:
+  """funnel.png: HR@10 of each final list; rerank.png: NDCG@10 against ILD@10 and against
+  categories@10 of each policy (mean ± std over seeds, from cells.csv)."""
+  del records
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   h, n = f'hr@{FINAL_K}', f'ndcg@{FINAL_K}'
-  for res in results:
-    ds = res['dataset']
-    for name, by_seed in res['retrieval'].items():
-      vals = []
-      for k in KS:
-        for met in (f'recall@{k}', f'ndcg@{k}'):
-          vals.append([by_seed[s][met].mean() for s in by_seed])
-      rl.append(f'| {ds} | {name} | ' + ' | '.join(_ci(v) for v in vals) + ' |')
-      rc.append(f'{ds},{name},' + ','.join(f'{np.mean(v):.6f}' for v in vals))
-    fin = res['final']
-    pop, fun = fin['popularity (top-10)'], fin.get('funnel')
-    for name, by_seed in fin.items():
-      hr = [by_seed[s][h].mean() for s in by_seed]
-      nd = [by_seed[s][n].mean() for s in by_seed]
-      d1 = '- | -' if name.startswith('popularity') else _diffs(by_seed, pop, h)
-      d2 = '- | -' if fun is None or name == 'funnel' else _diffs(fun, by_seed, h)
-      fl.append(f'| {ds} | {name} | {_ci(hr)} | {_ci(nd)} | {d1} | {d2} |')
-      fc.append(f'{ds},{name},{np.mean(hr):.6f},{np.mean(nd):.6f}')
-    for stage, v in res['latency'].items():
-      ll.append(f'| {ds} | {stage} | {v["p50_ms"]:.2f} | {v["p99_ms"]:.2f} |')
-      lc.append(f'{ds},{stage},{v["p50_ms"]:.4f},{v["p99_ms"]:.4f}')
-  foot = [f'Seeds {list(seeds)}; test users per dataset: '
-          + ', '.join(f'{r["dataset"]} {r["users"]} (cold targets {r["cold_targets"]:.1%})'
-                      for r in results)
-          + '; channels: ' + '; '.join(f'{r["dataset"]}: ' + ', '.join(
-              f'{k} {v}' for k, v in r['notes'].items()) for r in results)
-          + '; quotas: ' + '; '.join(f'{r["dataset"]} {r["quotas"]}' for r in results) + '.',
-          '', f'`{_command()}`: {wall / 60:.1f} min wall (this invocation; cached stages are '
-          f'read, not rerun) at load average {load} '
-          '(2 CPU cores, shared). * = the 95% interval excludes 0 (resolved).']
-  for lines, csv, stem in ((rl, rc, 'retrieval'), (fl, fc, 'final'), (ll, lc, 'latency')):
-    with open(os.path.join(outdir, f'{stem}.md'), 'w') as f:
-      f.write('\n'.join(lines + ([''] + foot if stem == 'final' else [])) + '\n')
-    with open(os.path.join(outdir, f'{stem}.csv'), 'w') as f:
-      f.write('\n'.join(csv) + '\n')
-  plot(results, outdir)
-  return '\n'.join(rl + [''] + fl + [''] + foot + [''] + ll)
+  rows = report.aggregate_cells(_stage(cells, 'final'), ['method'], [h])
+  report.plot_bars(rows, ['method'], h, os.path.join(outdir, 'funnel.png'),
+                   title=f'HR@{FINAL_K} of the held-out next item (mean ± std over seeds)')
+  names = ['funnel.png']
+  rr = report.aggregate_cells(_stage(cells, 'rerank'), ['method'], [n, 'ild', 'categories'])
+  if not rr:
+    return names
+  mean = {r['method']: r for r in rr}
+  fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+  for ax, x in zip(axes, ('ild', 'categories')):
+    for fam, style in (('MMR', 'o-'), ('DPP', 's-')):
+      ps = [p for p in mean if p.startswith(fam) and 'scatter' not in p]
+      ax.plot([mean[p][x] for p in ps], [mean[p][n] for p in ps], style, label=fam)
+    sc = [p for p in mean if 'scatter' in p]
+    ax.plot([mean[p][x] for p in sc], [mean[p][n] for p in sc], 'x', label='+ scatter')
+    if NO_RERANK in mean:
+      ax.plot([mean[NO_RERANK][x]], [mean[NO_RERANK][n]], 'k*', markersize=10, label=NO_RERANK)
+    for p in mean:
+      ax.annotate(p.split(' ', 1)[-1].replace('lambda=', 'λ').replace('theta=', 'θ'),
+                  (mean[p][x], mean[p][n]), fontsize=6)
+    ax.set_xlabel({'ild': f'ILD@{FINAL_K} (DIN item vectors)',
+                   'categories': f'distinct categories in the top {FINAL_K}'}[x])
+    ax.set_ylabel(f'NDCG@{FINAL_K}')
+    ax.legend(fontsize=7)
+  report.save_figure(fig, os.path.join(outdir, 'rerank.png'))
+  return names + ['rerank.png']
 
 
-def rerank_report(results: list[dict], outdir: str, wall: float, load: str, seeds) -> str:
-  """rerank.md / .csv / .png: each policy's relevance and diversity (mean [95% CI] over seeds)
-  and its differences against no re-rank, paired per test user (bootstrap over users of the
-  seed-averaged differences, Holm-corrected over the whole table) and by seed."""
-  names = {'ild': f'ILD@{FINAL_K}', 'categories': f'categories@{FINAL_K}',
-           'violations': f'violations@{FINAL_K}', 'ild_oracle': f'ILD@{FINAL_K} (oracle vectors)',
-           f'hr@{FINAL_K}': f'HR@{FINAL_K}', f'ndcg@{FINAL_K}': f'NDCG@{FINAL_K}'}
-  shown = (f'hr@{FINAL_K}', f'ndcg@{FINAL_K}', 'ild', 'categories', 'violations', 'ild_oracle')
-  base = _policies()[0].name
-  # Differences of every (dataset, policy, metric) against no re-rank: one Holm family.
-  rows = []
-  for res in results:
-    rr = res['rerank']
-    for pol in rr:
-      if pol == base:
-        continue
-      for m in RERANK_METRICS:
-        d = np.mean([rr[pol][s][m] - rr[base][s][m] for s in rr[pol]], 0)     # [U]
-        rows.append((res['dataset'], pol, m, stats.seed_diff(
-            {s: rr[pol][s][m].mean() for s in rr[pol]},
-            {s: rr[base][s][m].mean() for s in rr[base]}), d))
-  # One bootstrap per dataset (its users); Holm over the table, bootstrap and seed p apart.
-  boot = {}
-  for res in results:
-    idx = [i for i, r in enumerate(rows) if r[0] == res['dataset']]
-    if idx:
-      draws, p = stats.user_bootstrap(np.stack([rows[i][4] for i in idx], 1))
-      boot.update({i: (draws[:, j], p[j]) for j, i in enumerate(idx)})
-  rej, lev = stats.holm([boot[i][1] for i in range(len(rows))])
-  cell = {}
-  for i, (ds, pol, m, sd, d) in enumerate(rows):
-    lo, hi = stats.boot_interval(boot[i][0], lev[i])
-    slo, shi = stats.t_interval(sd, 0.95)
-    seed_ok = np.isfinite(slo) and (slo > 0 or shi < 0)
-    seed_s = (f'seeds [{slo:+.4f}, {shi:+.4f}]' + ('*' if seed_ok else '') if np.isfinite(slo)
-              else 'seeds n/a')
-    cell[ds, pol, m] = (f'{d.mean():+.4f} [{lo:+.4f}, {hi:+.4f}]' + ('*' if rej[i] else '')
-                        + f' {seed_s}', d.mean(), lo, hi, boot[i][1], int(rej[i]))
-  vl = [f'### Re-rank stage: DIN\'s top {RERANK_N} re-ranked to the top {FINAL_K} '
-        '(mean [95% CI] over seeds)', '',
-        '| dataset | policy | ' + ' | '.join(names[m] for m in shown) + ' |',
-        '|' + '---|' * (2 + len(shown))]
-  dl = ['### Re-rank minus no re-rank, paired per test user (mean [bootstrap interval over '
-        'users at its Holm level] seeds [95% t-interval over seeds]; * = excludes 0)', '',
-        '| dataset | policy | ' + ' | '.join(f'Δ {names[m]}' for m in RERANK_METRICS) + ' |',
-        '|' + '---|' * (2 + len(RERANK_METRICS))]
-  csv = ['dataset,policy,' + ','.join(shown) + ','
-         + ','.join(f'd_{m},d_{m}_lo,d_{m}_hi,p_boot_{m},holm_{m}' for m in RERANK_METRICS)]
-  for res in results:
-    ds, rr = res['dataset'], res['rerank']
-    for pol, by_seed in rr.items():
-      vals = [[by_seed[s][m].mean() for s in by_seed] if m in by_seed[next(iter(by_seed))]
-              else None for m in shown]
-      vl.append(f'| {ds} | {pol} | ' + ' | '.join('-' if v is None else _ci(v) for v in vals)
-                + ' |')
-      row = [f'{np.mean(v):.6f}' if v is not None else '' for v in vals]
-      for m in RERANK_METRICS:
-        c = cell.get((ds, pol, m))
-        row += [f'{x:.6g}' for x in c[1:]] if c else [''] * 5
-      csv.append(f'{ds},{pol},' + ','.join(row))
-      if pol != base:
-        dl.append(f'| {ds} | {pol} | ' + ' | '.join(cell[ds, pol, m][0] for m in RERANK_METRICS)
-                  + ' |')
-  users = ', '.join(f'{r["dataset"]} {r["users"]}' for r in results)
-  foot = [f'Seeds {list(seeds)}; test users: {users}. The list re-ranked is the funnel\'s: '
-          f'the pre-ranker keeps its top of the 500 candidates, DIN orders those, its top '
-          f'{RERANK_N} go to the re-ranker (seqrec_jax/rerank/stage.py). Relevance = DIN\'s '
-          'logit min-max scaled to [0, 1] per request; similarity and ILD (mean 1 - cosine over '
-          'the pairs of the top 10) from each seed\'s DIN item vector [e_item, e_cate]: MMR '
-          'and DPP optimise the same embedding ILD measures, so ILD (oracle vectors: the '
-          'generator\'s item vectors, synthetic only) and categories (distinct categories in '
-          'the top 10) are the independent reads. Scattering rule: at most '
-          f'{RULE[0]} item of a category in any {RULE[1]} consecutive positions; violations = '
-          'positions breaking it in the top 10. MMR on the raw cosine; DPP (Chen et al. 2018, '
-          'Algorithm 1) on (1 + cos) / 2 with 0.05 identity. "+ scatter": the model-based '
-          f'step picks 20, the rest follow in DIN\'s order, then the rule.', '',
-          f'Differences: one family of {len(rows)} comparisons ({len(results)} datasets x '
-          f'{len(_policies()) - 1} policies x {len(RERANK_METRICS)} metrics), Holm step-down '
-          '(experiments/stats.py) over the bootstrap p-values; each bootstrap interval is at its '
-          'Holm level, so it excludes 0 (*) exactly when Holm rejects. The bootstrap resamples '
-          'test users (10,000 draws, one resample for every comparison of a dataset) for the '
-          'seed-averaged per-user difference. The seed interval (paired t over the seeds\' '
-          'means, stats.seed_diff) is the training noise, at 95% and not corrected: with 3 '
-          'seeds a Holm-level t-interval over 72 tests would be uninformative.', '',
-          f'`{_command()}`: {wall / 60:.1f} min wall (cached stages read) at load average '
-          f'{load}.']
-  with open(os.path.join(outdir, 'rerank.md'), 'w') as f:
-    f.write('\n'.join(vl + [''] + dl + [''] + foot) + '\n')
-  with open(os.path.join(outdir, 'rerank.csv'), 'w') as f:
-    f.write('\n'.join(csv) + '\n')
-  rerank_plot(results, outdir)
-  return '\n'.join(vl + [''] + dl + [''] + foot)
+STUDY = study.Study('funnel', METRICS, tables, families, figures=figures)
 
 
-def rerank_plot(results, outdir: str) -> None:
-  """NDCG@10 against ILD@10 and against categories@10 of each policy (seed means)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(2, len(results), figsize=(5.5 * len(results), 7.2), squeeze=False)
-  n = f'ndcg@{FINAL_K}'
-  for j, res in enumerate(results):
-    rr = res['rerank']
-    mean = {p: {m: np.mean([rr[p][s][m].mean() for s in rr[p]]) for m in (n, 'ild',
-                                                                          'categories')}
-            for p in rr}
-    for i, x in enumerate(('ild', 'categories')):
-      ax = axes[i, j]
-      for fam, style in (('MMR', 'o-'), ('DPP', 's-')):
-        ps = [p for p in rr if p.startswith(fam) and 'scatter' not in p]
-        ax.plot([mean[p][x] for p in ps], [mean[p][n] for p in ps], style, label=fam)
-      sc = [p for p in rr if 'scatter' in p]
-      ax.plot([mean[p][x] for p in sc], [mean[p][n] for p in sc], 'x', label='+ scatter')
-      nr = _policies()[0].name
-      ax.plot([mean[nr][x]], [mean[nr][n]], 'k*', markersize=10, label=nr)
-      for p in rr:
-        ax.annotate(p.split(' ', 1)[-1].replace('lambda=', 'λ').replace('theta=', 'θ'),
-                    (mean[p][x], mean[p][n]), fontsize=6)
-      ax.set_xlabel({'ild': f'ILD@{FINAL_K} (DIN item vectors)',
-                     'categories': f'distinct categories in the top {FINAL_K}'}[x])
-      ax.set_ylabel(f'NDCG@{FINAL_K}')
-      ax.set_title(res['dataset'], fontsize=9)
-      ax.legend(fontsize=7)
-  sweep.save_figure(fig, os.path.join(outdir, 'rerank.png'))
-
-
-def plot(results, outdir: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.6), squeeze=False)
-  h = f'hr@{FINAL_K}'
-  for ax, res in zip(axes[0], results):
-    names = list(res['final'])
-    ms = [M.mean_ci([res['final'][nm][s][h].mean() for s in res['final'][nm]]) for nm in names]
-    err = [[m[0] - m[1] if np.isfinite(m[1]) else 0 for m in ms],
-           [m[2] - m[0] if np.isfinite(m[2]) else 0 for m in ms]]
-    ax.barh(range(len(names)), [m[0] for m in ms], xerr=err, capsize=2)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set_xlabel(f'HR@{FINAL_K} of the held-out next item')
-    ax.set_title(res['dataset'], fontsize=9)
-  sweep.save_figure(fig, os.path.join(outdir, 'funnel.png'))
+def report_dataset(res: dict, outdir: str, seeds, wall: float, load: str = '',
+                   publish_to: str | None = None, docs: str = publish.DOCS) -> list[str]:
+  """Reports one dataset's run_dataset result to <outdir>/<dataset>/ (study.study_main:
+  cells.csv, meta.json, bootstrap.csv, every table and figure; cells/<id>.json for recheck
+  --runs); publish_to: a docs/results/ folder (e.g. 'funnel/synthetic') to copy them to."""
+  report_dir = os.path.join(outdir, res['dataset'])
+  os.makedirs(report_dir, exist_ok=True)
+  records = dataset_records(res, report_dir)
+  stages.write_records(records, report_dir)
+  facts = dataset_meta(res, seeds, wall, load)
+  spec = dataclasses.replace(STUDY, meta=lambda recs, ds: facts)
+  return study.study_main(spec, records, report_dir, res['dataset'], publish_to, docs)
 
 
 def main(argv):
@@ -919,17 +892,12 @@ def main(argv):
       hard_rows=FLAGS.hard_rows, hard_m=FLAGS.hard_m, hard_h=FLAGS.hard_h,
       hard_funnel=FLAGS.hard_funnel)
   per_ds = {ds: with_overrides(st, ds, FLAGS.override) for ds in FLAGS.datasets}  # checked first
-  results = [run_dataset(ds, seeds, outdir, log, per_ds[ds]) for ds in FLAGS.datasets]
-  load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
-  load = load.split('load average:')[-1].strip()
-  wall = time.time() - t0
-  print(report(results, outdir, wall, load, seeds))
-  print(rerank_report(results, outdir, wall, load, seeds))
-  if st.hard_rates:
-    print(hard_report(results, outdir, wall, load, st))
-  print(f'wrote {outdir}/' + ', '.join(FILES) + f' in {wall / 60:.1f} min (load {load})')
-  if FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0 and not FLAGS.override:
-    print('copied to', publish.publish(outdir, 'funnel', FILES))
+  publishes = FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0 and not FLAGS.override
+  for ds in FLAGS.datasets:
+    res = run_dataset(ds, seeds, outdir, log, per_ds[ds])
+    report_dataset(res, outdir, seeds, res['seconds'], _load(),
+                   publish_to=f'funnel/{ds}' if publishes else None)
+  print(f'funnel: {(time.time() - t0) / 60:.1f} min (load {_load()})')
 
 
 if __name__ == '__main__':

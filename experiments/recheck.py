@@ -28,7 +28,7 @@ from experiments import publish, report, study as study_lib
 from seqrec_jax import xla_cpu
 
 STUDIES = ('mmoe_synthetic', 'dcn_table', 'census_multitask', 'attention_ablation', 'mmoe_paper',
-           'din_reg', 'din_table', 'incremental', 'video')
+           'din_reg', 'din_table', 'incremental', 'video', 'funnel', 'cold_start')
 
 
 

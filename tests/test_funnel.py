@@ -37,8 +37,12 @@ def test_stage_lists_chain_prerank_then_rank():
     F.quotas_for(['x'], 10, {'a': 1})
 
 
-def test_tiny_funnel_beats_popularity(tmp_path):
+def test_tiny_funnel_beats_popularity_and_rechecks(tmp_path):
+  """The tiny funnel end to end: the funnel beats popularity, a rerun reads every stage from
+  the cache, the report (one record per stage, row and seed) publishes to a scratch docs/
+  and `recheck funnel` reproduces it, and fails on a changed number in cells.csv."""
   from experiments import funnel as study
+  from experiments import recheck, report
   st = study.Settings(
       num_steps=80, eval_users=150, max_len=8, k_retrieve=60, candidates=60, n_prerank=20,
       channels=('popularity',), latency=False,
@@ -56,6 +60,36 @@ def test_tiny_funnel_beats_popularity(tmp_path):
   assert again['seconds'] < res['seconds']
   np.testing.assert_array_equal(again['final']['funnel'][1]['hr@10'],
                                 res['final']['funnel'][1]['hr@10'])
+
+  docs, out = tmp_path / 'docs', str(tmp_path / 'out')
+  docs.mkdir()
+  names = study.report_dataset(again, out, [0, 1, 2], again['seconds'], '1.0',
+                               publish_to='funnel/synthetic', docs=str(docs))
+  assert {'final_diffs.md', 'rerank_diffs.md', 'final.md', 'funnel.png'} <= set(names)
+  pub = docs / 'results' / 'funnel' / 'synthetic'
+  cells = report.read_csv(str(pub / 'cells.csv'))
+  n_final, n_rerank = len(res['final']), len(res['rerank'])
+  assert len(cells) == 3 * (len(res['retrieval']) + n_final + n_rerank)
+  one = next(c for c in cells if c['id'] == 'final_funnel_s1')
+  assert one['hr@10'] == res['final']['funnel'][1]['hr@10'].mean()
+  # The bootstrap's point difference: the seed-averaged per-user difference (NumPy), over the
+  # 150 test users; one Holm family per table.
+  boot = report.read_csv(str(pub / 'bootstrap.csv'))
+  b = next(x for x in boot if x['row'] == 'funnel' and x['baseline'] == study.POPULARITY)
+  want = np.mean([res['final']['funnel'][s]['hr@10'] - res['final'][study.POPULARITY][s]['hr@10']
+                  for s in range(3)])
+  np.testing.assert_allclose(b['mean'], want, rtol=1e-12)
+  assert b['n_units'] == 150 and b['unit'] == 'users' and b['seeds'] == [0, 1, 2]
+  assert f'Family: {2 * n_final - 3} test(s)' in (pub / 'final_diffs.md').read_text()
+  assert f'Family: {4 * (n_rerank - 1)} test(s)' in (pub / 'rerank_diffs.md').read_text()
+  logs = []
+  assert recheck.recheck('funnel', str(docs), log=logs.append), logs
+  one['hr@10'] += 0.01
+  report.write_csv(cells, str(pub / 'cells.csv'))
+  logs = []
+  assert not recheck.recheck('funnel', str(docs), log=logs.append)
+  assert any('final.md differs' in line for line in logs), logs
+  assert any('final_diffs.md differs' in line for line in logs), logs
 
 
 def test_dataset_and_override_reach_the_logs_and_the_rankers():
