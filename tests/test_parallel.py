@@ -66,8 +66,8 @@ def test_distributed_resolve_from_flags_env_and_clusters():
 
 @pytest.fixture(scope='module')
 def numerics():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
-             JAX_PLATFORMS='cpu', PYTHONPATH=ROOT)
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, XLA_FLAGS=(  # + conftest's
+      os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8').strip())
   out = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'parallel_numerics.py'),
                         '--steps=20'], env=env, cwd=ROOT, capture_output=True, text=True,
                        timeout=600, check=False)

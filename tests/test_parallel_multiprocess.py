@@ -33,7 +33,9 @@ def _config():
 
 def _launch(workdir, logdir, *flags):
   env = dict(os.environ, PYTHON=sys.executable, LOGDIR=str(logdir), PYTHONPATH=ROOT)
-  env.pop('XLA_FLAGS', None)
+  # multihost.sh adds its own device count to XLA_FLAGS; keep the rest (conftest's -O0).
+  env['XLA_FLAGS'] = ' '.join(f for f in os.environ.get('XLA_FLAGS', '').split()
+                              if 'device_count' not in f)
   cmd = ['bash', os.path.join(ROOT, 'benchmarks', 'multihost.sh'), '-n', '2', '-d', '2',
          '--config=seqrec_jax/configs/test.py', f'--workdir={workdir}',
          '--config.data.synthetic.num_items=119', '--config.train.progress=false', *flags]
