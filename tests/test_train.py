@@ -144,6 +144,7 @@ def test_sigkill_mid_training_then_rerun_reaches_same_metrics(tmp_path):
   out, err = ref.communicate(timeout=600)
   assert ref.returncode == 0, err[-3000:]
   want = _summary(out)
+  assert want['steps'] == 60    # --config.train.num_steps=60 reached the run (the CLI override)
   # Slow every step down so the kill lands mid-training, after a few checkpoints.
   proc = _run_main(tmp_path / 'killed', env={**os.environ, 'SEQREC_TEST_STEP_DELAY': '0.05'})
   killed_at = kill_after_checkpoint(proc, tmp_path / 'killed' / 'checkpoints', 20)
