@@ -39,7 +39,12 @@ xla_cpu.apply_defaults()
 @pytest.fixture
 def tiny_config():
   from seqrec_jax.configs import load_config
-  return load_config(os.path.join(ROOT, 'seqrec_jax/configs/test.py'))
+  c = load_config(os.path.join(ROOT, 'seqrec_jax/configs/test.py'))
+  # Packed histories (on by default on CPU) with the platform's 32 capacity buckets give
+  # nearly every batch its own shape: a train step and an eval step compiled per batch. 2
+  # buckets: at most 2 shapes per batch size, same packed code path.
+  c.data.pack_buckets = 2
+  return c
 
 
 @pytest.fixture(scope='session')

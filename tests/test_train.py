@@ -129,7 +129,8 @@ def test_load_best_scores_as_the_summary(tiny_config, tiny_dataset, tmp_path):
 def _run_main(workdir, extra=(), **kw):
   cmd = [sys.executable, '-m', 'seqrec_jax.main', '--config=seqrec_jax/configs/test.py',
          f'--workdir={workdir}', '--config.train.num_steps=60', '--config.train.eval_every=20',
-         '--config.train.checkpoint_every=10', '--config.train.log_every=5', *extra]
+         '--config.train.checkpoint_every=10', '--config.train.log_every=5',
+         '--config.data.pack_buckets=2', *extra]   # 2 packed shapes, not ~1 per batch (conftest)
   return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, **kw)
 
