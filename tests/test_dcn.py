@@ -110,6 +110,7 @@ def test_bad_backbone_and_cross_type_name_the_key():
 def test_train_and_evaluate_end_to_end(tmp_path):
   from seqrec_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
   cfg = _cfg('dcnv2', cross_type='mix', cross_layers=2)
+  cfg.data.pack_buckets = 2   # 2 packed shapes, not ~1 compiled step per batch (conftest)
   s = train_and_evaluate(cfg, str(tmp_path))
   assert s['steps'] == cfg.train.num_steps and s['params'] > 0
   assert 0.0 <= s['eval/test/auc'] <= 1.0 and np.isfinite(s['eval/test/logloss'])
