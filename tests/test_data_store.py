@@ -137,6 +137,7 @@ def _movielens_config(tmp_path, steps, in_memory):
   c.train.num_steps = steps
   c.train.eval_every = 2
   c.train.checkpoint_every = 2
+  c.data.pack_buckets = 2   # 2 packed shapes, not ~1 compiled step per batch (conftest)
   return c
 
 
