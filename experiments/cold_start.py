@@ -267,16 +267,10 @@ STUDY = study.Study('cold_start', METRICS, tables, families)
 
 def report_dataset(res: dict, outdir: str, seeds, wall: float, load: str = '',
                    publish_to: str | None = None, docs: str = publish.DOCS) -> list[str]:
-  """Reports one dataset's run_dataset result to <outdir>/<dataset>/ (study.study_main:
-  cells.csv, meta.json, bootstrap.csv, the tables; cells/<id>.json for recheck --runs);
+  """Reports one dataset's run_dataset result to <outdir>/<dataset>/ (stages.report_dataset);
   publish_to: a docs/results/ folder (e.g. 'cold_start/synthetic') to copy them to."""
-  report_dir = os.path.join(outdir, res['dataset'])
-  os.makedirs(report_dir, exist_ok=True)
-  records = dataset_records(res, report_dir)
-  stages.write_records(records, report_dir)
-  facts = dataset_meta(res, seeds, wall, load)
-  spec = dataclasses.replace(STUDY, meta=lambda recs, ds: facts)
-  return study.study_main(spec, records, report_dir, res['dataset'], publish_to, docs)
+  return stages.report_dataset(STUDY, dataset_records, dataset_meta, res, outdir, seeds, wall,
+                               load, publish_to, docs)
 
 
 def main(argv):

@@ -10,6 +10,7 @@ stats kind 'mean', test users resampled).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -18,6 +19,8 @@ import re
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from experiments import publish, study
 
 
 def key(obj) -> str:
@@ -127,3 +130,20 @@ def mean_inputs(rec: dict, metric: str, outdir: str,
     keep = select(got)
     v, users = v[keep], users[keep]
   return 'mean', None, users, v, 'users'
+
+
+def report_dataset(spec, records_fn: Callable, meta_fn: Callable, res: dict, outdir: str,
+                   seeds, wall: float, load: str = '', publish_to: str | None = None,
+                   docs: str | None = None) -> list[str]:
+  """Reports one dataset's staged result to <outdir>/<dataset>/ through study.study_main
+  (cells.csv, meta.json, bootstrap.csv, the tables and figures; cells/<id>.json for recheck
+  --runs). records_fn(res, report_dir) -> records; meta_fn(res, seeds, wall, load) -> meta.json;
+  publish_to: a docs/results/ folder (e.g. 'funnel/synthetic') to copy them to."""
+  report_dir = os.path.join(outdir, res['dataset'])
+  os.makedirs(report_dir, exist_ok=True)
+  records = records_fn(res, report_dir)
+  write_records(records, report_dir)
+  facts = meta_fn(res, seeds, wall, load)
+  spec = dataclasses.replace(spec, meta=lambda recs, ds: facts)
+  return study.study_main(spec, records, report_dir, res['dataset'], publish_to,
+                          docs or publish.DOCS)
