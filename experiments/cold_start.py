@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import sys
 import time
 
@@ -174,11 +173,6 @@ def _command() -> str:
   return 'bash launch.sh cold_start' + (' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else '')
 
 
-def _load() -> str:
-  out = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
-  return out.split('load average:')[-1].strip()
-
-
 def dataset_records(res: dict, report_dir: str) -> list[dict]:
   """One study record per (model, seed) of run_dataset's result: group {'model'}, summary
   '<cell>/<metric>' = the metric's mean over that cell's requests (NaN for none); the
@@ -276,27 +270,18 @@ def report_dataset(res: dict, outdir: str, seeds, wall: float, load: str = '',
 def main(argv):
   del argv
   xla_cpu.apply_defaults()
-  t0 = time.time()
-  outdir = FLAGS.outdir or os.path.join('runs', 'cold_start')
-  os.makedirs(outdir, exist_ok=True)
-  seeds = list(range(FLAGS.seeds))
-  if not seeds:
+  if FLAGS.seeds < 1:
     raise app.UsageError(f'--seeds={FLAGS.seeds} must be >= 1 (>= 3 for seed intervals)')
   for ds in FLAGS.datasets:
     if ds not in SPLITS:
       raise app.UsageError(f'--datasets: {ds!r} is not one of {sorted(SPLITS)} (the cold '
                            'split needs time-ordered interaction logs, data/retrieval.py)')
-
-  def log(msg):
-    print(f'[{time.time() - t0:6.0f} s] {msg}', flush=True)
-  publishes = FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0
-  for ds in FLAGS.datasets:
-    st = Settings(epochs=FLAGS.epochs, num_steps=FLAGS.num_steps, max_len=FLAGS.max_len,
-                  max_warm=FLAGS.max_warm, split=SPLITS[ds])
-    res = run_dataset(ds, seeds, outdir, log, st)
-    report_dataset(res, outdir, seeds, res['seconds'], _load(),
-                   publish_to=f'cold_start/{ds}' if publishes else None)
-  print(f'cold_start: {(time.time() - t0) / 60:.1f} min (load {_load()})')
+  settings = {ds: Settings(epochs=FLAGS.epochs, num_steps=FLAGS.num_steps,
+                           max_len=FLAGS.max_len, max_warm=FLAGS.max_warm, split=SPLITS[ds])
+              for ds in FLAGS.datasets}
+  stages.run_datasets('cold_start', FLAGS.datasets, FLAGS.seeds,
+                      FLAGS.outdir or os.path.join('runs', 'cold_start'), settings, run_dataset,
+                      report_dataset, FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0)
 
 
 if __name__ == '__main__':

@@ -49,7 +49,6 @@ import functools
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -642,11 +641,6 @@ def _command() -> str:
   return 'bash launch.sh funnel' + (' ' + ' '.join(args) if args else '')
 
 
-def _load() -> str:
-  out = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
-  return out.split('load average:')[-1].strip()
-
-
 def dataset_records(res: dict, report_dir: str) -> list[dict]:
   """One study record per (stage, row, seed) of run_dataset's result: group {'stage':
   retrieval | final | rerank | hard, 'method': the row}, summary = the mean over test users of
@@ -870,15 +864,8 @@ def report_dataset(res: dict, outdir: str, seeds, wall: float, load: str = '',
 def main(argv):
   del argv
   xla_cpu.apply_defaults()
-  t0 = time.time()
-  outdir = FLAGS.outdir or os.path.join('runs', 'funnel')
-  os.makedirs(outdir, exist_ok=True)
-  seeds = list(range(FLAGS.seeds))
-  if len(seeds) < 1:
+  if FLAGS.seeds < 1:
     raise app.UsageError(f'--seeds={FLAGS.seeds} must be >= 1 (>= 3 for intervals)')
-
-  def log(msg):
-    print(f'[{time.time() - t0:6.0f} s] {msg}', flush=True)
   st = Settings(**{k: getattr(FLAGS, k) for k in (
       'epochs', 'num_steps', 'eval_users', 'max_len', 'k_retrieve', 'candidates', 'n_prerank',
       'neg_per_pos', 'two_tower_steps', 'neg_power')},
@@ -886,12 +873,10 @@ def main(argv):
       hard_rows=FLAGS.hard_rows, hard_m=FLAGS.hard_m, hard_h=FLAGS.hard_h,
       hard_funnel=FLAGS.hard_funnel)
   per_ds = {ds: with_overrides(st, ds, FLAGS.override) for ds in FLAGS.datasets}  # checked first
-  publishes = FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0 and not FLAGS.override
-  for ds in FLAGS.datasets:
-    res = run_dataset(ds, seeds, outdir, log, per_ds[ds])
-    report_dataset(res, outdir, seeds, res['seconds'], _load(),
-                   publish_to=f'funnel/{ds}' if publishes else None)
-  print(f'funnel: {(time.time() - t0) / 60:.1f} min (load {_load()})')
+  stages.run_datasets('funnel', FLAGS.datasets, FLAGS.seeds,
+                      FLAGS.outdir or os.path.join('runs', 'funnel'), per_ds, run_dataset,
+                      report_dataset, FLAGS.docs and not FLAGS.outdir and FLAGS.num_steps <= 0
+                      and not FLAGS.override)
 
 
 if __name__ == '__main__':

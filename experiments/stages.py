@@ -16,6 +16,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import time
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -147,3 +149,30 @@ def report_dataset(spec, records_fn: Callable, meta_fn: Callable, res: dict, out
   spec = dataclasses.replace(spec, meta=lambda recs, ds: facts)
   return study.study_main(spec, records, report_dir, res['dataset'], publish_to,
                           docs or publish.DOCS)
+
+
+def load_average() -> str:
+  """The 1, 5 and 15 minute load averages as `uptime` prints them (the reports' footers)."""
+  out = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+  return out.split('load average:')[-1].strip()
+
+
+def run_datasets(name: str, datasets: Sequence[str], seeds: int, outdir: str,
+                 settings: Mapping[str, object], run_dataset: Callable,
+                 report_dataset: Callable, publishes: bool) -> None:
+  """The main loop of a staged study (funnel, cold_start): for each dataset,
+  run_dataset(ds, seeds, outdir, log, settings[ds]) -> res, then report_dataset(res, outdir,
+  seeds, wall, load, publish_to=f'{name}/{ds}' when publishes). Prints the total wall time."""
+  t0 = time.time()
+  seeds = list(range(seeds))
+  if not seeds:
+    raise ValueError(f'--seeds={len(seeds)} must be >= 1 (>= 3 for seed intervals)')
+  os.makedirs(outdir, exist_ok=True)
+
+  def log(msg):
+    print(f'[{time.time() - t0:6.0f} s] {msg}', flush=True)
+  for ds in datasets:
+    res = run_dataset(ds, seeds, outdir, log, settings[ds])
+    report_dataset(res, outdir, seeds, res['seconds'], load_average(),
+                   publish_to=f'{name}/{ds}' if publishes else None)
+  print(f'{name}: {(time.time() - t0) / 60:.1f} min (load {load_average()})')
