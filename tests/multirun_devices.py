@@ -25,22 +25,29 @@ MOE = {'model.experts': 3, 'model.expert_hidden': (8,), 'model.bottom_hidden': (
        'data.batch_size': 32, 'data.eval_batch_size': 256, 'train.select_metric': 'mse',
        'train.progress': False, 'train.log_every': 1}
 
+# The din, base and dcnv2 groups' models are a size below test.py's (one hidden layer; DIN's
+# attention MLP one layer): the group tests are compile-bound (~25% faster), and the layers,
+# Dice statistics and per-run hyper-parameters they check are the same.
+SMALL_DIN = {'model.hidden': (8,), 'model.attention.hidden': (4,)}
+
 # (model, group overrides, run index compared with a single run): together they vary every
 # vectorisable key, each with a value unlike the one the group's module is built with.
 CASES = {
-    # 4 seeds x 2 learning rates = 8 runs (also the group of tests/test_multirun_devices.py).
+    # 4 seeds x 2 learning rates = 8 runs (also the group of test_multirun.py's device and
+    # SIGKILL tests).
     'din': ({'train.run_seeds': (3, 4, 5, 6),
-             'train.vary': '{"optim.learning_rate": [1e-3, 3e-3]}', 'train.patience': 1}, 7),
+             'train.vary': '{"optim.learning_rate": [1e-3, 3e-3]}', 'train.patience': 1,
+             **SMALL_DIN}, 7),
     # The module is built with dropout 0.3 (the largest); run 0 calls it with 0.1. adam's
     # weight decay is an L2 step built only when the decay is nonzero: a varied decay builds it
     # for every run (0 adds 0 * theta); run 0 (decay 0) vs a single run without it.
-    'base': ({'train.run_seeds': (5,),
+    'base': ({'train.run_seeds': (5,), 'model.hidden': (8,),
               'train.vary': '{"model.dropout": [0.1, 0.3], "optim.weight_decay": [0.0, 0.01]}'},
              0),
     'mmoe': ({'train.runs': 2, 'train.vary': '{"train.loss_weights": [[1, 1], [1, 0.25]]}'}, 3),
-    'ple': ({'train.run_seeds': (0, 1, 2)}, 2),
+    'ple': ({'train.run_seeds': (0, 1, 2)}, 2),    # --tolerance only (test_multirun.py: mmoe)
     # Built with mba_lambda 0.1; run 1 calls it with 0.03.
-    'dcnv2': ({'optim.name': 'adamw',
+    'dcnv2': ({'optim.name': 'adamw', 'model.hidden': (8,),
                'train.vary': '{"optim.weight_decay": [0.0, 0.05], '
                              '"model.mba_lambda": [0.03, 0.1]}'}, 1),
 }
