@@ -247,8 +247,10 @@ def test_real_engine_grouped_sweep_equals_cell_by_cell(tmp_path, monkeypatch):
   (summaries within the engine's equivalence tolerance, curves per run) of four single runs."""
   from seqrec_jax import multirun  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(sweep, 'vectorisable_keys', lambda: tuple(multirun.VARY_KEYS))
-  # 2 packed shapes, not ~1 compiled step per batch (conftest's tiny_config).
-  cells = [sweep.Cell({'lr': lr}, {LR: lr, 'model.name': 'base', 'data.pack_buckets': 2}, s)
+  # Padded histories: one compiled train and eval step per group size, not 2 + 2 packed
+  # shapes (a packed group equals its single runs: test_multirun's
+  # test_packed_group_equals_padded_group_and_its_single_runs).
+  cells = [sweep.Cell({'lr': lr}, {LR: lr, 'model.name': 'base', 'data.pack_history': False}, s)
            for lr in (1e-3, 1e-2) for s in range(2)]
   single = sweep.run_sweep(SPEC, cells, str(tmp_path / 'a'), log=lambda _: None)
   logs = []
