@@ -1,6 +1,8 @@
 """experiments/video.py: cells, and the top-k utility / recall it reports (hand cases)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -66,17 +68,23 @@ def test_dataset_and_override_reach_every_cell_config_and_the_oracle():
     video.extra_overrides('movielens', [])
 
 
-def test_tiny_study_writes_cells_bootstrap_and_rechecks(tmp_path):
-  """The study spec on a tiny run (100 users, 2 seeds, 4 steps; the groups every table needs:
+def test_tiny_study_writes_cells_bootstrap_and_rechecks(tmp_path, monkeypatch):
+  """The study spec on a tiny run (100 users, 2 seeds, 1 step; the groups every table needs:
   mmoe, a SENet variant, a watch head, the pre-ranker): cells.csv holds every table's per-cell
   values, every comparison family (the heads against E[t] through Family.inputs, the fusions
   as pseudo-rows through Family.expand) has both intervals from the saved predictions, and
   recheck reproduces every table (from the files, and from the predictions)."""
   from experiments import recheck, report, sweep
+  # The fewest draws report.bootstrap_family allows (4 m / alpha: enough to resolve at Holm's
+  # strictest level), not the studies' 2000, in the run and in recheck's recomputation alike.
+  monkeypatch.setattr(report, 'bootstrap_family',
+                      functools.partial(report.bootstrap_family, n_boot=0))
   out, docs = str(tmp_path / 'run'), tmp_path / 'docs'
   docs.mkdir()
   keep = {'mmoe', 'mmoe +SENet', 'mmoe [watch: weighted]', 'prerank'}
-  cells = [c for c in video.make_cells(2, 4, {'data.video.num_users': 100})
+  # 1 step: one evaluation per group (what the tables read is the best-valid state's cells and
+  # predictions, however many steps made it; 4 steps compiled a second-evaluation program).
+  cells = [c for c in video.make_cells(2, 1, {'data.video.num_users': 100})
            if video.label(c.group) in keep]
   records, wall = sweep.run_study(video.CONFIG, cells, out, 2, 64)
   names = video.report_study(records, out, wall, publish_to='video', docs=str(docs))
