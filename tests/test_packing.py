@@ -79,6 +79,18 @@ def _model(model_name, activation, att_kw):
   return models.build_model(c.model, spec)
 
 
+def _variables(model, batch, runs=None):
+  """Random params (0.3 N(0, 1)) in the model's shapes and its initial (zero) statistics,
+  drawn in numpy: jax.eval_shape compiles nothing, where an op-by-op init compiles every
+  initialiser per parameter shape. runs: a leading [runs] axis on the params."""
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), batch, train=False))
+  r = np.random.default_rng(3)
+  lead = () if runs is None else (runs,)
+  draw = lambda x: (0.3 * r.normal(size=lead + x.shape)).astype(x.dtype)
+  zero = lambda x: np.zeros(x.shape, x.dtype)
+  return {k: jax.tree.map(draw if k == 'params' else zero, c) for k, c in shapes.items()}
+
+
 CASES = [('din', 'dice', {}), ('din', 'prelu', {}),
          ('din', 'dice', {'normalizer': 'softmax'}), ('din', 'dice', {'normalizer': 'sigmoid'}),
          ('din', 'dice', {'use_position': True}),
@@ -91,13 +103,11 @@ CASES = [('din', 'dice', {}), ('din', 'prelu', {}),
 @pytest.mark.parametrize('right_aligned', [True, False])
 def test_packed_matches_dense_outputs_gradients_and_dice_stats(name, act, kw, right_aligned):
   model = _model(name, act, kw)
-  dense = _batch(1, right_aligned)
+  dense = _batch(3, right_aligned)
   packed = packing.add_history_index(dense, buckets=4, max_fill=1.0)
-  assert packed['hist_index'].shape[0] < B * L          # less work than dense
-  v = model.init(jax.random.key(0), dense, train=False)
-  # Perturb every parameter so alpha/bias/recency terms are non-trivial.
-  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(3), p.shape),
-                        v['params'])
+  assert packed['hist_index'].shape[0] == 54            # 41 real rows + filler; less work
+  v = _variables(model, dense)     # random: alpha/bias/recency terms are non-trivial
+  params = v['params']
   w = jnp.linspace(-1.0, 1.0, B)
 
   def loss(p, batch):
@@ -118,7 +128,7 @@ def test_packed_matches_dense_outputs_gradients_and_dice_stats(name, act, kw, ri
 def test_units_without_packed_support_ignore_the_index():
   model = _model('din', 'dice', {'name': 'dot', 'normalizer': 'softmax'})
   dense = _batch(2)
-  v = model.init(jax.random.key(0), dense, train=False)
+  v = _variables(model, dense)
   np.testing.assert_array_equal(model.apply(v, packing.add_history_index(dense, max_fill=1.0),
                                             train=False),
                                 model.apply(v, dense, train=False))
@@ -130,9 +140,10 @@ def test_units_without_packed_support_ignore_the_index():
 def test_packed_train_steps_follow_the_dense_trajectory():
   model = _model('din', 'dice', {})
   spec_tasks = DataSpec(num_users=50, num_items=40, num_cates=7, max_len=L).tasks
-  batches = [_batch(s) for s in range(4)]
+  # One packed capacity (54) for the 4 steps: one compiled step per path, not one per shape.
+  batches = [_batch(s) for s in (0, 2, 3, 5)]
   step = jax.jit(functools.partial(steps.train_step, tasks=spec_tasks))
-  v = model.init(jax.random.key(0), batches[0], train=False)
+  v = _variables(model, batches[0])
   c = default.get_config().optim
   runs = []
   for pack in (False, True):
@@ -149,8 +160,12 @@ def test_packed_train_steps_follow_the_dense_trajectory():
 
 
 def test_training_run_with_packing_matches_padded_run(tiny_config, tmp_path):
-  """train.py packs its train and eval batches (single device); the summary is the same."""
+  """train.py packs its train and eval batches (single device); the summary is the same.
+  Model `base` (sum pooling over the packed rows; compiles in about half DIN's time): the
+  units' packed maths are the cases above, DIN's packed runs through train.py test_multirun's
+  test_packed_group_equals_padded_group_and_its_single_runs."""
   cfg = tiny_config
+  cfg.model.name = 'base'
   cfg.data.pack_history = True                # on every platform (its default is per platform)
   cfg.data.pack_max_fill = 1.0                # pack every batch, whatever its padding
   resolved = platform_defaults.resolve(cfg)   # as train_and_evaluate does
@@ -166,7 +181,7 @@ def test_batch_scoring_with_packing_gives_the_same_scores():
   from seqrec_jax import serving  # pylint: disable=g-import-not-at-top
   model = _model('din', 'dice', {})
   batch = _batch(5)
-  v = model.init(jax.random.key(0), batch, train=False)
+  v = _variables(model, batch)
   plain = serving.score_batch_fn(model)(v, batch)
   packed = serving.score_batch_fn(model, pack_buckets=4, pack_max_fill=1.0)(v, batch)
   np.testing.assert_allclose(packed, plain, rtol=1e-5, atol=1e-6)
@@ -178,9 +193,9 @@ def test_all_empty_histories_packed_match_padded_and_stay_finite():
   dense['hist_mask'] = np.zeros((B, L), bool)
   dense['hist_items'] *= 0
   dense['hist_cates'] *= 0
-  packed = packing.add_history_index(dense, buckets=4)
-  assert (packed['hist_index'] == -1).all()
-  v = model.init(jax.random.key(0), dense, train=False)
+  packed = packing.add_history_index(dense, buckets=2)   # capacity 54, as the cases above
+  assert (packed['hist_index'] == -1).all() and packed['hist_index'].shape == (54,)
+  v = _variables(model, dense)
   loss = lambda p, b: model.apply({**v, 'params': p}, b, train=True,
                                   mutable=['batch_stats'])[0].sum()
   g_d = jax.grad(loss)(v['params'], dense)
@@ -243,10 +258,8 @@ def test_group_packed_rows_match_dense_per_run_under_vmap_and_map(over_runs):
   dense['hist_mask'][0, :, :L - 2] = False                 # run 0: far fewer real rows
   packed = packing.add_group_history_index(dense, buckets=4, max_fill=1.0)
   assert (packed['hist_index'][0] == -1).sum() > B          # many filler rows in run 0
-  v = model.init(jax.random.key(0), runs[0], train=False)
-  keys = jax.random.split(jax.random.key(5), 3)
-  params = jax.vmap(lambda k: jax.tree.map(
-      lambda p: p + 0.1 * jax.random.normal(k, p.shape), v['params']))(keys)
+  v = _variables(model, runs[0], runs=3)     # params per run
+  params = v['params']
 
   def one(p, batch):
     def loss(p):
@@ -256,8 +269,12 @@ def test_group_packed_rows_match_dense_per_run_under_vmap_and_map(over_runs):
     return jax.value_and_grad(loss, has_aux=True)(p)
 
   over = jax.vmap(one) if over_runs == 'vmap' else lambda *a: jax.lax.map(lambda x: one(*x), a)
-  (l_d, nv_d), g_d = jax.jit(over)(params, dense)
   (l_p, nv_p), g_p = jax.jit(over)(params, packed)
-  np.testing.assert_allclose(l_p, l_d, rtol=1e-5, atol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5), g_p, g_d)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), nv_p, nv_d)
+  for s in range(3):   # each run alone on its dense batch, op by op (the cases above' ops)
+    run = lambda tree, s=s: jax.tree.map(lambda x: x[s], tree)
+    (l_d, nv_d), g_d = one(run(params), run(dense))
+    np.testing.assert_allclose(l_p[s], l_d, rtol=1e-5, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
+                 run(g_p), g_d)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 run(nv_p), nv_d)
