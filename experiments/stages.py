@@ -163,10 +163,9 @@ def run_datasets(name: str, datasets: Sequence[str], seeds: int, outdir: str,
   """The main loop of a staged study (funnel, cold_start): for each dataset,
   run_dataset(ds, seeds, outdir, log, settings[ds]) -> res, then report_dataset(res, outdir,
   seeds, wall, load, publish_to=f'{name}/{ds}' when publishes). Prints the total wall time."""
-  t0 = time.time()
-  seeds = list(range(seeds))
-  if not seeds:
-    raise ValueError(f'--seeds={len(seeds)} must be >= 1 (>= 3 for seed intervals)')
+  if seeds < 1:
+    raise ValueError(f'--seeds={seeds} must be >= 1 (>= 3 for seed intervals)')
+  t0, seeds = time.time(), list(range(seeds))
   os.makedirs(outdir, exist_ok=True)
 
   def log(msg):
